@@ -1,0 +1,147 @@
+//! Request bodies that can be sent again.
+//!
+//! To heal a 401 the layer sends the request a second time, so it keeps a
+//! replay of the body while the first attempt is in flight.
+//! [`ReplayBody`] splits a body into the one to send now and a replay of
+//! it. Bodies that clone cheaply ([`Full`], [`Empty`], `String`) are cloned.
+//!
+//! A body type the layer does not know can join by implementing the trait;
+//! returning `None` for the replay means "never replay": a 401 then reaches
+//! the caller, and the token is still refreshed for the next request.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use simacan_auth::body::ReplayBody;
+//!
+//! let body = Full::new(Bytes::from_static(b"{\"trip\":1}"));
+//! let (now, replay) = body.prepare_replay(1024);
+//! let again = Full::<Bytes>::replay(replay.unwrap()).unwrap();
+//! # let _ = (now, again);
+//! ```
+
+use http_body_util::{Empty, Full};
+
+/// A body that can be sent again. See the [module docs](self).
+///
+/// # Example
+///
+/// A body type of your own that never replays:
+///
+/// ```
+/// use simacan_auth::body::ReplayBody;
+///
+/// struct OneShot(String);
+///
+/// impl ReplayBody for OneShot {
+///     type Replay = std::convert::Infallible;
+///
+///     fn prepare_replay(self, _limit: usize) -> (Self, Option<Self::Replay>) {
+///         (self, None)
+///     }
+///
+///     fn replay(replay: Self::Replay) -> Option<Self> {
+///         match replay {}
+///     }
+/// }
+/// ```
+pub trait ReplayBody: Sized {
+    /// What is kept of the body to send it again.
+    type Replay;
+
+    /// Splits the body into the one to send now and, when the body can be
+    /// replayed, what is needed to send it again. `limit` is the most bytes
+    /// the layer may hold for a replay
+    /// ([`SimacanAuthLayer::replay_body_limit`](crate::SimacanAuthLayer::replay_body_limit));
+    /// bodies that are shared rather than copied may ignore it.
+    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>);
+
+    /// The body to send again, or `None` when it can no longer be rebuilt.
+    fn replay(replay: Self::Replay) -> Option<Self>;
+}
+
+/// Cloning shares the buffer for `Bytes` data.
+impl<D: Clone> ReplayBody for Full<D> {
+    type Replay = Full<D>;
+
+    fn prepare_replay(self, _limit: usize) -> (Self, Option<Self::Replay>) {
+        (self.clone(), Some(self))
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        Some(replay)
+    }
+}
+
+impl<D> ReplayBody for Empty<D> {
+    type Replay = ();
+
+    fn prepare_replay(self, _limit: usize) -> (Self, Option<Self::Replay>) {
+        (self, Some(()))
+    }
+
+    fn replay((): Self::Replay) -> Option<Self> {
+        Some(Empty::new())
+    }
+}
+
+/// A `String` is copied for the replay, so only up to the limit.
+impl ReplayBody for String {
+    type Replay = String;
+
+    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>) {
+        if self.len() > limit {
+            return (self, None);
+        }
+        (self.clone(), Some(self))
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        Some(replay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+
+    async fn bytes_of<B: http_body::Body>(body: B) -> Bytes
+    where
+        B::Error: std::fmt::Debug,
+    {
+        body.collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn full_replays_the_same_bytes_without_copying() {
+        let data = Bytes::from_static(b"payload");
+        let (now, replay) = Full::new(data.clone()).prepare_replay(0);
+        let again = Full::<Bytes>::replay(replay.unwrap()).unwrap();
+        assert_eq!(bytes_of(now).await, data);
+        let replayed = bytes_of(again).await;
+        assert_eq!(replayed, data);
+        assert_eq!(replayed.as_ptr(), data.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn empty_replays_empty() {
+        let (now, replay) = Empty::<Bytes>::new().prepare_replay(0);
+        assert!(bytes_of(now).await.is_empty());
+        replay.unwrap();
+        assert!(bytes_of(Empty::<Bytes>::replay(()).unwrap()).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn string_replays_up_to_the_limit() {
+        let (now, replay) = String::from("hello").prepare_replay(5);
+        assert_eq!(bytes_of(now).await, "hello");
+        assert_eq!(String::replay(replay.unwrap()).unwrap(), "hello");
+        let (now, replay) = String::from("hello!").prepare_replay(5);
+        assert_eq!(now, "hello!");
+        assert!(replay.is_none());
+    }
+}

@@ -1,0 +1,262 @@
+//! [`SimacanAuthLayer`]: configuration, and the token state its services
+//! share.
+//!
+//! Every option has a default that suits production; the builder methods take
+//! and return the layer. Configure the layer before cloning it: a builder
+//! method starts a fresh token state, and clones made earlier keep the old
+//! one.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use simacan_auth::{Credentials, Environment, SimacanAuthLayer};
+//!
+//! let layer = SimacanAuthLayer::new(Credentials::new("user", "password"))
+//!     .environment(Environment::Staging)
+//!     .refresh_before_expiry(Duration::from_secs(300))
+//!     .auth_timeout(Duration::from_secs(10));
+//! # let _ = layer;
+//! ```
+
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use tower::Layer;
+
+use crate::{
+    token::{AccessToken, Backoff, Credentials, Environment, Settings, TokenCache},
+    Error, SimacanAuth,
+};
+
+/// The default of [`SimacanAuthLayer::replay_body_limit`]: 1 MiB.
+pub const DEFAULT_REPLAY_BODY_LIMIT: usize = 1024 * 1024;
+
+/// A [`tower::Layer`] that authenticates requests to Simacan APIs. See the
+/// [module docs](self).
+///
+/// Clones share one token state: one login serves every service built from
+/// the layer or its clones.
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::{Credentials, SimacanAuthLayer};
+/// use tower::ServiceBuilder;
+///
+/// # let hyper_client = tower::service_fn(|_: http::Request<String>| async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) });
+/// let svc = ServiceBuilder::new()
+///     .layer(SimacanAuthLayer::new(Credentials::new("user", "password")))
+///     .service(hyper_client);
+/// # let _ = svc;
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct SimacanAuthLayer {
+    config: Arc<Config>,
+    cache: Arc<OnceLock<TokenCache>>,
+}
+
+#[derive(Clone)]
+struct Config {
+    credentials: Credentials,
+    environment: Environment,
+    settings: Settings,
+    replay_body_limit: usize,
+}
+
+impl SimacanAuthLayer {
+    /// A layer that logs in with `credentials` to the production Auth API.
+    ///
+    /// Nothing is sent until the first request.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
+    /// # let _ = layer;
+    /// ```
+    pub fn new(credentials: Credentials) -> Self {
+        Self::from_config(Config {
+            credentials,
+            environment: Environment::default(),
+            settings: Settings::default(),
+            replay_body_limit: DEFAULT_REPLAY_BODY_LIMIT,
+        })
+    }
+
+    fn from_config(config: Config) -> Self {
+        SimacanAuthLayer {
+            config: Arc::new(config),
+            cache: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn configure(self, change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::clone(&self.config);
+        change(&mut config);
+        Self::from_config(config)
+    }
+
+    /// The Auth API to log in to. Defaults to [`Environment::Production`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{Credentials, Environment, SimacanAuthLayer};
+    ///
+    /// let layer = SimacanAuthLayer::new(Credentials::new("u", "p")).environment(Environment::Staging);
+    /// # let _ = layer;
+    /// ```
+    pub fn environment(self, environment: Environment) -> Self {
+        self.configure(|c| c.environment = environment)
+    }
+
+    /// How long before expiry a token is refreshed in the background while
+    /// requests keep using it. Never more than half the token's lifetime; up
+    /// to a tenth more at random. Defaults to 5 minutes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
+    ///     .refresh_before_expiry(Duration::from_secs(120));
+    /// # let _ = layer;
+    /// ```
+    pub fn refresh_before_expiry(self, window: Duration) -> Self {
+        self.configure(|c| c.settings.refresh_before_expiry = window)
+    }
+
+    /// The timeout of each call to the Auth API. Defaults to 30 seconds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
+    ///     .auth_timeout(Duration::from_secs(5));
+    /// # let _ = layer;
+    /// ```
+    pub fn auth_timeout(self, timeout: Duration) -> Self {
+        self.configure(|c| c.settings.auth_timeout = timeout)
+    }
+
+    /// How long 401s pass straight to the caller after a refresh did not
+    /// help (the replay with a fresh token got 401 too), so that a resource
+    /// that refuses every token cannot turn each request into a refresh.
+    /// Defaults to 10 seconds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
+    ///     .unauthorized_cooldown(Duration::from_secs(30));
+    /// # let _ = layer;
+    /// ```
+    pub fn unauthorized_cooldown(self, cooldown: Duration) -> Self {
+        self.configure(|c| c.settings.unauthorized_cooldown = cooldown)
+    }
+
+    /// The backoff after a failed login or refresh: the n-th failure in a
+    /// row waits between half and all of `initial * 2^(n-1)`, at most `max`,
+    /// and at least the Auth API's `Retry-After`. Rejected credentials wait
+    /// `max` at once. Defaults to 1 second and 5 minutes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
+    ///     .backoff(Duration::from_millis(500), Duration::from_secs(60));
+    /// # let _ = layer;
+    /// ```
+    pub fn backoff(self, initial: Duration, max: Duration) -> Self {
+        self.configure(|c| c.settings.backoff = Backoff { initial, max: max.max(initial) })
+    }
+
+    /// The most bytes of a request body kept for a replay. Bodies that are
+    /// shared rather than copied (`Full<Bytes>`, `Empty`) are always
+    /// replayable. Defaults to 1 MiB ([`DEFAULT_REPLAY_BODY_LIMIT`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
+    ///     .replay_body_limit(64 * 1024);
+    /// # let _ = layer;
+    /// ```
+    pub fn replay_body_limit(self, bytes: usize) -> Self {
+        self.configure(|c| c.replay_body_limit = bytes)
+    }
+
+    /// A valid access token, logging in or refreshing when needed, for use
+    /// outside tower. Shares the token, and any login in flight, with the
+    /// services built from this layer.
+    ///
+    /// # Errors
+    ///
+    /// The [`Error`] that kept a token from being had.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), simacan_auth::Error> {
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::from_env()?);
+    /// let token = layer.access_token().await?;
+    /// println!("token valid for {:?}", token.expires_in());
+    /// # Ok(()) }
+    /// ```
+    pub async fn access_token(&self) -> Result<AccessToken, Error> {
+        self.cache().access_token().await
+    }
+
+    /// Forgets the current access token: the next request or
+    /// [`access_token`](Self::access_token) refreshes it (with the refresh
+    /// token, not the password). For when a token is refused somewhere the
+    /// layer cannot see.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
+    /// layer.invalidate();
+    /// ```
+    pub fn invalidate(&self) {
+        self.cache().invalidate();
+    }
+
+    fn cache(&self) -> &TokenCache {
+        self.cache.get_or_init(|| {
+            let config = &self.config;
+            TokenCache::new(
+                config.credentials.clone(),
+                config.environment.clone(),
+                config.settings.clone(),
+            )
+        })
+    }
+}
+
+impl<S> Layer<S> for SimacanAuthLayer {
+    type Service = SimacanAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SimacanAuth::new(inner, self.cache().clone(), self.config.replay_body_limit)
+    }
+}
+
+impl fmt::Debug for SimacanAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimacanAuthLayer")
+            .field("credentials", &self.config.credentials)
+            .field("environment", &self.config.environment)
+            .field("settings", &self.config.settings)
+            .field("replay_body_limit", &self.config.replay_body_limit)
+            .finish()
+    }
+}

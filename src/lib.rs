@@ -1,0 +1,82 @@
+//! Tower middleware for Simacan's APIs: OAuth 2.0 tokens from the Simacan
+//! Auth API on every request, renewed ahead of expiry and healed on 401.
+//!
+//! Wrap any `tower::Service<http::Request<B>>` (a hyper-util client, a tonic
+//! channel, a stack with retry and timeout layers) in [`SimacanAuthLayer`]
+//! and stop thinking about tokens:
+//!
+//! - **Lazy, single-flight login.** The first request logs in with the
+//!   password grant; concurrent first requests share that one login.
+//! - **Bearer on every request**, from a lock-free [`arc_swap`] read.
+//! - **401 heals.** A 401 triggers one refresh for all concurrent callers and
+//!   a replay of the request, body included. A refresh token that is itself
+//!   rejected falls back to the password grant, once.
+//! - **Proactive refresh.** A token near expiry is refreshed in the
+//!   background while requests keep using it.
+//! - **Bounded failure.** Outages back off and fail fast with a typed
+//!   [`Error`]; a resource that refuses every token does not cause a refresh
+//!   storm; secrets never reach `Debug`, errors or logs.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use simacan_auth::{Credentials, Environment, SimacanAuthLayer};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # async fn run() -> Result<(), tower::BoxError> {
+//! let https = hyper_rustls::HttpsConnectorBuilder::new()
+//!     .with_webpki_roots()
+//!     .https_only()
+//!     .enable_http1()
+//!     .build();
+//! let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
+//!
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(SimacanAuthLayer::new(Credentials::from_env()?).environment(Environment::Staging))
+//!     .service(client);
+//!
+//! let request = http::Request::get("https://example-stg.services.simacan.com/api/trips")
+//!     .body(Full::default())?;
+//! let response = svc.ready().await?.call(request).await?;
+//! println!("{}", response.status());
+//! # Ok(()) }
+//! ```
+//!
+//! # Errors
+//!
+//! The service's error is [`tower::BoxError`]. A failure to obtain a token is
+//! a [`simacan_auth::Error`](Error) inside it; errors of the wrapped service
+//! pass through unchanged.
+//!
+//! # Features
+//!
+//! - `rustls` (default): HTTPS to the Auth API through rustls.
+//! - `mock`: [`mock`], a faithful mock of the Simacan Auth API and a small
+//!   target API on loopback, for testing an integration without Simacan.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body;
+mod error;
+pub mod future;
+mod layer;
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub mod mock;
+mod service;
+pub mod token;
+
+pub use error::{Endpoint, Error};
+pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
+pub use service::SimacanAuth;
+pub use token::{AccessToken, BaseUrl, Credentials, Environment};

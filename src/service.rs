@@ -1,0 +1,163 @@
+//! [`SimacanAuth`]: the service that authenticates every request.
+//!
+//! Built by [`SimacanAuthLayer`](crate::SimacanAuthLayer). For each request
+//! it sets `Authorization: Bearer <token>` (replacing any the request had),
+//! keeps a replay of the request, and when the response is a 401 it heals it:
+//! refresh once for all concurrent callers, replay once.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use simacan_auth::{Credentials, SimacanAuth, SimacanAuthLayer};
+//! use tower::{service_fn, Layer};
+//!
+//! let inner = service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+//! let svc: SimacanAuth<_> = SimacanAuthLayer::new(Credentials::new("user", "pw")).layer(inner);
+//! let inner = svc.into_inner();
+//! # let _ = inner;
+//! ```
+
+use std::{
+    fmt, mem,
+    task::{Context, Poll},
+};
+
+use http::{header::AUTHORIZATION, Request, Response};
+use tower::{BoxError, Service};
+
+use crate::{
+    body::ReplayBody,
+    future::{Replay, ResponseFuture},
+    token::{Lookup, TokenCache},
+};
+
+/// Authenticates requests to a Simacan API. See the [module docs](self).
+///
+/// Clones share the token of the layer they were built from.
+///
+/// # Example
+///
+/// ```
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response};
+/// use simacan_auth::{Credentials, SimacanAuthLayer};
+/// use tower::ServiceBuilder;
+///
+/// # let hyper_client = tower::service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+/// let svc = ServiceBuilder::new()
+///     .layer(SimacanAuthLayer::new(Credentials::new("user", "pw")))
+///     .service(hyper_client);
+/// # let _ = svc;
+/// ```
+#[derive(Clone)]
+pub struct SimacanAuth<S> {
+    inner: S,
+    cache: TokenCache,
+    replay_body_limit: usize,
+}
+
+impl<S> SimacanAuth<S> {
+    pub(crate) fn new(inner: S, cache: TokenCache, replay_body_limit: usize) -> Self {
+        SimacanAuth {
+            inner,
+            cache,
+            replay_body_limit,
+        }
+    }
+
+    /// The wrapped service.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower::Layer;
+    /// # let svc = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p")).layer(7u8);
+    /// assert_eq!(*svc.get_ref(), 7);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower::Layer;
+    /// # let mut svc = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p")).layer(7u8);
+    /// *svc.get_mut() = 8;
+    /// assert_eq!(*svc.get_ref(), 8);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower::Layer;
+    /// # let svc = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p")).layer(7u8);
+    /// assert_eq!(svc.into_inner(), 7);
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, R> Service<Request<B>> for SimacanAuth<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: Into<BoxError>,
+    B: ReplayBody,
+{
+    type Response = Response<R>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // Keep the instance that was polled ready; leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let mut service = mem::replace(&mut self.inner, clone);
+        let cache = self.cache.clone();
+        let token = match self.cache.lookup() {
+            Lookup::Valid { header, generation } => Ok((header, generation)),
+            Lookup::Wait(wait) => Err(wait),
+            Lookup::Failed(error) => return ResponseFuture::failed(error, service, cache),
+        };
+        let (mut parts, body) = request.into_parts();
+        let (body, replay_body) = body.prepare_replay(self.replay_body_limit);
+        let replay = replay_body.map(|body| Replay {
+            parts: parts.clone(),
+            body,
+        });
+        match token {
+            Ok((header, generation)) => {
+                parts.headers.insert(AUTHORIZATION, header);
+                let future = service.call(Request::from_parts(parts, body));
+                ResponseFuture::calling(future, service, cache, replay, generation)
+            }
+            Err(wait) => {
+                let request = Request::from_parts(parts, body);
+                ResponseFuture::awaiting_token(wait, request, service, cache, replay)
+            }
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for SimacanAuth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimacanAuth")
+            .field("inner", &self.inner)
+            .field("cache", &self.cache)
+            .field("replay_body_limit", &self.replay_body_limit)
+            .finish()
+    }
+}

@@ -1,0 +1,81 @@
+//! How long to wait after a failed login or refresh before calling the Auth
+//! API again.
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// Exponential backoff with "equal jitter": the n-th consecutive failure
+/// waits between half and all of `initial * 2^(n-1)`, capped at `max`, and at
+/// least as long as the Auth API's `Retry-After`. Rejected credentials wait
+/// `max` straight away: retrying them cannot help and risks locking the
+/// account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Backoff {
+    pub(crate) initial: Duration,
+    pub(crate) max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after the `failures`-th consecutive failure (1-based).
+    pub(crate) fn delay(&self, failures: u32, error: &Error) -> Duration {
+        if matches!(error, Error::InvalidCredentials) {
+            return self.max;
+        }
+        let doublings = failures.saturating_sub(1).min(30);
+        let full = self
+            .initial
+            .saturating_mul(1 << doublings)
+            .min(self.max);
+        let jittered = full / 2 + full.mul_f64(fastrand::f64() / 2.0);
+        jittered.max(error.retry_after().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Endpoint;
+    use http::StatusCode;
+
+    fn outage(retry_after: Option<u64>) -> Error {
+        Error::UnexpectedStatus {
+            endpoint: Endpoint::Refresh,
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn doubles_with_jitter_up_to_the_cap() {
+        let backoff = Backoff::default();
+        for failures in 1..40 {
+            let full = Duration::from_secs(1u64 << (failures - 1).min(20)).min(backoff.max);
+            for _ in 0..20 {
+                let d = backoff.delay(failures, &outage(None));
+                assert!(d >= full / 2 && d <= full, "{failures}: {d:?} vs {full:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        let d = Backoff::default().delay(1, &outage(Some(42)));
+        assert_eq!(d, Duration::from_secs(42));
+    }
+
+    #[test]
+    fn rejected_credentials_wait_the_longest() {
+        let backoff = Backoff::default();
+        assert_eq!(backoff.delay(1, &Error::InvalidCredentials), backoff.max);
+    }
+}

@@ -1,0 +1,378 @@
+//! The token cache: one current token in an [`ArcSwapOption`], and the rules
+//! for replacing it.
+//!
+//! - The hot path is a lock-free load and a clone of a shared header value.
+//! - Logins and refreshes are single-flight: one spawned task at a time, which
+//!   every waiter subscribes to through a `watch` channel. Being spawned, it
+//!   outlives callers that give up, and stores what it obtained regardless.
+//! - A proactive refresh starts once a token enters its refresh window, while
+//!   requests keep using it. Only requests without a valid token wait.
+//! - Failures back off; during the backoff, requests without a valid token
+//!   fail fast with the last error.
+//! - A 401 names the token generation it was sent with: a newer token is
+//!   used straight away, and a refresh that did not help starts a cooldown in
+//!   which 401s are passed through rather than turned into refreshes.
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+use tokio::{sync::watch, time::Instant};
+
+use super::{
+    access_token::Token,
+    backoff::Backoff,
+    client::{AuthApi, BoxFuture, RefreshError, Transport},
+    grant::Grant,
+    AccessToken, Credentials, Environment,
+};
+use crate::Error;
+
+/// The tunable timings of a [`TokenCache`].
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) refresh_before_expiry: Duration,
+    pub(crate) auth_timeout: Duration,
+    pub(crate) unauthorized_cooldown: Duration,
+    pub(crate) backoff: Backoff,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            refresh_before_expiry: Duration::from_secs(300),
+            auth_timeout: Duration::from_secs(30),
+            unauthorized_cooldown: Duration::from_secs(10),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+type Outcome = Result<Arc<Token>, Error>;
+
+/// Resolves when the login or refresh in flight lands.
+pub(crate) type TokenWait = BoxFuture<'static, Outcome>;
+
+/// What a request should do for its `Authorization` header.
+pub(crate) enum Lookup {
+    /// Use this header now.
+    Valid {
+        header: HeaderValue,
+        generation: u64,
+    },
+    /// No valid token: wait for the login or refresh in flight.
+    Wait(TokenWait),
+    /// No valid token and none can be had right now.
+    Failed(Error),
+}
+
+/// What to do with a request whose token was answered with 401.
+pub(crate) enum AfterUnauthorized {
+    /// A newer token exists already: replay with it.
+    Replay(Arc<Token>),
+    /// Wait for the refresh in flight, then replay.
+    Wait(TokenWait),
+    /// Give the 401 to the caller (cooldown, backoff).
+    PassThrough,
+}
+
+/// Shared by every clone of a layer and of its services.
+#[derive(Clone)]
+pub(crate) struct TokenCache {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    current: ArcSwapOption<Token>,
+    control: Mutex<Control>,
+    api: AuthApi,
+    credentials: Credentials,
+    settings: Settings,
+}
+
+#[derive(Default)]
+struct Control {
+    /// The login or refresh in flight, if any.
+    flight: Option<watch::Receiver<Option<Outcome>>>,
+    /// The last failure, while its backoff lasts.
+    failure: Option<Failure>,
+    /// Until when 401s pass through without a refresh.
+    cooldown_until: Option<Instant>,
+    /// The generation of the newest token.
+    generation: u64,
+}
+
+struct Failure {
+    error: Error,
+    until: Instant,
+    consecutive: u32,
+}
+
+impl TokenCache {
+    /// A cache talking HTTP to `environment`.
+    pub(crate) fn new(credentials: Credentials, environment: Environment, settings: Settings) -> Self {
+        let transport = Arc::new(super::hyper_transport::HyperTransport::new());
+        Self::with_transport(credentials, environment, settings, transport)
+    }
+
+    pub(crate) fn with_transport(
+        credentials: Credentials,
+        environment: Environment,
+        settings: Settings,
+        transport: Arc<dyn Transport>,
+    ) -> Self {
+        let api = AuthApi::new(environment, transport, settings.auth_timeout);
+        TokenCache {
+            shared: Arc::new(Shared {
+                current: ArcSwapOption::empty(),
+                control: Mutex::new(Control::default()),
+                api,
+                credentials,
+                settings,
+            }),
+        }
+    }
+
+    /// The header to send now, or how to get one. Lock-free while the
+    /// current token is valid.
+    pub(crate) fn lookup(&self) -> Lookup {
+        let now = Instant::now();
+        {
+            let current = self.shared.current.load();
+            if let Some(token) = current.as_deref().filter(|t| t.is_valid_at(now)) {
+                if token.claim_proactive_refresh(now) {
+                    self.start_proactive_refresh(token.generation);
+                }
+                return Lookup::Valid {
+                    header: token.header.clone(),
+                    generation: token.generation,
+                };
+            }
+        }
+        self.lookup_slow(now)
+    }
+
+    fn lookup_slow(&self, now: Instant) -> Lookup {
+        let mut control = self.shared.lock();
+        if let Some(token) = self.valid_token(now) {
+            return Lookup::Valid {
+                header: token.header.clone(),
+                generation: token.generation,
+            };
+        }
+        if let Some(wait) = control.join_flight() {
+            return Lookup::Wait(wait);
+        }
+        if let Some(failure) = control.failure.as_ref().filter(|f| now < f.until) {
+            return Lookup::Failed(failure.error.clone());
+        }
+        match self.start_flight(&mut control) {
+            Ok(wait) => Lookup::Wait(wait),
+            Err(error) => Lookup::Failed(error),
+        }
+    }
+
+    /// A valid token, waiting for a login or refresh when needed.
+    pub(crate) async fn access_token(&self) -> Result<AccessToken, Error> {
+        let now = Instant::now();
+        if let Some(token) = self.valid_token(now) {
+            if token.claim_proactive_refresh(now) {
+                self.start_proactive_refresh(token.generation);
+            }
+            return Ok(AccessToken(token));
+        }
+        match self.lookup_slow(now) {
+            Lookup::Valid { .. } => self
+                .valid_token(now)
+                .map(AccessToken)
+                .ok_or(Error::NoRuntime),
+            Lookup::Wait(wait) => wait.await.map(AccessToken),
+            Lookup::Failed(error) => Err(error),
+        }
+    }
+
+    /// Decides how to heal a 401 for a token of `generation`.
+    pub(crate) fn after_unauthorized(&self, generation: u64) -> AfterUnauthorized {
+        let now = Instant::now();
+        let mut control = self.shared.lock();
+        if let Some(token) = self.valid_token(now).filter(|t| t.generation != generation) {
+            return AfterUnauthorized::Replay(token);
+        }
+        if control.cooldown_until.is_some_and(|until| now < until) {
+            tracing::debug!("401 passed through: a refresh did not help moments ago");
+            return AfterUnauthorized::PassThrough;
+        }
+        if let Some(wait) = control.join_flight() {
+            return AfterUnauthorized::Wait(wait);
+        }
+        if control.failure.as_ref().is_some_and(|f| now < f.until) {
+            tracing::debug!("401 passed through: the auth api is backing off");
+            return AfterUnauthorized::PassThrough;
+        }
+        match self.start_flight(&mut control) {
+            Ok(wait) => AfterUnauthorized::Wait(wait),
+            Err(_) => AfterUnauthorized::PassThrough,
+        }
+    }
+
+    /// A replay with a fresh token was answered 401 too: the resource, not
+    /// the token, is refusing. Start the cooldown.
+    pub(crate) fn replay_unauthorized(&self) {
+        let cooldown = self.shared.settings.unauthorized_cooldown;
+        self.shared.lock().cooldown_until = Some(Instant::now() + cooldown);
+        tracing::info!(
+            ?cooldown,
+            "replay with a refreshed token was answered 401; passing 401s through for a while"
+        );
+    }
+
+    /// Marks the current token expired, so the next use refreshes it.
+    pub(crate) fn invalidate(&self) {
+        let now = Instant::now();
+        let current = self.shared.current.load_full();
+        if let Some(token) = current.as_deref().filter(|t| t.is_valid_at(now)) {
+            let expired = Arc::new(token.expired_copy(now));
+            self.shared.current.compare_and_swap(&current, Some(expired));
+            tracing::debug!("access token invalidated");
+        }
+    }
+
+    fn valid_token(&self, now: Instant) -> Option<Arc<Token>> {
+        self.shared.current.load_full().filter(|t| t.is_valid_at(now))
+    }
+
+    fn start_proactive_refresh(&self, generation: u64) {
+        let now = Instant::now();
+        let mut control = self.shared.lock();
+        if control.flight.is_some() || control.generation != generation {
+            return;
+        }
+        if let Some(failure) = control.failure.as_ref().filter(|f| now < f.until) {
+            if let Some(token) = self.shared.current.load().as_deref() {
+                token.defer_proactive_refresh(failure.until);
+            }
+            return;
+        }
+        tracing::debug!("token enters its refresh window; refreshing in the background");
+        // Without a runtime the token stays in use until it expires.
+        let _ = self.start_flight(&mut control);
+    }
+
+    fn start_flight(&self, control: &mut Control) -> Result<TokenWait, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let (tx, rx) = watch::channel(None);
+        let previous = self.shared.current.load_full();
+        let shared = Arc::clone(&self.shared);
+        runtime.spawn(async move {
+            let obtained = shared.obtain(previous.as_deref()).await;
+            let outcome = shared.settle(obtained);
+            tx.send_replace(Some(outcome));
+        });
+        control.flight = Some(rx.clone());
+        Ok(wait(rx))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn current_generation(&self) -> Option<u64> {
+        self.shared.current.load().as_ref().map(|t| t.generation)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        // Nothing panics while holding the lock; recover regardless.
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refreshes `previous` when there is one, falling back to the password
+    /// grant only when the refresh token is rejected.
+    async fn obtain(&self, previous: Option<&Token>) -> Result<Grant, Error> {
+        if let Some(token) = previous {
+            match self.api.refresh(&token.refresh_token).await {
+                Ok(grant) => {
+                    tracing::debug!("access token refreshed");
+                    return Ok(grant);
+                }
+                Err(RefreshError::Rejected) => {
+                    tracing::warn!("refresh token rejected; logging in with the password again");
+                }
+                Err(RefreshError::Failed(error)) => return Err(error),
+            }
+        }
+        let grant = self.api.password(&self.credentials).await?;
+        tracing::info!(username = self.credentials.username(), "logged in to the simacan auth api");
+        Ok(grant)
+    }
+
+    /// Stores what a flight obtained, or records its failure and backoff.
+    fn settle(&self, obtained: Result<Grant, Error>) -> Outcome {
+        let now = Instant::now();
+        let mut control = self.lock();
+        control.flight = None;
+        match obtained {
+            Ok(grant) => {
+                control.generation += 1;
+                control.failure = None;
+                let window = self.settings.refresh_before_expiry;
+                let token = Arc::new(Token::new(grant, now, control.generation, window));
+                self.current.store(Some(Arc::clone(&token)));
+                Ok(token)
+            }
+            Err(error) => {
+                let consecutive = control.failure.as_ref().map_or(1, |f| f.consecutive + 1);
+                let delay = self.settings.backoff.delay(consecutive, &error);
+                let until = now + delay;
+                if let Some(token) = self.current.load().as_deref() {
+                    token.defer_proactive_refresh(until);
+                }
+                tracing::warn!(error = %error, ?delay, consecutive, "could not obtain a token; backing off");
+                control.failure = Some(Failure {
+                    error: error.clone(),
+                    until,
+                    consecutive,
+                });
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Control {
+    /// Subscribes to the flight in progress. A flight whose task was dropped
+    /// (runtime shutdown) is forgotten so that the next caller starts anew.
+    fn join_flight(&mut self) -> Option<TokenWait> {
+        let rx = self.flight.as_ref()?;
+        if rx.has_changed().is_err() {
+            self.flight = None;
+            return None;
+        }
+        Some(wait(rx.clone()))
+    }
+}
+
+fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> TokenWait {
+    Box::pin(async move {
+        match rx.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().unwrap_or(Err(Error::NoRuntime)),
+            Err(_) => Err(Error::NoRuntime),
+        }
+    })
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let generation = self.shared.current.load().as_ref().map(|t| t.generation);
+        f.debug_struct("TokenCache")
+            .field("credentials", &self.shared.credentials)
+            .field("generation", &generation)
+            .field("settings", &self.shared.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

@@ -1,0 +1,169 @@
+//! The Auth API client: form POSTs to `/auth/password` and `/auth/refresh`,
+//! each with its own timeout, and what their answers mean.
+//!
+//! The HTTP work goes through [`Transport`], so the token cache can be driven
+//! by an in-memory fake in unit tests and by other HTTP stacks later.
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, Uri};
+use zeroize::Zeroizing;
+
+use super::{grant::Grant, Credentials, Environment};
+use crate::{Endpoint, Error};
+
+/// Bodies above this are refused: a token response is a few kilobytes.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Longest `Retry-After` honoured; a larger one is treated as this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What came back from one form POST.
+pub(crate) struct RawResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// Sends a form-urlencoded POST and reads the whole answer, up to
+/// [`MAX_RESPONSE_BYTES`]. Never follows redirects.
+pub(crate) trait Transport: Send + Sync + 'static {
+    fn post_form(
+        &self,
+        endpoint: Endpoint,
+        uri: Uri,
+        form: Zeroizing<String>,
+    ) -> BoxFuture<'static, Result<RawResponse, Error>>;
+}
+
+/// Why a refresh grant did not produce a token.
+pub(crate) enum RefreshError {
+    /// `/auth/refresh` answered 401 or 400 `invalid_grant`: the refresh
+    /// token is spent; log in with the password.
+    Rejected,
+    /// Anything else: keep the refresh token, back off.
+    Failed(Error),
+}
+
+/// Calls the Auth API of one environment.
+#[derive(Clone)]
+pub(crate) struct AuthApi {
+    environment: Environment,
+    transport: Arc<dyn Transport>,
+    timeout: Duration,
+}
+
+impl AuthApi {
+    pub(crate) fn new(environment: Environment, transport: Arc<dyn Transport>, timeout: Duration) -> Self {
+        AuthApi {
+            environment,
+            transport,
+            timeout,
+        }
+    }
+
+    /// The password grant.
+    pub(crate) async fn password(&self, credentials: &Credentials) -> Result<Grant, Error> {
+        let endpoint = Endpoint::Password;
+        let response = self.post(endpoint, credentials.password_form()).await?;
+        if response.status == StatusCode::OK {
+            return Grant::parse(endpoint, &response.body);
+        }
+        if is_rejection(&response) {
+            return Err(Error::InvalidCredentials);
+        }
+        Err(unexpected(endpoint, &response))
+    }
+
+    /// The refresh grant, which rotates the refresh token.
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Result<Grant, RefreshError> {
+        let endpoint = Endpoint::Refresh;
+        let form = Zeroizing::new(
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("refresh_token", refresh_token)
+                .finish(),
+        );
+        let response = self.post(endpoint, form).await.map_err(RefreshError::Failed)?;
+        if response.status == StatusCode::OK {
+            return Grant::parse(endpoint, &response.body).map_err(RefreshError::Failed);
+        }
+        if is_rejection(&response) {
+            return Err(RefreshError::Rejected);
+        }
+        Err(RefreshError::Failed(unexpected(endpoint, &response)))
+    }
+
+    async fn post(&self, endpoint: Endpoint, form: Zeroizing<String>) -> Result<RawResponse, Error> {
+        let uri = self.environment.endpoint_uri(endpoint)?;
+        let call = self.transport.post_form(endpoint, uri, form);
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| Error::Timeout {
+                endpoint,
+                after: self.timeout,
+            })?
+    }
+}
+
+/// 401, or 400 with the OAuth error `invalid_grant`: the grant was refused.
+fn is_rejection(response: &RawResponse) -> bool {
+    match response.status {
+        StatusCode::UNAUTHORIZED => true,
+        StatusCode::BAD_REQUEST => serde_json::from_slice::<serde_json::Value>(&response.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(|e| e == "invalid_grant"))
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+fn unexpected(endpoint: Endpoint, response: &RawResponse) -> Error {
+    let retry_after = response
+        .headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    Error::UnexpectedStatus {
+        endpoint,
+        status: response.status,
+        retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, body: &str) -> RawResponse {
+        RawResponse {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn only_401_and_invalid_grant_are_rejections() {
+        assert!(is_rejection(&response(401, "")));
+        assert!(is_rejection(&response(400, r#"{"error":"invalid_grant"}"#)));
+        assert!(!is_rejection(&response(400, r#"{"error":"invalid_request"}"#)));
+        assert!(!is_rejection(&response(400, "garbage")));
+        assert!(!is_rejection(&response(403, "")));
+        assert!(!is_rejection(&response(500, "")));
+    }
+
+    #[test]
+    fn retry_after_seconds_are_read_and_capped() {
+        let mut r = response(503, "");
+        r.headers.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(unexpected(Endpoint::Refresh, &r).retry_after(), Some(Duration::from_secs(7)));
+        r.headers.insert(http::header::RETRY_AFTER, "99999999".parse().unwrap());
+        assert_eq!(unexpected(Endpoint::Refresh, &r).retry_after(), Some(MAX_RETRY_AFTER));
+        r.headers.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(unexpected(Endpoint::Refresh, &r).retry_after(), None);
+    }
+}

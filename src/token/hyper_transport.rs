@@ -1,0 +1,99 @@
+//! The [`Transport`] used in production: a hyper-util client, HTTPS through
+//! rustls with the `rustls` feature, plain HTTP for loopback base URLs.
+
+use bytes::Bytes;
+use http::{header, Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use zeroize::Zeroizing;
+
+use super::client::{BoxFuture, RawResponse, Transport, MAX_RESPONSE_BYTES};
+use crate::{Endpoint, Error};
+
+#[cfg(feature = "rustls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "rustls"))]
+type Connector = HttpConnector;
+
+const USER_AGENT: &str = concat!("simacan-auth/", env!("CARGO_PKG_VERSION"));
+
+pub(crate) struct HyperTransport {
+    client: Client<Connector, Full<Bytes>>,
+}
+
+impl HyperTransport {
+    pub(crate) fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        #[cfg(feature = "rustls")]
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .expect("the ring provider supports the default TLS versions")
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        #[cfg(not(feature = "rustls"))]
+        let connector = http;
+        HyperTransport {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+impl Transport for HyperTransport {
+    fn post_form(
+        &self,
+        endpoint: Endpoint,
+        uri: Uri,
+        form: Zeroizing<String>,
+    ) -> BoxFuture<'static, Result<RawResponse, Error>> {
+        let client = self.client.clone();
+        Box::pin(async move {
+            if cfg!(not(feature = "rustls")) && uri.scheme_str() == Some("https") {
+                return Err(Error::config(
+                    "https needs the `rustls` feature of simacan-auth",
+                ));
+            }
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(uri)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::ACCEPT, "application/json")
+                .header(header::USER_AGENT, USER_AGENT)
+                .body(Full::new(Bytes::copy_from_slice(form.as_bytes())))
+                .map_err(|e| Error::unreachable(endpoint, e))?;
+            drop(form);
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| Error::unreachable(endpoint, e))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        Error::ResponseTooLarge {
+                            endpoint,
+                            limit: MAX_RESPONSE_BYTES,
+                        }
+                    } else {
+                        Error::unreachable(endpoint, e)
+                    }
+                })?
+                .to_bytes();
+            Ok(RawResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        })
+    }
+}
