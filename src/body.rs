@@ -132,7 +132,9 @@ mod tests {
         let (now, replay) = Empty::<Bytes>::new().prepare_replay(0);
         assert!(bytes_of(now).await.is_empty());
         replay.unwrap();
-        assert!(bytes_of(Empty::<Bytes>::replay(()).unwrap()).await.is_empty());
+        assert!(bytes_of(Empty::<Bytes>::replay(()).unwrap())
+            .await
+            .is_empty());
     }
 
     #[tokio::test]

@@ -216,7 +216,10 @@ impl fmt::Display for Error {
                 write!(f, "simacan auth api unreachable at {endpoint}")
             }
             Error::Timeout { endpoint, after } => {
-                write!(f, "simacan auth api did not answer {endpoint} within {after:?}")
+                write!(
+                    f,
+                    "simacan auth api did not answer {endpoint} within {after:?}"
+                )
             }
             Error::UnexpectedStatus {
                 endpoint, status, ..

@@ -84,7 +84,13 @@ where
         replay: Option<Replay<B>>,
         generation: u64,
     ) -> Self {
-        Self::new(State::Calling { future }, service, cache, replay, generation)
+        Self::new(
+            State::Calling { future },
+            service,
+            cache,
+            replay,
+            generation,
+        )
     }
 
     pub(crate) fn awaiting_token(
@@ -169,7 +175,9 @@ where
                     match decision {
                         AfterUnauthorized::PassThrough => return Poll::Ready(Ok(response)),
                         AfterUnauthorized::Replay(token) => {
-                            tracing::debug!("401 for a replaced token; replaying with the current one");
+                            tracing::debug!(
+                                "401 for a replaced token; replaying with the current one"
+                            );
                             request
                                 .headers_mut()
                                 .insert(AUTHORIZATION, token.header.clone());

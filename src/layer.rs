@@ -176,7 +176,12 @@ impl SimacanAuthLayer {
     /// # let _ = layer;
     /// ```
     pub fn backoff(self, initial: Duration, max: Duration) -> Self {
-        self.configure(|c| c.settings.backoff = Backoff { initial, max: max.max(initial) })
+        self.configure(|c| {
+            c.settings.backoff = Backoff {
+                initial,
+                max: max.max(initial),
+            }
+        })
     }
 
     /// The most bytes of a request body kept for a replay. Bodies that are

@@ -34,7 +34,12 @@ impl Token {
     /// `window` is how long before expiry the proactive refresh starts; it is
     /// capped at half the lifetime and widened by up to a tenth at random so
     /// that many clients do not refresh in step.
-    pub(crate) fn new(grant: Grant, received_at: Instant, generation: u64, window: Duration) -> Token {
+    pub(crate) fn new(
+        grant: Grant,
+        received_at: Instant,
+        generation: u64,
+        window: Duration,
+    ) -> Token {
         let window = window.min(grant.lifetime / 2);
         let jitter = window.mul_f64(fastrand::f64() / 10.0);
         let due = grant.lifetime.saturating_sub(window + jitter);
@@ -195,7 +200,10 @@ mod tests {
         let now = Instant::now();
         let token = Token::new(grant(60), now, 1, Duration::from_secs(300));
         let due = token.refresh_due().unwrap() - now;
-        assert!(due <= Duration::from_secs(30) && due >= Duration::from_secs(27), "{due:?}");
+        assert!(
+            due <= Duration::from_secs(30) && due >= Duration::from_secs(27),
+            "{due:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -223,11 +231,22 @@ mod tests {
 
     #[test]
     fn debug_hides_the_token() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         let _guard = rt.enter();
-        let token = AccessToken(Arc::new(Token::new(grant(10), Instant::now(), 1, Duration::ZERO)));
+        let token = AccessToken(Arc::new(Token::new(
+            grant(10),
+            Instant::now(),
+            1,
+            Duration::ZERO,
+        )));
         assert_eq!(token.expose_secret(), "tok");
         let shown = format!("{token:?}");
-        assert!(!shown.contains("tok\"") && !shown.contains("ref"), "{shown}");
+        assert!(
+            !shown.contains("tok\"") && !shown.contains("ref"),
+            "{shown}"
+        );
     }
 }

@@ -113,7 +113,11 @@ struct Failure {
 
 impl TokenCache {
     /// A cache talking HTTP to `environment`.
-    pub(crate) fn new(credentials: Credentials, environment: Environment, settings: Settings) -> Self {
+    pub(crate) fn new(
+        credentials: Credentials,
+        environment: Environment,
+        settings: Settings,
+    ) -> Self {
         let transport = Arc::new(super::hyper_transport::HyperTransport::new());
         Self::with_transport(credentials, environment, settings, transport)
     }
@@ -235,13 +239,18 @@ impl TokenCache {
         let current = self.shared.current.load_full();
         if let Some(token) = current.as_deref().filter(|t| t.is_valid_at(now)) {
             let expired = Arc::new(token.expired_copy(now));
-            self.shared.current.compare_and_swap(&current, Some(expired));
+            self.shared
+                .current
+                .compare_and_swap(&current, Some(expired));
             tracing::debug!("access token invalidated");
         }
     }
 
     fn valid_token(&self, now: Instant) -> Option<Arc<Token>> {
-        self.shared.current.load_full().filter(|t| t.is_valid_at(now))
+        self.shared
+            .current
+            .load_full()
+            .filter(|t| t.is_valid_at(now))
     }
 
     fn start_proactive_refresh(&self, generation: u64) {
@@ -303,7 +312,10 @@ impl Shared {
             }
         }
         let grant = self.api.password(&self.credentials).await?;
-        tracing::info!(username = self.credentials.username(), "logged in to the simacan auth api");
+        tracing::info!(
+            username = self.credentials.username(),
+            "logged in to the simacan auth api"
+        );
         Ok(grant)
     }
 

@@ -57,7 +57,11 @@ pub(crate) struct AuthApi {
 }
 
 impl AuthApi {
-    pub(crate) fn new(environment: Environment, transport: Arc<dyn Transport>, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        environment: Environment,
+        transport: Arc<dyn Transport>,
+        timeout: Duration,
+    ) -> Self {
         AuthApi {
             environment,
             transport,
@@ -86,7 +90,10 @@ impl AuthApi {
                 .append_pair("refresh_token", refresh_token)
                 .finish(),
         );
-        let response = self.post(endpoint, form).await.map_err(RefreshError::Failed)?;
+        let response = self
+            .post(endpoint, form)
+            .await
+            .map_err(RefreshError::Failed)?;
         if response.status == StatusCode::OK {
             return Grant::parse(endpoint, &response.body).map_err(RefreshError::Failed);
         }
@@ -96,7 +103,11 @@ impl AuthApi {
         Err(RefreshError::Failed(unexpected(endpoint, &response)))
     }
 
-    async fn post(&self, endpoint: Endpoint, form: Zeroizing<String>) -> Result<RawResponse, Error> {
+    async fn post(
+        &self,
+        endpoint: Endpoint,
+        form: Zeroizing<String>,
+    ) -> Result<RawResponse, Error> {
         let uri = self.environment.endpoint_uri(endpoint)?;
         let call = self.transport.post_form(endpoint, uri, form);
         tokio::time::timeout(self.timeout, call)
@@ -114,7 +125,11 @@ fn is_rejection(response: &RawResponse) -> bool {
         StatusCode::UNAUTHORIZED => true,
         StatusCode::BAD_REQUEST => serde_json::from_slice::<serde_json::Value>(&response.body)
             .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(|e| e == "invalid_grant"))
+            .and_then(|v| {
+                v.get("error")
+                    .and_then(|e| e.as_str())
+                    .map(|e| e == "invalid_grant")
+            })
             .unwrap_or(false),
         _ => false,
     }
@@ -150,7 +165,10 @@ mod tests {
     fn only_401_and_invalid_grant_are_rejections() {
         assert!(is_rejection(&response(401, "")));
         assert!(is_rejection(&response(400, r#"{"error":"invalid_grant"}"#)));
-        assert!(!is_rejection(&response(400, r#"{"error":"invalid_request"}"#)));
+        assert!(!is_rejection(&response(
+            400,
+            r#"{"error":"invalid_request"}"#
+        )));
         assert!(!is_rejection(&response(400, "garbage")));
         assert!(!is_rejection(&response(403, "")));
         assert!(!is_rejection(&response(500, "")));
@@ -159,11 +177,20 @@ mod tests {
     #[test]
     fn retry_after_seconds_are_read_and_capped() {
         let mut r = response(503, "");
-        r.headers.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(unexpected(Endpoint::Refresh, &r).retry_after(), Some(Duration::from_secs(7)));
-        r.headers.insert(http::header::RETRY_AFTER, "99999999".parse().unwrap());
-        assert_eq!(unexpected(Endpoint::Refresh, &r).retry_after(), Some(MAX_RETRY_AFTER));
-        r.headers.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
+        r.headers
+            .insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(
+            unexpected(Endpoint::Refresh, &r).retry_after(),
+            Some(Duration::from_secs(7))
+        );
+        r.headers
+            .insert(http::header::RETRY_AFTER, "99999999".parse().unwrap());
+        assert_eq!(
+            unexpected(Endpoint::Refresh, &r).retry_after(),
+            Some(MAX_RETRY_AFTER)
+        );
+        r.headers
+            .insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(unexpected(Endpoint::Refresh, &r).retry_after(), None);
     }
 }

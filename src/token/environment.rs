@@ -118,9 +118,7 @@ impl Environment {
             return Err(Error::config("base url must not carry user info"));
         }
         if uri.query().is_some() || raw.contains('#') {
-            return Err(Error::config(
-                "base url must not carry a query or fragment",
-            ));
+            return Err(Error::config("base url must not carry a query or fragment"));
         }
         match uri.scheme_str() {
             Some("https") => {}

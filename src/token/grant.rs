@@ -44,10 +44,14 @@ impl Grant {
             }
             Some(secs) => Duration::from_secs(secs),
         };
-        let access = Zeroizing::new(take_string(&mut fields, "access_token").map_err(|r| malformed(&r))?);
-        let refresh_token = Zeroizing::new(take_string(&mut fields, "refresh_token").map_err(|r| malformed(&r))?);
+        let access =
+            Zeroizing::new(take_string(&mut fields, "access_token").map_err(|r| malformed(&r))?);
+        let refresh_token =
+            Zeroizing::new(take_string(&mut fields, "refresh_token").map_err(|r| malformed(&r))?);
         if !is_token_text(&refresh_token) {
-            return Err(malformed("refresh_token has characters a token cannot have"));
+            return Err(malformed(
+                "refresh_token has characters a token cannot have",
+            ));
         }
         if !is_token_text(&access) {
             return Err(malformed("access_token has characters a token cannot have"));
@@ -114,32 +118,69 @@ mod tests {
 
     #[test]
     fn token_type_is_case_insensitive() {
-        assert!(parse(r#"{"access_token":"a","refresh_token":"r","token_type":"Bearer","expires_in":1}"#).is_ok());
-        assert!(parse(r#"{"access_token":"a","refresh_token":"r","token_type":"BEARER","expires_in":1}"#).is_ok());
+        assert!(parse(
+            r#"{"access_token":"a","refresh_token":"r","token_type":"Bearer","expires_in":1}"#
+        )
+        .is_ok());
+        assert!(parse(
+            r#"{"access_token":"a","refresh_token":"r","token_type":"BEARER","expires_in":1}"#
+        )
+        .is_ok());
     }
 
     #[test]
     fn rejects_everything_else_with_a_reason() {
         assert_eq!(reason("<html>"), "not json");
         assert_eq!(reason("[]"), "not a json object");
-        assert_eq!(reason(r#"{"refresh_token":"r","token_type":"bearer","expires_in":1}"#), "access_token is missing");
-        assert_eq!(reason(r#"{"access_token":"a","token_type":"bearer","expires_in":1}"#), "refresh_token is missing");
-        assert_eq!(reason(r#"{"access_token":"a","refresh_token":"r","expires_in":1}"#), "token_type is missing");
-        assert_eq!(reason(r#"{"access_token":"a","refresh_token":"r","token_type":"mac","expires_in":1}"#), "token_type is not bearer");
+        assert_eq!(
+            reason(r#"{"refresh_token":"r","token_type":"bearer","expires_in":1}"#),
+            "access_token is missing"
+        );
+        assert_eq!(
+            reason(r#"{"access_token":"a","token_type":"bearer","expires_in":1}"#),
+            "refresh_token is missing"
+        );
+        assert_eq!(
+            reason(r#"{"access_token":"a","refresh_token":"r","expires_in":1}"#),
+            "token_type is missing"
+        );
+        assert_eq!(
+            reason(r#"{"access_token":"a","refresh_token":"r","token_type":"mac","expires_in":1}"#),
+            "token_type is not bearer"
+        );
         for expires in ["0", "-5", "1.5", "\"3600\"", "null", "99999999999"] {
-            let body = format!(r#"{{"access_token":"a","refresh_token":"r","token_type":"bearer","expires_in":{expires}}}"#);
-            assert!(reason(&body).starts_with("expires_in"), "{expires} accepted");
+            let body = format!(
+                r#"{{"access_token":"a","refresh_token":"r","token_type":"bearer","expires_in":{expires}}}"#
+            );
+            assert!(
+                reason(&body).starts_with("expires_in"),
+                "{expires} accepted"
+            );
         }
-        assert_eq!(reason(r#"{"access_token":"","refresh_token":"r","token_type":"bearer","expires_in":1}"#), "access_token is empty");
-        assert_eq!(reason(r#"{"access_token":5,"refresh_token":"r","token_type":"bearer","expires_in":1}"#), "access_token is not a string");
+        assert_eq!(
+            reason(
+                r#"{"access_token":"","refresh_token":"r","token_type":"bearer","expires_in":1}"#
+            ),
+            "access_token is empty"
+        );
+        assert_eq!(
+            reason(
+                r#"{"access_token":5,"refresh_token":"r","token_type":"bearer","expires_in":1}"#
+            ),
+            "access_token is not a string"
+        );
     }
 
     #[test]
     fn rejects_tokens_that_cannot_travel_in_a_header() {
         for token in ["a\\r\\nx-evil: 1", "a b", "a\\u0000", "caf\u{e9}"] {
-            let body = format!(r#"{{"access_token":"{token}","refresh_token":"r","token_type":"bearer","expires_in":1}}"#);
+            let body = format!(
+                r#"{{"access_token":"{token}","refresh_token":"r","token_type":"bearer","expires_in":1}}"#
+            );
             assert!(parse(&body).is_err(), "{token:?} accepted");
-            let body = format!(r#"{{"access_token":"a","refresh_token":"{token}","token_type":"bearer","expires_in":1}}"#);
+            let body = format!(
+                r#"{{"access_token":"a","refresh_token":"{token}","token_type":"bearer","expires_in":1}}"#
+            );
             assert!(parse(&body).is_err(), "{token:?} accepted as refresh token");
         }
     }
@@ -148,8 +189,12 @@ mod tests {
     fn reasons_never_repeat_the_body() {
         let secret = "eySECRETSECRET";
         let bodies = [
-            format!(r#"{{"access_token":"{secret}","refresh_token":"r","token_type":"{secret}","expires_in":1}}"#),
-            format!(r#"{{"access_token":"{secret}","refresh_token":"r","token_type":"bearer","expires_in":"{secret}"}}"#),
+            format!(
+                r#"{{"access_token":"{secret}","refresh_token":"r","token_type":"{secret}","expires_in":1}}"#
+            ),
+            format!(
+                r#"{{"access_token":"{secret}","refresh_token":"r","token_type":"bearer","expires_in":"{secret}"}}"#
+            ),
             format!(r#"{{"access_token":"{secret}"#),
         ];
         for body in bodies {

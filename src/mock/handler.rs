@@ -1,0 +1,173 @@
+//! The mock's request handling: routes, grants and the target API.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use super::{
+    state::{Issued, RecordedRequest, State},
+    Route,
+};
+
+const AUTH_PREFIX: &str = "/api/v1/auth/";
+const MAX_FORM_BYTES: usize = 16 * 1024;
+/// The target API reads bodies up to this size.
+const MAX_TARGET_BYTES: usize = 64 * 1024 * 1024;
+
+pub(super) async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let route = match request.uri().path().strip_prefix(AUTH_PREFIX) {
+        Some("password") => Route::Password,
+        Some("refresh") => Route::Refresh,
+        Some(_) => return status(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
+        None => Route::Target,
+    };
+    let (delay, canned) = state.arrive(route);
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(canned) = canned {
+        return canned.map(Full::from);
+    }
+    match route {
+        Route::Password => password(&state, request).await,
+        Route::Refresh => refresh(&state, request).await,
+        Route::Target => target(&state, request).await,
+    }
+}
+
+async fn password(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let form = match read_form(request).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let (Some(username), Some(password)) = (field("username"), field("password")) else {
+        return status(StatusCode::BAD_REQUEST, r#"{"error":"invalid_request"}"#);
+    };
+    match state.password_grant(username, password) {
+        Some(issued) => token_response(&issued),
+        None => status(StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized"}"#),
+    }
+}
+
+async fn refresh(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let form = match read_form(request).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let Some((_, token)) = form.iter().find(|(k, _)| k == "refresh_token") else {
+        return status(StatusCode::BAD_REQUEST, r#"{"error":"invalid_request"}"#);
+    };
+    match state.refresh_grant(token) {
+        Some(issued) => token_response(&issued),
+        None => status(StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized"}"#),
+    }
+}
+
+/// Checks the bearer token from the headers alone, as real APIs do, and
+/// echoes the body of authorized requests.
+async fn target(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let authorized = state.accepts(token);
+    let (parts, body) = request.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    let mut recorded = RecordedRequest {
+        method: parts.method,
+        path,
+        headers: parts.headers,
+        body: Bytes::new(),
+        authorized,
+    };
+    if !authorized {
+        state.record(recorded);
+        let mut response = status(StatusCode::UNAUTHORIZED, r#"{"error":"invalid_token"}"#);
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+        );
+        return response;
+    }
+    let body = match Limited::new(body, MAX_TARGET_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return status(StatusCode::BAD_REQUEST, r#"{"error":"unreadable_body"}"#),
+    };
+    recorded.body = body.clone();
+    state.record(recorded);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("x-body-bytes", body.len())
+        .body(Full::new(body))
+        .unwrap_or_default()
+}
+
+async fn read_form(
+    request: Request<Incoming>,
+) -> Result<Vec<(String, String)>, Response<Full<Bytes>>> {
+    if request.method() != Method::POST {
+        return Err(status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            r#"{"error":"method_not_allowed"}"#,
+        ));
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            r#"{"error":"unsupported_media_type"}"#,
+        ));
+    }
+    let body = Limited::new(request.into_body(), MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|_| {
+            status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                r#"{"error":"payload_too_large"}"#,
+            )
+        })?
+        .to_bytes();
+    Ok(form_urlencoded::parse(&body).into_owned().collect())
+}
+
+fn token_response(issued: &Issued) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "access_token": issued.access,
+        "refresh_token": issued.refresh,
+        "id_token": issued.id,
+        "token_type": "bearer",
+        "expires_in": issued.expires_in,
+    });
+    json(StatusCode::OK, body.to_string())
+}
+
+fn status(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    json(status, body.to_owned())
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,343 @@
+//! A faithful mock of the Simacan Auth API, and a small target API, on an
+//! ephemeral loopback port. Feature `mock`.
+//!
+//! The mock behaves like the real service as its documentation describes it:
+//!
+//! - `POST {base}/auth/password` takes a form-urlencoded `username` and
+//!   `password`, answers 200 with `access_token`, `refresh_token`, `id_token`,
+//!   `token_type: bearer` and `expires_in`, or 401 for wrong credentials.
+//! - `POST {base}/auth/refresh` takes a form-urlencoded `refresh_token` and
+//!   rotates it: the answer carries a new refresh token, and the one sent is
+//!   spent. A spent, unknown or expired refresh token is answered 401.
+//! - Every other path is the target API: it checks
+//!   `Authorization: Bearer <access_token>` from the headers alone, answers
+//!   401 for a missing, unknown, expired or revoked token, and otherwise 200
+//!   echoing the request body.
+//!
+//! Knobs make it misbehave the ways the real one can: token lifetime,
+//! revoking every access token (early expiry), expiring every refresh token,
+//! delays, and canned answers (error statuses, malformed bodies). Counters
+//! tell how often each endpoint was called.
+//!
+//! # Example
+//!
+//! ```
+//! use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let mock = MockAuthApi::start().await?;
+//! let layer = SimacanAuthLayer::new(mock.credentials()).environment(mock.environment());
+//! let token = layer.access_token().await.expect("the mock logs us in");
+//! assert_eq!(mock.counts().password, 1);
+//! mock.revoke_access_tokens();
+//! # let _ = token;
+//! # Ok(()) }
+//! ```
+
+mod handler;
+mod server;
+mod state;
+
+use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+
+use http::Response;
+use tokio::task::JoinHandle;
+
+use crate::{Credentials, Environment};
+use state::State;
+
+pub use state::{Counts, RecordedRequest};
+
+/// The username the mock accepts by default.
+pub const USERNAME: &str = "planner@example.com";
+/// The password the mock accepts by default. It has characters that must be
+/// percent-encoded in a form.
+pub const PASSWORD: &str = "p@ss w0rd&=%+";
+
+/// Which of the mock's endpoints a knob applies to.
+///
+/// # Example
+///
+/// ```
+/// assert_ne!(simacan_auth::mock::Route::Password, simacan_auth::mock::Route::Target);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `POST {base}/auth/password`.
+    Password,
+    /// `POST {base}/auth/refresh`.
+    Refresh,
+    /// Every other path: the target API.
+    Target,
+}
+
+/// A running mock Auth API and target API. See the [module docs](self).
+///
+/// The server stops when this handle is dropped.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+/// assert!(mock.base_url().starts_with("http://127.0.0.1:"));
+/// assert!(mock.base_url().ends_with("/api/v1"));
+/// # Ok(()) }
+/// ```
+pub struct MockAuthApi {
+    addr: SocketAddr,
+    state: Arc<State>,
+    server: JoinHandle<()>,
+}
+
+impl MockAuthApi {
+    /// Starts the mock on `127.0.0.1:0`, accepting [`USERNAME`] and
+    /// [`PASSWORD`], issuing tokens valid for an hour. Serves HTTP/1.1 and
+    /// HTTP/2 (prior knowledge).
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of binding the port.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// # let _ = mock;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start() -> std::io::Result<MockAuthApi> {
+        let state = Arc::new(State::new(USERNAME, PASSWORD));
+        let (addr, server) = server::serve(Arc::clone(&state)).await?;
+        Ok(MockAuthApi {
+            addr,
+            state,
+            server,
+        })
+    }
+
+    /// The address it listens on.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// assert!(mock.addr().ip().is_loopback());
+    /// # Ok(()) }
+    /// ```
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The Auth API base URL, `http://127.0.0.1:PORT/api/v1`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// assert_eq!(mock.base_url(), format!("http://{}/api/v1", mock.addr()));
+    /// # Ok(()) }
+    /// ```
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api/v1", self.addr)
+    }
+
+    /// The [`Environment`] to point a layer at this mock.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// assert_eq!(mock.environment().base_url(), mock.base_url());
+    /// # Ok(()) }
+    /// ```
+    pub fn environment(&self) -> Environment {
+        Environment::custom(self.base_url()).expect("a loopback http url is a valid environment")
+    }
+
+    /// The credentials the mock accepts.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// assert_eq!(mock.credentials().username(), simacan_auth::mock::USERNAME);
+    /// # Ok(()) }
+    /// ```
+    pub fn credentials(&self) -> Credentials {
+        Credentials::new(USERNAME, PASSWORD)
+    }
+
+    /// The URL of `path` on the target API, e.g. `url("/trips")`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// assert_eq!(mock.url("/trips"), format!("http://{}/trips", mock.addr()));
+    /// # Ok(()) }
+    /// ```
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// How long tokens issued from now on are valid, which is also the
+    /// `expires_in` they carry (rounded down to whole seconds, at least 1).
+    /// Defaults to one hour.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// mock.set_token_lifetime(std::time::Duration::from_secs(4));
+    /// # Ok(()) }
+    /// ```
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.state.set_lifetime(lifetime);
+    }
+
+    /// Revokes every access token issued so far: the target API answers them
+    /// 401, as the real APIs do when a token expires early.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// mock.revoke_access_tokens();
+    /// # Ok(()) }
+    /// ```
+    pub fn revoke_access_tokens(&self) {
+        self.state.revoke_access_tokens();
+    }
+
+    /// Expires every refresh token issued so far: `/auth/refresh` answers
+    /// them 401, and the client must log in with the password again.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// mock.expire_refresh_tokens();
+    /// # Ok(()) }
+    /// ```
+    pub fn expire_refresh_tokens(&self) {
+        self.state.expire_refresh_tokens();
+    }
+
+    /// Makes the target API answer 401 to every token, valid or not, as a
+    /// resource the account may not use might.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// mock.set_target_rejects_every_token(true);
+    /// # Ok(()) }
+    /// ```
+    pub fn set_target_rejects_every_token(&self, reject: bool) {
+        self.state.set_reject_all(reject);
+    }
+
+    /// Delays every answer of `route` by `delay`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # use simacan_auth::mock::{MockAuthApi, Route};
+    /// let mock = MockAuthApi::start().await?;
+    /// mock.set_delay(Route::Refresh, std::time::Duration::from_millis(200));
+    /// # Ok(()) }
+    /// ```
+    pub fn set_delay(&self, route: Route, delay: Duration) {
+        self.state.set_delay(route, delay);
+    }
+
+    /// Answers the next call to `route` with `response` instead of the real
+    /// logic: error statuses, `Retry-After`, malformed bodies. Queued answers
+    /// are used in order; the call is still counted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # use simacan_auth::mock::{MockAuthApi, Route};
+    /// let mock = MockAuthApi::start().await?;
+    /// let outage = http::Response::builder().status(503).header("retry-after", "2").body(String::new()).unwrap();
+    /// mock.respond_next(Route::Password, outage);
+    /// # Ok(()) }
+    /// ```
+    pub fn respond_next(&self, route: Route, response: Response<String>) {
+        self.state.push_canned(route, response);
+    }
+
+    /// How often each endpoint was called.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// assert_eq!(mock.counts(), simacan_auth::mock::Counts::default());
+    /// # Ok(()) }
+    /// ```
+    pub fn counts(&self) -> Counts {
+        self.state.counts()
+    }
+
+    /// Every request the target API received, in order of arrival, with the
+    /// body it read (empty for requests it rejected before reading).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// assert!(mock.target_requests().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn target_requests(&self) -> Vec<RecordedRequest> {
+        self.state.recorded()
+    }
+}
+
+impl Drop for MockAuthApi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl fmt::Debug for MockAuthApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockAuthApi")
+            .field("addr", &self.addr)
+            .field("counts", &self.counts())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,803 @@
+//! The core layer over real HTTP against the mock Simacan Auth API.
+
+mod support;
+
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{header::AUTHORIZATION, Request, Response, StatusCode};
+use http_body_util::{Empty, Full};
+use simacan_auth::{
+    mock::Route, Credentials, Endpoint, Environment, Error, SimacanAuth, SimacanAuthLayer,
+};
+use support::*;
+use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
+
+#[tokio::test]
+async fn cold_start_burst_shares_one_login() {
+    let mock = mock().await;
+    let svc = client_through(&layer_for(&mock));
+    let statuses = burst(&svc, &mock.url("/trips"), 60).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let counts = mock.counts();
+    assert_eq!(counts.password, 1, "one login for the whole burst");
+    assert_eq!(counts.refresh, 0);
+    assert_eq!(counts.target, 60);
+    assert_eq!(counts.target_unauthorized, 0);
+}
+
+#[tokio::test]
+async fn login_percent_encodes_the_credentials() {
+    // The mock's password is "p@ss w0rd&=%+": a naive form body would fail.
+    let mock = mock().await;
+    let svc = client_through(&layer_for(&mock));
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    assert_eq!(mock.counts().password_rejected, 0);
+}
+
+#[tokio::test]
+async fn every_request_carries_the_bearer_token_replacing_any_other() {
+    let mock = mock().await;
+    let layer = layer_for(&mock);
+    let svc = client_through(&layer);
+    let request = Request::get(mock.url("/trips"))
+        .header(AUTHORIZATION, "Basic dXNlcjpwdw==")
+        .header(AUTHORIZATION, "Bearer stale")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&svc, request).await.unwrap().status(), StatusCode::OK);
+    let token = layer.access_token().await.unwrap();
+    let recorded = &mock.target_requests()[0];
+    let values: Vec<_> = recorded.headers.get_all(AUTHORIZATION).iter().collect();
+    assert_eq!(values, [&format!("Bearer {}", token.expose_secret())]);
+}
+
+#[tokio::test]
+async fn the_header_is_marked_sensitive() {
+    let mock = mock().await;
+    let seen = Arc::new(Mutex::new(None));
+    let inner = {
+        let seen = seen.clone();
+        service_fn(move |request: Request<Empty<Bytes>>| {
+            *seen.lock().unwrap() = request
+                .headers()
+                .get(AUTHORIZATION)
+                .map(|v| v.is_sensitive());
+            async { Ok::<_, Infallible>(Response::new(())) }
+        })
+    };
+    let svc = layer_for(&mock).layer(inner);
+    bounded(svc.oneshot(Request::new(Empty::new())))
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), Some(true));
+}
+
+#[tokio::test]
+async fn clones_of_a_layer_and_its_services_share_one_token() {
+    let mock = mock().await;
+    let layer = layer_for(&mock);
+    let a = client_through(&layer);
+    let b = client_through(&layer.clone());
+    let c = a.clone();
+    for svc in [&a, &b, &c] {
+        assert_eq!(get_status(svc, &mock.url("/trips")).await, StatusCode::OK);
+    }
+    assert!(layer.access_token().await.is_ok());
+    assert_eq!(mock.counts().password, 1);
+}
+
+#[tokio::test]
+async fn early_expiry_is_healed_by_one_refresh_for_a_burst() {
+    let mock = mock().await;
+    let svc = client_through(&layer_for(&mock));
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    mock.revoke_access_tokens();
+    mock.set_delay(Route::Refresh, Duration::from_millis(100));
+    let statuses = burst(&svc, &mock.url("/trips"), 40).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let counts = mock.counts();
+    assert_eq!(counts.refresh, 1, "one refresh for all concurrent 401s");
+    assert_eq!(counts.password, 1);
+    assert_eq!(counts.refresh_rejected, 0);
+    assert!(counts.target_unauthorized >= 1 && counts.target_unauthorized <= 40);
+    assert_eq!(counts.target, 41 + counts.target_unauthorized);
+}
+
+#[tokio::test]
+async fn replay_sends_the_same_method_uri_headers_and_body() {
+    let mock = mock().await;
+    let svc = client_through(&layer_for(&mock));
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    mock.revoke_access_tokens();
+    let body = Bytes::from_static(br#"{"trip":"AMS-RTM","stops":3}"#);
+    let request = Request::put(mock.url("/trips/42?dry_run=true"))
+        .header("content-type", "application/json")
+        .header("x-correlation-id", "abc-123")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    let response = send(&svc, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        body_of(response).await,
+        body,
+        "the target echoes what it read"
+    );
+    let recorded = mock.target_requests();
+    let (rejected, replayed) = (&recorded[1], &recorded[2]);
+    assert!(!rejected.authorized && replayed.authorized);
+    assert_eq!(replayed.method, http::Method::PUT);
+    assert_eq!(replayed.path, "/trips/42?dry_run=true");
+    assert_eq!(replayed.headers["x-correlation-id"], "abc-123");
+    assert_eq!(replayed.headers["content-type"], "application/json");
+    assert_eq!(replayed.body, body);
+    assert_ne!(
+        rejected.headers[AUTHORIZATION],
+        replayed.headers[AUTHORIZATION]
+    );
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct TraceId(u32);
+
+#[tokio::test]
+async fn replay_keeps_the_extensions() {
+    let mock = mock().await;
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let inner = {
+        let attempts = attempts.clone();
+        service_fn(move |request: Request<Full<Bytes>>| {
+            let mut attempts = attempts.lock().unwrap();
+            attempts.push(request.extensions().get::<TraceId>().cloned());
+            let status = if attempts.len() == 1 {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::OK
+            };
+            async move { Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap()) }
+        })
+    };
+    let svc = layer_for(&mock).layer(inner);
+    let mut request = Request::new(Full::default());
+    request.extensions_mut().insert(TraceId(7));
+    let response = bounded(svc.oneshot(request)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        [Some(TraceId(7)), Some(TraceId(7))]
+    );
+    assert_eq!(mock.counts().refresh, 1);
+}
+
+#[tokio::test]
+async fn a_401_for_a_replaced_token_replays_without_another_refresh() {
+    let mock = mock().await;
+    let layer = layer_for(&mock);
+    let first_token = layer
+        .access_token()
+        .await
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let held = Arc::new(Mutex::new(Some(held)));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let inner = {
+        let (held, seen) = (held.clone(), seen.clone());
+        service_fn(move |request: Request<Full<Bytes>>| {
+            let token = request.headers()[AUTHORIZATION]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            seen.lock().unwrap().push(token.clone());
+            let gate = held.lock().unwrap().take();
+            async move {
+                // The first attempt is held until the token has been replaced.
+                let status = match gate {
+                    Some(gate) => {
+                        gate.await.ok();
+                        StatusCode::UNAUTHORIZED
+                    }
+                    None => StatusCode::OK,
+                };
+                Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap())
+            }
+        })
+    };
+    let svc = layer.layer(inner);
+    let call = tokio::spawn(svc.oneshot(Request::new(Full::default())));
+    while seen.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    layer.invalidate();
+    let second_token = layer
+        .access_token()
+        .await
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    assert_ne!(first_token, second_token);
+    release.send(()).unwrap();
+    let response = bounded(call).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        mock.counts().refresh,
+        1,
+        "the 401 named a replaced token: no second refresh"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        *seen,
+        [
+            format!("Bearer {first_token}"),
+            format!("Bearer {second_token}")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_401_on_the_replay_goes_to_the_caller() {
+    let mock = mock().await;
+    let svc = client_through(&layer_for(&mock));
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    mock.set_target_rejects_every_token(true);
+    assert_eq!(
+        get_status(&svc, &mock.url("/trips")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let counts = mock.counts();
+    assert_eq!(counts.refresh, 1);
+    assert_eq!(
+        counts.target, 3,
+        "first call, one rejected attempt, one replay"
+    );
+}
+
+#[tokio::test]
+async fn other_statuses_never_refresh() {
+    let mock = mock().await;
+    let svc = client_through(&layer_for(&mock));
+    for status in [403, 404, 407, 500, 503] {
+        let canned = Response::builder()
+            .status(status)
+            .body(String::new())
+            .unwrap();
+        mock.respond_next(Route::Target, canned);
+        assert_eq!(get_status(&svc, &mock.url("/trips")).await.as_u16(), status);
+    }
+    assert_eq!(mock.counts().refresh, 0);
+    assert_eq!(mock.counts().target, 5);
+}
+
+#[tokio::test]
+async fn refresh_rotates_the_refresh_token_and_never_resends_the_old_one() {
+    let mock = mock().await;
+    let svc = client_through(&layer_for(&mock));
+    for _ in 0..4 {
+        mock.revoke_access_tokens();
+        assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    }
+    let counts = mock.counts();
+    assert_eq!(counts.password, 1);
+    assert_eq!(counts.refresh, 3);
+    assert_eq!(
+        counts.refresh_rejected, 0,
+        "a spent refresh token would be rejected"
+    );
+}
+
+#[tokio::test]
+async fn rejected_refresh_token_falls_back_to_the_password_once() {
+    let mock = mock().await;
+    let svc = client_through(&layer_for(&mock));
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    mock.revoke_access_tokens();
+    mock.expire_refresh_tokens();
+    let statuses = burst(&svc, &mock.url("/trips"), 20).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let counts = mock.counts();
+    assert_eq!(counts.refresh, 1);
+    assert_eq!(counts.refresh_rejected, 1);
+    assert_eq!(counts.password, 2, "first login and one fallback");
+}
+
+#[tokio::test]
+async fn invalid_grant_on_refresh_also_falls_back() {
+    let mock = mock().await;
+    let svc = client_through(&layer_for(&mock));
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    mock.revoke_access_tokens();
+    let invalid_grant = Response::builder()
+        .status(400)
+        .body(r#"{"error":"invalid_grant"}"#.to_owned())
+        .unwrap();
+    mock.respond_next(Route::Refresh, invalid_grant);
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    assert_eq!(mock.counts().password, 2);
+}
+
+#[tokio::test]
+async fn other_refresh_failures_do_not_send_the_password() {
+    for status in [500, 502, 503, 429, 403] {
+        let mock = mock().await;
+        let svc = client_through(&layer_for(&mock));
+        assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+        mock.revoke_access_tokens();
+        mock.respond_next(
+            Route::Refresh,
+            Response::builder()
+                .status(status)
+                .body(String::new())
+                .unwrap(),
+        );
+        let error = get(&svc, &mock.url("/trips")).await.unwrap_err();
+        assert!(
+            matches!(auth_error(&error), Error::UnexpectedStatus { endpoint: Endpoint::Refresh, status: s, .. } if s.as_u16() == status),
+            "{error}"
+        );
+        assert_eq!(mock.counts().password, 1, "status {status}");
+    }
+}
+
+#[tokio::test]
+async fn token_is_renewed_ahead_of_expiry_without_a_401_or_a_wait() {
+    let mock = mock().await;
+    mock.set_token_lifetime(Duration::from_secs(2));
+    let layer = layer_for(&mock).refresh_before_expiry(Duration::from_secs(1));
+    let svc = client_through(&layer);
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    let first = layer
+        .access_token()
+        .await
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    mock.set_delay(Route::Refresh, Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = Instant::now();
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "the request waited for the refresh"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    let second = layer
+        .access_token()
+        .await
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    assert_ne!(first, second);
+    let counts = mock.counts();
+    assert_eq!(counts.refresh, 1);
+    assert_eq!(counts.password, 1);
+    assert_eq!(counts.target_unauthorized, 0);
+}
+
+#[tokio::test]
+async fn expired_token_makes_requests_wait_for_the_refresh() {
+    let mock = mock().await;
+    mock.set_token_lifetime(Duration::from_secs(1));
+    let layer = layer_for(&mock).refresh_before_expiry(Duration::ZERO);
+    let svc = client_through(&layer);
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let statuses = burst(&svc, &mock.url("/trips"), 20).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK));
+    let counts = mock.counts();
+    assert_eq!(counts.refresh, 1);
+    assert_eq!(
+        counts.target_unauthorized, 0,
+        "nobody sent the expired token"
+    );
+}
+
+#[tokio::test]
+async fn a_resource_that_refuses_every_token_causes_no_refresh_storm() {
+    let mock = mock().await;
+    let layer = layer_for(&mock).unauthorized_cooldown(Duration::from_millis(500));
+    let svc = client_through(&layer);
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    mock.set_target_rejects_every_token(true);
+    for _ in 0..15 {
+        assert_eq!(
+            get_status(&svc, &mock.url("/admin")).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(mock.counts().refresh, 1, "only the first 401 refreshed");
+    // After the cooldown a genuine early expiry heals again.
+    mock.set_target_rejects_every_token(false);
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    mock.revoke_access_tokens();
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    assert_eq!(mock.counts().refresh, 2);
+}
+
+#[tokio::test]
+async fn a_login_outlives_a_caller_dropped_by_a_timeout() {
+    let mock = mock().await;
+    mock.set_delay(Route::Password, Duration::from_millis(300));
+    let layer = layer_for(&mock);
+    let svc = ServiceBuilder::new()
+        .timeout(Duration::from_millis(50))
+        .layer(layer.clone())
+        .service(client());
+    let error = bounded(
+        svc.clone().oneshot(
+            Request::get(mock.url("/trips"))
+                .body(Full::default())
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.is::<tower::timeout::error::Elapsed>());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let response = bounded(
+        svc.oneshot(
+            Request::get(mock.url("/trips"))
+                .body(Full::default())
+                .unwrap(),
+        ),
+    )
+    .await;
+    assert_eq!(response.unwrap().status(), StatusCode::OK);
+    assert_eq!(mock.counts().password, 1, "the abandoned login was kept");
+}
+
+#[tokio::test]
+async fn a_refresh_outlives_its_caller_and_keeps_the_rotated_token() {
+    let mock = mock().await;
+    let layer = layer_for(&mock);
+    let plain = client_through(&layer);
+    assert_eq!(
+        get_status(&plain, &mock.url("/trips")).await,
+        StatusCode::OK
+    );
+    mock.revoke_access_tokens();
+    mock.set_delay(Route::Refresh, Duration::from_millis(300));
+    let hurried = ServiceBuilder::new()
+        .timeout(Duration::from_millis(50))
+        .layer(layer.clone())
+        .service(client());
+    let error = bounded(
+        hurried.oneshot(
+            Request::get(mock.url("/trips"))
+                .body(Full::default())
+                .unwrap(),
+        ),
+    )
+    .await;
+    assert!(error.unwrap_err().is::<tower::timeout::error::Elapsed>());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    mock.set_delay(Route::Refresh, Duration::ZERO);
+    assert_eq!(
+        get_status(&plain, &mock.url("/trips")).await,
+        StatusCode::OK
+    );
+    mock.revoke_access_tokens();
+    assert_eq!(
+        get_status(&plain, &mock.url("/trips")).await,
+        StatusCode::OK
+    );
+    let counts = mock.counts();
+    assert_eq!(counts.refresh, 2);
+    assert_eq!(
+        counts.refresh_rejected, 0,
+        "the rotated refresh token was kept"
+    );
+    assert_eq!(counts.password, 1);
+}
+
+#[tokio::test]
+async fn an_auth_outage_fails_fast_and_sends_nothing_without_a_token() {
+    let mock = mock().await;
+    let outage = Response::builder()
+        .status(503)
+        .header("retry-after", "60")
+        .body(String::new())
+        .unwrap();
+    mock.respond_next(Route::Password, outage);
+    let svc = client_through(&layer_for(&mock));
+    for _ in 0..5 {
+        let error = get(&svc, &mock.url("/trips")).await.unwrap_err();
+        let error = auth_error(&error);
+        assert!(
+            matches!(
+                error,
+                Error::UnexpectedStatus {
+                    endpoint: Endpoint::Password,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(60)));
+        assert!(error.is_transient());
+    }
+    let counts = mock.counts();
+    assert_eq!(
+        counts.password, 1,
+        "requests during the backoff do not call the auth api"
+    );
+    assert_eq!(counts.target, 0, "nothing is sent without a token");
+}
+
+#[tokio::test]
+async fn the_backoff_ends_and_the_next_request_logs_in() {
+    let mock = mock().await;
+    mock.respond_next(
+        Route::Password,
+        Response::builder().status(502).body(String::new()).unwrap(),
+    );
+    let layer = layer_for(&mock).backoff(Duration::from_millis(100), Duration::from_millis(100));
+    let svc = client_through(&layer);
+    assert!(get(&svc, &mock.url("/trips")).await.is_err());
+    assert!(get(&svc, &mock.url("/trips")).await.is_err());
+    assert_eq!(mock.counts().password, 1);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    assert_eq!(mock.counts().password, 2);
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_not_retried_in_a_loop() {
+    let mock = mock().await;
+    let layer = SimacanAuthLayer::new(Credentials::new("planner@example.com", "wrong"))
+        .environment(mock.environment());
+    let svc = client_through(&layer);
+    for _ in 0..10 {
+        let error = get(&svc, &mock.url("/trips")).await.unwrap_err();
+        assert!(matches!(auth_error(&error), Error::InvalidCredentials));
+    }
+    assert!(matches!(
+        layer.access_token().await,
+        Err(Error::InvalidCredentials)
+    ));
+    let counts = mock.counts();
+    assert_eq!(counts.password, 1);
+    assert_eq!(counts.password_rejected, 1);
+    assert_eq!(counts.target, 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_auth_api_is_a_typed_error() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let env = Environment::custom(format!("http://127.0.0.1:{port}/api/v1")).unwrap();
+    let layer = SimacanAuthLayer::new(Credentials::new("u", "p")).environment(env);
+    let error = bounded(layer.access_token()).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Unreachable {
+                endpoint: Endpoint::Password,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(std::error::Error::source(&error).is_some());
+}
+
+#[tokio::test]
+async fn a_slow_auth_api_times_out() {
+    let mock = mock().await;
+    mock.set_delay(Route::Password, Duration::from_secs(5));
+    let layer = layer_for(&mock).auth_timeout(Duration::from_millis(100));
+    let error = bounded(layer.access_token()).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Timeout {
+                endpoint: Endpoint::Password,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_token_responses_are_typed_errors() {
+    let bodies = [
+        "<html>maintenance</html>".to_owned(),
+        r#"{"access_token":"a","refresh_token":"r","token_type":"mac","expires_in":3600}"#.to_owned(),
+        r#"{"access_token":"a","refresh_token":"r","token_type":"bearer","expires_in":0}"#.to_owned(),
+        r#"{"access_token":"a\r\nx-injected: 1","refresh_token":"r","token_type":"bearer","expires_in":60}"#.to_owned(),
+        r#"{"refresh_token":"r","token_type":"bearer","expires_in":60}"#.to_owned(),
+    ];
+    for body in bodies {
+        let mock = mock().await;
+        mock.respond_next(Route::Password, Response::new(body.clone()));
+        let error = bounded(layer_for(&mock).access_token()).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::MalformedResponse {
+                    endpoint: Endpoint::Password,
+                    ..
+                }
+            ),
+            "{body}: {error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversized_token_responses_are_refused() {
+    let mock = mock().await;
+    let huge = format!(
+        r#"{{"access_token":"{}","refresh_token":"r","token_type":"bearer","expires_in":60}}"#,
+        "a".repeat(200_000)
+    );
+    mock.respond_next(Route::Password, Response::new(huge));
+    let error = bounded(layer_for(&mock).access_token()).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::ResponseTooLarge {
+                endpoint: Endpoint::Password,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn redirects_from_the_auth_api_are_not_followed() {
+    let mock = mock().await;
+    let redirect = Response::builder()
+        .status(307)
+        .header("location", mock.url("/api/v1/auth/password"))
+        .body(String::new())
+        .unwrap();
+    mock.respond_next(Route::Password, redirect);
+    let error = bounded(layer_for(&mock).access_token()).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::UnexpectedStatus {
+                status: StatusCode::TEMPORARY_REDIRECT,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(mock.counts().password, 1);
+}
+
+#[tokio::test]
+async fn invalidate_forces_a_refresh_not_a_login() {
+    let mock = mock().await;
+    let layer = layer_for(&mock);
+    let svc = client_through(&layer);
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    let before = layer
+        .access_token()
+        .await
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    layer.invalidate();
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    let after = layer
+        .access_token()
+        .await
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    assert_ne!(before, after);
+    assert_eq!((mock.counts().password, mock.counts().refresh), (1, 1));
+}
+
+#[tokio::test]
+async fn errors_of_the_inner_service_pass_through_unchanged() {
+    let mock = mock().await;
+    #[derive(Debug)]
+    struct Boom;
+    impl std::fmt::Display for Boom {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("boom")
+        }
+    }
+    impl std::error::Error for Boom {}
+    let inner = service_fn(|_: Request<String>| async { Err::<Response<()>, _>(Boom) });
+    let svc = layer_for(&mock).layer(inner);
+    let error = bounded(svc.oneshot(Request::new(String::new())))
+        .await
+        .unwrap_err();
+    assert!(error.is::<Boom>());
+}
+
+#[tokio::test]
+async fn secrets_never_show_in_debug_errors_or_logs() {
+    let logs = capture_logs();
+    let mock = mock().await;
+    let layer = layer_for(&mock);
+    let svc = client_through(&layer);
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    let first = layer.access_token().await.unwrap();
+    mock.revoke_access_tokens();
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    mock.revoke_access_tokens();
+    mock.expire_refresh_tokens();
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    let last = layer.access_token().await.unwrap();
+    mock.respond_next(
+        Route::Refresh,
+        Response::builder().status(503).body(String::new()).unwrap(),
+    );
+    layer.invalidate();
+    let error = get(&svc, &mock.url("/trips")).await.unwrap_err();
+
+    let shown = format!(
+        "{layer:?} {svc:?} {first:?} {last:?} {error} {error:?} {}",
+        String::from_utf8_lossy(&logs.lock().unwrap())
+    );
+    for secret in [
+        simacan_auth::mock::PASSWORD,
+        first.expose_secret(),
+        last.expose_secret(),
+    ] {
+        assert!(!shown.contains(secret), "a secret leaked");
+    }
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(text.contains("logged in"), "{text}");
+    assert!(text.contains("refresh token rejected"), "{text}");
+    assert!(text.contains("backing off"), "{text}");
+    assert!(text.contains("replaying"), "{text}");
+}
+
+/// Sends every tracing event of this thread, at all levels, to a buffer.
+fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = Buffer(buffer.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test runtime is current-thread, so the flight tasks log here too.
+    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
+    buffer
+}
+
+#[test]
+fn layer_service_and_future_are_clone_send_sync_debug() {
+    fn assert_all<T: Clone + Send + Sync + std::fmt::Debug>() {}
+    assert_all::<SimacanAuthLayer>();
+    assert_all::<SimacanAuth<HttpClient>>();
+    fn assert_send<T: Send>(_: &T) {}
+    let svc = SimacanAuthLayer::new(Credentials::new("u", "p")).layer(client());
+    let future = tower::Service::call(&mut svc.clone(), Request::new(Full::<Bytes>::default()));
+    assert_send(&future);
+}

@@ -1,0 +1,97 @@
+//! Shared helpers: a mock Auth API, a real hyper client through the layer.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use simacan_auth::{mock::MockAuthApi, SimacanAuth, SimacanAuthLayer};
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type Authed = SimacanAuth<HttpClient>;
+
+/// Every await in a test is bounded by this, so a hang fails fast.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub async fn mock() -> MockAuthApi {
+    MockAuthApi::start()
+        .await
+        .expect("mock binds a loopback port")
+}
+
+pub fn layer_for(mock: &MockAuthApi) -> SimacanAuthLayer {
+    SimacanAuthLayer::new(mock.credentials()).environment(mock.environment())
+}
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn client_through(layer: &SimacanAuthLayer) -> Authed {
+    layer.layer(client())
+}
+
+pub async fn bounded<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("the test hung")
+}
+
+pub async fn send(
+    svc: &Authed,
+    request: Request<Full<Bytes>>,
+) -> Result<Response<Incoming>, BoxError> {
+    bounded(svc.clone().oneshot(request)).await
+}
+
+pub async fn get(svc: &Authed, url: &str) -> Result<Response<Incoming>, BoxError> {
+    send(svc, Request::get(url).body(Full::default()).unwrap()).await
+}
+
+pub async fn get_status(svc: &Authed, url: &str) -> StatusCode {
+    get(svc, url).await.expect("request succeeds").status()
+}
+
+pub async fn body_of(response: Response<Incoming>) -> Bytes {
+    bounded(response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes()
+}
+
+/// The `simacan_auth::Error` inside a service error.
+pub fn auth_error(error: &BoxError) -> &simacan_auth::Error {
+    error
+        .downcast_ref::<simacan_auth::Error>()
+        .unwrap_or_else(|| panic!("expected a simacan_auth::Error, got {error:?}"))
+}
+
+/// Calls `svc` `n` times at once and returns the statuses.
+pub async fn burst(svc: &Authed, url: &str, n: usize) -> Vec<StatusCode> {
+    let calls = (0..n).map(|_| {
+        let svc = svc.clone();
+        let url = url.to_owned();
+        tokio::spawn(async move { get_status(&svc, &url).await })
+    });
+    let mut statuses = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        statuses.push(bounded(call).await.unwrap());
+    }
+    statuses
+}
+
+pub fn assert_send_sync<T: Send + Sync>() {}
+
+pub async fn ready_call<S, R>(svc: &mut S, request: R) -> Result<S::Response, S::Error>
+where
+    S: Service<R>,
+{
+    bounded(async { svc.ready().await?.call(request).await }).await
+}
