@@ -67,16 +67,21 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
-mod error;
+pub mod error;
 pub mod future;
-mod layer;
+pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
-mod service;
+pub mod service;
 pub mod token;
 
 pub use error::{Endpoint, Error};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
 pub use service::SimacanAuth;
 pub use token::{AccessToken, BaseUrl, Credentials, Environment};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -21,8 +21,8 @@ mod access_token;
 mod backoff;
 pub(crate) mod cache;
 mod client;
-mod credentials;
-mod environment;
+pub mod credentials;
+pub mod environment;
 mod grant;
 mod hyper_transport;
 
