@@ -25,13 +25,15 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use http::{header::AUTHORIZATION, request::Parts, Request, Response, StatusCode};
+use http::{header::AUTHORIZATION, request::Parts, Request, Response};
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower::{BoxError, Service};
 
 use crate::{
     body::ReplayBody,
     token::{AfterUnauthorized, TokenCache, TokenWait},
+    unauthorized::{poll_peek, verdict, Verdict, PEEK_WINDOW},
     Error,
 };
 
@@ -50,7 +52,7 @@ pin_project! {
         B: ReplayBody,
     {
         #[pin]
-        state: State<S::Future, B>,
+        state: State<S::Future, B, S::Response>,
         // The instance that was polled ready; polled again before a replay.
         service: S,
         cache: TokenCache,
@@ -62,9 +64,11 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, B> {
+    enum State<F, B, T> {
         AwaitingToken { wait: TokenWait, request: Option<Request<B>> },
         Calling { #[pin] future: F },
+        // A gRPC response whose status may come in trailers.
+        Peeking { #[pin] window: Sleep, response: Option<T>, replayed: bool },
         Refreshing { wait: TokenWait, request: Option<Request<B>> },
         ReadyToReplay { request: Option<Request<B>> },
         Replaying { #[pin] future: F },
@@ -113,7 +117,7 @@ where
     }
 
     fn new(
-        state: State<S::Future, B>,
+        state: State<S::Future, B, S::Response>,
         service: S,
         cache: TokenCache,
         replay: Option<Replay<B>>,
@@ -129,11 +133,6 @@ where
     }
 }
 
-/// Whether a response says the token was refused.
-fn is_unauthorized<R>(response: &Response<R>) -> bool {
-    response.status() == StatusCode::UNAUTHORIZED
-}
-
 const POLLED_AFTER_COMPLETION: &str = "ResponseFuture polled after completion";
 
 impl<S, B, R> Future for ResponseFuture<S, B>
@@ -141,13 +140,15 @@ where
     S: Service<Request<B>, Response = Response<R>>,
     S::Error: Into<BoxError>,
     B: ReplayBody,
+    R: 'static,
 {
     type Output = Result<Response<R>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.state.as_mut().project() {
+            // A response whose token was refused, and whether it answered a replay.
+            let (refused, replayed) = match this.state.as_mut().project() {
                 StateProj::AwaitingToken { wait, request } => {
                     let token = ready!(wait.as_mut().poll(cx))?;
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
@@ -157,38 +158,31 @@ where
                         .insert(AUTHORIZATION, token.header.clone());
                     let future = this.service.call(request);
                     this.state.set(State::Calling { future });
+                    continue;
                 }
                 StateProj::Calling { future } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if !is_unauthorized(&response) {
-                        return Poll::Ready(Ok(response));
-                    }
-                    let decision = this.cache.after_unauthorized(*this.generation);
-                    let replay = this
-                        .replay
-                        .take()
-                        .and_then(|r| Some(Request::from_parts(r.parts, B::replay(r.body)?)));
-                    let Some(mut request) = replay else {
-                        tracing::debug!("401 for a request whose body cannot be replayed");
-                        return Poll::Ready(Ok(response));
-                    };
-                    match decision {
-                        AfterUnauthorized::PassThrough => return Poll::Ready(Ok(response)),
-                        AfterUnauthorized::Replay(token) => {
-                            tracing::debug!(
-                                "401 for a replaced token; replaying with the current one"
-                            );
-                            request
-                                .headers_mut()
-                                .insert(AUTHORIZATION, token.header.clone());
-                            let request = Some(request);
-                            this.state.set(State::ReadyToReplay { request });
-                        }
-                        AfterUnauthorized::Wait(wait) => {
-                            let request = Some(request);
-                            this.state.set(State::Refreshing { wait, request });
+                    match verdict(&response) {
+                        Verdict::Accepted => return Poll::Ready(Ok(response)),
+                        Verdict::Refused => (response, false),
+                        Verdict::PeekTrailers => {
+                            this.state.set(peeking(response, false));
+                            continue;
                         }
                     }
+                }
+                StateProj::Peeking {
+                    window,
+                    response,
+                    replayed,
+                } => {
+                    let slot = response.as_mut().expect(POLLED_AFTER_COMPLETION);
+                    let refused = ready!(poll_peek(slot, window, cx));
+                    let response = response.take().expect(POLLED_AFTER_COMPLETION);
+                    if !refused {
+                        return Poll::Ready(Ok(response));
+                    }
+                    (response, *replayed)
                 }
                 StateProj::Refreshing { wait, request } => {
                     let token = ready!(wait.as_mut().poll(cx))?;
@@ -200,26 +194,75 @@ where
                     this.state.set(State::ReadyToReplay {
                         request: Some(request),
                     });
+                    continue;
                 }
                 StateProj::ReadyToReplay { request } => {
                     ready!(this.service.poll_ready(cx)).map_err(Into::into)?;
                     let request = request.take().expect(POLLED_AFTER_COMPLETION);
                     let future = this.service.call(request);
                     this.state.set(State::Replaying { future });
+                    continue;
                 }
                 StateProj::Replaying { future } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if is_unauthorized(&response) {
-                        this.cache.replay_unauthorized();
+                    match verdict(&response) {
+                        Verdict::Accepted => return Poll::Ready(Ok(response)),
+                        Verdict::Refused => (response, true),
+                        Verdict::PeekTrailers => {
+                            this.state.set(peeking(response, true));
+                            continue;
+                        }
                     }
-                    return Poll::Ready(Ok(response));
                 }
                 StateProj::Failed { error } => {
                     let error = error.take().expect(POLLED_AFTER_COMPLETION);
                     return Poll::Ready(Err(error.into()));
                 }
+            };
+            if replayed {
+                this.cache.replay_unauthorized();
+                return Poll::Ready(Ok(refused));
+            }
+            // Decide before taking the body over: a 401 that is passed
+            // through must leave the first attempt untouched.
+            let newer_token = match this.cache.after_unauthorized(*this.generation) {
+                AfterUnauthorized::PassThrough => return Poll::Ready(Ok(refused)),
+                AfterUnauthorized::Replay(token) => Ok(token),
+                AfterUnauthorized::Wait(wait) => Err(wait),
+            };
+            let replay = this
+                .replay
+                .take()
+                .and_then(|r| Some(Request::from_parts(r.parts, B::replay(r.body)?)));
+            let Some(mut request) = replay else {
+                tracing::debug!("401 for a request whose body cannot be replayed");
+                return Poll::Ready(Ok(refused));
+            };
+            drop(refused);
+            match newer_token {
+                Ok(token) => {
+                    tracing::debug!("401 for a replaced token; replaying with the current one");
+                    request
+                        .headers_mut()
+                        .insert(AUTHORIZATION, token.header.clone());
+                    this.state.set(State::ReadyToReplay {
+                        request: Some(request),
+                    });
+                }
+                Err(wait) => {
+                    let request = Some(request);
+                    this.state.set(State::Refreshing { wait, request });
+                }
             }
         }
+    }
+}
+
+fn peeking<F, B, T>(response: T, replayed: bool) -> State<F, B, T> {
+    State::Peeking {
+        window: tokio::time::sleep(PEEK_WINDOW),
+        response: Some(response),
+        replayed,
     }
 }
 
@@ -232,6 +275,7 @@ where
         let state = match &self.state {
             State::AwaitingToken { .. } => "AwaitingToken",
             State::Calling { .. } => "Calling",
+            State::Peeking { .. } => "Peeking",
             State::Refreshing { .. } => "Refreshing",
             State::ReadyToReplay { .. } => "ReadyToReplay",
             State::Replaying { .. } => "Replaying",

@@ -75,6 +75,7 @@ pub mod layer;
 pub mod mock;
 pub mod service;
 pub mod token;
+mod unauthorized;
 
 pub use error::{Endpoint, Error};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};

@@ -113,6 +113,7 @@ where
     S: Service<Request<B>, Response = Response<R>> + Clone,
     S::Error: Into<BoxError>,
     B: ReplayBody,
+    R: 'static,
 {
     type Response = Response<R>;
     type Error = BoxError;

@@ -3,7 +3,22 @@
 //! To heal a 401 the layer sends the request a second time, so it keeps a
 //! replay of the body while the first attempt is in flight.
 //! [`ReplayBody`] splits a body into the one to send now and a replay of
-//! it. Bodies that clone cheaply ([`Full`], [`Empty`], `String`) are cloned.
+//! it:
+//!
+//! - Bodies that clone cheaply ([`Full`], [`Empty`], `String`) are cloned.
+//! - Streaming bodies ([`BoxBody`], [`UnsyncBoxBody`], `tonic::body::Body`
+//!   with feature `tonic`, `axum::body::Body` with feature `axum`) are
+//!   teed lazily: each frame is forwarded as it is read, and a reference to
+//!   it (a `Bytes` clone, not a copy) is kept, with the trailers, for a
+//!   replay. Nothing is buffered up front and no latency is added. A body
+//!   whose size hint exceeds the limit is not teed at all; one that grows
+//!   past it while streaming drops its copy and streams on. Either way a 401
+//!   then reaches the caller, never an error or a truncated replay.
+//! - When the server answers 401 before reading the whole body (auth is
+//!   checked on headers), the replay sends the part already read and then
+//!   the rest of the original stream. The replay takes the stream over at a
+//!   frame boundary, so it never waits for the first attempt to let go, and
+//!   never sends a byte twice or drops one.
 //!
 //! A body type the layer does not know can join by implementing the trait;
 //! returning `None` for the replay means "never replay": a 401 then reaches
@@ -22,7 +37,16 @@
 //! # let _ = (now, again);
 //! ```
 
-use http_body_util::{Empty, Full};
+mod tee;
+
+use bytes::Bytes;
+use http_body_util::{
+    combinators::{BoxBody, UnsyncBoxBody},
+    Empty, Full,
+};
+
+pub use tee::StreamReplay;
+use tee::{tee, Tee};
 
 /// A body that can be sent again. See the [module docs](self).
 ///
@@ -100,6 +124,78 @@ impl ReplayBody for String {
 
     fn replay(replay: Self::Replay) -> Option<Self> {
         Some(replay)
+    }
+}
+
+/// Tees `body` and wraps the tee back into the body type, or leaves it
+/// unreplayable when its size hint exceeds `limit`.
+fn tee_into<B>(
+    body: B,
+    limit: usize,
+    wrap: impl FnOnce(Tee<B>) -> B,
+) -> (B, Option<StreamReplay<B>>)
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    match tee(body, limit) {
+        Ok((tee, replay)) => (wrap(tee), Some(replay)),
+        Err(body) => (body, None),
+    }
+}
+
+/// Teed lazily; see the [module docs](self).
+impl<E: 'static> ReplayBody for BoxBody<Bytes, E> {
+    type Replay = StreamReplay<Self>;
+
+    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>) {
+        tee_into(self, limit, BoxBody::new)
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        replay.take().map(BoxBody::new)
+    }
+}
+
+/// Teed lazily; see the [module docs](self).
+impl<E: 'static> ReplayBody for UnsyncBoxBody<Bytes, E> {
+    type Replay = StreamReplay<Self>;
+
+    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>) {
+        tee_into(self, limit, UnsyncBoxBody::new)
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        replay.take().map(UnsyncBoxBody::new)
+    }
+}
+
+/// Teed lazily; see the [module docs](self).
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+impl ReplayBody for tonic::body::Body {
+    type Replay = StreamReplay<Self>;
+
+    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>) {
+        tee_into(self, limit, tonic::body::Body::new)
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        replay.take().map(tonic::body::Body::new)
+    }
+}
+
+/// Teed lazily; see the [module docs](self).
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl ReplayBody for axum_core::body::Body {
+    type Replay = StreamReplay<Self>;
+
+    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>) {
+        tee_into(self, limit, axum_core::body::Body::new)
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        replay.take().map(axum_core::body::Body::new)
     }
 }
 

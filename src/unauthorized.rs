@@ -1,0 +1,172 @@
+//! Recognising a response that refused the token: HTTP 401, or gRPC
+//! UNAUTHENTICATED (`grpc-status: 16`).
+//!
+//! A trailers-only gRPC response carries its status in the headers. A server
+//! may instead send headers, no message and trailers with the status; for
+//! `application/grpc` responses whose body is a `tonic::body::Body`
+//! (feature `tonic`), the first frame is peeked for that, within a short
+//! window, and put back when it is anything else.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{Response, StatusCode};
+
+/// The gRPC status code UNAUTHENTICATED.
+const UNAUTHENTICATED: &str = "16";
+
+/// How long to wait for the first frame of a gRPC response before handing it
+/// over unpeeked. Bounds the delay for calls whose server waits for the
+/// client (bidirectional streams).
+pub(crate) const PEEK_WINDOW: Duration = Duration::from_millis(100);
+
+/// What the headers say about the token.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Accepted,
+    Refused,
+    /// A gRPC response whose status will come in trailers: peek.
+    PeekTrailers,
+}
+
+pub(crate) fn verdict<R: 'static>(response: &Response<R>) -> Verdict {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        return Verdict::Refused;
+    }
+    if let Some(status) = response.headers().get("grpc-status") {
+        return match status.as_bytes() == UNAUTHENTICATED.as_bytes() {
+            true => Verdict::Refused,
+            false => Verdict::Accepted,
+        };
+    }
+    if peekable::<R>() && is_grpc(response) {
+        return Verdict::PeekTrailers;
+    }
+    Verdict::Accepted
+}
+
+fn is_grpc<R>(response: &Response<R>) -> bool {
+    response.status() == StatusCode::OK
+        && response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+#[cfg(feature = "tonic")]
+fn peekable<R: 'static>() -> bool {
+    std::any::TypeId::of::<R>() == std::any::TypeId::of::<tonic::body::Body>()
+}
+
+#[cfg(not(feature = "tonic"))]
+fn peekable<R: 'static>() -> bool {
+    false
+}
+
+/// Polls the first frame of a gRPC response body: `Ready(true)` when it is
+/// trailers with UNAUTHENTICATED, `Ready(false)` once it is anything else
+/// (put back in front of the body) or the window has passed.
+pub(crate) fn poll_peek<R: 'static>(
+    response: &mut Response<R>,
+    window: Pin<&mut tokio::time::Sleep>,
+    cx: &mut Context<'_>,
+) -> Poll<bool> {
+    #[cfg(feature = "tonic")]
+    {
+        let body: &mut dyn std::any::Any = response.body_mut();
+        if let Some(body) = body.downcast_mut::<tonic::body::Body>() {
+            return match tonic_peek::poll(body, cx) {
+                Poll::Ready(refused) => Poll::Ready(refused),
+                Poll::Pending => std::future::Future::poll(window, cx).map(|()| false),
+            };
+        }
+    }
+    let _ = (response, window, cx);
+    Poll::Ready(false)
+}
+
+#[cfg(feature = "tonic")]
+mod tonic_peek {
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+    };
+
+    use bytes::Bytes;
+    use http_body::{Body as _, Frame};
+    use tonic::body::Body;
+
+    type Polled = Option<Result<Frame<Bytes>, tonic::Status>>;
+
+    pub(super) fn poll(body: &mut Body, cx: &mut Context<'_>) -> Poll<bool> {
+        let first = std::task::ready!(Pin::new(&mut *body).poll_frame(cx));
+        let refused = matches!(&first, Some(Ok(frame)) if frame
+            .trailers_ref()
+            .and_then(|t| t.get("grpc-status"))
+            .is_some_and(|s| s.as_bytes() == super::UNAUTHENTICATED.as_bytes()));
+        if !refused {
+            let rest = std::mem::replace(body, Body::empty());
+            *body = Body::new(Prepended {
+                first: Some(first),
+                rest,
+            });
+        }
+        Poll::Ready(refused)
+    }
+
+    /// A body with its first frame put back in front.
+    struct Prepended {
+        first: Option<Polled>,
+        rest: Body,
+    }
+
+    impl http_body::Body for Prepended {
+        type Data = Bytes;
+        type Error = tonic::Status;
+
+        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Polled> {
+            match self.first.take() {
+                Some(first) => Poll::Ready(first),
+                None => Pin::new(&mut self.rest).poll_frame(cx),
+            }
+        }
+
+        fn is_end_stream(&self) -> bool {
+            matches!(self.first, Some(None)) || (self.first.is_none() && self.rest.is_end_stream())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> Response<()> {
+        let mut builder = Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn http_401_and_grpc_unauthenticated_are_refusals() {
+        assert_eq!(verdict(&response(401, &[])), Verdict::Refused);
+        let trailers_only = [("content-type", "application/grpc"), ("grpc-status", "16")];
+        assert_eq!(verdict(&response(200, &trailers_only)), Verdict::Refused);
+    }
+
+    #[test]
+    fn everything_else_is_accepted() {
+        assert_eq!(verdict(&response(403, &[])), Verdict::Accepted);
+        assert_eq!(verdict(&response(200, &[])), Verdict::Accepted);
+        let denied = [("content-type", "application/grpc"), ("grpc-status", "7")];
+        assert_eq!(verdict(&response(200, &denied)), Verdict::Accepted);
+        // Only tonic bodies can be peeked and put back.
+        let grpc = [("content-type", "application/grpc")];
+        assert_eq!(verdict(&response(200, &grpc)), Verdict::Accepted);
+    }
+}
