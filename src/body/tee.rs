@@ -236,3 +236,199 @@ where
         hint
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A body from a script: chunks, optional trailers, optional exact size
+    /// hint, and `Pending` before every other frame.
+    struct Scripted {
+        chunks: VecDeque<Bytes>,
+        trailers: Option<HeaderMap>,
+        exact: Option<u64>,
+        pending_next: bool,
+    }
+
+    impl Scripted {
+        fn new(chunks: &[Vec<u8>], trailers: bool, exact_hint: bool) -> Self {
+            let total: usize = chunks.iter().map(Vec::len).sum();
+            Scripted {
+                chunks: chunks.iter().map(|c| Bytes::from(c.clone())).collect(),
+                trailers: trailers.then(|| {
+                    let mut t = HeaderMap::new();
+                    t.insert("x-checksum", "abc".parse().unwrap());
+                    t
+                }),
+                exact: exact_hint.then_some(total as u64),
+                pending_next: true,
+            }
+        }
+    }
+
+    impl Body for Scripted {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.pending_next = !self.pending_next;
+            if !self.pending_next {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if let Some(chunk) = self.chunks.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            let left: usize = self.chunks.iter().map(Bytes::len).sum();
+            self.exact
+                .map_or_else(SizeHint::new, |_| SizeHint::with_exact(left as u64))
+        }
+    }
+
+    fn next<B: Body<Data = Bytes> + Unpin>(body: &mut B) -> Option<Frame<Bytes>>
+    where
+        B::Error: fmt::Debug,
+    {
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(&mut cx) {
+                return frame.map(|f| f.unwrap());
+            }
+        }
+    }
+
+    /// Reads up to `frames` frames; returns the data and the trailers read.
+    fn drain<B: Body<Data = Bytes> + Unpin>(
+        body: &mut B,
+        frames: usize,
+    ) -> (Vec<u8>, Option<HeaderMap>)
+    where
+        B::Error: fmt::Debug,
+    {
+        let (mut data, mut trailers) = (Vec::new(), None);
+        for _ in 0..frames {
+            let Some(frame) = next(body) else { break };
+            match frame.into_data() {
+                Ok(chunk) => data.extend_from_slice(&chunk),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
+        }
+        (data, trailers)
+    }
+
+    proptest! {
+        #[test]
+        fn a_replay_never_duplicates_or_drops_a_byte(
+            chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..48), 0..16),
+            limit in 0usize..800,
+            read_before_401 in 0usize..20,
+            trailers in any::<bool>(),
+            exact_hint in any::<bool>(),
+        ) {
+            let original: Vec<u8> = chunks.concat();
+            let source = Scripted::new(&chunks, trailers, exact_hint);
+            let (mut first, replay) = match tee(source, limit) {
+                Ok(split) => split,
+                Err(_) => {
+                    // Only a size hint over the limit skips the tee.
+                    prop_assert!(exact_hint && original.len() > limit);
+                    return Ok(());
+                }
+            };
+            let (sent, _) = drain(&mut first, read_before_401);
+            prop_assert!(original.starts_with(&sent), "the first attempt sent a prefix");
+            let replayed = replay.take();
+            if replayed.is_some() {
+                prop_assert!(next(&mut first).is_none(), "the first attempt ends once taken over");
+            }
+            match replayed {
+                None => prop_assert!(sent.len() > limit, "replay refused within the limit"),
+                Some(mut replayed) => {
+                    prop_assert!(sent.len() <= limit);
+                    let (data, seen_trailers) = drain(&mut replayed, usize::MAX);
+                    prop_assert_eq!(data, original);
+                    prop_assert_eq!(seen_trailers.is_some(), trailers);
+                    prop_assert!(next(&mut replayed).is_none());
+                }
+            }
+        }
+
+        #[test]
+        fn past_the_limit_the_stream_still_flows_whole(
+            chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..64), 1..16),
+            limit in 0usize..200,
+        ) {
+            let original: Vec<u8> = chunks.concat();
+            let (mut first, replay) = tee(Scripted::new(&chunks, true, false), limit).ok().unwrap();
+            let (sent, trailers) = drain(&mut first, usize::MAX);
+            prop_assert_eq!(&sent, &original);
+            prop_assert!(trailers.is_some());
+            prop_assert_eq!(replay.take().is_some(), original.len() <= limit);
+        }
+    }
+
+    #[test]
+    fn recorded_chunks_share_the_source_buffers() {
+        let chunk = Bytes::from(vec![7u8; 100]);
+        let source = Scripted {
+            chunks: VecDeque::from([chunk.clone()]),
+            trailers: None,
+            exact: None,
+            pending_next: true,
+        };
+        let (mut first, replay) = tee(source, 1000).ok().unwrap();
+        let sent = next(&mut first).unwrap().into_data().unwrap();
+        let mut replayed = replay.take().unwrap();
+        let again = next(&mut replayed).unwrap().into_data().unwrap();
+        assert_eq!(sent.as_ptr(), chunk.as_ptr());
+        assert_eq!(
+            again.as_ptr(),
+            chunk.as_ptr(),
+            "the copy is a reference, not a byte copy"
+        );
+    }
+
+    #[test]
+    fn a_dropped_first_attempt_leaves_the_rest_to_the_replay() {
+        let chunks = [b"ab".to_vec(), b"cd".to_vec(), b"ef".to_vec()];
+        let (mut first, replay) = tee(Scripted::new(&chunks, false, true), 100).ok().unwrap();
+        assert_eq!(drain(&mut first, 1).0, b"ab");
+        drop(first);
+        let mut replayed = replay.take().unwrap();
+        assert_eq!(replayed.size_hint().exact(), Some(6));
+        assert_eq!(drain(&mut replayed, usize::MAX).0, b"abcdef");
+    }
+
+    #[test]
+    fn a_failed_source_cannot_be_replayed() {
+        struct Failing;
+        impl Body for Failing {
+            type Data = Bytes;
+            type Error = &'static str;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+                Poll::Ready(Some(Err("reset")))
+            }
+        }
+        let (mut first, replay) = tee(Failing, 100).ok().unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            Pin::new(&mut first).poll_frame(&mut cx),
+            Poll::Ready(Some(Err("reset")))
+        ));
+        assert!(replay.take().is_none());
+    }
+}

@@ -71,16 +71,26 @@ async fn refresh(state: &State, request: Request<Incoming>) -> Response<Full<Byt
     }
 }
 
-/// Checks the bearer token from the headers alone, as real APIs do, and
-/// echoes the body of authorized requests.
+/// Checks the bearer token from the headers alone, as real APIs do (or
+/// after reading the body, when so configured), and echoes the body of
+/// authorized requests.
 async fn target(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let authorized = state.accepts(token);
     let (parts, body) = request.into_parts();
+    let read_first = state.reads_body_first();
+    let mut body = Some(body);
+    let mut collected = None;
+    if read_first {
+        collected = body.take().map(collect);
+    }
+    let collected = match collected {
+        Some(reading) => Some(reading.await),
+        None => None,
+    };
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let authorized = state.accepts(authorization);
     let path = parts
         .uri
         .path_and_query()
@@ -90,28 +100,48 @@ async fn target(state: &State, request: Request<Incoming>) -> Response<Full<Byte
         path,
         headers: parts.headers,
         body: Bytes::new(),
+        trailers: None,
         authorized,
     };
-    if !authorized {
-        state.record(recorded);
-        let mut response = status(StatusCode::UNAUTHORIZED, r#"{"error":"invalid_token"}"#);
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
-        );
-        return response;
-    }
-    let body = match Limited::new(body, MAX_TARGET_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return status(StatusCode::BAD_REQUEST, r#"{"error":"unreadable_body"}"#),
+    let collected = match (authorized, collected, body) {
+        (false, collected, _) => {
+            if let Some(Ok((data, trailers))) = collected {
+                recorded.body = data;
+                recorded.trailers = trailers;
+            }
+            state.record(recorded);
+            let mut response = status(StatusCode::UNAUTHORIZED, r#"{"error":"invalid_token"}"#);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+            );
+            return response;
+        }
+        (true, Some(collected), _) => collected,
+        (true, None, Some(body)) => collect(body).await,
+        (true, None, None) => Err(()),
     };
-    recorded.body = body.clone();
+    let Ok((data, trailers)) = collected else {
+        return status(StatusCode::BAD_REQUEST, r#"{"error":"unreadable_body"}"#);
+    };
+    recorded.body = data.clone();
+    recorded.trailers = trailers;
     state.record(recorded);
     Response::builder()
         .status(StatusCode::OK)
-        .header("x-body-bytes", body.len())
-        .body(Full::new(body))
+        .header("x-body-bytes", data.len())
+        .body(Full::new(data))
         .unwrap_or_default()
+}
+
+/// Reads a whole request body and its trailers.
+async fn collect(body: Incoming) -> Result<(Bytes, Option<http::HeaderMap>), ()> {
+    let collected = Limited::new(body, MAX_TARGET_BYTES)
+        .collect()
+        .await
+        .map_err(|_| ())?;
+    let trailers = collected.trailers().cloned();
+    Ok((collected.to_bytes(), trailers))
 }
 
 async fn read_form(

@@ -260,6 +260,44 @@ impl MockAuthApi {
         self.state.set_reject_all(reject);
     }
 
+    /// Makes the target API read the whole request body before it checks the
+    /// token, as some servers and proxies do, rather than answer 401 from
+    /// the headers alone (the default).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// mock.set_target_reads_body_first(true);
+    /// # Ok(()) }
+    /// ```
+    pub fn set_target_reads_body_first(&self, read_first: bool) {
+        self.state.set_read_body_first(read_first);
+    }
+
+    /// A handle that checks bearer tokens the way the target API does, for
+    /// servers of your own (a tonic interceptor, an axum handler) that should
+    /// accept exactly the mock's tokens. Its checks count as target requests.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// let validator = mock.validator();
+    /// assert!(!validator.check(Some(b"Bearer made-up")));
+    /// assert_eq!(mock.counts().target_unauthorized, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn validator(&self) -> TokenValidator {
+        TokenValidator {
+            state: Arc::clone(&self.state),
+        }
+    }
+
     /// Delays every answer of `route` by `delay`.
     ///
     /// # Example
@@ -324,6 +362,55 @@ impl MockAuthApi {
     /// ```
     pub fn target_requests(&self) -> Vec<RecordedRequest> {
         self.state.recorded()
+    }
+}
+
+/// Checks bearer tokens against the mock's. Made by
+/// [`MockAuthApi::validator`].
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+/// let validator = mock.validator();
+/// let interceptor = move |request: http::Request<()>| {
+///     let header = request.headers().get(http::header::AUTHORIZATION);
+///     validator.check(header.map(|v| v.as_bytes()))
+/// };
+/// # let _ = interceptor;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TokenValidator {
+    state: Arc<State>,
+}
+
+impl TokenValidator {
+    /// Whether an `Authorization` header value (`Bearer <token>`) carries a
+    /// token the mock issued that has not expired or been revoked. Counted in
+    /// [`Counts::target`] and, when refused, [`Counts::target_unauthorized`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// assert!(!mock.validator().check(None));
+    /// # Ok(()) }
+    /// ```
+    pub fn check(&self, authorization: Option<&[u8]>) -> bool {
+        let authorized = self.state.accepts(authorization);
+        self.state.count_checked(authorized);
+        authorized
+    }
+}
+
+impl fmt::Debug for TokenValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenValidator").finish_non_exhaustive()
     }
 }
 

@@ -63,6 +63,8 @@ pub struct RecordedRequest {
     /// The body the target read: all of it when authorized, nothing when it
     /// answered 401 from the headers.
     pub body: Bytes,
+    /// The trailers that came after the body, if any.
+    pub trailers: Option<HeaderMap>,
     /// Whether the bearer token was accepted.
     pub authorized: bool,
 }
@@ -80,6 +82,7 @@ struct Inner {
     /// Refresh tokens that may still be used, each once.
     refresh: HashSet<String>,
     reject_all: bool,
+    read_body_first: bool,
     delays: HashMap<Route, Duration>,
     canned: HashMap<Route, VecDeque<Response<String>>>,
     recorded: Vec<RecordedRequest>,
@@ -104,6 +107,7 @@ impl State {
                 access: HashMap::new(),
                 refresh: HashSet::new(),
                 reject_all: false,
+                read_body_first: false,
                 delays: HashMap::new(),
                 canned: HashMap::new(),
                 recorded: Vec::new(),
@@ -130,6 +134,14 @@ impl State {
 
     pub(super) fn set_reject_all(&self, reject: bool) {
         self.lock().reject_all = reject;
+    }
+
+    pub(super) fn set_read_body_first(&self, read_first: bool) {
+        self.lock().read_body_first = read_first;
+    }
+
+    pub(super) fn reads_body_first(&self) -> bool {
+        self.lock().read_body_first
     }
 
     pub(super) fn set_delay(&self, route: Route, delay: Duration) {
@@ -186,14 +198,26 @@ impl State {
         Some(inner.issue())
     }
 
-    /// Whether the target accepts `token` now.
-    pub(super) fn accepts(&self, token: Option<&str>) -> bool {
+    /// Whether the target accepts an `Authorization` header value now.
+    pub(super) fn accepts(&self, authorization: Option<&[u8]>) -> bool {
+        let token = authorization
+            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .and_then(|t| std::str::from_utf8(t).ok());
         let inner = self.lock();
         let now = Instant::now();
         !inner.reject_all
             && token
                 .and_then(|t| inner.access.get(t))
                 .is_some_and(|expires_at| now < *expires_at)
+    }
+
+    /// Counts a target request checked outside the mock's own HTTP server.
+    pub(super) fn count_checked(&self, authorized: bool) {
+        let mut inner = self.lock();
+        inner.counts.target += 1;
+        if !authorized {
+            inner.counts.target_unauthorized += 1;
+        }
     }
 
     pub(super) fn record(&self, request: RecordedRequest) {
