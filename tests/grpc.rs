@@ -1,0 +1,268 @@
+//! gRPC through the layer: a real tonic channel to a real tonic server on
+//! loopback whose interceptor accepts exactly the mock Auth API's tokens.
+
+mod support;
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{uri::PathAndQuery, HeaderMap, Request, Response};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use simacan_auth::{
+    mock::{MockAuthApi, TokenValidator},
+    SimacanAuth, SimacanAuthLayer,
+};
+use support::{bounded, layer_for, mock};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{
+    body::Body,
+    server::NamedService,
+    service::interceptor::InterceptedService,
+    transport::{Channel, Endpoint, Server},
+    Code, Status,
+};
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    HealthCheckResponse,
+};
+use tower::{Service, ServiceBuilder};
+
+const COLLECT: &str = "/simacan.test.Upload/Collect";
+
+/// A client-streaming method: collects the `service` fields of the request
+/// messages and answers with how many arrived.
+#[derive(Clone, Default)]
+struct Collect {
+    received: Arc<Mutex<Vec<String>>>,
+}
+
+impl NamedService for Collect {
+    const NAME: &'static str = "simacan.test.Upload";
+}
+
+impl Service<Request<Body>> for Collect {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let received = self.received.clone();
+        Box::pin(async move {
+            let method = tower::service_fn(move |request: tonic::Request<tonic::Streaming<HealthCheckRequest>>| {
+                let received = received.clone();
+                async move {
+                    let mut stream = request.into_inner();
+                    let mut count = 0;
+                    let mut names = Vec::new();
+                    while let Some(message) = stream.message().await? {
+                        names.push(message.service);
+                        count += 1;
+                    }
+                    *received.lock().unwrap() = names;
+                    Ok::<_, Status>(tonic::Response::new(HealthCheckResponse { status: count }))
+                }
+            });
+            let codec = tonic_prost::ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default();
+            Ok(tonic::server::Grpc::new(codec).client_streaming(method, request).await)
+        })
+    }
+}
+
+/// Rejects a call with UNAUTHENTICATED unless the mock issued its token.
+fn auth_interceptor(validator: TokenValidator) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, Status> + Clone {
+    move |request: tonic::Request<()>| {
+        let header = request.metadata().get("authorization").map(|v| v.as_bytes());
+        match validator.check(header) {
+            true => Ok(request),
+            false => Err(Status::unauthenticated("invalid token")),
+        }
+    }
+}
+
+/// A tonic server with the health service and `Collect`, behind the interceptor.
+async fn grpc_server(mock: &MockAuthApi) -> (SocketAddr, Collect) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let collect = Collect::default();
+    let interceptor = auth_interceptor(mock.validator());
+    let server = Server::builder()
+        .add_service(InterceptedService::new(health, interceptor.clone()))
+        .add_service(InterceptedService::new(collect.clone(), interceptor))
+        .serve_with_incoming(TcpListenerStream::new(listener));
+    tokio::spawn(server);
+    (addr, collect)
+}
+
+async fn channel(addr: SocketAddr, layer: &SimacanAuthLayer) -> SimacanAuth<Channel> {
+    let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    ServiceBuilder::new().layer(layer.clone()).service(channel)
+}
+
+async fn check(client: &mut HealthClient<SimacanAuth<Channel>>) -> Result<i32, Status> {
+    let request = HealthCheckRequest { service: String::new() };
+    bounded(client.check(request)).await.map(|r| r.into_inner().status)
+}
+
+#[tokio::test]
+async fn a_unary_call_is_healed_after_unauthenticated() {
+    let mock = mock().await;
+    let (addr, _) = grpc_server(&mock).await;
+    let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
+    assert_eq!(check(&mut client).await.unwrap(), ServingStatus::Serving as i32);
+    mock.revoke_access_tokens();
+    assert_eq!(check(&mut client).await.unwrap(), ServingStatus::Serving as i32);
+    let counts = mock.counts();
+    assert_eq!((counts.password, counts.refresh), (1, 1));
+    assert_eq!((counts.target, counts.target_unauthorized), (3, 1));
+}
+
+#[tokio::test]
+async fn concurrent_unauthenticated_calls_share_one_refresh() {
+    let mock = mock().await;
+    let (addr, _) = grpc_server(&mock).await;
+    let client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
+    check(&mut client.clone()).await.unwrap();
+    mock.revoke_access_tokens();
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move { check(&mut client).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(bounded(call).await.unwrap().is_ok());
+    }
+    assert_eq!(mock.counts().refresh, 1);
+}
+
+#[tokio::test]
+async fn unauthenticated_on_the_replay_goes_to_the_caller() {
+    let mock = mock().await;
+    let (addr, _) = grpc_server(&mock).await;
+    let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
+    check(&mut client).await.unwrap();
+    mock.set_target_rejects_every_token(true);
+    let status = check(&mut client).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(mock.counts().refresh, 1);
+}
+
+async fn collect(svc: SimacanAuth<Channel>, messages: impl tokio_stream::Stream<Item = HealthCheckRequest> + Send + 'static) -> Result<i32, Status> {
+    let mut grpc = tonic::client::Grpc::new(svc);
+    bounded(grpc.ready()).await.map_err(|e| Status::unknown(e.to_string()))?;
+    let codec = tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default();
+    let path = PathAndQuery::from_static(COLLECT);
+    bounded(grpc.client_streaming(tonic::Request::new(messages), path, codec))
+        .await
+        .map(|r| r.into_inner().status)
+}
+
+fn named(names: &[&str]) -> Vec<HealthCheckRequest> {
+    names.iter().map(|n| HealthCheckRequest { service: (*n).to_owned() }).collect()
+}
+
+#[tokio::test]
+async fn a_client_streaming_call_is_healed_after_unauthenticated() {
+    let mock = mock().await;
+    let (addr, server) = grpc_server(&mock).await;
+    let svc = channel(addr, &layer_for(&mock)).await;
+    assert_eq!(collect(svc.clone(), tokio_stream::iter(named(&["warm"]))).await.unwrap(), 1);
+    mock.revoke_access_tokens();
+
+    // Messages trickle in: the server rejects on headers before it has read
+    // them all, and the replay must send every one exactly once.
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let call = tokio::spawn(collect(svc, tokio_stream::wrappers::ReceiverStream::new(rx)));
+    let names = ["trip-1", "trip-2", "trip-3", "trip-4", "trip-5"];
+    for (i, message) in named(&names).into_iter().enumerate() {
+        tx.send(message).await.unwrap();
+        if i == 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    drop(tx);
+    assert_eq!(bounded(call).await.unwrap().unwrap(), 5);
+    assert_eq!(*server.received.lock().unwrap(), names);
+    let counts = mock.counts();
+    assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
+}
+
+/// A gRPC server that answers a refused token with headers, no message and
+/// trailers carrying UNAUTHENTICATED, instead of a trailers-only response.
+async fn trailers_server(validator: TokenValidator) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let validator = validator.clone();
+            let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                let header = request.headers().get("authorization").map(|v| v.as_bytes().to_vec());
+                let accepted = validator.check(header.as_deref());
+                async move {
+                    let mut trailers = HeaderMap::new();
+                    let mut frames = Vec::new();
+                    if accepted {
+                        // HealthCheckResponse { status: SERVING }, length-prefixed.
+                        frames.push(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1])));
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                    } else {
+                        trailers.insert("grpc-status", "16".parse().unwrap());
+                        trailers.insert("grpc-message", "token%20refused".parse().unwrap());
+                    }
+                    frames.push(Frame::trailers(trailers));
+                    let body = StreamBody::new(tokio_stream::iter(frames.into_iter().map(Ok::<_, Infallible>)));
+                    let response = Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(body.boxed())
+                        .unwrap();
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn unauthenticated_in_trailers_after_an_empty_body_is_healed() {
+    let mock = mock().await;
+    let addr = trailers_server(mock.validator()).await;
+    let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
+    assert_eq!(check(&mut client).await.unwrap(), ServingStatus::Serving as i32);
+    mock.revoke_access_tokens();
+    assert_eq!(check(&mut client).await.unwrap(), ServingStatus::Serving as i32);
+    let counts = mock.counts();
+    assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
+}
+
+#[tokio::test]
+async fn other_grpc_errors_never_refresh() {
+    let mock = mock().await;
+    let (addr, _) = grpc_server(&mock).await;
+    let svc = channel(addr, &layer_for(&mock)).await;
+    let mut grpc = tonic::client::Grpc::new(svc);
+    bounded(grpc.ready()).await.unwrap();
+    let codec = tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default();
+    let path = PathAndQuery::from_static("/simacan.test.Missing/Method");
+    let status = bounded(grpc.unary(tonic::Request::new(HealthCheckRequest::default()), path, codec)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(mock.counts().refresh, 0);
+}
