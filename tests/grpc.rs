@@ -63,30 +63,40 @@ impl Service<Request<Body>> for Collect {
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let received = self.received.clone();
         Box::pin(async move {
-            let method = tower::service_fn(move |request: tonic::Request<tonic::Streaming<HealthCheckRequest>>| {
-                let received = received.clone();
-                async move {
-                    let mut stream = request.into_inner();
-                    let mut count = 0;
-                    let mut names = Vec::new();
-                    while let Some(message) = stream.message().await? {
-                        names.push(message.service);
-                        count += 1;
+            let method = tower::service_fn(
+                move |request: tonic::Request<tonic::Streaming<HealthCheckRequest>>| {
+                    let received = received.clone();
+                    async move {
+                        let mut stream = request.into_inner();
+                        let mut count = 0;
+                        let mut names = Vec::new();
+                        while let Some(message) = stream.message().await? {
+                            names.push(message.service);
+                            count += 1;
+                        }
+                        *received.lock().unwrap() = names;
+                        Ok::<_, Status>(tonic::Response::new(HealthCheckResponse { status: count }))
                     }
-                    *received.lock().unwrap() = names;
-                    Ok::<_, Status>(tonic::Response::new(HealthCheckResponse { status: count }))
-                }
-            });
-            let codec = tonic_prost::ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default();
-            Ok(tonic::server::Grpc::new(codec).client_streaming(method, request).await)
+                },
+            );
+            let codec =
+                tonic_prost::ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default();
+            Ok(tonic::server::Grpc::new(codec)
+                .client_streaming(method, request)
+                .await)
         })
     }
 }
 
 /// Rejects a call with UNAUTHENTICATED unless the mock issued its token.
-fn auth_interceptor(validator: TokenValidator) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, Status> + Clone {
+fn auth_interceptor(
+    validator: TokenValidator,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, Status> + Clone {
     move |request: tonic::Request<()>| {
-        let header = request.metadata().get("authorization").map(|v| v.as_bytes());
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
         match validator.check(header) {
             true => Ok(request),
             false => Err(Status::unauthenticated("invalid token")),
@@ -110,13 +120,21 @@ async fn grpc_server(mock: &MockAuthApi) -> (SocketAddr, Collect) {
 }
 
 async fn channel(addr: SocketAddr, layer: &SimacanAuthLayer) -> SimacanAuth<Channel> {
-    let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     ServiceBuilder::new().layer(layer.clone()).service(channel)
 }
 
 async fn check(client: &mut HealthClient<SimacanAuth<Channel>>) -> Result<i32, Status> {
-    let request = HealthCheckRequest { service: String::new() };
-    bounded(client.check(request)).await.map(|r| r.into_inner().status)
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    bounded(client.check(request))
+        .await
+        .map(|r| r.into_inner().status)
 }
 
 #[tokio::test]
@@ -124,9 +142,15 @@ async fn a_unary_call_is_healed_after_unauthenticated() {
     let mock = mock().await;
     let (addr, _) = grpc_server(&mock).await;
     let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
-    assert_eq!(check(&mut client).await.unwrap(), ServingStatus::Serving as i32);
+    assert_eq!(
+        check(&mut client).await.unwrap(),
+        ServingStatus::Serving as i32
+    );
     mock.revoke_access_tokens();
-    assert_eq!(check(&mut client).await.unwrap(), ServingStatus::Serving as i32);
+    assert_eq!(
+        check(&mut client).await.unwrap(),
+        ServingStatus::Serving as i32
+    );
     let counts = mock.counts();
     assert_eq!((counts.password, counts.refresh), (1, 1));
     assert_eq!((counts.target, counts.target_unauthorized), (3, 1));
@@ -163,9 +187,14 @@ async fn unauthenticated_on_the_replay_goes_to_the_caller() {
     assert_eq!(mock.counts().refresh, 1);
 }
 
-async fn collect(svc: SimacanAuth<Channel>, messages: impl tokio_stream::Stream<Item = HealthCheckRequest> + Send + 'static) -> Result<i32, Status> {
+async fn collect(
+    svc: SimacanAuth<Channel>,
+    messages: impl tokio_stream::Stream<Item = HealthCheckRequest> + Send + 'static,
+) -> Result<i32, Status> {
     let mut grpc = tonic::client::Grpc::new(svc);
-    bounded(grpc.ready()).await.map_err(|e| Status::unknown(e.to_string()))?;
+    bounded(grpc.ready())
+        .await
+        .map_err(|e| Status::unknown(e.to_string()))?;
     let codec = tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default();
     let path = PathAndQuery::from_static(COLLECT);
     bounded(grpc.client_streaming(tonic::Request::new(messages), path, codec))
@@ -174,7 +203,12 @@ async fn collect(svc: SimacanAuth<Channel>, messages: impl tokio_stream::Stream<
 }
 
 fn named(names: &[&str]) -> Vec<HealthCheckRequest> {
-    names.iter().map(|n| HealthCheckRequest { service: (*n).to_owned() }).collect()
+    names
+        .iter()
+        .map(|n| HealthCheckRequest {
+            service: (*n).to_owned(),
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -182,13 +216,21 @@ async fn a_client_streaming_call_is_healed_after_unauthenticated() {
     let mock = mock().await;
     let (addr, server) = grpc_server(&mock).await;
     let svc = channel(addr, &layer_for(&mock)).await;
-    assert_eq!(collect(svc.clone(), tokio_stream::iter(named(&["warm"]))).await.unwrap(), 1);
+    assert_eq!(
+        collect(svc.clone(), tokio_stream::iter(named(&["warm"])))
+            .await
+            .unwrap(),
+        1
+    );
     mock.revoke_access_tokens();
 
     // Messages trickle in: the server rejects on headers before it has read
     // them all, and the replay must send every one exactly once.
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let call = tokio::spawn(collect(svc, tokio_stream::wrappers::ReceiverStream::new(rx)));
+    let call = tokio::spawn(collect(
+        svc,
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
     let names = ["trip-1", "trip-2", "trip-3", "trip-4", "trip-5"];
     for (i, message) in named(&names).into_iter().enumerate() {
         tx.send(message).await.unwrap();
@@ -212,30 +254,39 @@ async fn trailers_server(validator: TokenValidator) -> SocketAddr {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let validator = validator.clone();
-            let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                let header = request.headers().get("authorization").map(|v| v.as_bytes().to_vec());
-                let accepted = validator.check(header.as_deref());
-                async move {
-                    let mut trailers = HeaderMap::new();
-                    let mut frames = Vec::new();
-                    if accepted {
-                        // HealthCheckResponse { status: SERVING }, length-prefixed.
-                        frames.push(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1])));
-                        trailers.insert("grpc-status", "0".parse().unwrap());
-                    } else {
-                        trailers.insert("grpc-status", "16".parse().unwrap());
-                        trailers.insert("grpc-message", "token%20refused".parse().unwrap());
+            let service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let header = request
+                        .headers()
+                        .get("authorization")
+                        .map(|v| v.as_bytes().to_vec());
+                    let accepted = validator.check(header.as_deref());
+                    async move {
+                        let mut trailers = HeaderMap::new();
+                        let mut frames = Vec::new();
+                        if accepted {
+                            // HealthCheckResponse { status: SERVING }, length-prefixed.
+                            frames.push(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1])));
+                            trailers.insert("grpc-status", "0".parse().unwrap());
+                        } else {
+                            trailers.insert("grpc-status", "16".parse().unwrap());
+                            trailers.insert("grpc-message", "token%20refused".parse().unwrap());
+                        }
+                        frames.push(Frame::trailers(trailers));
+                        let body = StreamBody::new(tokio_stream::iter(
+                            frames.into_iter().map(Ok::<_, Infallible>),
+                        ));
+                        let response = Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(body.boxed())
+                            .unwrap();
+                        Ok::<_, Infallible>(response)
                     }
-                    frames.push(Frame::trailers(trailers));
-                    let body = StreamBody::new(tokio_stream::iter(frames.into_iter().map(Ok::<_, Infallible>)));
-                    let response = Response::builder()
-                        .header("content-type", "application/grpc")
-                        .body(body.boxed())
-                        .unwrap();
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            tokio::spawn(hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service));
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
         }
     });
     addr
@@ -246,9 +297,15 @@ async fn unauthenticated_in_trailers_after_an_empty_body_is_healed() {
     let mock = mock().await;
     let addr = trailers_server(mock.validator()).await;
     let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
-    assert_eq!(check(&mut client).await.unwrap(), ServingStatus::Serving as i32);
+    assert_eq!(
+        check(&mut client).await.unwrap(),
+        ServingStatus::Serving as i32
+    );
     mock.revoke_access_tokens();
-    assert_eq!(check(&mut client).await.unwrap(), ServingStatus::Serving as i32);
+    assert_eq!(
+        check(&mut client).await.unwrap(),
+        ServingStatus::Serving as i32
+    );
     let counts = mock.counts();
     assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
 }
@@ -262,7 +319,13 @@ async fn other_grpc_errors_never_refresh() {
     bounded(grpc.ready()).await.unwrap();
     let codec = tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default();
     let path = PathAndQuery::from_static("/simacan.test.Missing/Method");
-    let status = bounded(grpc.unary(tonic::Request::new(HealthCheckRequest::default()), path, codec)).await.unwrap_err();
+    let status = bounded(grpc.unary(
+        tonic::Request::new(HealthCheckRequest::default()),
+        path,
+        codec,
+    ))
+    .await
+    .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert_eq!(mock.counts().refresh, 0);
 }

@@ -139,7 +139,7 @@ where
 }
 
 /// What is kept to replay a streaming body: see
-/// [`ReplayBody`](super::ReplayBody) and the [module docs](self).
+/// [`ReplayBody`](super::ReplayBody) and the [body module docs](super).
 ///
 /// # Example
 ///
