@@ -64,13 +64,15 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
+    // Requests waiting for a token are boxed: those states are rare, and
+    // keeping them small keeps the hot-path future small.
     enum State<F, B, T> {
-        AwaitingToken { wait: TokenWait, request: Option<Request<B>> },
+        AwaitingToken { wait: TokenWait, request: Option<Box<Request<B>>> },
         Calling { #[pin] future: F },
         // A gRPC response whose status may come in trailers.
         Peeking { #[pin] window: Sleep, response: Option<T>, replayed: bool },
-        Refreshing { wait: TokenWait, request: Option<Request<B>> },
-        ReadyToReplay { request: Option<Request<B>> },
+        Refreshing { wait: TokenWait, request: Option<Box<Request<B>>> },
+        ReadyToReplay { request: Option<Box<Request<B>>> },
         Replaying { #[pin] future: F },
         Failed { error: Option<Error> },
     }
@@ -106,7 +108,7 @@ where
     ) -> Self {
         let state = State::AwaitingToken {
             wait,
-            request: Some(request),
+            request: Some(Box::new(request)),
         };
         Self::new(state, service, cache, replay, 0)
     }
@@ -156,7 +158,7 @@ where
                     request
                         .headers_mut()
                         .insert(AUTHORIZATION, token.header.clone());
-                    let future = this.service.call(request);
+                    let future = this.service.call(*request);
                     this.state.set(State::Calling { future });
                     continue;
                 }
@@ -199,7 +201,7 @@ where
                 StateProj::ReadyToReplay { request } => {
                     ready!(this.service.poll_ready(cx)).map_err(Into::into)?;
                     let request = request.take().expect(POLLED_AFTER_COMPLETION);
-                    let future = this.service.call(request);
+                    let future = this.service.call(*request);
                     this.state.set(State::Replaying { future });
                     continue;
                 }
@@ -233,7 +235,7 @@ where
             let replay = this
                 .replay
                 .take()
-                .and_then(|r| Some(Request::from_parts(r.parts, B::replay(r.body)?)));
+                .and_then(|r| Some(Box::new(Request::from_parts(r.parts, B::replay(r.body)?))));
             let Some(mut request) = replay else {
                 tracing::debug!("401 for a request whose body cannot be replayed");
                 return Poll::Ready(Ok(refused));

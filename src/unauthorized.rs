@@ -13,10 +13,12 @@ use std::{
     time::Duration,
 };
 
-use http::{Response, StatusCode};
+use http::{header::CONTENT_TYPE, HeaderName, Response, StatusCode};
 
 /// The gRPC status code UNAUTHENTICATED.
 const UNAUTHENTICATED: &str = "16";
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// How long to wait for the first frame of a gRPC response before handing it
 /// over unpeeked. Bounds the delay for calls whose server waits for the
@@ -32,28 +34,30 @@ pub(crate) enum Verdict {
     PeekTrailers,
 }
 
+#[inline]
 pub(crate) fn verdict<R: 'static>(response: &Response<R>) -> Verdict {
-    if response.status() == StatusCode::UNAUTHORIZED {
-        return Verdict::Refused;
+    match response.status() {
+        StatusCode::UNAUTHORIZED => Verdict::Refused,
+        StatusCode::OK if is_grpc(response) => grpc_verdict(response),
+        _ => Verdict::Accepted,
     }
-    if let Some(status) = response.headers().get("grpc-status") {
-        return match status.as_bytes() == UNAUTHENTICATED.as_bytes() {
-            true => Verdict::Refused,
-            false => Verdict::Accepted,
-        };
-    }
-    if peekable::<R>() && is_grpc(response) {
-        return Verdict::PeekTrailers;
-    }
-    Verdict::Accepted
 }
 
+fn grpc_verdict<R: 'static>(response: &Response<R>) -> Verdict {
+    match response.headers().get(GRPC_STATUS) {
+        Some(status) if status.as_bytes() == UNAUTHENTICATED.as_bytes() => Verdict::Refused,
+        Some(_) => Verdict::Accepted,
+        None if peekable::<R>() => Verdict::PeekTrailers,
+        None => Verdict::Accepted,
+    }
+}
+
+/// gRPC answers 200 with an `application/grpc` content type.
 fn is_grpc<R>(response: &Response<R>) -> bool {
-    response.status() == StatusCode::OK
-        && response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 #[cfg(feature = "tonic")]

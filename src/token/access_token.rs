@@ -65,11 +65,13 @@ impl Token {
         }
     }
 
+    #[inline]
     pub(crate) fn is_valid_at(&self, now: Instant) -> bool {
         now < self.expires_at
     }
 
     /// True for exactly one caller once the proactive refresh is due.
+    #[inline]
     pub(crate) fn claim_proactive_refresh(&self, now: Instant) -> bool {
         let due = self.refresh_due_ms.load(Ordering::Relaxed);
         let age = millis(now.saturating_duration_since(self.received_at));

@@ -142,6 +142,7 @@ impl TokenCache {
 
     /// The header to send now, or how to get one. Lock-free while the
     /// current token is valid.
+    #[inline]
     pub(crate) fn lookup(&self) -> Lookup {
         let now = Instant::now();
         {
