@@ -103,6 +103,8 @@ struct Control {
     cooldown_until: Option<Instant>,
     /// The generation of the newest token.
     generation: u64,
+    /// Ends the newest token's freshness when its refresh window opens.
+    freshness_timer: Option<tokio::task::AbortHandle>,
 }
 
 struct Failure {
@@ -144,20 +146,28 @@ impl TokenCache {
     /// current token is valid.
     #[inline]
     pub(crate) fn lookup(&self) -> Lookup {
-        let now = Instant::now();
         {
             let current = self.shared.current.load();
-            if let Some(token) = current.as_deref().filter(|t| t.is_valid_at(now)) {
-                if token.claim_proactive_refresh(now) {
-                    self.start_proactive_refresh(token.generation);
+            if let Some(token) = current.as_deref() {
+                if token.is_fresh() {
+                    return Lookup::Valid {
+                        header: token.header.clone(),
+                        generation: token.generation,
+                    };
                 }
-                return Lookup::Valid {
-                    header: token.header.clone(),
-                    generation: token.generation,
-                };
+                let now = Instant::now();
+                if token.is_valid_at(now) {
+                    if token.claim_proactive_refresh(now) {
+                        self.start_proactive_refresh(token.generation);
+                    }
+                    return Lookup::Valid {
+                        header: token.header.clone(),
+                        generation: token.generation,
+                    };
+                }
             }
         }
-        self.lookup_slow(now)
+        self.lookup_slow(Instant::now())
     }
 
     fn lookup_slow(&self, now: Instant) -> Lookup {
@@ -332,6 +342,10 @@ impl Shared {
                 let window = self.settings.refresh_before_expiry;
                 let token = Arc::new(Token::new(grant, now, control.generation, window));
                 self.current.store(Some(Arc::clone(&token)));
+                let timer = arm_freshness_timer(&token);
+                if let Some(previous) = control.freshness_timer.replace(timer) {
+                    previous.abort();
+                }
                 Ok(token)
             }
             Err(error) => {
@@ -364,6 +378,19 @@ impl Control {
         }
         Some(wait(rx.clone()))
     }
+}
+
+/// Ends `token`'s freshness when its refresh window opens. Runs on the
+/// flight's runtime; holds the token weakly.
+fn arm_freshness_timer(token: &Arc<Token>) -> tokio::task::AbortHandle {
+    let (token, until) = (Arc::downgrade(token), token.fresh_until);
+    tokio::spawn(async move {
+        tokio::time::sleep_until(until).await;
+        if let Some(token) = token.upgrade() {
+            token.end_freshness();
+        }
+    })
+    .abort_handle()
 }
 
 fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> TokenWait {
