@@ -2,7 +2,7 @@
 //! [`SimacanAuth`](crate::SimacanAuth).
 //!
 //! ```text
-//! AwaitingToken ─▶ Calling ─▶ (401) ─▶ Refreshing ─▶ ReadyToReplay ─▶ Replaying
+//! AwaitingToken ─▶ Calling ─▶ (401) ─▶ Refreshing ─▶ ReadyToReplay ─▶ Calling (replayed)
 //!      (only without a valid token)   (only when no newer token exists)
 //! ```
 //!
@@ -68,12 +68,12 @@ pin_project! {
     // keeping them small keeps the hot-path future small.
     enum State<F, B, T> {
         AwaitingToken { wait: TokenWait, request: Option<Box<Request<B>>> },
-        Calling { #[pin] future: F },
+        // `replayed` tells the first attempt from the replay.
+        Calling { #[pin] future: F, replayed: bool },
         // A gRPC response whose status may come in trailers.
         Peeking { #[pin] window: Sleep, response: Option<T>, replayed: bool },
         Refreshing { wait: TokenWait, request: Option<Box<Request<B>>> },
         ReadyToReplay { request: Option<Box<Request<B>>> },
-        Replaying { #[pin] future: F },
         Failed { error: Option<Error> },
     }
 }
@@ -90,13 +90,9 @@ where
         replay: Option<Replay<B>>,
         generation: u64,
     ) -> Self {
-        Self::new(
-            State::Calling { future },
-            service,
-            cache,
-            replay,
-            generation,
-        )
+        let replayed = false;
+        let state = State::Calling { future, replayed };
+        Self::new(state, service, cache, replay, generation)
     }
 
     pub(crate) fn awaiting_token(
@@ -159,16 +155,18 @@ where
                         .headers_mut()
                         .insert(AUTHORIZATION, token.header.clone());
                     let future = this.service.call(*request);
-                    this.state.set(State::Calling { future });
+                    let replayed = false;
+                    this.state.set(State::Calling { future, replayed });
                     continue;
                 }
-                StateProj::Calling { future } => {
+                StateProj::Calling { future, replayed } => {
+                    let replayed = *replayed;
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     match verdict(&response) {
                         Verdict::Accepted => return Poll::Ready(Ok(response)),
-                        Verdict::Refused => (response, false),
+                        Verdict::Refused => (response, replayed),
                         Verdict::PeekTrailers => {
-                            this.state.set(peeking(response, false));
+                            this.state.set(peeking(response, replayed));
                             continue;
                         }
                     }
@@ -202,19 +200,9 @@ where
                     ready!(this.service.poll_ready(cx)).map_err(Into::into)?;
                     let request = request.take().expect(POLLED_AFTER_COMPLETION);
                     let future = this.service.call(*request);
-                    this.state.set(State::Replaying { future });
+                    let replayed = true;
+                    this.state.set(State::Calling { future, replayed });
                     continue;
-                }
-                StateProj::Replaying { future } => {
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    match verdict(&response) {
-                        Verdict::Accepted => return Poll::Ready(Ok(response)),
-                        Verdict::Refused => (response, true),
-                        Verdict::PeekTrailers => {
-                            this.state.set(peeking(response, true));
-                            continue;
-                        }
-                    }
                 }
                 StateProj::Failed { error } => {
                     let error = error.take().expect(POLLED_AFTER_COMPLETION);
@@ -276,11 +264,11 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::AwaitingToken { .. } => "AwaitingToken",
-            State::Calling { .. } => "Calling",
+            State::Calling { replayed: false, .. } => "Calling",
+            State::Calling { replayed: true, .. } => "Replaying",
             State::Peeking { .. } => "Peeking",
             State::Refreshing { .. } => "Refreshing",
             State::ReadyToReplay { .. } => "ReadyToReplay",
-            State::Replaying { .. } => "Replaying",
             State::Failed { .. } => "Failed",
         };
         f.debug_struct("ResponseFuture")
