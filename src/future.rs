@@ -71,7 +71,8 @@ pin_project! {
         // `replayed` tells the first attempt from the replay.
         Calling { #[pin] future: F, replayed: bool },
         // A gRPC response whose status may come in trailers.
-        Peeking { #[pin] window: Sleep, response: Option<T>, replayed: bool },
+        // The window is boxed: a `Sleep` would double the hot-path future.
+        Peeking { window: Pin<Box<Sleep>>, response: Option<T>, replayed: bool },
         Refreshing { wait: TokenWait, request: Option<Box<Request<B>>> },
         ReadyToReplay { request: Option<Box<Request<B>>> },
         Failed { error: Option<Error> },
@@ -177,7 +178,7 @@ where
                     replayed,
                 } => {
                     let slot = response.as_mut().expect(POLLED_AFTER_COMPLETION);
-                    let refused = ready!(poll_peek(slot, window, cx));
+                    let refused = ready!(poll_peek(slot, window.as_mut(), cx));
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
                     if !refused {
                         return Poll::Ready(Ok(response));
@@ -250,7 +251,7 @@ where
 
 fn peeking<F, B, T>(response: T, replayed: bool) -> State<F, B, T> {
     State::Peeking {
-        window: tokio::time::sleep(PEEK_WINDOW),
+        window: Box::pin(tokio::time::sleep(PEEK_WINDOW)),
         response: Some(response),
         replayed,
     }
@@ -264,7 +265,9 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::AwaitingToken { .. } => "AwaitingToken",
-            State::Calling { replayed: false, .. } => "Calling",
+            State::Calling {
+                replayed: false, ..
+            } => "Calling",
             State::Calling { replayed: true, .. } => "Replaying",
             State::Peeking { .. } => "Peeking",
             State::Refreshing { .. } => "Refreshing",
