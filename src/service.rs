@@ -37,6 +37,12 @@ use crate::{
 ///
 /// Clones share the token of the layer they were built from.
 ///
+/// It serves `http::Request<B>` for any body `B` that implements
+/// [`ReplayBody`] and any inner service answering `http::Response<R>` with a
+/// `'static` body type `R` (so that gRPC bodies can be recognised); its
+/// error is [`tower::BoxError`] and its future is `Send` when the inner one
+/// is.
+///
 /// # Example
 ///
 /// ```
