@@ -801,3 +801,15 @@ fn layer_service_and_future_are_clone_send_sync_debug() {
     let future = tower::Service::call(&mut svc.clone(), Request::new(Full::<Bytes>::default()));
     assert_send(&future);
 }
+
+#[tokio::test]
+async fn https_goes_through_rustls_and_fails_cleanly_against_a_plain_server() {
+    // The mock speaks plain HTTP: a TLS handshake with it must fail as a
+    // typed error, which shows the rustls connector is in the path.
+    let mock = mock().await;
+    let env = Environment::custom(format!("https://{}/api/v1", mock.addr())).unwrap();
+    let layer = SimacanAuthLayer::new(mock.credentials()).environment(env);
+    let error = bounded(layer.access_token()).await.unwrap_err();
+    assert!(matches!(error, Error::Unreachable { endpoint: Endpoint::Password, .. }), "{error:?}");
+    assert_eq!(mock.counts().password, 0, "no plaintext request was answered");
+}
