@@ -329,3 +329,22 @@ async fn other_grpc_errors_never_refresh() {
     assert_eq!(status.code(), Code::Unimplemented);
     assert_eq!(mock.counts().refresh, 0);
 }
+
+#[tokio::test]
+async fn a_server_streaming_call_is_healed_after_unauthenticated() {
+    let mock = mock().await;
+    let (addr, _) = grpc_server(&mock).await;
+    let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
+    check(&mut client).await.unwrap();
+    mock.revoke_access_tokens();
+    let mut updates = bounded(client.watch(HealthCheckRequest {
+        service: String::new(),
+    }))
+    .await
+    .unwrap()
+    .into_inner();
+    let first = bounded(updates.message()).await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    let counts = mock.counts();
+    assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
+}

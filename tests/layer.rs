@@ -810,6 +810,19 @@ async fn https_goes_through_rustls_and_fails_cleanly_against_a_plain_server() {
     let env = Environment::custom(format!("https://{}/api/v1", mock.addr())).unwrap();
     let layer = SimacanAuthLayer::new(mock.credentials()).environment(env);
     let error = bounded(layer.access_token()).await.unwrap_err();
-    assert!(matches!(error, Error::Unreachable { endpoint: Endpoint::Password, .. }), "{error:?}");
-    assert_eq!(mock.counts().password, 0, "no plaintext request was answered");
+    assert!(
+        matches!(
+            error,
+            Error::Unreachable {
+                endpoint: Endpoint::Password,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        mock.counts().password,
+        0,
+        "no plaintext request was answered"
+    );
 }

@@ -69,6 +69,19 @@ fn chunks(n: usize, size: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Waits for a spawned call, asserts 200 and returns the echoed body.
+async fn echoed<E: std::fmt::Debug>(
+    call: tokio::task::JoinHandle<Result<http::Response<hyper::body::Incoming>, E>>,
+    protocol: Protocol,
+) -> Bytes {
+    let response = bounded(call).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{protocol:?}");
+    bounded(response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes()
+}
+
 async fn warm(svc: &SimacanAuth<Client<HttpConnector, Streamed>>, mock: &MockAuthApi) {
     let request = Request::get(mock.url("/warm"))
         .body(Full::default().map_err(Into::into).boxed())
@@ -94,17 +107,8 @@ async fn replay_of_a_stream_revoked_mid_flight(protocol: Protocol) {
         send_chunk(&tx, chunk).await;
     }
     drop(tx);
-    let response = bounded(call).await.unwrap().unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{protocol:?}");
-    let echoed = bounded(response.into_body().collect())
-        .await
-        .unwrap()
-        .to_bytes();
-    assert_eq!(
-        echoed,
-        parts.concat(),
-        "{protocol:?}: replayed byte for byte"
-    );
+    let echoed = echoed(call, protocol).await;
+    assert_eq!(echoed, parts.concat(), "{protocol:?}: byte for byte");
     let counts = mock.counts();
     assert_eq!(
         (counts.refresh, counts.target_unauthorized),
@@ -146,16 +150,11 @@ async fn replay_after_a_rejection_before_the_body_was_read(protocol: Protocol) {
         send_chunk(&tx, chunk).await;
     }
     drop(tx);
-    let response = bounded(call).await.unwrap().unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{protocol:?}");
-    let echoed = bounded(response.into_body().collect())
-        .await
-        .unwrap()
-        .to_bytes();
+    let echoed = echoed(call, protocol).await;
     assert_eq!(
         echoed,
         parts.concat(),
-        "{protocol:?}: the part already read, then the rest"
+        "{protocol:?}: read part, then the rest"
     );
     assert_eq!(mock.counts().refresh, 1);
 }
@@ -296,5 +295,27 @@ async fn unsync_box_bodies_are_replayed_too() {
         .unwrap()
         .to_bytes();
     assert_eq!(echoed, "one two three");
+    assert_eq!(mock.counts().refresh, 1);
+}
+
+#[tokio::test]
+async fn axum_bodies_are_replayed_too() {
+    let mock = mock().await;
+    mock.set_target_reads_body_first(true);
+    let svc = layer_for(&mock).layer(client::<axum::body::Body>(Protocol::Http2));
+    let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(4);
+    let body = axum::body::Body::from_stream(ReceiverStream::new(rx));
+    let call = tokio::spawn(svc.oneshot(Request::post(mock.url("/u")).body(body).unwrap()));
+    tx.send(Ok(Bytes::from_static(b"streamed "))).await.unwrap();
+    // The first request logs in; revoke its token while the body streams.
+    while mock.counts().password == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    mock.revoke_access_tokens();
+    tx.send(Ok(Bytes::from_static(b"through axum")))
+        .await
+        .unwrap();
+    drop(tx);
+    assert_eq!(echoed(call, Protocol::Http2).await, "streamed through axum");
     assert_eq!(mock.counts().refresh, 1);
 }
