@@ -54,7 +54,10 @@
 //! # Features
 //!
 //! - `rustls` (default): HTTPS to the Auth API through rustls.
-//! - `mock`: [`mock`], a faithful mock of the Simacan Auth API and a small
+//! - `tonic`: [`ReplayBody`](body::ReplayBody) for `tonic::body::Body`, so a
+//!   tonic `Channel` can be wrapped; UNAUTHENTICATED is healed like a 401.
+//! - `axum`: [`ReplayBody`](body::ReplayBody) for `axum::body::Body`.
+//! - `mock`: `simacan_auth::mock`, a faithful mock of the Simacan Auth API and a small
 //!   target API on loopback, for testing an integration without Simacan.
 
 #![forbid(unsafe_code)]
