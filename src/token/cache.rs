@@ -69,6 +69,13 @@ pub(crate) enum Lookup {
     Failed(Error),
 }
 
+/// What the slow path found.
+enum Acquired {
+    Valid(Arc<Token>),
+    Wait(TokenWait),
+    Failed(Error),
+}
+
 /// What to do with a request whose token was answered with 401.
 pub(crate) enum AfterUnauthorized {
     /// A newer token exists already: replay with it.
@@ -171,26 +178,38 @@ impl TokenCache {
     }
 
     fn lookup_slow(&self, now: Instant) -> Lookup {
-        let mut control = self.shared.lock();
-        if let Some(token) = self.valid_token(now) {
-            return Lookup::Valid {
+        match self.acquire(now) {
+            Acquired::Valid(token) => Lookup::Valid {
                 header: token.header.clone(),
                 generation: token.generation,
-            };
-        }
-        if let Some(wait) = control.join_flight() {
-            return Lookup::Wait(wait);
-        }
-        if let Some(failure) = control.failure.as_ref().filter(|f| now < f.until) {
-            return Lookup::Failed(failure.error.clone());
-        }
-        match self.start_flight(&mut control) {
-            Ok(wait) => Lookup::Wait(wait),
-            Err(error) => Lookup::Failed(error),
+            },
+            Acquired::Wait(wait) => Lookup::Wait(wait),
+            Acquired::Failed(error) => Lookup::Failed(error),
         }
     }
 
-    /// A valid token, waiting for a login or refresh when needed.
+    /// Without a valid token at hand: re-check under the lock, join the
+    /// flight in progress, fail fast during a backoff, or start a flight.
+    fn acquire(&self, now: Instant) -> Acquired {
+        let mut control = self.shared.lock();
+        if let Some(token) = self.valid_token(now) {
+            return Acquired::Valid(token);
+        }
+        if let Some(wait) = control.join_flight() {
+            return Acquired::Wait(wait);
+        }
+        if let Some(failure) = control.failure.as_ref().filter(|f| now < f.until) {
+            return Acquired::Failed(failure.error.clone());
+        }
+        match self.start_flight(&mut control) {
+            Ok(wait) => Acquired::Wait(wait),
+            Err(error) => Acquired::Failed(error),
+        }
+    }
+
+    /// A valid token, waiting for a login or refresh when needed. Reads the
+    /// clock rather than trusting freshness, which a busy runtime may not
+    /// have ended yet.
     pub(crate) async fn access_token(&self) -> Result<AccessToken, Error> {
         let now = Instant::now();
         if let Some(token) = self.valid_token(now) {
@@ -199,13 +218,10 @@ impl TokenCache {
             }
             return Ok(AccessToken(token));
         }
-        match self.lookup_slow(now) {
-            Lookup::Valid { .. } => self
-                .valid_token(now)
-                .map(AccessToken)
-                .ok_or(Error::NoRuntime),
-            Lookup::Wait(wait) => wait.await.map(AccessToken),
-            Lookup::Failed(error) => Err(error),
+        match self.acquire(now) {
+            Acquired::Valid(token) => Ok(AccessToken(token)),
+            Acquired::Wait(wait) => wait.await.map(AccessToken),
+            Acquired::Failed(error) => Err(error),
         }
     }
 
