@@ -33,7 +33,7 @@ impl Backoff {
         }
         let doublings = failures.saturating_sub(1).min(30);
         let full = self.initial.saturating_mul(1 << doublings).min(self.max);
-        let jittered = full / 2 + full.mul_f64(fastrand::f64() / 2.0);
+        let jittered = (full / 2).saturating_add((full / 2).mul_f64(fastrand::f64()));
         jittered.max(error.retry_after().unwrap_or_default())
     }
 }

@@ -253,7 +253,7 @@ impl TokenCache {
     /// the token, is refusing. Start the cooldown.
     pub(crate) fn replay_unauthorized(&self) {
         let cooldown = self.shared.settings.unauthorized_cooldown;
-        self.shared.lock().cooldown_until = Some(Instant::now() + cooldown);
+        self.shared.lock().cooldown_until = Some(after(Instant::now(), cooldown));
         tracing::info!(
             ?cooldown,
             "replay with a refreshed token was answered 401; passing 401s through for a while"
@@ -367,7 +367,7 @@ impl Shared {
             Err(error) => {
                 let consecutive = control.failure.as_ref().map_or(1, |f| f.consecutive + 1);
                 let delay = self.settings.backoff.delay(consecutive, &error);
-                let until = now + delay;
+                let until = after(now, delay);
                 if let Some(token) = self.current.load().as_deref() {
                     token.defer_proactive_refresh(until);
                 }
@@ -394,6 +394,13 @@ impl Control {
         }
         Some(wait(rx.clone()))
     }
+}
+
+/// `now + duration`, saturating far in the future rather than overflowing
+/// for settings like `Duration::MAX`.
+fn after(now: Instant, duration: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(duration.min(CENTURY)).unwrap_or(now)
 }
 
 /// Ends `token`'s freshness when its refresh window opens. Runs on the

@@ -523,3 +523,21 @@ async fn malformed_token_responses_are_typed_errors() {
         })
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn huge_settings_saturate_instead_of_overflowing() {
+    let api = FakeApi::new(Reply::Status(503));
+    let settings = Settings {
+        unauthorized_cooldown: Duration::MAX,
+        backoff: Backoff {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+        },
+        refresh_before_expiry: Duration::MAX,
+        auth_timeout: Duration::MAX,
+    };
+    let cache = cache_with(&api, settings);
+    assert!(cache.access_token().await.is_err());
+    cache.replay_unauthorized();
+    assert!(matches!(cache.lookup(), Lookup::Failed(_)));
+}
