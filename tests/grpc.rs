@@ -137,20 +137,20 @@ async fn check(client: &mut HealthClient<SimacanAuth<Channel>>) -> Result<i32, S
         .map(|r| r.into_inner().status)
 }
 
+/// A health check with a fresh token, and one after the token was revoked.
+async fn serving_before_and_after_revocation(mock: &MockAuthApi, addr: SocketAddr) {
+    let mut client = HealthClient::new(channel(addr, &layer_for(mock)).await);
+    let serving = ServingStatus::Serving as i32;
+    assert_eq!(check(&mut client).await.unwrap(), serving);
+    mock.revoke_access_tokens();
+    assert_eq!(check(&mut client).await.unwrap(), serving);
+}
+
 #[tokio::test]
 async fn a_unary_call_is_healed_after_unauthenticated() {
     let mock = mock().await;
     let (addr, _) = grpc_server(&mock).await;
-    let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
-    assert_eq!(
-        check(&mut client).await.unwrap(),
-        ServingStatus::Serving as i32
-    );
-    mock.revoke_access_tokens();
-    assert_eq!(
-        check(&mut client).await.unwrap(),
-        ServingStatus::Serving as i32
-    );
+    serving_before_and_after_revocation(&mock, addr).await;
     let counts = mock.counts();
     assert_eq!((counts.password, counts.refresh), (1, 1));
     assert_eq!((counts.target, counts.target_unauthorized), (3, 1));
@@ -296,16 +296,7 @@ async fn trailers_server(validator: TokenValidator) -> SocketAddr {
 async fn unauthenticated_in_trailers_after_an_empty_body_is_healed() {
     let mock = mock().await;
     let addr = trailers_server(mock.validator()).await;
-    let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
-    assert_eq!(
-        check(&mut client).await.unwrap(),
-        ServingStatus::Serving as i32
-    );
-    mock.revoke_access_tokens();
-    assert_eq!(
-        check(&mut client).await.unwrap(),
-        ServingStatus::Serving as i32
-    );
+    serving_before_and_after_revocation(&mock, addr).await;
     let counts = mock.counts();
     assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
 }
