@@ -4,7 +4,7 @@
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -28,10 +28,6 @@ pub(crate) struct Token {
     /// Milliseconds after `received_at` at which a proactive refresh is due;
     /// `u64::MAX` once one has been claimed.
     refresh_due_ms: AtomicU64,
-    /// Until the refresh window opens (`fresh_until`), a timer keeps this
-    /// set, and requests use the token without reading the clock.
-    fresh: AtomicBool,
-    pub(crate) fresh_until: Instant,
 }
 
 impl Token {
@@ -54,8 +50,6 @@ impl Token {
             received_at,
             expires_at: received_at + grant.lifetime,
             refresh_due_ms: AtomicU64::new(millis(due)),
-            fresh: AtomicBool::new(true),
-            fresh_until: received_at + due,
         }
     }
 
@@ -68,21 +62,7 @@ impl Token {
             received_at: self.received_at,
             expires_at: now.min(self.expires_at),
             refresh_due_ms: AtomicU64::new(0),
-            fresh: AtomicBool::new(false),
-            fresh_until: now,
         }
-    }
-
-    /// Whether the refresh window has not opened yet: the token is valid and
-    /// needs nothing, no clock read included.
-    #[inline]
-    pub(crate) fn is_fresh(&self) -> bool {
-        self.fresh.load(Ordering::Acquire)
-    }
-
-    /// Called by the freshness timer once the refresh window opens.
-    pub(crate) fn end_freshness(&self) {
-        self.fresh.store(false, Ordering::Release);
     }
 
     #[inline]

@@ -110,8 +110,6 @@ struct Control {
     cooldown_until: Option<Instant>,
     /// The generation of the newest token.
     generation: u64,
-    /// Ends the newest token's freshness when its refresh window opens.
-    freshness_timer: Option<tokio::task::AbortHandle>,
 }
 
 struct Failure {
@@ -153,28 +151,20 @@ impl TokenCache {
     /// current token is valid.
     #[inline]
     pub(crate) fn lookup(&self) -> Lookup {
+        let now = Instant::now();
         {
             let current = self.shared.current.load();
-            if let Some(token) = current.as_deref() {
-                if token.is_fresh() {
-                    return Lookup::Valid {
-                        header: token.header.clone(),
-                        generation: token.generation,
-                    };
+            if let Some(token) = current.as_deref().filter(|t| t.is_valid_at(now)) {
+                if token.claim_proactive_refresh(now) {
+                    self.start_proactive_refresh(token.generation);
                 }
-                let now = Instant::now();
-                if token.is_valid_at(now) {
-                    if token.claim_proactive_refresh(now) {
-                        self.start_proactive_refresh(token.generation);
-                    }
-                    return Lookup::Valid {
-                        header: token.header.clone(),
-                        generation: token.generation,
-                    };
-                }
+                return Lookup::Valid {
+                    header: token.header.clone(),
+                    generation: token.generation,
+                };
             }
         }
-        self.lookup_slow(Instant::now())
+        self.lookup_slow(now)
     }
 
     fn lookup_slow(&self, now: Instant) -> Lookup {
@@ -207,9 +197,7 @@ impl TokenCache {
         }
     }
 
-    /// A valid token, waiting for a login or refresh when needed. Reads the
-    /// clock rather than trusting freshness, which a busy runtime may not
-    /// have ended yet.
+    /// A valid token, waiting for a login or refresh when needed.
     pub(crate) async fn access_token(&self) -> Result<AccessToken, Error> {
         let now = Instant::now();
         if let Some(token) = self.valid_token(now) {
@@ -358,10 +346,6 @@ impl Shared {
                 let window = self.settings.refresh_before_expiry;
                 let token = Arc::new(Token::new(grant, now, control.generation, window));
                 self.current.store(Some(Arc::clone(&token)));
-                let timer = arm_freshness_timer(&token);
-                if let Some(previous) = control.freshness_timer.replace(timer) {
-                    previous.abort();
-                }
                 Ok(token)
             }
             Err(error) => {
@@ -401,19 +385,6 @@ impl Control {
 fn after(now: Instant, duration: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     now.checked_add(duration.min(CENTURY)).unwrap_or(now)
-}
-
-/// Ends `token`'s freshness when its refresh window opens. Runs on the
-/// flight's runtime; holds the token weakly.
-fn arm_freshness_timer(token: &Arc<Token>) -> tokio::task::AbortHandle {
-    let (token, until) = (Arc::downgrade(token), token.fresh_until);
-    tokio::spawn(async move {
-        tokio::time::sleep_until(until).await;
-        if let Some(token) = token.upgrade() {
-            token.end_freshness();
-        }
-    })
-    .abort_handle()
 }
 
 fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> TokenWait {

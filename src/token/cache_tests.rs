@@ -173,8 +173,7 @@ async fn proactive_refresh_runs_in_the_background_without_blocking() {
         },
     );
     cache.access_token().await.unwrap();
-    // Sleeping (not just advancing the clock) lets the freshness timer run.
-    tokio::time::sleep(Duration::from_secs(540)).await;
+    tokio::time::advance(Duration::from_secs(540)).await;
     // Inside the refresh window: the old token is handed out at once...
     assert_eq!(header_of(cache.lookup()), "Bearer access-1");
     tokio::time::advance(Duration::from_secs(2)).await;
@@ -185,35 +184,6 @@ async fn proactive_refresh_runs_in_the_background_without_blocking() {
     assert_eq!(header_of(cache.lookup()), "Bearer access-2");
     assert_eq!(api.calls(Endpoint::Refresh), 1);
     assert_eq!(api.calls(Endpoint::Password), 1);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_fresh_token_is_used_without_a_clock_read_until_its_window_opens() {
-    let api = FakeApi::new(Reply::Token(600));
-    let cache = cache_with(
-        &api,
-        Settings {
-            refresh_before_expiry: Duration::from_secs(60),
-            ..Settings::default()
-        },
-    );
-    let token = cache.access_token().await.unwrap();
-    assert!(token.0.is_fresh());
-    tokio::time::sleep(Duration::from_secs(533)).await;
-    assert!(
-        token.0.is_fresh(),
-        "the window opens 540 s in, less up to 6 s of jitter"
-    );
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    assert!(
-        !token.0.is_fresh(),
-        "the timer ended freshness when the window opened"
-    );
-    cache.invalidate();
-    assert!(
-        matches!(cache.lookup(), Lookup::Wait(_)),
-        "an invalidated token is never fresh"
-    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -540,4 +510,30 @@ async fn huge_settings_saturate_instead_of_overflowing() {
     assert!(cache.access_token().await.is_err());
     cache.replay_unauthorized();
     assert!(matches!(cache.lookup(), Lookup::Failed(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_refresh_window_follows_the_clock_exactly() {
+    let api = FakeApi::new(Reply::Token(600));
+    let cache = cache_with(
+        &api,
+        Settings {
+            refresh_before_expiry: Duration::from_secs(60),
+            ..Settings::default()
+        },
+    );
+    cache.access_token().await.unwrap();
+    tokio::time::advance(Duration::from_secs(541)).await;
+    assert_eq!(header_of(cache.lookup()), "Bearer access-1");
+    settle().await;
+    assert_eq!(
+        api.calls(Endpoint::Refresh),
+        1,
+        "the window opened: one background refresh"
+    );
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert!(
+        matches!(cache.lookup(), Lookup::Valid { .. }),
+        "the refreshed token is in place"
+    );
 }
