@@ -28,6 +28,9 @@ pub(crate) struct Token {
     /// Milliseconds after `received_at` at which a proactive refresh is due;
     /// `u64::MAX` once one has been claimed.
     refresh_due_ms: AtomicU64,
+    /// The first moment a proactive refresh can be due: before it, requests
+    /// skip the atomic and the arithmetic (deferrals only move later).
+    refresh_window_opens: Instant,
 }
 
 impl Token {
@@ -50,6 +53,7 @@ impl Token {
             received_at,
             expires_at: received_at + grant.lifetime,
             refresh_due_ms: AtomicU64::new(millis(due)),
+            refresh_window_opens: received_at + due,
         }
     }
 
@@ -62,6 +66,7 @@ impl Token {
             received_at: self.received_at,
             expires_at: now.min(self.expires_at),
             refresh_due_ms: AtomicU64::new(0),
+            refresh_window_opens: self.received_at,
         }
     }
 
@@ -73,6 +78,10 @@ impl Token {
     /// True for exactly one caller once the proactive refresh is due.
     #[inline]
     pub(crate) fn claim_proactive_refresh(&self, now: Instant) -> bool {
+        now >= self.refresh_window_opens && self.claim_due_refresh(now)
+    }
+
+    fn claim_due_refresh(&self, now: Instant) -> bool {
         let due = self.refresh_due_ms.load(Ordering::Relaxed);
         let age = millis(now.saturating_duration_since(self.received_at));
         age >= due
