@@ -25,7 +25,7 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use http::{header::AUTHORIZATION, request::Parts, Request, Response};
+use http::{header::AUTHORIZATION, Extensions, HeaderMap, Method, Request, Response, Uri, Version};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::{BoxError, Service};
@@ -37,10 +37,39 @@ use crate::{
     Error,
 };
 
-/// What is kept to send a request again.
+/// What is kept to send a request again: its head, copied before the
+/// `Authorization` header is set, and the body's replay.
 pub(crate) struct Replay<B: ReplayBody> {
-    pub(crate) parts: Parts,
-    pub(crate) body: B::Replay,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+    body: B::Replay,
+}
+
+impl<B: ReplayBody> Replay<B> {
+    pub(crate) fn of(request: &Request<B>, body: B::Replay) -> Self {
+        Replay {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+            extensions: request.extensions().clone(),
+            body,
+        }
+    }
+
+    /// The request to send again, or `None` when the body cannot be rebuilt.
+    fn into_request(self) -> Option<Request<B>> {
+        let mut request = Request::new(B::replay(self.body)?);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers;
+        *request.extensions_mut() = self.extensions;
+        Some(request)
+    }
 }
 
 pin_project! {
@@ -224,7 +253,8 @@ where
             let replay = this
                 .replay
                 .take()
-                .and_then(|r| Some(Box::new(Request::from_parts(r.parts, B::replay(r.body)?))));
+                .and_then(Replay::into_request)
+                .map(Box::new);
             let Some(mut request) = replay else {
                 tracing::debug!("401 for a request whose body cannot be replayed");
                 return Poll::Ready(Ok(refused));

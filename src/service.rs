@@ -129,7 +129,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // Keep the instance that was polled ready; leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut service = mem::replace(&mut self.inner, clone);
@@ -139,22 +139,17 @@ where
             Lookup::Wait(wait) => Err(wait),
             Lookup::Failed(error) => return ResponseFuture::failed(error, service, cache),
         };
-        let (mut parts, body) = request.into_parts();
-        let (body, replay_body) = body.prepare_replay(self.replay_body_limit);
-        let replay = replay_body.map(|body| Replay {
-            parts: parts.clone(),
-            body,
-        });
+        let replay = request
+            .body_mut()
+            .prepare_replay(self.replay_body_limit)
+            .map(|body| Replay::of(&request, body));
         match token {
             Ok((header, generation)) => {
-                parts.headers.insert(AUTHORIZATION, header);
-                let future = service.call(Request::from_parts(parts, body));
+                request.headers_mut().insert(AUTHORIZATION, header);
+                let future = service.call(request);
                 ResponseFuture::calling(future, service, cache, replay, generation)
             }
-            Err(wait) => {
-                let request = Request::from_parts(parts, body);
-                ResponseFuture::awaiting_token(wait, request, service, cache, replay)
-            }
+            Err(wait) => ResponseFuture::awaiting_token(wait, request, service, cache, replay),
         }
     }
 }

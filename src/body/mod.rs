@@ -31,10 +31,10 @@
 //! use http_body_util::Full;
 //! use simacan_auth::body::ReplayBody;
 //!
-//! let body = Full::new(Bytes::from_static(b"{\"trip\":1}"));
-//! let (now, replay) = body.prepare_replay(1024);
+//! let mut body = Full::new(Bytes::from_static(b"{\"trip\":1}"));
+//! let replay = body.prepare_replay(1024);
 //! let again = Full::<Bytes>::replay(replay.unwrap()).unwrap();
-//! # let _ = (now, again);
+//! # let _ = (body, again);
 //! ```
 
 mod tee;
@@ -62,8 +62,8 @@ use tee::{tee, Tee};
 /// impl ReplayBody for OneShot {
 ///     type Replay = std::convert::Infallible;
 ///
-///     fn prepare_replay(self, _limit: usize) -> (Self, Option<Self::Replay>) {
-///         (self, None)
+///     fn prepare_replay(&mut self, _limit: usize) -> Option<Self::Replay> {
+///         None
 ///     }
 ///
 ///     fn replay(replay: Self::Replay) -> Option<Self> {
@@ -75,12 +75,12 @@ pub trait ReplayBody: Sized {
     /// What is kept of the body to send it again.
     type Replay;
 
-    /// Splits the body into the one to send now and, when the body can be
-    /// replayed, what is needed to send it again. `limit` is the most bytes
-    /// the layer may hold for a replay
+    /// Keeps what is needed to send the body again, when it can be replayed,
+    /// turning `self` into the body to send now (a streaming body becomes
+    /// its tee). `limit` is the most bytes the layer may hold for a replay
     /// ([`SimacanAuthLayer::replay_body_limit`](crate::SimacanAuthLayer::replay_body_limit));
     /// bodies that are shared rather than copied may ignore it.
-    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>);
+    fn prepare_replay(&mut self, limit: usize) -> Option<Self::Replay>;
 
     /// The body to send again, or `None` when it can no longer be rebuilt.
     fn replay(replay: Self::Replay) -> Option<Self>;
@@ -90,8 +90,8 @@ pub trait ReplayBody: Sized {
 impl<D: Clone> ReplayBody for Full<D> {
     type Replay = Full<D>;
 
-    fn prepare_replay(self, _limit: usize) -> (Self, Option<Self::Replay>) {
-        (self.clone(), Some(self))
+    fn prepare_replay(&mut self, _limit: usize) -> Option<Self::Replay> {
+        Some(self.clone())
     }
 
     fn replay(replay: Self::Replay) -> Option<Self> {
@@ -102,8 +102,8 @@ impl<D: Clone> ReplayBody for Full<D> {
 impl<D> ReplayBody for Empty<D> {
     type Replay = ();
 
-    fn prepare_replay(self, _limit: usize) -> (Self, Option<Self::Replay>) {
-        (self, Some(()))
+    fn prepare_replay(&mut self, _limit: usize) -> Option<Self::Replay> {
+        Some(())
     }
 
     fn replay((): Self::Replay) -> Option<Self> {
@@ -115,11 +115,8 @@ impl<D> ReplayBody for Empty<D> {
 impl ReplayBody for String {
     type Replay = String;
 
-    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>) {
-        if self.len() > limit {
-            return (self, None);
-        }
-        (self.clone(), Some(self))
+    fn prepare_replay(&mut self, limit: usize) -> Option<Self::Replay> {
+        (self.len() <= limit).then(|| self.clone())
     }
 
     fn replay(replay: Self::Replay) -> Option<Self> {
@@ -127,19 +124,25 @@ impl ReplayBody for String {
     }
 }
 
-/// Tees `body` and wraps the tee back into the body type, or leaves it
-/// unreplayable when its size hint exceeds `limit`.
+/// Replaces `body` with its tee wrapped back into the body type, or leaves
+/// it unreplayable when its size hint exceeds `limit`.
 fn tee_into<B>(
-    body: B,
+    body: &mut B,
     limit: usize,
     wrap: impl FnOnce(Tee<B>) -> B,
-) -> (B, Option<StreamReplay<B>>)
+) -> Option<StreamReplay<B>>
 where
-    B: http_body::Body<Data = Bytes> + Unpin,
+    B: http_body::Body<Data = Bytes> + Unpin + Default,
 {
-    match tee(body, limit) {
-        Ok((tee, replay)) => (wrap(tee), Some(replay)),
-        Err(body) => (body, None),
+    match tee(std::mem::take(body), limit) {
+        Ok((tee, replay)) => {
+            *body = wrap(tee);
+            Some(replay)
+        }
+        Err(untouched) => {
+            *body = untouched;
+            None
+        }
     }
 }
 
@@ -147,7 +150,7 @@ where
 impl<E: 'static> ReplayBody for BoxBody<Bytes, E> {
     type Replay = StreamReplay<Self>;
 
-    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>) {
+    fn prepare_replay(&mut self, limit: usize) -> Option<Self::Replay> {
         tee_into(self, limit, BoxBody::new)
     }
 
@@ -160,7 +163,7 @@ impl<E: 'static> ReplayBody for BoxBody<Bytes, E> {
 impl<E: 'static> ReplayBody for UnsyncBoxBody<Bytes, E> {
     type Replay = StreamReplay<Self>;
 
-    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>) {
+    fn prepare_replay(&mut self, limit: usize) -> Option<Self::Replay> {
         tee_into(self, limit, UnsyncBoxBody::new)
     }
 
@@ -175,7 +178,7 @@ impl<E: 'static> ReplayBody for UnsyncBoxBody<Bytes, E> {
 impl ReplayBody for tonic::body::Body {
     type Replay = StreamReplay<Self>;
 
-    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>) {
+    fn prepare_replay(&mut self, limit: usize) -> Option<Self::Replay> {
         tee_into(self, limit, tonic::body::Body::new)
     }
 
@@ -190,7 +193,7 @@ impl ReplayBody for tonic::body::Body {
 impl ReplayBody for axum_core::body::Body {
     type Replay = StreamReplay<Self>;
 
-    fn prepare_replay(self, limit: usize) -> (Self, Option<Self::Replay>) {
+    fn prepare_replay(&mut self, limit: usize) -> Option<Self::Replay> {
         tee_into(self, limit, axum_core::body::Body::new)
     }
 
@@ -215,7 +218,8 @@ mod tests {
     #[tokio::test]
     async fn full_replays_the_same_bytes_without_copying() {
         let data = Bytes::from_static(b"payload");
-        let (now, replay) = Full::new(data.clone()).prepare_replay(0);
+        let mut now = Full::new(data.clone());
+        let replay = now.prepare_replay(0);
         let again = Full::<Bytes>::replay(replay.unwrap()).unwrap();
         assert_eq!(bytes_of(now).await, data);
         let replayed = bytes_of(again).await;
@@ -225,7 +229,8 @@ mod tests {
 
     #[tokio::test]
     async fn empty_replays_empty() {
-        let (now, replay) = Empty::<Bytes>::new().prepare_replay(0);
+        let mut now = Empty::<Bytes>::new();
+        let replay = now.prepare_replay(0);
         assert!(bytes_of(now).await.is_empty());
         replay.unwrap();
         assert!(bytes_of(Empty::<Bytes>::replay(()).unwrap())
@@ -235,10 +240,12 @@ mod tests {
 
     #[tokio::test]
     async fn string_replays_up_to_the_limit() {
-        let (now, replay) = String::from("hello").prepare_replay(5);
+        let mut now = String::from("hello");
+        let replay = now.prepare_replay(5);
         assert_eq!(bytes_of(now).await, "hello");
         assert_eq!(String::replay(replay.unwrap()).unwrap(), "hello");
-        let (now, replay) = String::from("hello!").prepare_replay(5);
+        let mut now = String::from("hello!");
+        let replay = now.prepare_replay(5);
         assert_eq!(now, "hello!");
         assert!(replay.is_none());
     }

@@ -148,8 +148,8 @@ where
 /// use http_body_util::{combinators::BoxBody, BodyExt, Full};
 /// use simacan_auth::body::ReplayBody;
 ///
-/// let body: BoxBody<Bytes, std::convert::Infallible> = Full::new(Bytes::from("abc")).boxed();
-/// let (_send_now, replay) = body.prepare_replay(1024);
+/// let mut body: BoxBody<Bytes, std::convert::Infallible> = Full::new(Bytes::from("abc")).boxed();
+/// let replay = body.prepare_replay(1024);
 /// let _replay: simacan_auth::body::StreamReplay<_> = replay.unwrap();
 /// ```
 pub struct StreamReplay<B> {
