@@ -29,8 +29,7 @@ use criterion::{
 use http::{HeaderValue, Request};
 use http_body_util::Full;
 use simacan_auth::SimacanAuthLayer;
-use tower::{retry::RetryLayer, Layer, Service, ServiceBuilder};
-use tower_http::auth::AddAuthorizationLayer;
+use tower::{Layer, Service};
 
 fn per_request(c: &mut Criterion, layer: &SimacanAuthLayer) {
     let mut group = c.benchmark_group("per_request");
@@ -38,14 +37,11 @@ fn per_request(c: &mut Criterion, layer: &SimacanAuthLayer) {
     group.bench_function("bare", |b| {
         b.iter(|| call_now(&mut bare, realistic_request()))
     });
-    let mut static_header = AddAuthorizationLayer::bearer(STATIC_TOKEN).layer(Noop);
+    let mut static_header = add_authorization();
     group.bench_function("add_authorization", |b| {
         b.iter(|| call_now(&mut static_header, realistic_request()))
     });
-    let mut with_retry = ServiceBuilder::new()
-        .layer(RetryLayer::new(ReplayOn401 { attempts_left: 1 }))
-        .layer(AddAuthorizationLayer::bearer(STATIC_TOKEN))
-        .service(Noop);
+    let mut with_retry = add_authorization_retry();
     group.bench_function("add_authorization_retry", |b| {
         b.iter(|| call_now(&mut with_retry, realistic_request()))
     });
@@ -167,10 +163,7 @@ fn throughput(c: &mut Criterion, layer: &SimacanAuthLayer) {
     group.finish();
 
     let mut group = c.benchmark_group("throughput");
-    let with_retry = ServiceBuilder::new()
-        .layer(RetryLayer::new(ReplayOn401 { attempts_left: 1 }))
-        .layer(AddAuthorizationLayer::bearer(STATIC_TOKEN))
-        .service(Noop);
+    let with_retry = add_authorization_retry();
     bench_calls(&mut group, "add_authorization_retry", threads, with_retry);
     bench_calls(&mut group, "simacan_auth", threads, layer.layer(Noop));
     group.finish();
@@ -178,10 +171,7 @@ fn throughput(c: &mut Criterion, layer: &SimacanAuthLayer) {
 
 fn benches(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mock = runtime
-        .block_on(simacan_auth::mock::MockAuthApi::start())
-        .unwrap();
-    let layer = runtime.block_on(warm_layer(&mock));
+    let (mock, layer) = warm_setup(&runtime);
     let _inside = runtime.enter();
     per_request(c, &layer);
     throughput(c, &layer);

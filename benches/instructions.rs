@@ -16,8 +16,7 @@ use bytes::Bytes;
 use common::*;
 use http::Request;
 use http_body_util::Full;
-use tower::{retry::RetryLayer, Layer, Service, ServiceBuilder};
-use tower_http::auth::AddAuthorizationLayer;
+use tower::{Layer, Service};
 
 fn send<S>(mut svc: S, requests: usize)
 where
@@ -44,23 +43,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mock = runtime
-        .block_on(simacan_auth::mock::MockAuthApi::start())
-        .unwrap();
-    let layer = runtime.block_on(warm_layer(&mock));
-    let retry = || {
-        ServiceBuilder::new()
-            .layer(RetryLayer::new(ReplayOn401 { attempts_left: 1 }))
-            .layer(AddAuthorizationLayer::bearer(STATIC_TOKEN))
-            .service(Noop)
-    };
+    let (_mock, layer) = warm_setup(&runtime);
     match stack.as_str() {
         "bare" => send(Noop, requests),
-        "add_authorization" => send(
-            AddAuthorizationLayer::bearer(STATIC_TOKEN).layer(Noop),
-            requests,
-        ),
-        "add_authorization_retry" => send(retry(), requests),
+        "add_authorization" => send(add_authorization(), requests),
+        "add_authorization_retry" => send(add_authorization_retry(), requests),
         "simacan_auth" => send(layer.layer(Noop), requests),
         other => panic!("unknown stack {other}"),
     }

@@ -13,8 +13,7 @@ use std::{
 };
 
 use common::*;
-use tower::{retry::RetryLayer, Layer, ServiceBuilder};
-use tower_http::auth::AddAuthorizationLayer;
+use tower::Layer;
 
 struct Counting;
 
@@ -64,21 +63,12 @@ fn the_layer_allocates_no_more_than_add_authorization_with_retry() {
         .enable_all()
         .build()
         .unwrap();
-    let mock = runtime
-        .block_on(simacan_auth::mock::MockAuthApi::start())
-        .unwrap();
-    let layer = runtime.block_on(warm_layer(&mock));
+    let (mock, layer) = warm_setup(&runtime);
     let _inside = runtime.enter();
 
     let bare = allocations_per_request(Noop);
-    let add_authorization =
-        allocations_per_request(AddAuthorizationLayer::bearer(STATIC_TOKEN).layer(Noop));
-    let with_retry = allocations_per_request(
-        ServiceBuilder::new()
-            .layer(RetryLayer::new(ReplayOn401 { attempts_left: 1 }))
-            .layer(AddAuthorizationLayer::bearer(STATIC_TOKEN))
-            .service(Noop),
-    );
+    let add_authorization = allocations_per_request(add_authorization());
+    let with_retry = allocations_per_request(add_authorization_retry());
     let simacan = allocations_per_request(layer.layer(Noop));
     println!("allocations per request: bare {bare}, AddAuthorization {add_authorization}, AddAuthorization+Retry {with_retry}, SimacanAuth {simacan}");
 

@@ -13,7 +13,11 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer};
-use tower::Service;
+use tower::{
+    retry::{Retry, RetryLayer},
+    Layer, Service, ServiceBuilder,
+};
+use tower_http::auth::{AddAuthorization, AddAuthorizationLayer};
 
 /// The static bearer token of the `AddAuthorization` baselines.
 pub const STATIC_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.c3RhdGljLWJlbmNoLXRva2Vu.c2lnbmF0dXJlLWJ5dGVz";
@@ -123,4 +127,26 @@ pub async fn warm_layer(mock: &MockAuthApi) -> SimacanAuthLayer {
     let layer = SimacanAuthLayer::new(mock.credentials()).environment(mock.environment());
     layer.access_token().await.expect("the mock logs in");
     layer
+}
+
+/// A mock Auth API on `runtime` and a layer holding one of its tokens.
+pub fn warm_setup(runtime: &tokio::runtime::Runtime) -> (MockAuthApi, SimacanAuthLayer) {
+    let mock = runtime
+        .block_on(MockAuthApi::start())
+        .expect("the mock binds a loopback port");
+    let layer = runtime.block_on(warm_layer(&mock));
+    (mock, layer)
+}
+
+/// The floor for "add a header": tower-http's static bearer token.
+pub fn add_authorization() -> AddAuthorization<Noop> {
+    AddAuthorizationLayer::bearer(STATIC_TOKEN).layer(Noop)
+}
+
+/// The hand-assembled alternative: `AddAuthorization` under tower's `Retry`
+/// with a policy that clones the request to replay it once on 401.
+pub fn add_authorization_retry() -> Retry<ReplayOn401, AddAuthorization<Noop>> {
+    ServiceBuilder::new()
+        .layer(RetryLayer::new(ReplayOn401 { attempts_left: 1 }))
+        .service(add_authorization())
 }
