@@ -319,3 +319,308 @@ async fn axum_bodies_are_replayed_too() {
     assert_eq!(echoed(call, Protocol::Http2).await, "streamed through axum");
     assert_eq!(mock.counts().refresh, 1);
 }
+
+/// A bare HTTP/1.1 server that answers on the request head, as nginx does
+/// (401 without a valid token, 200 with one), then drains the body and
+/// reports what it read and how the body ended.
+mod early_answer {
+    use simacan_auth::mock::TokenValidator;
+    use tokio::{
+        io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+        net::{TcpListener, TcpStream},
+        sync::mpsc,
+        task::JoinHandle,
+    };
+
+    use super::bounded;
+
+    #[derive(Debug)]
+    pub enum Event {
+        /// A request head arrived; the answer was sent at once.
+        Head { authorized: bool },
+        /// The body ended: complete, or cut off by the connection closing.
+        Body {
+            authorized: bool,
+            body: Vec<u8>,
+            complete: bool,
+        },
+    }
+
+    pub struct Server {
+        url: String,
+        events: mpsc::UnboundedReceiver<Event>,
+        seen: Vec<Event>,
+        accept: JoinHandle<()>,
+    }
+
+    impl Server {
+        pub async fn start(validator: TokenValidator) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let (tx, events) = mpsc::unbounded_channel();
+            let accept = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(serve(stream, validator.clone(), tx.clone()));
+                }
+            });
+            Server {
+                url,
+                events,
+                seen: Vec::new(),
+                accept,
+            }
+        }
+
+        pub fn url(&self, path: &str) -> String {
+            format!("{}{path}", self.url)
+        }
+
+        /// The first event, in order of arrival, that `wanted` picks.
+        pub async fn wait_for(&mut self, wanted: impl Fn(&Event) -> bool) -> Event {
+            if let Some(i) = self.seen.iter().position(&wanted) {
+                return self.seen.remove(i);
+            }
+            loop {
+                let event = bounded(self.events.recv()).await.expect("server runs");
+                if wanted(&event) {
+                    return event;
+                }
+                self.seen.push(event);
+            }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.accept.abort();
+        }
+    }
+
+    enum Framing {
+        Chunked,
+        Length(usize),
+    }
+
+    async fn serve(
+        stream: TcpStream,
+        validator: TokenValidator,
+        events: mpsc::UnboundedSender<Event>,
+    ) {
+        let mut stream = BufReader::new(stream);
+        // Keep-alive: one request after another until the client closes.
+        while let Some((authorization, framing)) = read_head(&mut stream).await {
+            let authorized = validator.check(authorization.as_deref().map(str::as_bytes));
+            let _ = events.send(Event::Head { authorized });
+            let status = if authorized {
+                "200 OK"
+            } else {
+                "401 Unauthorized"
+            };
+            let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+            if stream.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut body = Vec::new();
+            let complete = read_body(&mut stream, framing, &mut body).await;
+            let _ = events.send(Event::Body {
+                authorized,
+                body,
+                complete,
+            });
+            if !complete {
+                return;
+            }
+        }
+    }
+
+    /// The `authorization` header and the body framing, or `None` at the end
+    /// of the connection.
+    async fn read_head(stream: &mut BufReader<TcpStream>) -> Option<(Option<String>, Framing)> {
+        let mut authorization = None;
+        let mut framing = Framing::Length(0);
+        let mut line = String::new();
+        stream.read_line(&mut line).await.ok().filter(|&n| n > 0)?;
+        loop {
+            line.clear();
+            stream.read_line(&mut line).await.ok().filter(|&n| n > 0)?;
+            let Some((name, value)) = line.trim_end().split_once(':') else {
+                return Some((authorization, framing));
+            };
+            let value = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "authorization" => authorization = Some(value.to_owned()),
+                "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => {
+                    framing = Framing::Chunked
+                }
+                "content-length" => framing = Framing::Length(value.parse().ok()?),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads the body into `body`; `false` when the connection closed first.
+    async fn read_body(
+        stream: &mut BufReader<TcpStream>,
+        framing: Framing,
+        body: &mut Vec<u8>,
+    ) -> bool {
+        let mut line = String::new();
+        match framing {
+            Framing::Length(len) => {
+                while body.len() < len {
+                    let mut buf = vec![0; (len - body.len()).min(16 * 1024)];
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => {
+                            body.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                }
+                true
+            }
+            Framing::Chunked => loop {
+                line.clear();
+                if !matches!(stream.read_line(&mut line).await, Ok(n) if n > 0) {
+                    return false;
+                }
+                let size = line.trim_end().split(';').next().unwrap_or_default();
+                let Ok(size) = usize::from_str_radix(size, 16) else {
+                    return false;
+                };
+                if size == 0 {
+                    // Trailers, up to the empty line.
+                    loop {
+                        line.clear();
+                        match stream.read_line(&mut line).await {
+                            Ok(n) if n > 0 && line.trim_end().is_empty() => return true,
+                            Ok(n) if n > 0 => {}
+                            _ => return false,
+                        }
+                    }
+                }
+                let mut chunk = vec![0; size + 2];
+                if stream.read_exact(&mut chunk).await.is_err() {
+                    return false;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            },
+        }
+    }
+}
+
+/// A streamed body that announces its length, so HTTP/1.1 sends it with a
+/// `content-length` instead of chunked.
+struct WithLength {
+    inner: Streamed,
+    remaining: u64,
+}
+
+impl http_body::Body for WithLength {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
+            let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+            self.remaining = self.remaining.saturating_sub(len);
+        }
+        polled
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// An upload refused on its head while it streams: the replay takes the
+/// stream over, and the first attempt's body must end then (chunked: with
+/// its last chunk; with a length: by closing the connection), or its
+/// connection waits until the server times out.
+async fn a_first_attempt_taken_over_ends(with_length: bool) {
+    let mock = mock().await;
+    let mut server = early_answer::Server::start(mock.validator()).await;
+    let layer = layer_for(&mock);
+    bounded(layer.access_token()).await.unwrap();
+    mock.revoke_access_tokens();
+    let svc = through(&layer, Protocol::Http1);
+
+    let parts = chunks(4, 500);
+    let (tx, mut body) = channel_body();
+    if with_length {
+        let remaining = parts.concat().len() as u64;
+        body = WithLength {
+            inner: body,
+            remaining,
+        }
+        .boxed();
+    }
+    let request = Request::post(server.url("/uploads")).body(body).unwrap();
+    let call = tokio::spawn(svc.oneshot(request));
+    send_chunk(&tx, &parts[0]).await;
+    // Once the replay's head arrives, the replay has taken the stream over
+    // and the first attempt waits on a source it no longer has.
+    server
+        .wait_for(|e| matches!(e, early_answer::Event::Head { authorized: true }))
+        .await;
+    for chunk in &parts[1..] {
+        send_chunk(&tx, chunk).await;
+    }
+    drop(tx);
+
+    let first = server
+        .wait_for(|e| {
+            matches!(
+                e,
+                early_answer::Event::Body {
+                    authorized: false,
+                    ..
+                }
+            )
+        })
+        .await;
+    let early_answer::Event::Body { body, complete, .. } = first else {
+        unreachable!()
+    };
+    assert!(
+        parts.concat().starts_with(&body),
+        "the first attempt sent a prefix"
+    );
+    assert_eq!(
+        complete, !with_length,
+        "chunked ends with its last chunk; a cut-short length closes the connection"
+    );
+
+    let response = bounded(call).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let replayed = server
+        .wait_for(|e| {
+            matches!(
+                e,
+                early_answer::Event::Body {
+                    authorized: true,
+                    ..
+                }
+            )
+        })
+        .await;
+    let early_answer::Event::Body { body, complete, .. } = replayed else {
+        unreachable!()
+    };
+    assert!(complete);
+    assert_eq!(body, parts.concat(), "the replay is byte for byte");
+    assert_eq!(mock.counts().refresh, 1);
+}
+
+#[tokio::test]
+async fn a_chunked_first_attempt_ends_once_the_replay_takes_over() {
+    a_first_attempt_taken_over_ends(false).await;
+}
+
+#[tokio::test]
+async fn a_sized_first_attempt_is_closed_once_the_replay_takes_over() {
+    a_first_attempt_taken_over_ends(true).await;
+}

@@ -8,8 +8,10 @@
 //! ([`StreamReplay`]), and is polled under its lock, one whole frame at a
 //! time. Taking the replay therefore never waits for the first attempt to
 //! let go: it takes the frames recorded so far and the source itself, at a
-//! frame boundary, and the first attempt's body ends. The replay
-//! ([`Replayed`]) sends the recorded frames, then the rest of the source.
+//! frame boundary, and wakes the first attempt's body, which then ends (so
+//! its connection can finish or be closed rather than wait on a source it
+//! no longer has). The replay ([`Replayed`]) sends the recorded frames, then
+//! the rest of the source.
 //! Every byte read from the source is recorded before it is forwarded, so a
 //! replay can neither skip nor repeat one.
 
@@ -18,7 +20,7 @@ use std::{
     fmt,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
 };
 
 use bytes::Bytes;
@@ -42,6 +44,7 @@ where
         overflowed: false,
         failed: false,
         taken: false,
+        first_attempt: None,
     }));
     let replay = StreamReplay {
         shared: Arc::clone(&shared),
@@ -61,6 +64,9 @@ struct State<B> {
     failed: bool,
     /// The replay took over: the first attempt's body has ended.
     taken: bool,
+    /// The first attempt's body while it waits on the source: the source
+    /// would wake it, but once taken over it wakes only the replay.
+    first_attempt: Option<Waker>,
 }
 
 enum Recorded {
@@ -118,7 +124,10 @@ where
             Poll::Ready(Some(Ok(frame))) => state.record(frame),
             Poll::Ready(Some(Err(_))) => state.failed = true,
             Poll::Ready(None) => state.source = None,
-            Poll::Pending => {}
+            Poll::Pending => match &mut state.first_attempt {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            },
         }
         polled
     }
@@ -158,17 +167,24 @@ pub struct StreamReplay<B> {
 
 impl<B> StreamReplay<B> {
     /// Takes over: the recorded frames and the rest of the source, or `None`
-    /// when the copy overflowed or the source failed.
+    /// when the copy overflowed or the source failed. The first attempt's
+    /// body is woken and ends.
     pub(crate) fn take(self) -> Option<Replayed<B>> {
         let mut state = lock(&self.shared);
         if state.overflowed || state.failed || state.taken {
             return None;
         }
         state.taken = true;
-        Some(Replayed {
+        let replayed = Replayed {
             recorded: std::mem::take(&mut state.recorded),
             rest: state.source.take(),
-        })
+        };
+        let first_attempt = state.first_attempt.take();
+        drop(state);
+        if let Some(waker) = first_attempt {
+            waker.wake();
+        }
+        Some(replayed)
     }
 }
 
@@ -408,6 +424,38 @@ mod tests {
         let mut replayed = replay.take().unwrap();
         assert_eq!(replayed.size_hint().exact(), Some(6));
         assert_eq!(drain(&mut replayed, usize::MAX).0, b"abcdef");
+    }
+
+    /// A waker that counts its wakes.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_takeover_wakes_the_first_attempt_and_ends_it() {
+        let (_tx, rx) =
+            tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(1);
+        let source =
+            http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let (mut first, replay) = tee(source, 100).ok().unwrap();
+        let wakes = Arc::new(Wakes(Default::default()));
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut first).poll_frame(&mut cx).is_pending());
+        let _replayed = replay.take().unwrap();
+        assert_eq!(
+            wakes.0.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "woken by the takeover"
+        );
+        assert!(matches!(
+            Pin::new(&mut first).poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
     }
 
     #[test]
