@@ -172,7 +172,26 @@ where
 {
     type Output = Result<Response<R>, BoxError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let output = ready!(self.as_mut().poll_attempts(cx));
+        // No replay follows once the caller has the response: let a streaming
+        // body stop keeping frames now, not when this future is dropped.
+        *self.project().replay = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<S, B, R> ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Error: Into<BoxError>,
+    B: ReplayBody,
+    R: 'static,
+{
+    fn poll_attempts(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<R>, BoxError>> {
         let mut this = self.project();
         loop {
             // A response whose token was refused, and whether it answered a replay.

@@ -3,7 +3,13 @@
 
 mod support;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
@@ -20,7 +26,7 @@ use simacan_auth::{mock::MockAuthApi, SimacanAuth, SimacanAuthLayer};
 use support::{bounded, layer_for, mock};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tower::{BoxError, Layer, ServiceExt};
+use tower::{BoxError, Layer, Service, ServiceExt};
 
 type Streamed = BoxBody<Bytes, BoxError>;
 type Sender = mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
@@ -338,6 +344,8 @@ mod early_answer {
     pub enum Event {
         /// A request head arrived; the answer was sent at once.
         Head { authorized: bool },
+        /// Body bytes read.
+        Data { authorized: bool, len: usize },
         /// The body ended: complete, or cut off by the connection closing.
         Body {
             authorized: bool,
@@ -388,6 +396,27 @@ mod early_answer {
                 self.seen.push(event);
             }
         }
+
+        /// Waits until `len` body bytes of accepted requests have been read.
+        pub async fn read_accepted(&mut self, len: usize) {
+            let mut read = 0;
+            while read < len {
+                if let Event::Data { len, .. } = self
+                    .wait_for(|e| {
+                        matches!(
+                            e,
+                            Event::Data {
+                                authorized: true,
+                                ..
+                            }
+                        )
+                    })
+                    .await
+                {
+                    read += len;
+                }
+            }
+        }
     }
 
     impl Drop for Server {
@@ -421,7 +450,10 @@ mod early_answer {
                 return;
             }
             let mut body = Vec::new();
-            let complete = read_body(&mut stream, framing, &mut body).await;
+            let complete = read_body(&mut stream, framing, &mut body, |len| {
+                let _ = events.send(Event::Data { authorized, len });
+            })
+            .await;
             let _ = events.send(Event::Body {
                 authorized,
                 body,
@@ -463,6 +495,7 @@ mod early_answer {
         stream: &mut BufReader<TcpStream>,
         framing: Framing,
         body: &mut Vec<u8>,
+        mut read: impl FnMut(usize),
     ) -> bool {
         let mut line = String::new();
         match framing {
@@ -473,6 +506,7 @@ mod early_answer {
                         Ok(0) | Err(_) => return false,
                         Ok(n) => {
                             body.extend_from_slice(&buf[..n]);
+                            read(n);
                         }
                     }
                 }
@@ -503,6 +537,7 @@ mod early_answer {
                     return false;
                 }
                 body.extend_from_slice(&chunk[..size]);
+                read(size);
             },
         }
     }
@@ -623,4 +658,87 @@ async fn a_chunked_first_attempt_ends_once_the_replay_takes_over() {
 #[tokio::test]
 async fn a_sized_first_attempt_is_closed_once_the_replay_takes_over() {
     a_first_attempt_taken_over_ends(true).await;
+}
+
+/// Chunk data that counts its drops.
+struct Tracked {
+    data: Vec<u8>,
+    drops: Arc<AtomicUsize>,
+}
+
+impl AsRef<[u8]> for Tracked {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Whether `condition` holds within a second, checked every few milliseconds.
+async fn eventually(condition: impl Fn() -> bool) -> bool {
+    for _ in 0..200 {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    condition()
+}
+
+/// An upload answered 200 on its head streams on after the caller has the
+/// response, as a long gRPC stream does. No replay can follow, so no frame
+/// may be kept for one, even while the completed response future lives on.
+#[tokio::test]
+async fn frames_are_let_go_once_the_response_is_accepted() {
+    let mock = mock().await;
+    let mut server = early_answer::Server::start(mock.validator()).await;
+    let mut svc = through(&layer_for(&mock), Protocol::Http1);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let tracked = |i: u8| {
+        Frame::data(Bytes::from_owner(Tracked {
+            data: vec![i; 1000],
+            drops: Arc::clone(&drops),
+        }))
+    };
+    let (tx, body) = channel_body();
+    let request = Request::post(server.url("/uploads")).body(body).unwrap();
+    bounded(svc.ready()).await.unwrap();
+    // Kept after it completes, as by a caller polling it by reference.
+    let mut call = std::pin::pin!(svc.call(request));
+    tx.send(Ok(tracked(0))).await.unwrap();
+    let response = bounded(call.as_mut()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    for i in 1..8 {
+        tx.send(Ok(tracked(i))).await.unwrap();
+    }
+    server.read_accepted(8 * 1000).await;
+    // The client drops each chunk once written; nothing else may keep one.
+    let released = eventually(|| drops.load(Ordering::SeqCst) == 8).await;
+    assert!(
+        released,
+        "{} of 8 sent frames let go while the stream is open",
+        drops.load(Ordering::SeqCst)
+    );
+    drop(tx);
+    let sent = server
+        .wait_for(|e| {
+            matches!(
+                e,
+                early_answer::Event::Body {
+                    authorized: true,
+                    ..
+                }
+            )
+        })
+        .await;
+    let early_answer::Event::Body { body, complete, .. } = sent else {
+        unreachable!()
+    };
+    assert!(complete);
+    let expected: Vec<u8> = (0..8).flat_map(|i| [i; 1000]).collect();
+    assert_eq!(body, expected, "streaming goes on unchanged");
 }

@@ -1,8 +1,11 @@
 //! The lazy tee behind streaming replays.
 //!
 //! The body sent now ([`Tee`]) forwards each frame as it is read and keeps a
-//! reference to it (a `Bytes` clone, not a byte copy) until the copy would
-//! pass the limit; then the copy is dropped and forwarding goes on.
+//! reference to it (a `Bytes` clone, not a byte copy) while a replay can
+//! still follow. As soon as none can (the copy would pass the limit, the
+//! source failed, or the replay handle was dropped because the response was
+//! accepted), it lets go of the frames it kept and forwards the rest
+//! without keeping any.
 //!
 //! The source lives in a state shared with the replay handle
 //! ([`StreamReplay`]), and is polled under its lock, one whole frame at a
@@ -41,9 +44,7 @@ where
         recorded: VecDeque::new(),
         recorded_bytes: 0,
         limit,
-        overflowed: false,
-        failed: false,
-        taken: false,
+        replayable: true,
         first_attempt: None,
     }));
     let replay = StreamReplay {
@@ -58,12 +59,10 @@ struct State<B> {
     recorded: VecDeque<Recorded>,
     recorded_bytes: usize,
     limit: usize,
-    /// The copy passed the limit and was dropped: no replay.
-    overflowed: bool,
-    /// The source failed: no replay.
-    failed: bool,
-    /// The replay took over: the first attempt's body has ended.
-    taken: bool,
+    /// Whether a replay can still be taken. Once it cannot (the copy passed
+    /// the limit, the source failed, the replay handle took over or was
+    /// dropped), nothing is recorded and nothing recorded is kept.
+    replayable: bool,
     /// The first attempt's body while it waits on the source: the source
     /// would wake it, but once taken over it wakes only the replay.
     first_attempt: Option<Waker>,
@@ -76,14 +75,12 @@ enum Recorded {
 
 impl<B> State<B> {
     fn record(&mut self, frame: &Frame<Bytes>) {
-        if self.overflowed {
+        if !self.replayable {
             return;
         }
         if let Some(data) = frame.data_ref() {
             if self.recorded_bytes + data.len() > self.limit {
-                self.overflowed = true;
-                self.recorded = VecDeque::new();
-                self.recorded_bytes = 0;
+                self.give_up();
                 return;
             }
             self.recorded_bytes += data.len();
@@ -92,6 +89,14 @@ impl<B> State<B> {
             self.recorded
                 .push_back(Recorded::Trailers(trailers.clone()));
         }
+    }
+
+    /// No replay can follow: stop recording and let go of the frames.
+    fn give_up(&mut self) {
+        self.replayable = false;
+        self.recorded = VecDeque::new();
+        self.recorded_bytes = 0;
+        self.first_attempt = None;
     }
 }
 
@@ -122,12 +127,13 @@ where
         let polled = Pin::new(source).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => state.record(frame),
-            Poll::Ready(Some(Err(_))) => state.failed = true,
+            Poll::Ready(Some(Err(_))) => state.give_up(),
             Poll::Ready(None) => state.source = None,
-            Poll::Pending => match &mut state.first_attempt {
+            Poll::Pending if state.replayable => match &mut state.first_attempt {
                 Some(waker) if waker.will_wake(cx.waker()) => {}
                 slot => *slot = Some(cx.waker().clone()),
             },
+            Poll::Pending => {}
         }
         polled
     }
@@ -150,6 +156,9 @@ where
 /// What is kept to replay a streaming body: see
 /// [`ReplayBody`](super::ReplayBody) and the [body module docs](super).
 ///
+/// Dropping it says no replay will follow: the body being sent lets go of
+/// the frames it kept for one and keeps no more.
+///
 /// # Example
 ///
 /// ```
@@ -171,10 +180,10 @@ impl<B> StreamReplay<B> {
     /// body is woken and ends.
     pub(crate) fn take(self) -> Option<Replayed<B>> {
         let mut state = lock(&self.shared);
-        if state.overflowed || state.failed || state.taken {
+        if !state.replayable {
             return None;
         }
-        state.taken = true;
+        state.replayable = false;
         let replayed = Replayed {
             recorded: std::mem::take(&mut state.recorded),
             rest: state.source.take(),
@@ -188,12 +197,18 @@ impl<B> StreamReplay<B> {
     }
 }
 
+impl<B> Drop for StreamReplay<B> {
+    fn drop(&mut self) {
+        lock(&self.shared).give_up();
+    }
+}
+
 impl<B> fmt::Debug for StreamReplay<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = lock(&self.shared);
         f.debug_struct("StreamReplay")
             .field("recorded_bytes", &state.recorded_bytes)
-            .field("overflowed", &state.overflowed)
+            .field("replayable", &state.replayable)
             .finish_non_exhaustive()
     }
 }
@@ -456,6 +471,48 @@ mod tests {
             Pin::new(&mut first).poll_frame(&mut cx),
             Poll::Ready(None)
         ));
+    }
+
+    /// Chunk data that counts its drops.
+    struct Tracked {
+        data: Vec<u8>,
+        drops: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsRef<[u8]> for Tracked {
+        fn as_ref(&self) -> &[u8] {
+            &self.data
+        }
+    }
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.drops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn dropping_the_replay_releases_the_frames_and_streaming_goes_on() {
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let dropped = || drops.load(std::sync::atomic::Ordering::SeqCst);
+        let chunks = (0..4u8).map(|i| {
+            Bytes::from_owner(Tracked {
+                data: vec![i; 10],
+                drops: Arc::clone(&drops),
+            })
+        });
+        let mut source = Scripted::new(&[], true, false);
+        source.chunks = chunks.collect();
+        let (mut first, replay) = tee(source, 1000).ok().unwrap();
+        assert_eq!(drain(&mut first, 2).0, [[0; 10], [1; 10]].concat());
+        assert_eq!(dropped(), 0, "kept for a replay");
+        drop(replay);
+        assert_eq!(dropped(), 2, "let go once no replay can follow");
+        let (rest, trailers) = drain(&mut first, usize::MAX);
+        assert_eq!(rest, [[2; 10], [3; 10]].concat(), "streaming goes on");
+        assert!(trailers.is_some());
+        assert_eq!(dropped(), 4, "later frames are not kept");
+        assert!(next(&mut first).is_none());
     }
 
     #[test]
