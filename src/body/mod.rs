@@ -124,6 +124,11 @@ impl ReplayBody for String {
     }
 }
 
+/// Whether a body of `len` bytes fits in `limit`, on any pointer width.
+fn fits(len: u64, limit: usize) -> bool {
+    usize::try_from(len).is_ok_and(|len| len <= limit)
+}
+
 /// Replaces `body` with its tee wrapped back into the body type, or leaves
 /// it unreplayable when its size hint exceeds `limit`.
 fn tee_into<B>(

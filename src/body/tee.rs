@@ -14,9 +14,12 @@
 //! frame boundary, and wakes the first attempt's body, which then ends (so
 //! its connection can finish or be closed rather than wait on a source it
 //! no longer has). The replay ([`Replayed`]) sends the recorded frames, then
-//! the rest of the source.
-//! Every byte read from the source is recorded before it is forwarded, so a
-//! replay can neither skip nor repeat one.
+//! the rest of the source. Every byte read from the source is recorded
+//! before it is forwarded, so a replay can neither skip nor repeat one.
+//!
+//! Size hints come from the source, whatever it claims (a bound near
+//! `u64::MAX`, one the data does not keep to), so their arithmetic saturates
+//! and keeps `lower <= upper`.
 
 use std::{
     collections::VecDeque,
@@ -30,13 +33,15 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
+use super::fits;
+
 /// Splits `source` into the body to send now and its replay handle, or
 /// returns it untouched when its size hint already exceeds `limit`.
 pub(crate) fn tee<B>(source: B, limit: usize) -> Result<(Tee<B>, StreamReplay<B>), B>
 where
     B: Body<Data = Bytes> + Unpin,
 {
-    if source.size_hint().lower() > limit as u64 {
+    if !fits(source.size_hint().lower(), limit) {
         return Err(source);
     }
     let shared = Arc::new(Mutex::new(State {
@@ -79,12 +84,13 @@ impl<B> State<B> {
             return;
         }
         if let Some(data) = frame.data_ref() {
-            if self.recorded_bytes + data.len() > self.limit {
-                self.give_up();
-                return;
+            match self.recorded_bytes.checked_add(data.len()) {
+                Some(total) if total <= self.limit => {
+                    self.recorded_bytes = total;
+                    self.recorded.push_back(Recorded::Data(data.clone()));
+                }
+                _ => self.give_up(),
             }
-            self.recorded_bytes += data.len();
-            self.recorded.push_back(Recorded::Data(data.clone()));
         } else if let Some(trailers) = frame.trailers_ref() {
             self.recorded
                 .push_back(Recorded::Trailers(trailers.clone()));
@@ -186,6 +192,7 @@ impl<B> StreamReplay<B> {
         state.replayable = false;
         let replayed = Replayed {
             recorded: std::mem::take(&mut state.recorded),
+            recorded_bytes: u64_of(std::mem::take(&mut state.recorded_bytes)),
             rest: state.source.take(),
         };
         let first_attempt = state.first_attempt.take();
@@ -216,6 +223,8 @@ impl<B> fmt::Debug for StreamReplay<B> {
 /// The body of a replay: the recorded frames, then the rest of the source.
 pub(crate) struct Replayed<B> {
     recorded: VecDeque<Recorded>,
+    /// The data bytes left in `recorded`.
+    recorded_bytes: u64,
     rest: Option<B>,
 }
 
@@ -232,7 +241,10 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         if let Some(recorded) = self.recorded.pop_front() {
             return Poll::Ready(Some(Ok(match recorded {
-                Recorded::Data(data) => Frame::data(data),
+                Recorded::Data(data) => {
+                    self.recorded_bytes = self.recorded_bytes.saturating_sub(u64_of(data.len()));
+                    Frame::data(data)
+                }
                 Recorded::Trailers(trailers) => Frame::trailers(trailers),
             })));
         }
@@ -247,25 +259,28 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        let recorded: u64 = self
-            .recorded
-            .iter()
-            .map(|r| match r {
-                Recorded::Data(data) => data.len() as u64,
-                Recorded::Trailers(_) => 0,
-            })
-            .sum();
         let rest = self
             .rest
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
-        let mut hint = SizeHint::new();
-        hint.set_lower(rest.lower() + recorded);
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper + recorded);
-        }
-        hint
+        plus(rest, self.recorded_bytes)
     }
+}
+
+/// `hint` grown by `bytes`, saturating at `u64::MAX`, with `lower <= upper`
+/// whatever `hint` holds.
+fn plus(hint: SizeHint, bytes: u64) -> SizeHint {
+    let lower = hint.lower().saturating_add(bytes);
+    let mut sum = SizeHint::new();
+    if let Some(upper) = hint.upper() {
+        sum.set_upper(upper.saturating_add(bytes).max(lower));
+    }
+    sum.set_lower(lower);
+    sum
+}
+
+fn u64_of(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -277,11 +292,13 @@ mod tests {
     use super::*;
 
     /// A body from a script: chunks, optional trailers, optional exact size
-    /// hint, and `Pending` before every other frame.
+    /// hint, and `Pending` before every other frame. A hostile hint, when
+    /// set, is claimed whatever the data.
     struct Scripted {
         chunks: VecDeque<Bytes>,
         trailers: Option<HeaderMap>,
         exact: Option<u64>,
+        hostile: Option<SizeHint>,
         pending_next: bool,
     }
 
@@ -296,6 +313,7 @@ mod tests {
                     t
                 }),
                 exact: exact_hint.then_some(total as u64),
+                hostile: None,
                 pending_next: true,
             }
         }
@@ -321,18 +339,46 @@ mod tests {
         }
 
         fn size_hint(&self) -> SizeHint {
+            if let Some(hint) = self.hostile {
+                return hint;
+            }
             let left: usize = self.chunks.iter().map(Bytes::len).sum();
             self.exact
                 .map_or_else(SizeHint::new, |_| SizeHint::with_exact(left as u64))
         }
     }
 
+    /// A hint with any bounds a body can claim. `SizeHint` itself refuses
+    /// `lower > upper`, so such a pair is clamped; the data need not match.
+    fn claimed(lower: u64, upper: Option<u64>) -> SizeHint {
+        let mut hint = SizeHint::new();
+        if let Some(upper) = upper {
+            hint.set_upper(upper);
+        }
+        hint.set_lower(upper.map_or(lower, |upper| lower.min(upper)));
+        hint
+    }
+
+    /// Bounds from anywhere in `u64`, often at its ends.
+    fn bound() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0..2048u64,
+            (u64::MAX - 64)..=u64::MAX,
+            Just(u64::MAX),
+            any::<u64>()
+        ]
+    }
+
+    /// The next frame; every poll first asks for the size hint, which must
+    /// not panic and must keep `lower <= upper`.
     fn next<B: Body<Data = Bytes> + Unpin>(body: &mut B) -> Option<Frame<Bytes>>
     where
         B::Error: fmt::Debug,
     {
         let mut cx = Context::from_waker(Waker::noop());
         loop {
+            let hint = body.size_hint();
+            assert!(hint.upper().is_none_or(|upper| upper >= hint.lower()));
             if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(&mut cx) {
                 return frame.map(|f| f.unwrap());
             }
@@ -362,18 +408,21 @@ mod tests {
         #[test]
         fn a_replay_never_duplicates_or_drops_a_byte(
             chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..48), 0..16),
-            limit in 0usize..800,
+            limit in prop_oneof![0usize..800, Just(usize::MAX)],
             read_before_401 in 0usize..20,
             trailers in any::<bool>(),
             exact_hint in any::<bool>(),
+            hostile in prop::option::weighted(0.7, (bound(), prop::option::of(bound()))),
         ) {
             let original: Vec<u8> = chunks.concat();
-            let source = Scripted::new(&chunks, trailers, exact_hint);
+            let mut source = Scripted::new(&chunks, trailers, exact_hint);
+            source.hostile = hostile.map(|(lower, upper)| claimed(lower, upper));
+            let claimed_lower = source.size_hint().lower();
             let (mut first, replay) = match tee(source, limit) {
                 Ok(split) => split,
                 Err(_) => {
                     // Only a size hint over the limit skips the tee.
-                    prop_assert!(exact_hint && original.len() > limit);
+                    prop_assert!(claimed_lower > limit as u64);
                     return Ok(());
                 }
             };
@@ -387,6 +436,9 @@ mod tests {
                 None => prop_assert!(sent.len() > limit, "replay refused within the limit"),
                 Some(mut replayed) => {
                     prop_assert!(sent.len() <= limit);
+                    if exact_hint && hostile.is_none() {
+                        prop_assert_eq!(replayed.size_hint().exact(), Some(original.len() as u64));
+                    }
                     let (data, seen_trailers) = drain(&mut replayed, usize::MAX);
                     prop_assert_eq!(data, original);
                     prop_assert_eq!(seen_trailers.is_some(), trailers);
@@ -410,12 +462,28 @@ mod tests {
     }
 
     #[test]
+    fn a_replays_size_hint_saturates_near_u64_max() {
+        let chunks = [b"abc".to_vec(), b"de".to_vec()];
+        for hint in [claimed(0, Some(u64::MAX)), SizeHint::with_exact(u64::MAX)] {
+            // A bound that does not shrink as the body yields.
+            let mut source = Scripted::new(&chunks, false, false);
+            source.hostile = Some(hint);
+            let (mut first, replay) = tee(source, usize::MAX).ok().unwrap();
+            assert_eq!(drain(&mut first, 1).0, b"abc");
+            let replayed = replay.take().unwrap();
+            assert_eq!(replayed.size_hint().upper(), Some(u64::MAX));
+            assert_eq!(replayed.size_hint().lower(), hint.lower().max(3));
+        }
+    }
+
+    #[test]
     fn recorded_chunks_share_the_source_buffers() {
         let chunk = Bytes::from(vec![7u8; 100]);
         let source = Scripted {
             chunks: VecDeque::from([chunk.clone()]),
             trailers: None,
             exact: None,
+            hostile: None,
             pending_next: true,
         };
         let (mut first, replay) = tee(source, 1000).ok().unwrap();
