@@ -5,7 +5,10 @@
 //! [`ReplayBody`] splits a body into the one to send now and a replay of
 //! it:
 //!
-//! - Bodies that clone cheaply ([`Full`], [`Empty`], `String`) are cloned.
+//! - Bodies whose clone shares the bytes (`Full<Bytes>`,
+//!   `Full<&'static [u8]>`, [`Empty`]) are cloned, whatever their size.
+//! - Bodies whose clone copies the bytes (`String`, [`Full`] of any other
+//!   data, such as `BytesMut`) are cloned only up to the limit.
 //! - Streaming bodies ([`BoxBody`], [`UnsyncBoxBody`], `tonic::body::Body`
 //!   with feature `tonic`, `axum::body::Body` with feature `axum`) are
 //!   teed lazily: each frame is forwarded as it is read, and a reference to
@@ -13,12 +16,16 @@
 //!   replay. Nothing is buffered up front and no latency is added. A body
 //!   whose size hint exceeds the limit is not teed at all; one that grows
 //!   past it while streaming drops its copy and streams on. Either way a 401
-//!   then reaches the caller, never an error or a truncated replay.
+//!   then reaches the caller, never an error or a truncated replay. Once the
+//!   response is accepted no replay can follow: the copy is let go at once
+//!   and the rest streams without one, however long the stream lasts.
 //! - When the server answers 401 before reading the whole body (auth is
 //!   checked on headers), the replay sends the part already read and then
 //!   the rest of the original stream. The replay takes the stream over at a
 //!   frame boundary, so it never waits for the first attempt to let go, and
-//!   never sends a byte twice or drops one.
+//!   never sends a byte twice or drops one. The first attempt's body then
+//!   ends, so its connection finishes (or, when the body announced a
+//!   length, is closed) rather than wait for a server timeout.
 //!
 //! A body type the layer does not know can join by implementing the trait;
 //! returning `None` for the replay means "never replay": a 401 then reaches
@@ -39,7 +46,10 @@
 
 mod tee;
 
-use bytes::Bytes;
+use std::any::TypeId;
+
+use bytes::{Buf, Bytes};
+use http_body::Body as _;
 use http_body_util::{
     combinators::{BoxBody, UnsyncBoxBody},
     Empty, Full,
@@ -86,12 +96,34 @@ pub trait ReplayBody: Sized {
     fn replay(replay: Self::Replay) -> Option<Self>;
 }
 
-/// Cloning shares the buffer for `Bytes` data.
-impl<D: Clone> ReplayBody for Full<D> {
+/// Cloned for the replay. `Full<Bytes>` and `Full<&'static [u8]>` share
+/// their bytes when cloned, so they are always replayable and cost no copy;
+/// any other data (`BytesMut`, `VecDeque<u8>`, …) is copied by its clone,
+/// so only when its length is within the limit.
+///
+/// # Example
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use http_body_util::Full;
+/// use simacan_auth::body::ReplayBody;
+///
+/// let mut shared = Full::new(Bytes::from(vec![0u8; 4096]));
+/// assert!(shared.prepare_replay(1024).is_some(), "shared: always");
+/// let mut copied = Full::new(BytesMut::zeroed(4096));
+/// assert!(copied.prepare_replay(1024).is_none(), "copied: up to the limit");
+/// assert!(copied.prepare_replay(4096).is_some());
+/// ```
+impl<D> ReplayBody for Full<D>
+where
+    D: Buf + Clone + 'static,
+{
     type Replay = Full<D>;
 
-    fn prepare_replay(&mut self, _limit: usize) -> Option<Self::Replay> {
-        Some(self.clone())
+    fn prepare_replay(&mut self, limit: usize) -> Option<Self::Replay> {
+        let replayable =
+            shares_on_clone::<D>() || self.size_hint().exact().is_some_and(|len| fits(len, limit));
+        replayable.then(|| self.clone())
     }
 
     fn replay(replay: Self::Replay) -> Option<Self> {
@@ -122,6 +154,13 @@ impl ReplayBody for String {
     fn replay(replay: Self::Replay) -> Option<Self> {
         Some(replay)
     }
+}
+
+/// Whether cloning `D` shares its bytes rather than copying them. Decided
+/// at compile time for each `D`, so `Full<Bytes>` pays nothing for it.
+fn shares_on_clone<D: 'static>() -> bool {
+    let data = TypeId::of::<D>();
+    data == TypeId::of::<Bytes>() || data == TypeId::of::<&'static [u8]>()
 }
 
 /// Whether a body of `len` bytes fits in `limit`, on any pointer width.
@@ -210,7 +249,7 @@ impl ReplayBody for axum_core::body::Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use bytes::{Bytes, BytesMut};
     use http_body_util::BodyExt;
 
     async fn bytes_of<B: http_body::Body>(body: B) -> Bytes
@@ -230,6 +269,30 @@ mod tests {
         let replayed = bytes_of(again).await;
         assert_eq!(replayed, data);
         assert_eq!(replayed.as_ptr(), data.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn shared_data_replays_whatever_its_size() {
+        let mut now = Full::new(Bytes::from(vec![7u8; 100]));
+        let again = Full::<Bytes>::replay(now.prepare_replay(10).unwrap()).unwrap();
+        assert_eq!(bytes_of(again).await, bytes_of(now).await);
+        let mut now = Full::new(b"static payload".as_slice());
+        let again = Full::replay(now.prepare_replay(0).unwrap()).unwrap();
+        assert_eq!(bytes_of(again).await, "static payload");
+    }
+
+    #[tokio::test]
+    async fn copied_data_replays_up_to_the_limit() {
+        let mut now = Full::new(BytesMut::from(&b"hello"[..]));
+        let again = Full::replay(now.prepare_replay(5).unwrap()).unwrap();
+        assert_eq!(bytes_of(again).await, "hello");
+        assert_eq!(bytes_of(now).await, "hello");
+        let mut now = Full::new(BytesMut::from(&b"hello!"[..]));
+        assert!(now.prepare_replay(5).is_none(), "over the limit");
+        assert_eq!(bytes_of(now).await, "hello!", "sent untouched");
+        let mut now = Full::new(std::collections::VecDeque::from(b"queued".to_vec()));
+        assert!(now.prepare_replay(5).is_none());
+        assert!(now.prepare_replay(6).is_some());
     }
 
     #[tokio::test]
