@@ -140,6 +140,9 @@ pub enum Error {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The token store failed: unreachable, insecure, corrupt, or its lease
+    /// held elsewhere for too long. See [`StoreError`](crate::store::StoreError).
+    Store(crate::store::StoreError),
     /// The background task that obtains tokens was stopped before it
     /// finished (the Tokio runtime is shutting down), or there is no Tokio
     /// runtime to run it on.
@@ -157,6 +160,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Unreachable { .. } | Error::Timeout { .. } | Error::NoRuntime => true,
+            Error::Store(error) => error.is_transient(),
             Error::UnexpectedStatus { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
@@ -231,6 +235,7 @@ impl fmt::Display for Error {
                 f,
                 "token response from {endpoint} is larger than {limit} bytes"
             ),
+            Error::Store(error) => fmt::Display::fmt(error, f),
             Error::NoRuntime => f.write_str("no tokio runtime to obtain a token on"),
         }
     }
@@ -240,6 +245,7 @@ impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             Error::Unreachable { source, .. } => Some(&**source),
+            Error::Store(error) => error.source(),
             _ => None,
         }
     }
