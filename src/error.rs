@@ -144,7 +144,8 @@ pub enum Error {
     /// held elsewhere for too long. See [`StoreError`](crate::store::StoreError).
     Store(crate::store::StoreError),
     /// The background task that obtains tokens was stopped before it
-    /// finished (the Tokio runtime is shutting down), or there is no Tokio
+    /// finished (the Tokio runtime is shutting down, or it has no time or
+    /// I/O driver: build it with `enable_all`), or there is no Tokio
     /// runtime to run it on.
     NoRuntime,
 }
@@ -236,7 +237,10 @@ impl fmt::Display for Error {
                 "token response from {endpoint} is larger than {limit} bytes"
             ),
             Error::Store(error) => fmt::Display::fmt(error, f),
-            Error::NoRuntime => f.write_str("no tokio runtime to obtain a token on"),
+            Error::NoRuntime => f.write_str(
+                "no tokio runtime to obtain a token on: none is running, it shut down, \
+                 or it lacks the time or i/o driver (build it with enable_all)",
+            ),
         }
     }
 }

@@ -265,6 +265,7 @@ impl SimacanAuthLayer {
                 config.credentials.clone(),
                 config.environment.clone(),
                 config.settings.clone(),
+                Arc::clone(&config.store),
             )
         })
     }

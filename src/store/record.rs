@@ -262,12 +262,13 @@ impl TokenRecord {
         )
     }
 
-    /// The same record without its refresh token: what is kept once the
-    /// Auth API refused it.
-    pub(crate) fn without_refresh_token(&self, generation: u64) -> TokenRecord {
+    /// The same record without its refresh token, which the Auth API
+    /// refused, expiring at `expires_at`.
+    pub(crate) fn spent(&self, generation: u64, expires_at: SystemTime) -> TokenRecord {
         TokenRecord {
             generation,
             refresh_token: None,
+            expires_at: expires_at.min(self.expires_at),
             ..self.clone()
         }
     }
