@@ -140,8 +140,12 @@ pub enum Error {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The token store failed: unreachable, insecure, corrupt, or its lease
+    /// held elsewhere for too long. See [`StoreError`](crate::store::StoreError).
+    Store(crate::store::StoreError),
     /// The background task that obtains tokens was stopped before it
-    /// finished (the Tokio runtime is shutting down), or there is no Tokio
+    /// finished (the Tokio runtime is shutting down, or it has no time or
+    /// I/O driver: build it with `enable_all`), or there is no Tokio
     /// runtime to run it on.
     NoRuntime,
 }
@@ -157,6 +161,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Unreachable { .. } | Error::Timeout { .. } | Error::NoRuntime => true,
+            Error::Store(error) => error.is_transient(),
             Error::UnexpectedStatus { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
@@ -231,7 +236,11 @@ impl fmt::Display for Error {
                 f,
                 "token response from {endpoint} is larger than {limit} bytes"
             ),
-            Error::NoRuntime => f.write_str("no tokio runtime to obtain a token on"),
+            Error::Store(error) => fmt::Display::fmt(error, f),
+            Error::NoRuntime => f.write_str(
+                "no tokio runtime to obtain a token on: none is running, it shut down, \
+                 or it lacks the time or i/o driver (build it with enable_all)",
+            ),
         }
     }
 }
@@ -240,6 +249,7 @@ impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             Error::Unreachable { source, .. } => Some(&**source),
+            Error::Store(error) => error.source(),
             _ => None,
         }
     }

@@ -88,6 +88,8 @@ pin_project! {
         replay: Option<Replay<B>>,
         // The generation of the token the request was sent with.
         generation: u64,
+        // Whether that token was obtained to heal a 401 and not yet accepted.
+        unproven: bool,
     }
 }
 
@@ -119,10 +121,13 @@ where
         cache: TokenCache,
         replay: Option<Replay<B>>,
         generation: u64,
+        unproven: bool,
     ) -> Self {
         let replayed = false;
         let state = State::Calling { future, replayed };
-        Self::new(state, service, cache, replay, generation)
+        let mut future = Self::new(state, service, cache, replay, generation);
+        future.unproven = unproven;
+        future
     }
 
     pub(crate) fn awaiting_token(
@@ -157,6 +162,7 @@ where
             cache,
             replay,
             generation,
+            unproven: false,
         }
     }
 }
@@ -200,6 +206,7 @@ where
                     let token = ready!(wait.as_mut().poll(cx))?;
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
                     *this.generation = token.generation;
+                    *this.unproven = token.is_unproven();
                     request
                         .headers_mut()
                         .insert(AUTHORIZATION, token.header.clone());
@@ -212,7 +219,12 @@ where
                     let replayed = *replayed;
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     match verdict(&response) {
-                        Verdict::Accepted => return Poll::Ready(Ok(response)),
+                        Verdict::Accepted => {
+                            if *this.unproven {
+                                this.cache.accepted(*this.generation);
+                            }
+                            return Poll::Ready(Ok(response));
+                        }
                         Verdict::Refused => (response, replayed),
                         Verdict::PeekTrailers => {
                             this.state.set(peeking(response, replayed));
@@ -229,6 +241,9 @@ where
                     let refused = ready!(poll_peek(slot, window.as_mut(), cx));
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
                     if !refused {
+                        if *this.unproven {
+                            this.cache.accepted(*this.generation);
+                        }
                         return Poll::Ready(Ok(response));
                     }
                     (response, *replayed)
@@ -237,6 +252,8 @@ where
                     let token = ready!(wait.as_mut().poll(cx))?;
                     tracing::debug!("token refreshed after a 401; replaying the request");
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
+                    *this.generation = token.generation;
+                    *this.unproven = token.is_unproven();
                     request
                         .headers_mut()
                         .insert(AUTHORIZATION, token.header.clone());
@@ -259,7 +276,7 @@ where
                 }
             };
             if replayed {
-                this.cache.replay_unauthorized();
+                this.cache.replay_refused(*this.generation);
                 return Poll::Ready(Ok(refused));
             }
             // Decide before taking the body over: a 401 that is passed
@@ -282,6 +299,8 @@ where
             match newer_token {
                 Ok(token) => {
                     tracing::debug!("401 for a replaced token; replaying with the current one");
+                    *this.generation = token.generation;
+                    *this.unproven = token.is_unproven();
                     request
                         .headers_mut()
                         .insert(AUTHORIZATION, token.header.clone());

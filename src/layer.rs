@@ -28,6 +28,7 @@ use std::{
 use tower::Layer;
 
 use crate::{
+    store::{MemoryStore, TokenStore},
     token::{AccessToken, Backoff, Credentials, Environment, Settings, TokenCache},
     Error, SimacanAuth,
 };
@@ -66,6 +67,7 @@ struct Config {
     environment: Environment,
     settings: Settings,
     replay_body_limit: usize,
+    store: Arc<dyn TokenStore>,
 }
 
 impl SimacanAuthLayer {
@@ -85,6 +87,7 @@ impl SimacanAuthLayer {
             environment: Environment::default(),
             settings: Settings::default(),
             replay_body_limit: DEFAULT_REPLAY_BODY_LIMIT,
+            store: Arc::new(MemoryStore::new()),
         })
     }
 
@@ -199,6 +202,26 @@ impl SimacanAuthLayer {
         self.configure(|c| c.replay_body_limit = bytes)
     }
 
+    /// Where tokens are kept beyond this layer's own memory: a
+    /// [`FileStore`](crate::store) so a restarted process or the next
+    /// command-line run reuses the token, or a shared store so a fleet of
+    /// replicas does one login and one refresh chain. See the
+    /// [`store`](crate::store) module for the protocol. Defaults to a
+    /// [`MemoryStore`] of the layer's own.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{store::MemoryStore, Credentials, SimacanAuthLayer};
+    ///
+    /// let layer = SimacanAuthLayer::new(Credentials::new("u", "p")).token_store(MemoryStore::new());
+    /// # let _ = layer;
+    /// ```
+    pub fn token_store(self, store: impl TokenStore) -> Self {
+        let store: Arc<dyn TokenStore> = Arc::new(store);
+        self.configure(|c| c.store = store)
+    }
+
     /// A valid access token, logging in or refreshing when needed, for use
     /// outside tower. Shares the token, and any login in flight, with the
     /// services built from this layer.
@@ -242,6 +265,7 @@ impl SimacanAuthLayer {
                 config.credentials.clone(),
                 config.environment.clone(),
                 config.settings.clone(),
+                Arc::clone(&config.store),
             )
         })
     }
@@ -262,6 +286,7 @@ impl fmt::Debug for SimacanAuthLayer {
             .field("environment", &self.config.environment)
             .field("settings", &self.config.settings)
             .field("replay_body_limit", &self.config.replay_body_limit)
+            .field("store", &self.config.store)
             .finish()
     }
 }

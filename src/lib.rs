@@ -77,6 +77,7 @@ pub mod layer;
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
 pub mod service;
+pub mod store;
 pub mod token;
 mod unauthorized;
 

@@ -135,7 +135,11 @@ where
         let mut service = mem::replace(&mut self.inner, clone);
         let cache = self.cache.clone();
         let token = match self.cache.lookup() {
-            Lookup::Valid { header, generation } => Ok((header, generation)),
+            Lookup::Valid {
+                header,
+                generation,
+                unproven,
+            } => Ok((header, generation, unproven)),
             Lookup::Wait(wait) => Err(wait),
             Lookup::Failed(error) => return ResponseFuture::failed(error, service, cache),
         };
@@ -144,10 +148,10 @@ where
             .prepare_replay(self.replay_body_limit)
             .map(|body| Replay::of(&request, body));
         match token {
-            Ok((header, generation)) => {
+            Ok((header, generation, unproven)) => {
                 request.headers_mut().insert(AUTHORIZATION, header);
                 let future = service.call(request);
-                ResponseFuture::calling(future, service, cache, replay, generation)
+                ResponseFuture::calling(future, service, cache, replay, generation, unproven)
             }
             Err(wait) => ResponseFuture::awaiting_token(wait, request, service, cache, replay),
         }

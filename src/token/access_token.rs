@@ -1,10 +1,11 @@
-//! One access token with its refresh token and timing: what the cache holds
-//! and what [`AccessToken`] lends out.
+//! One access token with its refresh token and timing: what a flight
+//! obtains ([`Fresh`]), what the cache holds ([`Token`]) and what
+//! [`AccessToken`] lends out.
 
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -16,13 +17,84 @@ use zeroize::Zeroizing;
 
 use super::grant::Grant;
 
+/// Where a token's refresh chain lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Written to (or read from) the token store: the chain every token
+    /// state on the store shares.
+    Store,
+    /// Known to this process only: obtained while the store was unavailable
+    /// (degraded mode) or when saving it failed. Given up for the store's
+    /// chain as soon as the store has a valid token.
+    Local,
+}
+
+/// How a flight came by its token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum How {
+    /// Read from the store: another token state obtained it.
+    Adopted,
+    /// The refresh grant.
+    Refreshed,
+    /// The password grant.
+    LoggedIn,
+    /// The password grant after the refresh token was refused.
+    FellBack,
+}
+
+/// A token a flight obtained, before it becomes the current one.
+pub(crate) struct Fresh {
+    pub(crate) header: HeaderValue,
+    pub(crate) refresh_token: Option<Zeroizing<String>>,
+    /// The lifetime it was issued with.
+    pub(crate) lifetime: Duration,
+    /// How long it is valid from now.
+    pub(crate) remaining: Duration,
+    /// The store generation of its record.
+    pub(crate) version: u64,
+    pub(crate) origin: Origin,
+    pub(crate) how: How,
+}
+
+impl Fresh {
+    /// A token the Auth API just issued, valid for its whole lifetime.
+    pub(crate) fn issued(grant: Grant, version: u64, origin: Origin, how: How) -> Fresh {
+        Fresh {
+            header: grant.header,
+            refresh_token: Some(grant.refresh_token),
+            lifetime: grant.lifetime,
+            remaining: grant.lifetime,
+            version,
+            origin,
+            how,
+        }
+    }
+}
+
+/// The token of a `Bearer <token>` header built by the crate.
+pub(crate) fn bare_token(header: &HeaderValue) -> &str {
+    // The header was built from "Bearer " and a visible-ASCII token.
+    header
+        .as_bytes()
+        .get(7..)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or_default()
+}
+
 /// A token the cache holds. Immutable but for when its proactive refresh is
-/// due, which moves when a proactive refresh fails and backs off.
+/// due, which moves when a proactive refresh fails and backs off, and
+/// whether it is still unproven.
 pub(crate) struct Token {
     pub(crate) header: HeaderValue,
-    pub(crate) refresh_token: Zeroizing<String>,
-    /// Counts tokens obtained; a 401 names the generation it was sent with.
+    /// `None` once the Auth API refused it: it is never sent again.
+    pub(crate) refresh_token: Option<Zeroizing<String>>,
+    /// Counts the tokens this cache has held; a 401 names the generation it
+    /// was sent with.
     pub(crate) generation: u64,
+    /// The store generation of its record.
+    pub(crate) version: u64,
+    pub(crate) origin: Origin,
+    pub(crate) lifetime: Duration,
     pub(crate) received_at: Instant,
     pub(crate) expires_at: Instant,
     /// Milliseconds after `received_at` at which a proactive refresh is due;
@@ -31,6 +103,9 @@ pub(crate) struct Token {
     /// The first moment a proactive refresh can be due: before it, requests
     /// skip the atomic and the arithmetic (deferrals only move later).
     refresh_window_opens: Instant,
+    /// Obtained to heal a 401 and not yet accepted by any request: a 401 for
+    /// it means the resource, not the token, refuses.
+    unproven: AtomicBool,
 }
 
 impl Token {
@@ -38,41 +113,86 @@ impl Token {
     /// capped at half the lifetime and widened by up to a tenth at random so
     /// that many clients do not refresh in step.
     pub(crate) fn new(
-        grant: Grant,
+        fresh: Fresh,
         received_at: Instant,
         generation: u64,
         window: Duration,
+        unproven: bool,
     ) -> Token {
-        let window = window.min(grant.lifetime / 2);
+        let window = window.min(fresh.lifetime / 2);
         let jitter = window.mul_f64(fastrand::f64() / 10.0);
-        let due = grant.lifetime.saturating_sub(window + jitter);
+        let due = fresh.remaining.saturating_sub(window + jitter);
         Token {
-            header: grant.header,
-            refresh_token: grant.refresh_token,
+            header: fresh.header,
+            refresh_token: fresh.refresh_token,
             generation,
+            version: fresh.version,
+            origin: fresh.origin,
+            lifetime: fresh.lifetime,
             received_at,
-            expires_at: received_at + grant.lifetime,
+            expires_at: received_at + fresh.remaining,
             refresh_due_ms: AtomicU64::new(millis(due)),
             refresh_window_opens: received_at + due,
+            unproven: AtomicBool::new(unproven),
+        }
+    }
+
+    /// A copy with other timing or without the refresh token.
+    fn copy(&self, expires_at: Instant, refresh_token: Option<Zeroizing<String>>) -> Token {
+        let due = self.refresh_due_ms.load(Ordering::Relaxed);
+        Token {
+            header: self.header.clone(),
+            refresh_token,
+            generation: self.generation,
+            version: self.version,
+            origin: self.origin,
+            lifetime: self.lifetime,
+            received_at: self.received_at,
+            expires_at,
+            refresh_due_ms: AtomicU64::new(due),
+            refresh_window_opens: self.refresh_window_opens,
+            unproven: AtomicBool::new(self.is_unproven()),
         }
     }
 
     /// The same token, already expired: the next use refreshes it.
     pub(crate) fn expired_copy(&self, now: Instant) -> Token {
+        let copy = self.copy(now.min(self.expires_at), self.refresh_token.clone());
+        copy.refresh_due_ms.store(0, Ordering::Relaxed);
         Token {
-            header: self.header.clone(),
-            refresh_token: self.refresh_token.clone(),
-            generation: self.generation,
-            received_at: self.received_at,
-            expires_at: now.min(self.expires_at),
-            refresh_due_ms: AtomicU64::new(0),
             refresh_window_opens: self.received_at,
+            ..copy
         }
+    }
+
+    /// The same token without its refresh token, which the Auth API refused.
+    pub(crate) fn without_refresh_token(&self) -> Token {
+        self.copy(self.expires_at, None)
+    }
+
+    /// The access token itself, without `Bearer `.
+    pub(crate) fn access_token(&self) -> &str {
+        bare_token(&self.header)
     }
 
     #[inline]
     pub(crate) fn is_valid_at(&self, now: Instant) -> bool {
         now < self.expires_at
+    }
+
+    #[inline]
+    pub(crate) fn is_unproven(&self) -> bool {
+        self.unproven.load(Ordering::Relaxed)
+    }
+
+    /// A request with this token was accepted.
+    pub(crate) fn prove(&self) {
+        self.unproven.store(false, Ordering::Relaxed);
+    }
+
+    /// True for exactly one caller while the token is unproven.
+    pub(crate) fn take_unproven(&self) -> bool {
+        self.unproven.swap(false, Ordering::AcqRel)
     }
 
     /// True for exactly one caller once the proactive refresh is due.
@@ -91,7 +211,8 @@ impl Token {
                 .is_ok()
     }
 
-    /// Moves the proactive refresh to `at` (after a failed one backs off).
+    /// Moves the proactive refresh to `at` (after a failed one backs off, or
+    /// a flight was abandoned).
     pub(crate) fn defer_proactive_refresh(&self, at: Instant) {
         let due = millis(at.saturating_duration_since(self.received_at));
         self.refresh_due_ms.store(due, Ordering::Release);
@@ -140,9 +261,7 @@ impl AccessToken {
     /// # Ok(()) }
     /// ```
     pub fn expose_secret(&self) -> &str {
-        let bytes = self.0.header.as_bytes();
-        // The header was built from "Bearer " and a visible-ASCII token.
-        std::str::from_utf8(&bytes[7..]).unwrap_or_default()
+        self.0.access_token()
     }
 
     /// `Bearer <token>`, ready for an `Authorization` header and marked
@@ -187,19 +306,20 @@ mod tests {
     use super::*;
     use crate::token::grant::bearer_header;
 
-    fn grant(lifetime: u64) -> Grant {
-        Grant {
+    fn grant(lifetime: u64) -> Fresh {
+        let grant = Grant {
             header: bearer_header("tok").unwrap(),
             refresh_token: Zeroizing::new("ref".into()),
             lifetime: Duration::from_secs(lifetime),
-        }
+        };
+        Fresh::issued(grant, 1, Origin::Store, How::LoggedIn)
     }
 
     #[tokio::test(start_paused = true)]
     async fn proactive_refresh_is_due_a_window_before_expiry_with_a_little_jitter() {
         let now = Instant::now();
         for _ in 0..50 {
-            let token = Token::new(grant(3600), now, 1, Duration::from_secs(300));
+            let token = Token::new(grant(3600), now, 1, Duration::from_secs(300), false);
             let due = token.refresh_due().unwrap() - now;
             assert!(due <= Duration::from_secs(3300), "{due:?}");
             assert!(due >= Duration::from_secs(3270), "{due:?}");
@@ -209,7 +329,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn window_is_capped_at_half_the_lifetime() {
         let now = Instant::now();
-        let token = Token::new(grant(60), now, 1, Duration::from_secs(300));
+        let token = Token::new(grant(60), now, 1, Duration::from_secs(300), false);
         let due = token.refresh_due().unwrap() - now;
         assert!(
             due <= Duration::from_secs(30) && due >= Duration::from_secs(27),
@@ -219,7 +339,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_one_caller_claims_the_proactive_refresh() {
-        let token = Token::new(grant(60), Instant::now(), 1, Duration::from_secs(10));
+        let token = Token::new(grant(60), Instant::now(), 1, Duration::from_secs(10), false);
         assert!(!token.claim_proactive_refresh(Instant::now()));
         tokio::time::advance(Duration::from_secs(51)).await;
         assert!(token.claim_proactive_refresh(Instant::now()));
@@ -232,7 +352,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn expiry_is_measured_from_arrival() {
-        let token = Token::new(grant(10), Instant::now(), 1, Duration::ZERO);
+        let token = Token::new(grant(10), Instant::now(), 1, Duration::ZERO, false);
         tokio::time::advance(Duration::from_millis(9_999)).await;
         assert!(token.is_valid_at(Instant::now()));
         tokio::time::advance(Duration::from_millis(1)).await;
@@ -252,6 +372,7 @@ mod tests {
             Instant::now(),
             1,
             Duration::ZERO,
+            false,
         )));
         assert_eq!(token.expose_secret(), "tok");
         let shown = format!("{token:?}");

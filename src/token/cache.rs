@@ -10,8 +10,13 @@
 //! - Failures back off; during the backoff, requests without a valid token
 //!   fail fast with the last error.
 //! - A 401 names the token generation it was sent with: a newer token is
-//!   used straight away, and a refresh that did not help starts a cooldown in
-//!   which 401s are passed through rather than turned into refreshes.
+//!   used straight away. A token obtained to heal a 401 that is refused
+//!   before any request succeeded with it shows that the resource, not the
+//!   token, refuses: that starts a cooldown in which 401s are passed through
+//!   rather than turned into refreshes, whatever the request's body.
+//! - Flights go through the token store (see [`crate::store`]): a token
+//!   another process obtained is adopted, and only the lease holder calls
+//!   the Auth API ([`flight`](super::flight)).
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
@@ -23,13 +28,16 @@ use http::HeaderValue;
 use tokio::{sync::watch, time::Instant};
 
 use super::{
-    access_token::Token,
+    access_token::{Fresh, How, Token},
     backoff::Backoff,
-    client::{AuthApi, BoxFuture, RefreshError, Transport},
-    grant::Grant,
+    client::{AuthApi, BoxFuture, Transport},
+    flight::Failed,
     AccessToken, Credentials, Environment,
 };
-use crate::Error;
+use crate::{
+    store::{StoreKey, TokenStore},
+    Error,
+};
 
 /// The tunable timings of a [`TokenCache`].
 #[derive(Clone, Debug)]
@@ -38,6 +46,10 @@ pub(crate) struct Settings {
     pub(crate) auth_timeout: Duration,
     pub(crate) unauthorized_cooldown: Duration,
     pub(crate) backoff: Backoff,
+    /// The most the clocks of processes sharing a store may disagree.
+    pub(crate) max_clock_skew: Duration,
+    /// Log in without the store when it is unavailable.
+    pub(crate) local_login_on_store_outage: bool,
 }
 
 impl Default for Settings {
@@ -47,6 +59,8 @@ impl Default for Settings {
             auth_timeout: Duration::from_secs(30),
             unauthorized_cooldown: Duration::from_secs(10),
             backoff: Backoff::default(),
+            max_clock_skew: Duration::from_secs(30),
+            local_login_on_store_outage: false,
         }
     }
 }
@@ -62,6 +76,9 @@ pub(crate) enum Lookup {
     Valid {
         header: HeaderValue,
         generation: u64,
+        /// Tell the cache when a response accepts it
+        /// ([`TokenCache::accepted`]).
+        unproven: bool,
     },
     /// No valid token: wait for the login or refresh in flight.
     Wait(TokenWait),
@@ -86,18 +103,31 @@ pub(crate) enum AfterUnauthorized {
     PassThrough,
 }
 
+/// Why a flight starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// No token, or an expired one.
+    Token,
+    /// The token nears expiry; requests keep using it meanwhile.
+    Proactive,
+    /// The token was refused with a 401.
+    Unauthorized,
+}
+
 /// Shared by every clone of a layer and of its services.
 #[derive(Clone)]
 pub(crate) struct TokenCache {
     shared: Arc<Shared>,
 }
 
-struct Shared {
+pub(super) struct Shared {
     current: ArcSwapOption<Token>,
     control: Mutex<Control>,
-    api: AuthApi,
-    credentials: Credentials,
-    settings: Settings,
+    pub(super) api: AuthApi,
+    pub(super) credentials: Credentials,
+    pub(super) settings: Settings,
+    pub(super) store: Arc<dyn TokenStore>,
+    pub(super) key: StoreKey,
 }
 
 #[derive(Default)]
@@ -119,22 +149,25 @@ struct Failure {
 }
 
 impl TokenCache {
-    /// A cache talking HTTP to `environment`.
+    /// A cache talking HTTP to `environment`, keeping tokens in `store`.
     pub(crate) fn new(
         credentials: Credentials,
         environment: Environment,
         settings: Settings,
+        store: Arc<dyn TokenStore>,
     ) -> Self {
         let transport = Arc::new(super::hyper_transport::HyperTransport::new());
-        Self::with_transport(credentials, environment, settings, transport)
+        Self::with_transport(credentials, environment, settings, store, transport)
     }
 
     pub(crate) fn with_transport(
         credentials: Credentials,
         environment: Environment,
         settings: Settings,
+        store: Arc<dyn TokenStore>,
         transport: Arc<dyn Transport>,
     ) -> Self {
+        let key = StoreKey::new(environment.base_url(), credentials.username());
         let api = AuthApi::new(environment, transport, settings.auth_timeout);
         TokenCache {
             shared: Arc::new(Shared {
@@ -143,6 +176,8 @@ impl TokenCache {
                 api,
                 credentials,
                 settings,
+                store,
+                key,
             }),
         }
     }
@@ -161,6 +196,7 @@ impl TokenCache {
                 return Lookup::Valid {
                     header: token.header.clone(),
                     generation: token.generation,
+                    unproven: token.is_unproven(),
                 };
             }
         }
@@ -172,6 +208,7 @@ impl TokenCache {
             Acquired::Valid(token) => Lookup::Valid {
                 header: token.header.clone(),
                 generation: token.generation,
+                unproven: token.is_unproven(),
             },
             Acquired::Wait(wait) => Lookup::Wait(wait),
             Acquired::Failed(error) => Lookup::Failed(error),
@@ -191,7 +228,7 @@ impl TokenCache {
         if let Some(failure) = control.failure.as_ref().filter(|f| now < f.until) {
             return Acquired::Failed(failure.error.clone());
         }
-        match self.start_flight(&mut control) {
+        match self.start_flight(&mut control, Need::Token) {
             Ok(wait) => Acquired::Wait(wait),
             Err(error) => Acquired::Failed(error),
         }
@@ -213,6 +250,15 @@ impl TokenCache {
         }
     }
 
+    /// A response accepted a token that was unproven.
+    pub(crate) fn accepted(&self, generation: u64) {
+        if let Some(token) = self.shared.current.load().as_deref() {
+            if token.generation == generation {
+                token.prove();
+            }
+        }
+    }
+
     /// Decides how to heal a 401 for a token of `generation`.
     pub(crate) fn after_unauthorized(&self, generation: u64) -> AfterUnauthorized {
         let now = Instant::now();
@@ -220,7 +266,7 @@ impl TokenCache {
         if let Some(token) = self.valid_token(now).filter(|t| t.generation != generation) {
             return AfterUnauthorized::Replay(token);
         }
-        if control.cooldown_until.is_some_and(|until| now < until) {
+        if control.in_cooldown(now) || self.refused_before_proven(&mut control, generation) {
             tracing::debug!("401 passed through: a refresh did not help moments ago");
             return AfterUnauthorized::PassThrough;
         }
@@ -231,21 +277,37 @@ impl TokenCache {
             tracing::debug!("401 passed through: the auth api is backing off");
             return AfterUnauthorized::PassThrough;
         }
-        match self.start_flight(&mut control) {
+        match self.start_flight(&mut control, Need::Unauthorized) {
             Ok(wait) => AfterUnauthorized::Wait(wait),
             Err(_) => AfterUnauthorized::PassThrough,
         }
     }
 
-    /// A replay with a fresh token was answered 401 too: the resource, not
-    /// the token, is refusing. Start the cooldown.
-    pub(crate) fn replay_unauthorized(&self) {
+    /// A replay with the token of `generation` was answered 401 too. When
+    /// that token is still the current one and no request has succeeded
+    /// with it, the resource refuses, not the token: start the cooldown.
+    pub(crate) fn replay_refused(&self, generation: u64) {
+        let mut control = self.shared.lock();
+        self.refused_before_proven(&mut control, generation);
+    }
+
+    /// Starts the cooldown, and says so, when the current token is of
+    /// `generation` and was refused before any request succeeded with it.
+    fn refused_before_proven(&self, control: &mut Control, generation: u64) -> bool {
+        let current = self.shared.current.load();
+        let Some(token) = current.as_deref().filter(|t| t.generation == generation) else {
+            return false;
+        };
+        if !token.take_unproven() {
+            return false;
+        }
         let cooldown = self.shared.settings.unauthorized_cooldown;
-        self.shared.lock().cooldown_until = Some(after(Instant::now(), cooldown));
+        control.cooldown_until = Some(after(Instant::now(), cooldown));
         tracing::info!(
             ?cooldown,
-            "replay with a refreshed token was answered 401; passing 401s through for a while"
+            "a token obtained to heal a 401 was refused too; passing 401s through for a while"
         );
+        true
     }
 
     /// Marks the current token expired, so the next use refreshes it.
@@ -282,18 +344,21 @@ impl TokenCache {
         }
         tracing::debug!("token enters its refresh window; refreshing in the background");
         // Without a runtime the token stays in use until it expires.
-        let _ = self.start_flight(&mut control);
+        let _ = self.start_flight(&mut control, Need::Proactive);
     }
 
-    fn start_flight(&self, control: &mut Control) -> Result<TokenWait, Error> {
+    fn start_flight(&self, control: &mut Control, need: Need) -> Result<TokenWait, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let (tx, rx) = watch::channel(None);
         let previous = self.shared.current.load_full();
-        let shared = Arc::clone(&self.shared);
+        let guard = FlightGuard {
+            shared: Arc::clone(&self.shared),
+            tx: Some(tx),
+            previous: previous.as_ref().map(|t| t.generation),
+        };
         runtime.spawn(async move {
-            let obtained = shared.obtain(previous.as_deref()).await;
-            let outcome = shared.settle(obtained);
-            tx.send_replace(Some(outcome));
+            let obtained = guard.shared.obtain(previous.as_deref(), need).await;
+            guard.land(obtained, need);
         });
         control.flight = Some(rx.clone());
         Ok(wait(rx))
@@ -305,65 +370,126 @@ impl TokenCache {
     }
 }
 
+/// Owns a flight's sender: lands the flight's outcome, or, when the flight
+/// is dropped unfinished (its runtime shut down, or it panicked for lack of
+/// a timer or I/O driver), tells the waiters and frees the cache for the
+/// next flight.
+struct FlightGuard {
+    shared: Arc<Shared>,
+    tx: Option<watch::Sender<Option<Outcome>>>,
+    /// The generation of the token the flight replaces.
+    previous: Option<u64>,
+}
+
+impl FlightGuard {
+    fn land(mut self, obtained: Result<Fresh, Failed>, need: Need) {
+        let outcome = self.shared.settle(obtained, need, self.previous);
+        if let Some(tx) = self.tx.take() {
+            tx.send_replace(Some(outcome));
+        }
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        let outcome = self.shared.abandon(std::thread::panicking());
+        tx.send_replace(Some(outcome));
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Control> {
         // Nothing panics while holding the lock; recover regardless.
         self.control.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Refreshes `previous` when there is one, falling back to the password
-    /// grant only when the refresh token is rejected.
-    async fn obtain(&self, previous: Option<&Token>) -> Result<Grant, Error> {
-        if let Some(token) = previous {
-            match self.api.refresh(&token.refresh_token).await {
-                Ok(grant) => {
-                    tracing::debug!("access token refreshed");
-                    return Ok(grant);
-                }
-                Err(RefreshError::Rejected) => {
-                    tracing::warn!("refresh token rejected; logging in with the password again");
-                }
-                Err(RefreshError::Failed(error)) => return Err(error),
-            }
-        }
-        let grant = self.api.password(&self.credentials).await?;
-        tracing::info!(
-            username = self.credentials.username(),
-            "logged in to the simacan auth api"
-        );
-        Ok(grant)
-    }
-
     /// Stores what a flight obtained, or records its failure and backoff.
-    fn settle(&self, obtained: Result<Grant, Error>) -> Outcome {
+    fn settle(
+        &self,
+        obtained: Result<Fresh, Failed>,
+        need: Need,
+        previous: Option<u64>,
+    ) -> Outcome {
         let now = Instant::now();
         let mut control = self.lock();
         control.flight = None;
         match obtained {
-            Ok(grant) => {
+            Ok(fresh) => {
+                match fresh.how {
+                    How::Adopted => tracing::debug!("using the token another process obtained"),
+                    How::Refreshed => tracing::debug!("access token refreshed"),
+                    How::LoggedIn | How::FellBack => tracing::info!(
+                        username = self.credentials.username(),
+                        "logged in to the simacan auth api"
+                    ),
+                }
                 control.generation += 1;
                 control.failure = None;
                 let window = self.settings.refresh_before_expiry;
-                let token = Arc::new(Token::new(grant, now, control.generation, window));
+                let unproven = need == Need::Unauthorized;
+                let token = Arc::new(Token::new(fresh, now, control.generation, window, unproven));
                 self.current.store(Some(Arc::clone(&token)));
                 Ok(token)
             }
-            Err(error) => {
-                let consecutive = control.failure.as_ref().map_or(1, |f| f.consecutive + 1);
-                let delay = self.settings.backoff.delay(consecutive, &error);
-                let until = after(now, delay);
-                if let Some(token) = self.current.load().as_deref() {
-                    token.defer_proactive_refresh(until);
+            Err(Failed {
+                error,
+                refresh_spent,
+            }) => {
+                if refresh_spent {
+                    self.forget_refresh_token(previous);
                 }
-                tracing::warn!(error = %error, ?delay, consecutive, "could not obtain a token; backing off");
-                control.failure = Some(Failure {
-                    error: error.clone(),
-                    until,
-                    consecutive,
-                });
-                Err(error)
+                Err(self.back_off(&mut control, error, now))
             }
         }
+    }
+
+    /// The refresh token of the token of generation `previous` was refused:
+    /// keep the access token while it lasts, never send the refresh token
+    /// again.
+    fn forget_refresh_token(&self, previous: Option<u64>) {
+        let current = self.current.load_full();
+        if let Some(token) = current
+            .as_deref()
+            .filter(|t| Some(t.generation) == previous)
+        {
+            let spent = Arc::new(token.without_refresh_token());
+            self.current.compare_and_swap(&current, Some(spent));
+        }
+    }
+
+    fn back_off(&self, control: &mut Control, error: Error, now: Instant) -> Error {
+        let consecutive = control.failure.as_ref().map_or(1, |f| f.consecutive + 1);
+        let delay = self.settings.backoff.delay(consecutive, &error);
+        let until = after(now, delay);
+        if let Some(token) = self.current.load().as_deref() {
+            token.defer_proactive_refresh(until);
+        }
+        tracing::warn!(error = %error, ?delay, consecutive, "could not obtain a token; backing off");
+        control.failure = Some(Failure {
+            error: error.clone(),
+            until,
+            consecutive,
+        });
+        error
+    }
+
+    /// A flight ended without landing. Whoever comes next may start another
+    /// at once, and the current token's proactive refresh, claimed by the
+    /// lost flight, is due again. A panic (a runtime without timers or I/O)
+    /// backs off like a failure, so it does not repeat on every request.
+    fn abandon(&self, panicked: bool) -> Outcome {
+        let now = Instant::now();
+        let mut control = self.lock();
+        control.flight = None;
+        if let Some(token) = self.current.load().as_deref() {
+            token.defer_proactive_refresh(now);
+        }
+        if panicked {
+            return Err(self.back_off(&mut control, Error::NoRuntime, now));
+        }
+        tracing::warn!("the token flight was dropped before it finished (its runtime shut down)");
+        Err(Error::NoRuntime)
     }
 }
 
@@ -378,11 +504,15 @@ impl Control {
         }
         Some(wait(rx.clone()))
     }
+
+    fn in_cooldown(&self, now: Instant) -> bool {
+        self.cooldown_until.is_some_and(|until| now < until)
+    }
 }
 
 /// `now + duration`, saturating far in the future rather than overflowing
 /// for settings like `Duration::MAX`.
-fn after(now: Instant, duration: Duration) -> Instant {
+pub(super) fn after(now: Instant, duration: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     now.checked_add(duration.min(CENTURY)).unwrap_or(now)
 }
@@ -403,6 +533,7 @@ impl std::fmt::Debug for TokenCache {
             .field("credentials", &self.shared.credentials)
             .field("generation", &generation)
             .field("settings", &self.shared.settings)
+            .field("store", &self.shared.store)
             .finish_non_exhaustive()
     }
 }

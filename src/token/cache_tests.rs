@@ -1,147 +1,18 @@
 //! The cache's rules, driven by an in-memory Auth API on tokio's paused clock.
 
-use std::{
-    collections::VecDeque,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Mutex,
-    },
-};
-
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri};
 use zeroize::Zeroizing;
 
 use super::*;
 use crate::{
-    token::client::{RawResponse, Transport},
+    store::MemoryStore,
+    token::{
+        client::{RawResponse, Transport},
+        fake_api::*,
+    },
     Endpoint,
 };
-
-/// What the fake Auth API answers to one call.
-#[derive(Clone, Copy, Debug)]
-enum Reply {
-    /// A fresh token pair valid for this many seconds.
-    Token(u64),
-    Status(u16),
-    /// A transport failure.
-    Down,
-}
-
-/// An Auth API in memory: scripted replies, a delay per call, and a record of
-/// every form it received.
-struct FakeApi {
-    script: Mutex<VecDeque<Reply>>,
-    otherwise: Reply,
-    delay: Duration,
-    issued: AtomicUsize,
-    calls: Mutex<Vec<(Endpoint, String)>>,
-}
-
-impl FakeApi {
-    fn new(otherwise: Reply) -> Arc<Self> {
-        Self::with_delay(otherwise, Duration::from_millis(50))
-    }
-
-    fn with_delay(otherwise: Reply, delay: Duration) -> Arc<Self> {
-        Arc::new(FakeApi {
-            script: Mutex::new(VecDeque::new()),
-            otherwise,
-            delay,
-            issued: AtomicUsize::new(0),
-            calls: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn then(self: &Arc<Self>, reply: Reply) -> &Arc<Self> {
-        self.script.lock().unwrap().push_back(reply);
-        self
-    }
-
-    fn calls(&self, endpoint: Endpoint) -> usize {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(e, _)| *e == endpoint)
-            .count()
-    }
-
-    fn forms(&self) -> Vec<(Endpoint, String)> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-impl Transport for FakeApi {
-    fn post_form(
-        &self,
-        endpoint: Endpoint,
-        _uri: Uri,
-        form: Zeroizing<String>,
-    ) -> BoxFuture<'static, Result<RawResponse, Error>> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push((endpoint, form.to_string()));
-        let reply = self
-            .script
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(self.otherwise);
-        let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        let delay = self.delay;
-        Box::pin(async move {
-            tokio::time::sleep(delay).await;
-            let (status, body) = match reply {
-                Reply::Token(secs) => (
-                    200,
-                    format!(
-                        r#"{{"access_token":"access-{n}","refresh_token":"refresh-{n}","token_type":"bearer","expires_in":{secs}}}"#
-                    ),
-                ),
-                Reply::Status(status) => (status, String::new()),
-                Reply::Down => {
-                    return Err(Error::unreachable(
-                        endpoint,
-                        std::io::Error::other("connection refused"),
-                    ))
-                }
-            };
-            Ok(RawResponse {
-                status: StatusCode::from_u16(status).unwrap(),
-                headers: HeaderMap::new(),
-                body: Bytes::from(body),
-            })
-        })
-    }
-}
-
-fn cache(api: &Arc<FakeApi>) -> TokenCache {
-    cache_with(api, Settings::default())
-}
-
-fn cache_with(api: &Arc<FakeApi>, settings: Settings) -> TokenCache {
-    TokenCache::with_transport(
-        Credentials::new("user", "pw"),
-        Environment::custom("http://127.0.0.1:1/api/v1").unwrap(),
-        settings,
-        api.clone(),
-    )
-}
-
-fn header_of(lookup: Lookup) -> String {
-    match lookup {
-        Lookup::Valid { header, .. } => header.to_str().unwrap().to_owned(),
-        Lookup::Wait(_) => panic!("expected a valid token, had to wait"),
-        Lookup::Failed(e) => panic!("expected a valid token, got {e}"),
-    }
-}
-
-async fn settle() {
-    // Lets spawned flights run; the paused clock advances through their delay.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-}
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_first_lookups_share_one_login() {
@@ -390,9 +261,13 @@ async fn cooldown_passes_401s_through_then_heals_again() {
             ..Settings::default()
         },
     );
-    cache.access_token().await.unwrap();
-    cache.replay_unauthorized();
-    let generation = cache.current_generation().unwrap();
+    let generation = cache.access_token().await.unwrap().0.generation;
+    // A token obtained to heal a 401, refused on its replay.
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(generation) else {
+        panic!("a 401 for the current token must refresh");
+    };
+    let generation = wait.await.unwrap().generation;
+    cache.replay_refused(generation);
     for _ in 0..10 {
         assert!(matches!(
             cache.after_unauthorized(generation),
@@ -405,7 +280,11 @@ async fn cooldown_passes_401s_through_then_heals_again() {
         AfterUnauthorized::Wait(_)
     ));
     settle().await;
-    assert_eq!(api.calls(Endpoint::Refresh), 1);
+    assert_eq!(
+        api.calls(Endpoint::Refresh),
+        2,
+        "one refresh before the cooldown, one after"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -483,6 +362,7 @@ async fn malformed_token_responses_are_typed_errors() {
         Credentials::new("u", "p"),
         Environment::custom("http://127.0.0.1:1/api/v1").unwrap(),
         Settings::default(),
+        Arc::new(MemoryStore::new()),
         Arc::new(Garbage),
     );
     assert!(matches!(
@@ -497,6 +377,7 @@ async fn malformed_token_responses_are_typed_errors() {
 #[tokio::test(start_paused = true)]
 async fn huge_settings_saturate_instead_of_overflowing() {
     let api = FakeApi::new(Reply::Status(503));
+    api.then(Reply::Token(3600)).then(Reply::Token(3600));
     let settings = Settings {
         unauthorized_cooldown: Duration::MAX,
         backoff: Backoff {
@@ -505,10 +386,21 @@ async fn huge_settings_saturate_instead_of_overflowing() {
         },
         refresh_before_expiry: Duration::MAX,
         auth_timeout: Duration::MAX,
+        max_clock_skew: Duration::MAX,
+        local_login_on_store_outage: false,
     };
     let cache = cache_with(&api, settings);
+    let generation = cache.access_token().await.unwrap().0.generation;
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(generation) else {
+        panic!("a 401 for the current token must refresh");
+    };
+    cache.replay_refused(wait.await.unwrap().generation);
+    assert!(matches!(
+        cache.after_unauthorized(generation + 1),
+        AfterUnauthorized::PassThrough
+    ));
+    cache.invalidate();
     assert!(cache.access_token().await.is_err());
-    cache.replay_unauthorized();
     assert!(matches!(cache.lookup(), Lookup::Failed(_)));
 }
 
@@ -535,5 +427,158 @@ async fn the_refresh_window_follows_the_clock_exactly() {
     assert!(
         matches!(cache.lookup(), Lookup::Valid { .. }),
         "the refreshed token is in place"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_obtained_for_a_401_and_refused_before_any_success_starts_the_cooldown() {
+    // No replay is needed to tell that a refresh did not help: requests
+    // whose bodies cannot be replayed must not each start a refresh.
+    let api = FakeApi::new(Reply::Token(3600));
+    let cache = cache(&api);
+    let first = cache.access_token().await.unwrap().0.generation;
+    assert!(matches!(
+        cache.after_unauthorized(first),
+        AfterUnauthorized::Wait(_)
+    ));
+    settle().await;
+    let second = cache.current_generation().unwrap();
+    for _ in 0..10 {
+        assert!(matches!(
+            cache.after_unauthorized(second),
+            AfterUnauthorized::PassThrough
+        ));
+    }
+    assert_eq!(api.calls(Endpoint::Refresh), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_proven_by_an_accepted_request_is_refreshed_on_its_next_401() {
+    // Early expiry again and again: each revocation is one refresh.
+    let api = FakeApi::new(Reply::Token(3600));
+    let cache = cache(&api);
+    let mut generation = cache.access_token().await.unwrap().0.generation;
+    for refreshes in 1..=5 {
+        let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(generation) else {
+            panic!("a 401 for a proven token must refresh");
+        };
+        generation = wait.await.unwrap().generation;
+        cache.accepted(generation);
+        assert_eq!(api.calls(Endpoint::Refresh), refreshes);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_refused_with_a_superseded_token_starts_no_cooldown() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let cache = cache(&api);
+    let first = cache.access_token().await.unwrap().0.generation;
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(first) else {
+        panic!("a 401 for the current token must refresh");
+    };
+    let healed = wait.await.unwrap().generation;
+    // The token is replaced (expired, refreshed) before the replay's 401 lands.
+    cache.invalidate();
+    let current = cache.access_token().await.unwrap().0.generation;
+    assert_ne!(current, healed);
+    cache.replay_refused(healed);
+    assert!(
+        matches!(
+            cache.after_unauthorized(current),
+            AfterUnauthorized::Wait(_)
+        ),
+        "a 401 for the current token still refreshes"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_token_is_never_sent_again_when_the_fallback_fails() {
+    let api = FakeApi::new(Reply::Token(3600));
+    api.then(Reply::Token(3600))
+        .then(Reply::Status(401))
+        .then(Reply::Status(503));
+    let cache = cache_with(
+        &api,
+        Settings {
+            backoff: Backoff {
+                initial: Duration::from_secs(2),
+                max: Duration::from_secs(2),
+            },
+            ..Settings::default()
+        },
+    );
+    cache.access_token().await.unwrap();
+    cache.invalidate();
+    let error = cache.access_token().await.unwrap_err();
+    assert!(matches!(error, Error::UnexpectedStatus { .. }), "{error:?}");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    cache.access_token().await.unwrap();
+    assert_eq!(
+        api.calls(Endpoint::Refresh),
+        1,
+        "the refused refresh token was sent again: {:?}",
+        api.forms()
+    );
+    assert_eq!(api.calls(Endpoint::Password), 3);
+}
+
+#[test]
+fn a_flight_lost_with_its_runtime_leaves_the_next_runtime_a_working_cache() {
+    let paused = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    let api = FakeApi::with_delay(Reply::Token(600), Duration::from_secs(5));
+    let cache = cache_with(
+        &api,
+        Settings {
+            refresh_before_expiry: Duration::from_secs(60),
+            ..Settings::default()
+        },
+    );
+    let first = paused();
+    first.block_on(async {
+        cache.access_token().await.unwrap();
+        tokio::time::advance(Duration::from_secs(550)).await;
+        // Claims the proactive refresh; the flight is lost with the runtime.
+        assert!(matches!(cache.lookup(), Lookup::Valid { .. }));
+        tokio::task::yield_now().await;
+    });
+    drop(first);
+    assert_eq!(api.calls(Endpoint::Refresh), 1);
+    paused().block_on(async {
+        // Each runtime has its own clock: pass the moment the flight was lost.
+        tokio::time::advance(Duration::from_secs(560)).await;
+        // The claim was given back: this runtime refreshes in the
+        // background, once the lost flight's lease has expired.
+        assert!(matches!(cache.lookup(), Lookup::Valid { .. }));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(api.calls(Endpoint::Refresh), 2);
+        // The lost flight's rotation was committed: the refresh token it
+        // sent is spent, and one password login recovers.
+        assert_eq!(api.calls(Endpoint::Password), 2);
+        assert_eq!(header_of(cache.lookup()), "Bearer access-4");
+    });
+}
+
+#[test]
+fn a_runtime_without_timers_gets_an_error_not_a_panic() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let api = FakeApi::new(Reply::Token(3600));
+    let cache = cache(&api);
+    runtime.block_on(async {
+        for _ in 0..3 {
+            assert!(matches!(cache.access_token().await, Err(Error::NoRuntime)));
+        }
+    });
+    assert!(
+        api.calls(Endpoint::Password) <= 1,
+        "the failure backs off rather than panicking on every request"
     );
 }

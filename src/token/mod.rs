@@ -21,8 +21,12 @@ mod access_token;
 mod backoff;
 pub(crate) mod cache;
 mod client;
+mod clock;
 pub mod credentials;
 pub mod environment;
+#[cfg(test)]
+mod fake_api;
+mod flight;
 mod grant;
 mod hyper_transport;
 

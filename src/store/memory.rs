@@ -1,0 +1,230 @@
+//! [`MemoryStore`]: tokens kept in this process only.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use super::{BoxFuture, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
+
+/// Tokens kept in this process's memory: what a layer uses unless given
+/// another store. Clones share one map, so token states given clones of one
+/// `MemoryStore` share one login and one refresh chain per key.
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::{store::MemoryStore, Credentials, SimacanAuthLayer};
+///
+/// let shared = MemoryStore::new();
+/// let layer = SimacanAuthLayer::new(Credentials::new("u", "p")).token_store(shared.clone());
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    entries: Arc<Mutex<HashMap<StoreKey, Entry>>>,
+}
+
+#[derive(Default)]
+struct Entry {
+    record: Option<TokenRecord>,
+    lease: Option<(String, Instant)>,
+}
+
+impl Entry {
+    fn held_by_other(&self, owner: &str, now: Instant) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|(holder, until)| holder != owner && now < *until)
+    }
+
+    fn held_by(&self, owner: &str, now: Instant) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|(holder, until)| holder == owner && now < *until)
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let store = simacan_auth::store::MemoryStore::new();
+    /// # let _ = store;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<StoreKey, Entry>> {
+        // Nothing panics while holding the lock; recover regardless.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+fn until(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .unwrap_or(now + Duration::from_secs(86_400))
+}
+
+impl TokenStore for MemoryStore {
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>> {
+        let record = self.entries().get(key).and_then(|e| e.record.clone());
+        ready(Ok(record))
+    }
+
+    fn try_lease<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        let entry = entries.entry(key.clone()).or_default();
+        if entry.held_by_other("", now) {
+            return ready(Ok(None));
+        }
+        let owner = Lease::random_owner();
+        entry.lease = Some((owner.clone(), until(now, ttl)));
+        ready(Ok(Some(Lease::new(key.clone(), owner))))
+    }
+
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(lease.key()) else {
+            return ready(Ok(false));
+        };
+        if !entry.held_by(lease.owner(), now) {
+            return ready(Ok(false));
+        }
+        entry.lease = Some((lease.owner().to_owned(), until(now, ttl)));
+        ready(Ok(true))
+    }
+
+    fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut entries = self.entries();
+        if let Some(entry) = entries.get_mut(lease.key()) {
+            if entry
+                .lease
+                .as_ref()
+                .is_some_and(|(holder, _)| holder == lease.owner())
+            {
+                entry.lease = None;
+            }
+        }
+        ready(Ok(()))
+    }
+
+    fn save<'a>(
+        &'a self,
+        _lease: &'a Lease,
+        record: &'a TokenRecord,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let mut entries = self.entries();
+        let entry = entries.entry(record.key().clone()).or_default();
+        if entry.record.as_ref().map(TokenRecord::generation) != expected {
+            return ready(Ok(false));
+        }
+        entry.record = Some(record.clone());
+        ready(Ok(true))
+    }
+
+    fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        if let Some(entry) = self.entries().get_mut(key) {
+            entry.record = None;
+        }
+        ready(Ok(()))
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("keys", &self.entries().len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn key() -> StoreKey {
+        StoreKey::new("http://127.0.0.1:1/api/v1", "user")
+    }
+
+    fn record(generation: u64) -> TokenRecord {
+        let lifetime = Duration::from_secs(60);
+        let expires = SystemTime::now() + lifetime;
+        TokenRecord::new(key(), generation, "a", Some("r"), expires, lifetime).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_lease_at_a_time_until_it_expires_or_is_released() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(5);
+        let first = store.try_lease(&key(), ttl).await.unwrap().unwrap();
+        assert!(store.try_lease(&key(), ttl).await.unwrap().is_none());
+        assert!(store.renew(&first, ttl).await.unwrap());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let second = store.try_lease(&key(), ttl).await.unwrap().unwrap();
+        assert!(
+            !store.renew(&first, ttl).await.unwrap(),
+            "an expired lease taken by another is lost"
+        );
+        store.release(first).await.unwrap();
+        assert!(
+            store.try_lease(&key(), ttl).await.unwrap().is_none(),
+            "releasing a lost lease frees nothing"
+        );
+        store.release(second).await.unwrap();
+        assert!(store.try_lease(&key(), ttl).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn save_compares_the_generation() {
+        let store = MemoryStore::new();
+        let lease = store
+            .try_lease(&key(), Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!store.save(&lease, &record(1), Some(0)).await.unwrap());
+        assert!(store.save(&lease, &record(1), None).await.unwrap());
+        assert!(!store.save(&lease, &record(2), None).await.unwrap());
+        assert!(store.save(&lease, &record(2), Some(1)).await.unwrap());
+        let loaded = store.load(&key()).await.unwrap().unwrap();
+        assert_eq!(loaded.generation(), 2);
+        store.remove(&key()).await.unwrap();
+        assert!(store.load(&key()).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn clones_share_the_map() {
+        let a = MemoryStore::new();
+        let b = a.clone();
+        a.entries().entry(key()).or_default().record = Some(record(1));
+        assert_eq!(format!("{b:?}"), "MemoryStore { keys: 1 }");
+    }
+}

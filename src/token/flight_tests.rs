@@ -1,0 +1,447 @@
+//! The store protocol, tested with several token states (replicas) on one
+//! store, an in-memory Auth API that rotates refresh tokens, and tokio's
+//! paused clock.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use super::*;
+use crate::{
+    store::{BoxFuture, MemoryStore, StoreErrorKind, StoreKey, TokenStore},
+    token::{
+        backoff::Backoff,
+        cache::{AfterUnauthorized, Lookup, Settings, TokenCache},
+        fake_api::*,
+    },
+    Endpoint,
+};
+
+/// A [`MemoryStore`] that can be taken down, or made to lose its lease or
+/// refuse writes, as a real store can.
+#[derive(Debug, Clone, Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    down: Arc<AtomicBool>,
+    loses_leases: Arc<AtomicBool>,
+    refuses_writes: Arc<AtomicBool>,
+}
+
+impl FlakyStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(
+                "flaky store",
+                std::io::Error::other("down"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TokenStore for FlakyStore {
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.load(key).await
+        })
+    }
+
+    fn try_lease<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.try_lease(key, ttl).await
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            if self.loses_leases.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            self.inner.renew(lease, ttl).await
+        })
+    }
+
+    fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.release(lease).await
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        lease: &'a Lease,
+        record: &'a TokenRecord,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            if self.refuses_writes.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            self.inner.save(lease, record, expected).await
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.remove(key).await
+        })
+    }
+}
+
+fn replicas(api: &Arc<FakeApi>, store: &Arc<dyn TokenStore>, n: usize) -> Vec<TokenCache> {
+    replicas_with(api, store, n, Settings::default())
+}
+
+fn replicas_with(
+    api: &Arc<FakeApi>,
+    store: &Arc<dyn TokenStore>,
+    n: usize,
+    settings: Settings,
+) -> Vec<TokenCache> {
+    (0..n)
+        .map(|_| cache_on(api, settings.clone(), Arc::clone(store)))
+        .collect()
+}
+
+fn shared() -> Arc<dyn TokenStore> {
+    Arc::new(MemoryStore::new())
+}
+
+async fn all_tokens(replicas: &[TokenCache]) -> Vec<String> {
+    let calls = replicas.iter().map(|r| {
+        let r = r.clone();
+        tokio::spawn(async move { r.access_token().await.unwrap().expose_secret().to_owned() })
+    });
+    let mut tokens = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        tokens.push(call.await.unwrap());
+    }
+    tokens
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_state_starting_with_a_valid_stored_token_calls_no_auth_api() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let store = shared();
+    let first = cache_on(&api, Settings::default(), Arc::clone(&store));
+    let token = first.access_token().await.unwrap();
+    let restarted = cache_on(&api, Settings::default(), Arc::clone(&store));
+    tokio::time::advance(Duration::from_secs(600)).await;
+    let again = restarted.access_token().await.unwrap();
+    assert_eq!(again.expose_secret(), token.expose_secret());
+    assert_eq!(api.calls(Endpoint::Password), 1);
+    assert_eq!(api.calls(Endpoint::Refresh), 0);
+    // The remaining lifetime carries over, not a fresh hour.
+    let left = again.expires_in();
+    assert!(
+        left <= Duration::from_secs(3000) && left > Duration::from_secs(2900),
+        "{left:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn replicas_starting_together_log_in_once() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let replicas = replicas(&api, &shared(), 8);
+    let tokens = all_tokens(&replicas).await;
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    assert_eq!(api.calls(Endpoint::Password), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_across_replicas_is_healed_by_one_refresh() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let replicas = replicas(&api, &shared(), 8);
+    let before = all_tokens(&replicas).await;
+    for round in 1..=3 {
+        let waits: Vec<_> = replicas
+            .iter()
+            .map(|r| {
+                let generation = r.current_generation().unwrap();
+                match r.after_unauthorized(generation) {
+                    AfterUnauthorized::Wait(wait) => wait,
+                    _ => panic!("a 401 must start or join a refresh"),
+                }
+            })
+            .collect();
+        let mut healed = Vec::new();
+        for wait in waits {
+            healed.push(wait.await.unwrap().header.clone());
+        }
+        assert!(healed.iter().all(|t| *t == healed[0]));
+        assert_ne!(healed[0].to_str().unwrap(), format!("Bearer {}", before[0]));
+        for r in &replicas {
+            r.accepted(r.current_generation().unwrap());
+        }
+        assert_eq!(
+            api.calls(Endpoint::Refresh),
+            round,
+            "one refresh per revocation"
+        );
+    }
+    assert_eq!(api.calls(Endpoint::Password), 1);
+    assert_eq!(api.reused(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn proactive_refresh_across_replicas_is_one_per_lifetime_and_never_blocks() {
+    let api = FakeApi::new(Reply::Token(600));
+    let settings = Settings {
+        refresh_before_expiry: Duration::from_secs(60),
+        ..Settings::default()
+    };
+    let replicas = replicas_with(&api, &shared(), 4, settings);
+    all_tokens(&replicas).await;
+    // Five lifetimes of steady traffic.
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        for r in &replicas {
+            assert!(
+                matches!(r.lookup(), Lookup::Valid { .. }),
+                "a request had to wait"
+            );
+        }
+    }
+    let refreshes = api.calls(Endpoint::Refresh);
+    // A refresh every 540 s or a little less (jitter): 5 or 6 in 3000 s,
+    // for the whole fleet.
+    assert!((5..=6).contains(&refreshes), "{refreshes} refreshes");
+    assert_eq!(api.calls(Endpoint::Password), 1);
+    assert_eq!(api.reused(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_left_by_a_dead_holder_expires_and_another_takes_over() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let store = shared();
+    let replica = cache_on(&api, Settings::default(), Arc::clone(&store));
+    let generation = replica.access_token().await.unwrap().0.generation;
+    // A holder that took the lease and died: it is never released.
+    let key = StoreKey::new("http://127.0.0.1:1/api/v1", "user");
+    let dead = store
+        .try_lease(&key, Duration::from_secs(35))
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    std::mem::forget(dead);
+    let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(generation) else {
+        panic!("a 401 must refresh");
+    };
+    let started = tokio::time::Instant::now();
+    let token = wait.await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(35),
+        "waited for the lease to expire"
+    );
+    assert_eq!(token.generation, generation + 1);
+    assert_eq!(api.calls(Endpoint::Refresh), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_whose_answer_was_lost_costs_one_password_login_for_the_fleet() {
+    let api = FakeApi::new(Reply::Token(3600));
+    api.then(Reply::Token(3600)).then(Reply::CommitThenDown);
+    let settings = Settings {
+        backoff: Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+        },
+        ..Settings::default()
+    };
+    let replicas = replicas_with(&api, &shared(), 4, settings);
+    all_tokens(&replicas).await;
+    // The first replica's refresh is committed by the Auth API; its answer is lost.
+    let generation = replicas[0].current_generation().unwrap();
+    let AfterUnauthorized::Wait(wait) = replicas[0].after_unauthorized(generation) else {
+        panic!("a 401 must refresh");
+    };
+    assert!(wait.await.is_err());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    // Every replica then meets the revoked token: one password login heals them all.
+    let waits: Vec<_> = replicas
+        .iter()
+        .map(
+            |r| match r.after_unauthorized(r.current_generation().unwrap()) {
+                AfterUnauthorized::Wait(wait) => wait,
+                _ => panic!("a 401 must start or join a refresh"),
+            },
+        )
+        .collect();
+    for wait in waits {
+        wait.await.unwrap();
+    }
+    assert_eq!(api.calls(Endpoint::Password), 2, "{:?}", api.forms());
+    assert_eq!(api.calls(Endpoint::Refresh), 2);
+    assert_eq!(api.reused(), 1, "only the one spent token, once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_token_is_kept_out_of_the_store() {
+    let api = FakeApi::new(Reply::Token(3600));
+    api.then(Reply::Token(3600))
+        .then(Reply::Status(401))
+        .then(Reply::Status(503));
+    let replicas = replicas(&api, &shared(), 2);
+    all_tokens(&replicas).await;
+    let generation = replicas[0].current_generation().unwrap();
+    let AfterUnauthorized::Wait(wait) = replicas[0].after_unauthorized(generation) else {
+        panic!("a 401 must refresh");
+    };
+    assert!(wait.await.is_err(), "the password fallback failed");
+    // Another replica meets the same 401: it must not send the refused token.
+    let generation = replicas[1].current_generation().unwrap();
+    let AfterUnauthorized::Wait(wait) = replicas[1].after_unauthorized(generation) else {
+        panic!("a 401 must refresh");
+    };
+    wait.await.unwrap();
+    assert_eq!(api.calls(Endpoint::Refresh), 1, "{:?}", api.forms());
+    assert_eq!(api.calls(Endpoint::Password), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_token_within_the_clock_skew_margin_of_expiry_is_not_used() {
+    let api = FakeApi::new(Reply::Token(600));
+    let store = shared();
+    let first = cache_on(&api, Settings::default(), Arc::clone(&store));
+    first.access_token().await.unwrap();
+    // 10 s left: less than the margin (30 s, at most a tenth of the lifetime).
+    tokio::time::advance(Duration::from_secs(590)).await;
+    let late = cache_on(&api, Settings::default(), Arc::clone(&store));
+    late.access_token().await.unwrap();
+    assert_eq!(api.calls(Endpoint::Refresh), 1, "refreshed, not adopted");
+    assert_eq!(api.calls(Endpoint::Password), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_the_store_down_valid_tokens_serve_and_nothing_refreshes() {
+    let api = FakeApi::new(Reply::Token(600));
+    let flaky = FlakyStore::default();
+    let store: Arc<dyn TokenStore> = Arc::new(flaky.clone());
+    let settings = Settings {
+        refresh_before_expiry: Duration::from_secs(60),
+        backoff: Backoff {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(5),
+        },
+        ..Settings::default()
+    };
+    let replica = cache_on(&api, settings.clone(), Arc::clone(&store));
+    replica.access_token().await.unwrap();
+    flaky.down.store(true, Ordering::SeqCst);
+    // Through the refresh window to expiry: requests are served, no Auth API call.
+    for _ in 0..59 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(matches!(replica.lookup(), Lookup::Valid { .. }));
+    }
+    assert_eq!(api.calls(Endpoint::Refresh), 0);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let error = replica.access_token().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Store(e) if e.kind() == StoreErrorKind::Unavailable),
+        "{error:?}"
+    );
+    assert!(error.is_transient());
+    // A new process without any token fails fast too.
+    let cold = cache_on(&api, settings, Arc::clone(&store));
+    assert!(matches!(cold.access_token().await, Err(Error::Store(_))));
+    assert_eq!(api.calls(Endpoint::Password), 1);
+    // The store returns: after the backoff, the fleet converges on it.
+    flaky.down.store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let token = replica.access_token().await.unwrap();
+    let other = cold.access_token().await;
+    let other = match other {
+        Ok(other) => other,
+        Err(_) => {
+            tokio::time::advance(Duration::from_secs(5)).await;
+            cold.access_token().await.unwrap()
+        }
+    };
+    assert_eq!(token.expose_secret(), other.expose_secret());
+    assert_eq!(api.calls(Endpoint::Refresh), 1);
+    assert_eq!(api.calls(Endpoint::Password), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_degraded_mode_logs_in_locally_and_converges_when_the_store_returns() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let flaky = FlakyStore::default();
+    let store: Arc<dyn TokenStore> = Arc::new(flaky.clone());
+    let degraded = Settings {
+        local_login_on_store_outage: true,
+        ..Settings::default()
+    };
+    let healthy = cache_on(&api, Settings::default(), Arc::clone(&store));
+    healthy.access_token().await.unwrap();
+    flaky.down.store(true, Ordering::SeqCst);
+    let local = cache_on(&api, degraded, Arc::clone(&store));
+    let own = local.access_token().await.unwrap();
+    assert_eq!(api.calls(Endpoint::Password), 2, "a local login");
+    flaky.down.store(false, Ordering::SeqCst);
+    // The next time the local token needs renewing, the store's is used.
+    local.invalidate();
+    let converged = local.access_token().await.unwrap();
+    let stored = healthy.access_token().await.unwrap();
+    assert_ne!(converged.expose_secret(), own.expose_secret());
+    assert_eq!(converged.expose_secret(), stored.expose_secret());
+    assert_eq!(api.calls(Endpoint::Password), 2);
+    assert_eq!(api.calls(Endpoint::Refresh), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_token_is_not_sent_when_the_lease_was_lost() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let flaky = FlakyStore::default();
+    let replica = cache_on(&api, Settings::default(), Arc::new(flaky.clone()));
+    let generation = replica.access_token().await.unwrap().0.generation;
+    flaky.loses_leases.store(true, Ordering::SeqCst);
+    let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(generation) else {
+        panic!("a 401 must refresh");
+    };
+    let Err(error) = wait.await else {
+        panic!("a lost lease must not refresh");
+    };
+    assert!(
+        matches!(&error, Error::Store(e) if e.kind() == StoreErrorKind::Contended),
+        "{error:?}"
+    );
+    assert_eq!(api.calls(Endpoint::Refresh), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_swap_keeps_the_new_token_in_this_process() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let flaky = FlakyStore::default();
+    flaky.refuses_writes.store(true, Ordering::SeqCst);
+    let replica = cache_on(&api, Settings::default(), Arc::new(flaky.clone()));
+    let token = replica.access_token().await.unwrap();
+    assert_eq!(token.0.origin, Origin::Local);
+    assert!(matches!(replica.lookup(), Lookup::Valid { .. }));
+    assert!(flaky
+        .inner
+        .load(&StoreKey::new("http://127.0.0.1:1/api/v1", "user"))
+        .await
+        .unwrap()
+        .is_none());
+}
