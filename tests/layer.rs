@@ -12,7 +12,8 @@ use bytes::Bytes;
 use http::{header::AUTHORIZATION, Request, Response, StatusCode};
 use http_body_util::{Empty, Full};
 use simacan_auth::{
-    mock::Route, Credentials, Endpoint, Environment, Error, SimacanAuth, SimacanAuthLayer,
+    mock::{Counts, Route},
+    Credentials, Endpoint, Environment, Error, SimacanAuth, SimacanAuthLayer,
 };
 use support::*;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
@@ -426,6 +427,73 @@ async fn a_resource_that_refuses_every_token_causes_no_refresh_storm() {
     mock.revoke_access_tokens();
     assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
     assert_eq!(mock.counts().refresh, 2);
+}
+
+/// Ten POSTs whose `String` bodies are over the replay limit, to a resource
+/// that refuses every token; returns the mock's counts.
+async fn unreplayable_posts_refused_everywhere(expire_refresh_tokens: bool) -> Counts {
+    let mock = mock().await;
+    let layer = layer_for(&mock).replay_body_limit(4);
+    let svc = layer.layer(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<String>(),
+    );
+    let post = |path: &str| {
+        Request::post(mock.url(path))
+            .body(String::from("more than four bytes"))
+            .unwrap()
+    };
+    let first = bounded(svc.clone().oneshot(post("/trips"))).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    mock.set_target_rejects_every_token(true);
+    if expire_refresh_tokens {
+        mock.expire_refresh_tokens();
+    }
+    for _ in 0..10 {
+        let response = bounded(svc.clone().oneshot(post("/admin"))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    mock.counts()
+}
+
+#[tokio::test]
+async fn unreplayable_requests_to_a_resource_that_refuses_every_token_cause_no_refresh_storm() {
+    let counts = unreplayable_posts_refused_everywhere(false).await;
+    assert_eq!(counts.refresh, 1, "only the first 401 refreshed");
+    assert_eq!(counts.password, 1);
+}
+
+#[tokio::test]
+async fn unreplayable_requests_never_hammer_the_password_when_refresh_tokens_are_refused() {
+    let counts = unreplayable_posts_refused_everywhere(true).await;
+    assert_eq!(counts.refresh, 1);
+    assert_eq!(counts.password, 2, "the first login and one fallback");
+}
+
+#[tokio::test]
+async fn a_refresh_token_the_auth_api_refused_is_never_sent_again() {
+    let mock = mock().await;
+    let layer = layer_for(&mock).backoff(Duration::from_millis(100), Duration::from_millis(100));
+    let svc = client_through(&layer);
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    mock.revoke_access_tokens();
+    mock.expire_refresh_tokens();
+    mock.respond_next(
+        Route::Password,
+        Response::builder().status(503).body(String::new()).unwrap(),
+    );
+    // The refresh is refused and the fallback fails.
+    let error = get(&svc, &mock.url("/trips")).await.unwrap_err();
+    assert!(matches!(auth_error(&error), Error::UnexpectedStatus { .. }));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    let counts = mock.counts();
+    assert_eq!(
+        counts.refresh, 1,
+        "the refused refresh token was sent again"
+    );
+    assert_eq!(counts.refresh_rejected, 1);
+    assert_eq!(counts.password, 3);
 }
 
 #[tokio::test]
