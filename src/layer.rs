@@ -222,6 +222,43 @@ impl SimacanAuthLayer {
         self.configure(|c| c.store = store)
     }
 
+    /// How far the clocks of processes sharing a [`token_store`](Self::token_store)
+    /// may disagree. A stored token is used only while more than this is
+    /// left of it (at most a tenth of its lifetime); an early 401 is healed
+    /// the usual way regardless. Defaults to 30 seconds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
+    ///     .max_clock_skew(Duration::from_secs(5));
+    /// # let _ = layer;
+    /// ```
+    pub fn max_clock_skew(self, skew: Duration) -> Self {
+        self.configure(|c| c.settings.max_clock_skew = skew)
+    }
+
+    /// Whether a process without a valid token may log in on its own while
+    /// the [`token_store`](Self::token_store) is unavailable (degraded
+    /// mode). Its token then serves this process only and is given up for
+    /// the store's as soon as the store has a valid one. When off, such a
+    /// process fails fast with [`Error::Store`] and keeps trying with the
+    /// usual backoff. Either way, requests with a valid token go on from
+    /// memory. Defaults to off: a fleet that shares one credential should
+    /// not log in once per replica because Redis is down.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
+    ///     .local_login_on_store_outage(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn local_login_on_store_outage(self, allowed: bool) -> Self {
+        self.configure(|c| c.settings.local_login_on_store_outage = allowed)
+    }
+
     /// A valid access token, logging in or refreshing when needed, for use
     /// outside tower. Shares the token, and any login in flight, with the
     /// services built from this layer.
