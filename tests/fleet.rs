@@ -43,7 +43,10 @@ async fn traffic(replicas: &[Authed], url: &str, each: usize) {
 async fn a_restarted_process_uses_the_stored_token<S: TokenStore>(store: impl Fn() -> S) {
     let mock = mock().await;
     let first = client_through(&layer_for(&mock).token_store(store()));
-    assert_eq!(get_status(&first, &mock.url("/trips")).await, StatusCode::OK);
+    assert_eq!(
+        get_status(&first, &mock.url("/trips")).await,
+        StatusCode::OK
+    );
     drop(first);
     let restarted = client_through(&layer_for(&mock).token_store(store()));
     assert_eq!(
@@ -76,14 +79,15 @@ async fn early_expiry_costs_the_fleet_one_refresh_per_revocation<S: TokenStore>(
         traffic(&replicas, &mock.url("/trips"), 4).await;
         let counts = mock.counts();
         assert_eq!(counts.refresh, revocation, "one refresh per revocation");
-        assert_eq!(counts.refresh_rejected, 0, "no refresh token was sent twice");
+        assert_eq!(
+            counts.refresh_rejected, 0,
+            "no refresh token was sent twice"
+        );
     }
     assert_eq!(mock.counts().password, 1);
 }
 
-async fn the_fleet_refreshes_ahead_of_expiry_once_per_token<S: TokenStore>(
-    store: impl Fn() -> S,
-) {
+async fn the_fleet_refreshes_ahead_of_expiry_once_per_token<S: TokenStore>(store: impl Fn() -> S) {
     let mock = mock().await;
     mock.set_token_lifetime(Duration::from_secs(2));
     let replicas = fleet_of(4, |_| {
@@ -111,8 +115,14 @@ async fn the_fleet_refreshes_ahead_of_expiry_once_per_token<S: TokenStore>(
     );
     assert_eq!(counts.password, 1);
     assert_eq!(counts.refresh_rejected, 0);
-    assert_eq!(counts.target_unauthorized, 0, "a request met an expired token");
-    assert!(slowest < Duration::from_millis(500), "a request waited {slowest:?}");
+    assert_eq!(
+        counts.target_unauthorized, 0,
+        "a request met an expired token"
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a request waited {slowest:?}"
+    );
 }
 
 mod memory {

@@ -870,6 +870,25 @@ fn layer_service_and_future_are_clone_send_sync_debug() {
     assert_send(&future);
 }
 
+#[test]
+fn the_response_future_is_sync_when_the_inner_future_is() {
+    fn assert_sync<T: Sync>(_: &T) {}
+    let inner = service_fn(|_: Request<Full<Bytes>>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())))
+    });
+    let mut svc = SimacanAuthLayer::new(Credentials::new("u", "p")).layer(inner);
+    let future = tower::Service::call(&mut svc, Request::new(Full::<Bytes>::default()));
+    assert_sync(&future);
+    // What needs it: a stack boxed with `boxed_clone_sync`.
+    let boxed: tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, _> =
+        ServiceBuilder::new()
+            .boxed_clone_sync()
+            .layer(SimacanAuthLayer::new(Credentials::new("u", "p")))
+            .service(inner);
+    fn assert_clone_send_sync<T: Clone + Send + Sync>(_: &T) {}
+    assert_clone_send_sync(&boxed);
+}
+
 #[tokio::test]
 async fn https_goes_through_rustls_and_fails_cleanly_against_a_plain_server() {
     // The mock speaks plain HTTP: a TLS handshake with it must fail as a

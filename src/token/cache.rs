@@ -19,6 +19,8 @@
 //!   the Auth API ([`flight`](super::flight)).
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -30,7 +32,7 @@ use tokio::{sync::watch, time::Instant};
 use super::{
     access_token::{Fresh, How, Token},
     backoff::Backoff,
-    client::{AuthApi, BoxFuture, Transport},
+    client::{AuthApi, Transport},
     flight::Failed,
     AccessToken, Credentials, Environment,
 };
@@ -67,8 +69,9 @@ impl Default for Settings {
 
 type Outcome = Result<Arc<Token>, Error>;
 
-/// Resolves when the login or refresh in flight lands.
-pub(crate) type TokenWait = BoxFuture<'static, Outcome>;
+/// Resolves when the login or refresh in flight lands. `Sync`, so that the
+/// layer's response future is `Sync` whenever the inner one is.
+pub(crate) type TokenWait = Pin<Box<dyn Future<Output = Outcome> + Send + Sync>>;
 
 /// What a request should do for its `Authorization` header.
 pub(crate) enum Lookup {
