@@ -2,9 +2,13 @@
 //! share.
 //!
 //! Every option has a default that suits production; the builder methods take
-//! and return the layer. Configure the layer before cloning it: a builder
-//! method starts a fresh token state, and clones made earlier keep the old
-//! one.
+//! and return the layer. Clones of a layer share one token state. A builder
+//! method called on a clone makes a new token state with the new settings,
+//! but it keeps the layer's [token store](crate::store): layers configured
+//! from one another share one login and one refresh chain, whichever order
+//! they were cloned and configured in. Only
+//! [`SimacanAuthLayer::new`] (and [`token_store`](SimacanAuthLayer::token_store)
+//! with another store) starts a separate token, as a separate process would.
 //!
 //! # Example
 //!

@@ -96,6 +96,45 @@ async fn clones_of_a_layer_and_its_services_share_one_token() {
 }
 
 #[tokio::test]
+async fn layers_configured_after_cloning_share_one_login_and_one_refresh_chain() {
+    let mock = mock().await;
+    let base = layer_for(&mock);
+    let replicas = [
+        client_through(&base.clone().auth_timeout(Duration::from_secs(5))),
+        client_through(&base.clone().unauthorized_cooldown(Duration::from_secs(1))),
+        client_through(&base),
+    ];
+    for svc in &replicas {
+        assert_eq!(
+            burst(svc, &mock.url("/trips"), 5).await,
+            [StatusCode::OK; 5]
+        );
+    }
+    mock.revoke_access_tokens();
+    for svc in &replicas {
+        assert_eq!(
+            burst(svc, &mock.url("/trips"), 5).await,
+            [StatusCode::OK; 5]
+        );
+    }
+    let counts = mock.counts();
+    assert_eq!(counts.password, 1, "one login for the configured clones");
+    assert_eq!(counts.refresh, 1, "one refresh for the revocation");
+    assert_eq!(counts.refresh_rejected, 0);
+}
+
+#[tokio::test]
+async fn separately_made_layers_keep_separate_tokens() {
+    // Two `SimacanAuthLayer::new` are two token states, as two processes are.
+    let mock = mock().await;
+    for _ in 0..2 {
+        let svc = client_through(&layer_for(&mock));
+        assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    }
+    assert_eq!(mock.counts().password, 2);
+}
+
+#[tokio::test]
 async fn early_expiry_is_healed_by_one_refresh_for_a_burst() {
     let mock = mock().await;
     let svc = client_through(&layer_for(&mock));
