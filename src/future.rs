@@ -32,6 +32,7 @@ use tower::{BoxError, Service};
 
 use crate::{
     body::ReplayBody,
+    failure::auth_failure,
     token::{AfterUnauthorized, TokenCache, TokenWait},
     unauthorized::{poll_peek, verdict, Verdict, PEEK_WINDOW},
     Error,
@@ -203,7 +204,7 @@ where
             // A response whose token was refused, and whether it answered a replay.
             let (refused, replayed) = match this.state.as_mut().project() {
                 StateProj::AwaitingToken { wait, request } => {
-                    let token = ready!(wait.as_mut().poll(cx))?;
+                    let token = ready!(wait.as_mut().poll(cx)).map_err(auth_failure::<R>)?;
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
                     *this.generation = token.generation;
                     *this.unproven = token.is_unproven();
@@ -249,7 +250,7 @@ where
                     (response, *replayed)
                 }
                 StateProj::Refreshing { wait, request } => {
-                    let token = ready!(wait.as_mut().poll(cx))?;
+                    let token = ready!(wait.as_mut().poll(cx)).map_err(auth_failure::<R>)?;
                     tracing::debug!("token refreshed after a 401; replaying the request");
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
                     *this.generation = token.generation;
@@ -272,7 +273,7 @@ where
                 }
                 StateProj::Failed { error } => {
                     let error = error.take().expect(POLLED_AFTER_COMPLETION);
-                    return Poll::Ready(Err(error.into()));
+                    return Poll::Ready(Err(auth_failure::<R>(error)));
                 }
             };
             if replayed {

@@ -71,6 +71,7 @@
 
 pub mod body;
 pub mod error;
+mod failure;
 pub mod future;
 pub mod layer;
 #[cfg(feature = "mock")]

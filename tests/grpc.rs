@@ -339,3 +339,35 @@ async fn a_server_streaming_call_is_healed_after_unauthenticated() {
     let counts = mock.counts();
     assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
 }
+
+#[tokio::test]
+async fn auth_failures_reach_a_generated_client_as_meaningful_codes() {
+    let mock = mock().await;
+    let (addr, _) = grpc_server(&mock).await;
+    // Rejected credentials: UNAUTHENTICATED, with the typed error as source.
+    let wrong = SimacanAuthLayer::new(simacan_auth::Credentials::new(
+        simacan_auth::mock::USERNAME,
+        "wrong",
+    ))
+    .environment(mock.environment());
+    let mut client = HealthClient::new(channel(addr, &wrong).await);
+    for _ in 0..2 {
+        let status = check(&mut client).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        let source = std::error::Error::source(&status)
+            .and_then(|e| e.downcast_ref::<simacan_auth::Error>());
+        assert!(
+            matches!(source, Some(simacan_auth::Error::InvalidCredentials)),
+            "{source:?}"
+        );
+    }
+    // An Auth API outage: UNAVAILABLE.
+    mock.respond_next(
+        simacan_auth::mock::Route::Password,
+        Response::builder().status(503).body(String::new()).unwrap(),
+    );
+    let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
+    let status = check(&mut client).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(mock.counts().target, 0, "nothing was sent without a token");
+}

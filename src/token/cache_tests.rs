@@ -8,7 +8,7 @@ use super::*;
 use crate::{
     store::MemoryStore,
     token::{
-        client::{RawResponse, Transport},
+        client::{BoxFuture, RawResponse, Transport},
         fake_api::*,
     },
     Endpoint,
