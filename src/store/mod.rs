@@ -9,6 +9,9 @@
 //!
 //! - [`MemoryStore`] (the default): one process. Clones share one map, so
 //!   several token states in one process can share it too.
+//! - [`FileStore`]: one host. Private files in a per-user directory, an OS
+//!   file lock as the lease; shared by restarts, command-line runs and the
+//!   services of one user.
 //!
 //! Requests never touch the store: they read the token from memory. The
 //! store is consulted only when a token is missing, near expiry or refused
@@ -70,6 +73,7 @@
 //! ```
 
 mod error;
+mod file;
 mod key;
 mod lease;
 mod memory;
@@ -78,6 +82,7 @@ mod record;
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
 pub use error::{StoreError, StoreErrorKind};
+pub use file::FileStore;
 pub use key::StoreKey;
 pub use lease::Lease;
 pub use memory::MemoryStore;

@@ -1,0 +1,424 @@
+//! The blocking file work of the [`FileStore`](super::FileStore): what is
+//! on disk, private files, the lock, atomic writes. Run off the async
+//! threads by the store.
+
+use std::{
+    fs::{self, File, Metadata, OpenOptions},
+    io::{self, Read, Write},
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+#[cfg(unix)]
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+
+use zeroize::Zeroizing;
+
+use crate::store::{StoreError, StoreKey, TokenRecord};
+
+/// Far larger than any token record: a larger file is not one, and is not
+/// read into memory.
+const MAX_RECORD_LEN: u64 = 64 * 1024;
+
+/// The files of one key.
+#[derive(Debug, Clone)]
+pub(super) struct Paths {
+    pub(super) dir: PathBuf,
+    /// `token-<fingerprint>.json`: the record.
+    pub(super) token: PathBuf,
+    /// `token-<fingerprint>.lock`: locked by the lease holder, never deleted.
+    pub(super) lock: PathBuf,
+    /// The token file's name, the prefix of its temporary and aside files.
+    name: String,
+}
+
+impl Paths {
+    pub(super) fn new(dir: &Path, key: &StoreKey) -> Self {
+        let stem = format!("token-{}", key.fingerprint());
+        let name = format!("{stem}.json");
+        Paths {
+            dir: dir.to_owned(),
+            token: dir.join(&name),
+            lock: dir.join(format!("{stem}.lock")),
+            name,
+        }
+    }
+
+    fn beside(&self, suffix: &str) -> PathBuf {
+        self.dir.join(format!("{}{suffix}", self.name))
+    }
+
+    fn is_temporary(&self, file_name: &str) -> bool {
+        file_name
+            .strip_prefix(&self.name)
+            .is_some_and(|rest| rest.starts_with(".tmp-"))
+    }
+}
+
+/// What the token file holds.
+pub(super) enum OnDisk {
+    Absent,
+    Record(TokenRecord),
+    /// The record of another key: a fingerprint collision, or a file copied
+    /// by hand. Never served; overwritten by the next save.
+    Foreign,
+    /// Not a token record; `read` is the file that was read, so that only
+    /// that file is moved aside.
+    Corrupt {
+        reason: StoreError,
+        read: Metadata,
+    },
+}
+
+/// Creates `dir` (0700 on Unix) unless it exists, and refuses one that
+/// others could write to: they could swap a token file for their own.
+pub(super) fn prepare_dir(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder
+        .create(dir)
+        .map_err(|e| unavailable("cannot create the token directory", dir, e))?;
+    #[cfg(unix)]
+    {
+        let meta = fs::metadata(dir)
+            .map_err(|e| unavailable("cannot inspect the token directory", dir, e))?;
+        let mode = meta.mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(StoreError::insecure(format!(
+                "token directory {dir} can be written by group or others (mode {mode:03o}); \
+                 restrict it with `chmod 700 {dir}`",
+                dir = dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the token file of `paths` for `key`, refusing one that is not
+/// private.
+pub(super) fn read(paths: &Paths, key: &StoreKey) -> Result<OnDisk, StoreError> {
+    let path = &paths.token;
+    let link = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OnDisk::Absent),
+        Err(e) => return Err(unavailable("cannot inspect the token file", path, e)),
+    };
+    // Checked before opening: a symlink is not followed, a FIFO not waited
+    // on, a file others can read not read.
+    check_private(path, &link)?;
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        // Removed since: a logout.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OnDisk::Absent),
+        Err(e) => return Err(unavailable("cannot open the token file", path, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| unavailable("cannot inspect the token file", path, e))?;
+    check_private(path, &meta)?;
+    if meta.len() > MAX_RECORD_LEN {
+        let reason = StoreError::corrupt("token file is larger than any token record");
+        return Ok(OnDisk::Corrupt { reason, read: meta });
+    }
+    // Sized up front so that the secret is never copied by a reallocation.
+    let capacity = usize::try_from(meta.len()).unwrap_or(0).saturating_add(1);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+    (&mut file)
+        .take(MAX_RECORD_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unavailable("cannot read the token file", path, e))?;
+    if bytes.len() as u64 > MAX_RECORD_LEN {
+        let reason = StoreError::corrupt("token file is larger than any token record");
+        return Ok(OnDisk::Corrupt { reason, read: meta });
+    }
+    Ok(match TokenRecord::decode(&bytes) {
+        Err(reason) => OnDisk::Corrupt { reason, read: meta },
+        Ok(record) if record.key() != key => OnDisk::Foreign,
+        Ok(record) => OnDisk::Record(record),
+    })
+}
+
+/// A token file must be a regular file (not a symlink) that only its owner
+/// can read or write.
+fn check_private(path: &Path, meta: &Metadata) -> Result<(), StoreError> {
+    let path = path.display();
+    if meta.file_type().is_symlink() {
+        return Err(StoreError::insecure(format!(
+            "token file {path} is a symbolic link, which is never followed; \
+             delete it (`rm {path}`) and log in again"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(StoreError::insecure(format!(
+            "token file {path} is not a regular file; remove it and log in again"
+        )));
+    }
+    #[cfg(unix)]
+    {
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StoreError::insecure(format!(
+                "token file {path} can be read or written by group or others (mode {mode:03o}); \
+                 delete it (its tokens may have been read) or restrict it with `chmod 600 {path}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Opens `path` for reading and writing, creating it with mode 0600 on Unix
+/// (never widened and narrowed later): a new file when `new`, else the file
+/// that is there.
+pub(super) fn open_private(path: &Path, new: bool) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    if new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(false);
+    }
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)
+}
+
+/// Takes the lock on `path` without waiting: `None` when it is held
+/// through another open file, in this process or another.
+pub(super) fn try_lock(path: &Path) -> Result<Option<File>, StoreError> {
+    let file =
+        open_private(path, false).map_err(|e| unavailable("cannot open the lock file", path, e))?;
+    // Through the trait by name: std's own `File::try_lock` is newer than
+    // the crate's minimum Rust version.
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => Ok(Some(file)),
+        Err(fs4::TryLockError::WouldBlock) => Ok(None),
+        Err(fs4::TryLockError::Error(e)) => Err(unavailable("cannot lock", path, e)),
+    }
+}
+
+/// Whether `path` is still the file whose metadata is `locked`: a lock on a
+/// lock file that was deleted or replaced excludes no one.
+pub(super) fn still_names(path: &Path, locked: &Metadata) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|now| same_file(&now, locked))
+}
+
+#[cfg(unix)]
+fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+// Std has no stable file identity elsewhere; a rewritten file differs in
+// length or modification time.
+#[cfg(not(unix))]
+fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
+}
+
+/// Renames the token file aside, with a warning, if it is still the file
+/// that was `read`. Call with the lock held, so that no writer's new file
+/// can take its place in between.
+pub(super) fn move_aside(
+    paths: &Paths,
+    read: &Metadata,
+    reason: &StoreError,
+) -> Result<(), StoreError> {
+    if !still_names(&paths.token, read) {
+        return Ok(());
+    }
+    let aside = paths.beside(&format!(".corrupt-{}", unix_millis()));
+    fs::rename(&paths.token, &aside)
+        .map_err(|e| unavailable("cannot move aside the corrupt token file", &paths.token, e))?;
+    tracing::warn!(
+        file = %paths.token.display(),
+        aside = %aside.display(),
+        %reason,
+        "moved aside a token file that is not a token record; the next login writes a new one"
+    );
+    Ok(())
+}
+
+/// The record for `key`, if the file holds one.
+pub(super) fn load(paths: &Paths, key: &StoreKey) -> Result<Option<TokenRecord>, StoreError> {
+    prepare_dir(&paths.dir)?;
+    match read(paths, key)? {
+        OnDisk::Absent => Ok(None),
+        OnDisk::Record(record) => Ok(Some(record)),
+        OnDisk::Foreign => {
+            warn_foreign(paths);
+            Ok(None)
+        }
+        OnDisk::Corrupt { reason, read } => {
+            match try_lock(&paths.lock)? {
+                Some(_lock) => move_aside(paths, &read, &reason)?,
+                None => tracing::warn!(
+                    file = %paths.token.display(),
+                    %reason,
+                    "token file is not a token record; the lease holder moves it aside"
+                ),
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Writes `record` if the file's generation is `expected`. Call with the
+/// lock held, through the `locked` lock file.
+pub(super) fn save(
+    paths: &Paths,
+    locked: &Metadata,
+    record: &TokenRecord,
+    expected: Option<u64>,
+) -> Result<bool, StoreError> {
+    prepare_dir(&paths.dir)?;
+    if !still_names(&paths.lock, locked) {
+        return Err(StoreError::contended(format!(
+            "lock file {} was deleted or replaced while the lease was held; nothing was written",
+            paths.lock.display()
+        )));
+    }
+    let stored = match read(paths, record.key())? {
+        OnDisk::Absent => None,
+        OnDisk::Record(stored) => Some(stored.generation()),
+        OnDisk::Foreign => {
+            warn_foreign(paths);
+            None
+        }
+        OnDisk::Corrupt { reason, read } => {
+            move_aside(paths, &read, &reason)?;
+            None
+        }
+    };
+    if stored != expected {
+        return Ok(false);
+    }
+    remove_temporaries(paths);
+    write_atomically(paths, &record.encode())?;
+    Ok(true)
+}
+
+/// Deletes the token file and any temporary file a crashed writer left.
+pub(super) fn remove(paths: &Paths) -> Result<(), StoreError> {
+    remove_temporaries(paths);
+    match fs::remove_file(&paths.token) {
+        Ok(()) => {
+            sync_dir_or_warn(&paths.dir);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(unavailable("cannot delete the token file", &paths.token, e)),
+    }
+}
+
+fn warn_foreign(paths: &Paths) {
+    tracing::warn!(
+        file = %paths.token.display(),
+        "token file holds the record of another key; ignoring it"
+    );
+}
+
+/// Temporary file (0600 from its creation), fsync, rename over the token
+/// file, fsync of the directory: readers see the old record or the new one,
+/// whole, and a crash loses at most the new one.
+fn write_atomically(paths: &Paths, bytes: &[u8]) -> Result<(), StoreError> {
+    let temp = paths.beside(&format!(".tmp-{:016x}", fastrand::u64(..)));
+    let mut file = open_private(&temp, true)
+        .map_err(|e| unavailable("cannot create a temporary token file", &temp, e))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    // Closed before the rename, which Windows refuses on an open file.
+    drop(file);
+    if let Err(e) = written.and_then(|()| fs::rename(&temp, &paths.token)) {
+        let _ = fs::remove_file(&temp);
+        return Err(unavailable("cannot write the token file", &paths.token, e));
+    }
+    // The new record is in place and every reader sees it: a failure here
+    // only puts its survival of a power loss in doubt, so it is not an error.
+    sync_dir_or_warn(&paths.dir);
+    Ok(())
+}
+
+/// Temporary files of this key are a crashed writer's: writers hold the
+/// lock, or are a logout.
+fn remove_temporaries(paths: &Paths) {
+    let Ok(entries) = fs::read_dir(&paths.dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| paths.is_temporary(name))
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn sync_dir_or_warn(dir: &Path) {
+    if let Err(error) = sync_dir(dir) {
+        tracing::warn!(dir = %dir.display(), %error, "could not sync the token directory");
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+// Windows opens no directory as a file without special flags; NTFS
+// journals the rename itself.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+fn unix_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+fn unavailable(what: &str, path: &Path, error: io::Error) -> StoreError {
+    StoreError::unavailable(format!("{what} {}", path.display()), error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_named_by_the_key_fingerprint() {
+        let key = StoreKey::new("https://auth-service.services.simacan.com/api/v1", "u");
+        let paths = Paths::new(Path::new("dir"), &key);
+        assert_eq!(
+            paths.token,
+            Path::new("dir").join("token-41a37992454d8ce7.json")
+        );
+        assert_eq!(
+            paths.lock,
+            Path::new("dir").join("token-41a37992454d8ce7.lock")
+        );
+        assert!(paths.is_temporary("token-41a37992454d8ce7.json.tmp-0123456789abcdef"));
+        assert!(!paths.is_temporary("token-41a37992454d8ce7.json"));
+        assert!(!paths.is_temporary("token-41a37992454d8ce7.json.corrupt-1"));
+        assert!(!paths.is_temporary("token-0000000000000000.json.tmp-0"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_0600_from_their_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        for new in [true, false] {
+            let path = dir.path().join(format!("created-{new}"));
+            let file = open_private(&path, new).unwrap();
+            // The mode of the file as created, before anything else is done
+            // with it: no wider mode ever exists, not even for an instant.
+            assert_eq!(file.metadata().unwrap().mode() & 0o777, 0o600);
+        }
+        assert!(
+            open_private(&dir.path().join("created-true"), true).is_err(),
+            "a temporary file is always a new one"
+        );
+    }
+}

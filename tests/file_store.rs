@@ -1,0 +1,698 @@
+//! The file store through the `TokenStore` trait: leases as OS locks (held
+//! by stores in this process and by a real child process), compare-and-swap
+//! saves, private files, corrupt and insecure files. Replicas are simulated
+//! as several `FileStore` values on one directory.
+
+use std::{
+    fs,
+    future::Future,
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, UNIX_EPOCH},
+};
+
+use simacan_auth::store::{
+    FileStore, Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore,
+};
+use tempfile::TempDir;
+
+/// Every await that could hang is bounded by this.
+const PATIENCE: Duration = Duration::from_secs(10);
+const TTL: Duration = Duration::from_secs(30);
+
+fn key() -> StoreKey {
+    StoreKey::new("https://auth.example.com/api/v1", "planner@example.com")
+}
+
+fn record_of(key: &StoreKey, generation: u64) -> TokenRecord {
+    let lifetime = Duration::from_secs(3600);
+    // Whole milliseconds: what the encoding keeps.
+    let expires_at = UNIX_EPOCH + Duration::from_millis(1_900_000_000_123 + generation);
+    TokenRecord::new(
+        key.clone(),
+        generation,
+        "eyAccess",
+        Some("eyRefresh"),
+        expires_at,
+        lifetime,
+    )
+    .unwrap()
+}
+
+fn record(generation: u64) -> TokenRecord {
+    record_of(&key(), generation)
+}
+
+/// A store in a directory that does not exist yet, inside a temporary one.
+fn store() -> (TempDir, FileStore) {
+    let temp = tempfile::tempdir().unwrap();
+    let store = FileStore::new(temp.path().join("simacan-auth"));
+    (temp, store)
+}
+
+async fn bounded<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("a store operation hung")
+}
+
+async fn lease(store: &FileStore) -> Lease {
+    bounded(store.try_lease(&key(), TTL))
+        .await
+        .unwrap()
+        .expect("the lease is free")
+}
+
+async fn is_free(store: &FileStore) -> bool {
+    bounded(store.try_lease(&key(), TTL))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+async fn saved(store: &FileStore, generation: u64) {
+    let lease = lease(store).await;
+    let expected = generation.checked_sub(1).filter(|g| *g > 0);
+    assert!(bounded(store.save(&lease, &record(generation), expected))
+        .await
+        .unwrap());
+    bounded(store.release(lease)).await.unwrap();
+}
+
+async fn load(store: &FileStore) -> Result<Option<TokenRecord>, StoreError> {
+    bounded(store.load(&key())).await
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writes `bytes` as the token file, private as the store would make it.
+fn plant(path: &Path, bytes: &[u8]) {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).unwrap().write_all(bytes).unwrap();
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Sends this thread's tracing events to a buffer until the guard drops.
+/// The store runs its file work with the caller's subscriber, and the test
+/// runtimes here are current-thread.
+fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    #[derive(Clone)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = Buffer(buffer.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (buffer, tracing::subscriber::set_default(subscriber))
+}
+
+fn text(logs: &Arc<Mutex<Vec<u8>>>) -> String {
+    String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
+}
+
+// --- Leases ---------------------------------------------------------------
+
+#[tokio::test]
+async fn a_lease_excludes_other_stores_on_the_same_directory() {
+    let (_temp, a) = store();
+    let b = FileStore::new(a.dir());
+    let held = lease(&a).await;
+    assert!(!is_free(&b).await, "another store's lock excludes this one");
+    assert!(
+        !is_free(&a).await,
+        "a second lease through the same store is excluded too"
+    );
+    let other_key = StoreKey::new("https://auth.example.com/api/v1", "other");
+    assert!(
+        bounded(b.try_lease(&other_key, TTL))
+            .await
+            .unwrap()
+            .is_some(),
+        "keys are locked one by one"
+    );
+    bounded(a.release(held)).await.unwrap();
+    assert!(is_free(&b).await, "a released lease is free");
+}
+
+#[tokio::test]
+async fn a_dropped_lease_or_an_aborted_holder_frees_the_lock() {
+    let (_temp, a) = store();
+    let b = FileStore::new(a.dir());
+    drop(lease(&a).await);
+    assert!(is_free(&b).await, "dropping a lease unlocks it");
+
+    let (taken, was_taken) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(async move {
+        let lease = lease(&a).await;
+        let _ = taken.send(());
+        std::future::pending::<()>().await;
+        drop(lease);
+    });
+    bounded(was_taken).await.unwrap();
+    assert!(!is_free(&b).await);
+    holder.abort();
+    assert!(bounded(holder).await.unwrap_err().is_cancelled());
+    assert!(is_free(&b).await, "an aborted task's lease is unlocked");
+}
+
+#[tokio::test]
+async fn renew_is_true_while_the_lock_is_held() {
+    let (_temp, a) = store();
+    let held = lease(&a).await;
+    assert!(bounded(a.renew(&held, TTL)).await.unwrap());
+    assert!(
+        bounded(FileStore::new(a.dir()).renew(&held, TTL))
+            .await
+            .unwrap(),
+        "any store on the directory recognises the lock"
+    );
+
+    let (_other_temp, elsewhere) = store();
+    assert!(
+        !bounded(elsewhere.renew(&held, TTL)).await.unwrap(),
+        "a lease of another directory is not held here"
+    );
+    let forged = Lease::new(key(), held.owner());
+    assert!(
+        !bounded(a.renew(&forged, TTL)).await.unwrap(),
+        "a lease without the lock is not held"
+    );
+    assert!(
+        bounded(a.save(&forged, &record(1), None))
+            .await
+            .is_err_and(|e| e.kind() == StoreErrorKind::Contended),
+        "nor can it save"
+    );
+
+    bounded(a.release(held)).await.unwrap();
+    assert!(is_free(&a).await);
+}
+
+// Windows may refuse to delete a locked file, and has no file identity in std.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_lease_whose_lock_file_was_deleted_is_lost() {
+    let (_temp, a) = store();
+    let held = lease(&a).await;
+    fs::remove_file(a.lock_path(&key())).unwrap();
+    // The next holder locks a new lock file: the old lock excludes no one.
+    let next = lease(&a).await;
+    assert!(!bounded(a.renew(&held, TTL)).await.unwrap());
+    let error = bounded(a.save(&held, &record(1), None)).await.unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Contended, "{error}");
+    assert!(bounded(a.load(&key())).await.unwrap().is_none());
+    assert!(bounded(a.renew(&next, TTL)).await.unwrap());
+}
+
+/// Set in the environment of the child process that holds a lease.
+const HOLDER_DIR: &str = "SIMACAN_AUTH_TEST_LEASE_HOLDER_DIR";
+const HOLDING: &str = "child process holds the lease";
+
+/// The child process of `a_lease_held_by_a_killed_process_is_freed_by_the_os`:
+/// takes the lease and waits to be killed. Does nothing as a test of its own.
+#[test]
+fn lease_holder_process() {
+    let Some(dir) = std::env::var_os(HOLDER_DIR) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = FileStore::new(dir);
+    let _lease = runtime.block_on(lease(&store));
+    println!("{HOLDING}");
+    std::io::stdout().flush().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_lease_held_by_a_killed_process_is_freed_by_the_os() {
+    let (_temp, store) = store();
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "lease_holder_process", "--nocapture"])
+            .env(HOLDER_DIR, store.dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, holding) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains(HOLDING) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    holding
+        .recv_timeout(PATIENCE)
+        .expect("the child process took the lease");
+    assert!(
+        !is_free(&store).await,
+        "the child's lock excludes this process"
+    );
+
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    // Released when the process ends (some platforms take a moment).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !is_free(&store).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead process's lock was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_under_the_lease_never_lose_a_compare_and_swap() {
+    // Each replica repeatedly does what a refresh does: take the lease,
+    // re-read, write the next generation over the one it read.
+    const REPLICAS: usize = 6;
+    const ROUNDS: u64 = 8;
+    let (_temp, first) = store();
+    let holders = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..REPLICAS {
+        let store = FileStore::new(first.dir());
+        let holders = holders.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..ROUNDS {
+                let lease = loop {
+                    if let Some(lease) = store.try_lease(&key(), TTL).await.unwrap() {
+                        break lease;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                };
+                assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "one holder");
+                let stored = store.load(&key()).await.unwrap().map(|r| r.generation());
+                let next = record(stored.unwrap_or(0) + 1);
+                assert!(
+                    store.save(&lease, &next, stored).await.unwrap(),
+                    "no one writes under another's lease"
+                );
+                holders.fetch_sub(1, Ordering::SeqCst);
+                store.release(lease).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        tokio::time::timeout(PATIENCE * 3, task)
+            .await
+            .expect("replicas finish")
+            .unwrap();
+    }
+    let last = load(&first).await.unwrap().unwrap();
+    assert_eq!(last.generation(), REPLICAS as u64 * ROUNDS);
+}
+
+// --- Records ----------------------------------------------------------------
+
+#[tokio::test]
+async fn save_is_compare_and_swap_on_the_generation_on_disk() {
+    let (_temp, a) = store();
+    let b = FileStore::new(a.dir());
+    assert!(load(&a).await.unwrap().is_none());
+
+    let held = lease(&a).await;
+    assert!(!bounded(a.save(&held, &record(1), Some(0))).await.unwrap());
+    assert!(
+        load(&a).await.unwrap().is_none(),
+        "a failed save writes nothing"
+    );
+    assert!(bounded(a.save(&held, &record(1), None)).await.unwrap());
+    assert!(!bounded(a.save(&held, &record(2), None)).await.unwrap());
+    assert!(!bounded(a.save(&held, &record(2), Some(7))).await.unwrap());
+    assert!(bounded(a.save(&held, &record(2), Some(1))).await.unwrap());
+    bounded(a.release(held)).await.unwrap();
+
+    // Another store compares against the same file.
+    let held = lease(&b).await;
+    assert!(!bounded(b.save(&held, &record(3), Some(1))).await.unwrap());
+    assert!(bounded(b.save(&held, &record(3), Some(2))).await.unwrap());
+    let other = StoreKey::new("https://auth.example.com/api/v1", "other");
+    let error = bounded(b.save(&held, &record_of(&other, 1), None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        StoreErrorKind::Contended,
+        "a lease covers its own key only: {error}"
+    );
+    assert_eq!(load(&a).await.unwrap().unwrap().generation(), 3);
+}
+
+#[tokio::test]
+async fn records_round_trip() {
+    let (_temp, a) = store();
+    saved(&a, 1).await;
+    let loaded = load(&FileStore::new(a.dir())).await.unwrap().unwrap();
+    let written = record(1);
+    assert_eq!(loaded.key(), written.key());
+    assert_eq!(loaded.generation(), 1);
+    assert_eq!(loaded.expires_at(), written.expires_at());
+    assert_eq!(loaded.lifetime(), written.lifetime());
+    assert!(loaded.has_refresh_token());
+    let bytes = fs::read(a.token_path(&key())).unwrap();
+    assert_eq!(
+        bytes,
+        *written.encode(),
+        "the file is the record's encoding"
+    );
+}
+
+#[tokio::test]
+async fn remove_deletes_the_token_file_and_a_later_save_over_it_fails() {
+    let (_temp, a) = store();
+    saved(&a, 1).await;
+    let holder = lease(&a).await;
+    let stale = a
+        .token_path(&key())
+        .with_extension("json.tmp-0123456789abcdef");
+    plant(&stale, b"left by a crashed writer");
+
+    bounded(a.remove(&key())).await.unwrap();
+    assert!(load(&a).await.unwrap().is_none());
+    assert!(!a.token_path(&key()).exists());
+    assert!(!stale.exists(), "a logout leaves no token behind");
+    assert!(
+        !bounded(a.save(&holder, &record(2), Some(1))).await.unwrap(),
+        "a holder that read the removed record cannot bring it back"
+    );
+    assert!(load(&a).await.unwrap().is_none());
+    bounded(a.remove(&key())).await.unwrap();
+    assert!(a.lock_path(&key()).exists(), "lock files are never deleted");
+}
+
+#[tokio::test]
+async fn a_record_of_another_key_is_not_served() {
+    let (_temp, a) = store();
+    saved(&a, 1).await;
+    let other = StoreKey::new("https://auth.example.com/api/v1", "other");
+    fs::copy(a.token_path(&key()), a.token_path(&other)).unwrap();
+
+    let (logs, _guard) = capture_logs();
+    assert!(bounded(a.load(&other)).await.unwrap().is_none());
+    assert!(text(&logs).contains("another key"), "{}", text(&logs));
+
+    let held = bounded(a.try_lease(&other, TTL)).await.unwrap().unwrap();
+    assert!(bounded(a.save(&held, &record_of(&other, 1), None))
+        .await
+        .unwrap());
+    let loaded = bounded(a.load(&other)).await.unwrap().unwrap();
+    assert_eq!(loaded.key(), &other);
+}
+
+// --- Files on disk ----------------------------------------------------------
+
+#[cfg(unix)]
+#[tokio::test]
+async fn files_are_private_from_their_creation() {
+    let (_temp, a) = store();
+    assert!(!a.dir().exists(), "nothing is created before first use");
+    let held = lease(&a).await;
+    assert_eq!(mode(a.dir()), 0o700);
+    assert_eq!(mode(&a.lock_path(&key())), 0o600);
+
+    let crashed = a
+        .token_path(&key())
+        .with_extension("json.tmp-0123456789abcdef");
+    plant(&crashed, b"left by a crashed writer");
+
+    // Watch the directory while saving: no file in it is ever wider than
+    // 0600, temporary files included.
+    let stop = Arc::new(AtomicUsize::new(0));
+    let watcher = {
+        let (dir, stop) = (a.dir().to_owned(), stop.clone());
+        std::thread::spawn(move || {
+            let mut wide = Vec::new();
+            while stop.load(Ordering::SeqCst) == 0 {
+                for entry in fs::read_dir(&dir).unwrap().flatten() {
+                    if let Ok(meta) = fs::symlink_metadata(entry.path()) {
+                        use std::os::unix::fs::PermissionsExt;
+                        if meta.permissions().mode() & 0o077 != 0 {
+                            wide.push(entry.file_name());
+                        }
+                    }
+                }
+            }
+            wide
+        })
+    };
+    for generation in 1..=50 {
+        let expected = (generation > 1).then_some(generation - 1);
+        assert!(bounded(a.save(&held, &record(generation), expected))
+            .await
+            .unwrap());
+    }
+    stop.store(1, Ordering::SeqCst);
+    assert_eq!(watcher.join().unwrap(), Vec::<std::ffi::OsString>::new());
+
+    assert_eq!(mode(&a.token_path(&key())), 0o600);
+    let token = format!("token-{}", key().fingerprint());
+    assert_eq!(
+        names(a.dir()),
+        [format!("{token}.json"), format!("{token}.lock")],
+        "no temporary file is left, not even a crashed writer's"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_directory_others_can_write_to_is_refused() {
+    let (_temp, a) = store();
+    fs::create_dir(a.dir()).unwrap();
+    set_mode(a.dir(), 0o755);
+    assert!(load(&a).await.unwrap().is_none(), "readable is allowed");
+    set_mode(a.dir(), 0o770);
+    for result in [
+        load(&a).await.map(drop),
+        bounded(a.try_lease(&key(), TTL)).await.map(drop),
+    ] {
+        let error = result.unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::Insecure);
+        let message = error.to_string();
+        assert!(
+            message.contains(&a.dir().display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("chmod 700"), "{message}");
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_token_file_others_can_read_is_refused() {
+    let (_temp, a) = store();
+    saved(&a, 1).await;
+    let path = a.token_path(&key());
+    set_mode(&path, 0o644);
+
+    let error = load(&a).await.unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Insecure);
+    let message = error.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("chmod 600"), "{message}");
+    assert!(message.contains("644"), "{message}");
+    assert!(!message.contains("eyAccess") && !message.contains("eyRefresh"));
+
+    let held = lease(&a).await;
+    let error = bounded(a.save(&held, &record(2), Some(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        StoreErrorKind::Insecure,
+        "nor is it silently replaced"
+    );
+    assert_eq!(mode(&path), 0o644);
+
+    // The fix the message offers works.
+    set_mode(&path, 0o600);
+    assert_eq!(load(&a).await.unwrap().unwrap().generation(), 1);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlinked_token_file_is_refused() {
+    let (temp, a) = store();
+    saved(&a, 1).await;
+    let path = a.token_path(&key());
+    let elsewhere = temp.path().join("elsewhere.json");
+    fs::rename(&path, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+
+    let error = load(&a).await.unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Insecure);
+    let message = error.to_string();
+    assert!(message.contains("symbolic link"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+
+    // A logout deletes the link, not what it points to.
+    bounded(a.remove(&key())).await.unwrap();
+    assert!(load(&a).await.unwrap().is_none());
+    assert!(elsewhere.exists());
+}
+
+#[tokio::test]
+async fn a_token_path_that_is_not_a_file_is_refused() {
+    let (_temp, a) = store();
+    fs::create_dir_all(a.token_path(&key())).unwrap();
+    let error = load(&a).await.unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Insecure);
+    assert!(error.to_string().contains("not a regular file"), "{error}");
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_moved_aside_with_a_warning() {
+    let full = record(1).encode();
+    let newer = String::from_utf8(full.to_vec())
+        .unwrap()
+        .replace("\"schema\":1", "\"schema\":2");
+    let bad: [&[u8]; 4] = [
+        b"SECRET{not a record",
+        &full[..full.len() / 2],
+        newer.as_bytes(),
+        b"",
+    ];
+    for contents in bad {
+        let (_temp, a) = store();
+        saved(&a, 1).await;
+        let path = a.token_path(&key());
+        plant(&path, contents);
+
+        let (logs, _guard) = capture_logs();
+        assert!(load(&a).await.unwrap().is_none(), "treated as absent");
+        assert!(!path.exists());
+        let aside: Vec<String> = names(a.dir())
+            .into_iter()
+            .filter(|name| {
+                name.starts_with(&format!("token-{}.json.corrupt-", key().fingerprint()))
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{:?}", names(a.dir()));
+        assert_eq!(fs::read(a.dir().join(&aside[0])).unwrap(), contents);
+        let logged = text(&logs);
+        assert!(
+            logged.contains("WARN") && logged.contains("moved aside"),
+            "{logged}"
+        );
+        assert!(
+            logged.contains(&aside[0]),
+            "the warning names the file: {logged}"
+        );
+        assert!(
+            !logged.contains("SECRET") && !logged.contains("eyAccess"),
+            "{logged}"
+        );
+
+        // The next login writes a good file.
+        saved(&a, 1).await;
+        assert_eq!(load(&a).await.unwrap().unwrap().generation(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_file_found_while_the_lease_is_held_is_moved_by_its_holder() {
+    let (_temp, a) = store();
+    let b = FileStore::new(a.dir());
+    let held = lease(&a).await;
+    let path = a.token_path(&key());
+    plant(&path, b"{\"schema\":");
+
+    let (logs, _guard) = capture_logs();
+    assert!(load(&b).await.unwrap().is_none());
+    assert!(
+        path.exists(),
+        "only the lease holder moves it: a reader could move a file written meanwhile"
+    );
+    assert!(
+        text(&logs).contains("lease holder moves it aside"),
+        "{}",
+        text(&logs)
+    );
+
+    assert!(bounded(a.save(&held, &record(1), None)).await.unwrap());
+    assert!(text(&logs).contains("moved aside"), "{}", text(&logs));
+    assert_eq!(load(&b).await.unwrap().unwrap().generation(), 1);
+    assert!(names(a.dir()).iter().any(|name| name.contains(".corrupt-")));
+}
+
+#[tokio::test]
+async fn an_unusable_directory_is_unavailable() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("a-file");
+    fs::write(&file, b"").unwrap();
+    for dir in [file.clone(), file.join("below")] {
+        let a = FileStore::new(&dir);
+        for result in [
+            load(&a).await.map(drop),
+            bounded(a.try_lease(&key(), TTL)).await.map(drop),
+        ] {
+            let error = result.unwrap_err();
+            assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
+            assert!(error.is_transient());
+            assert!(error.to_string().contains("token directory"), "{error}");
+        }
+    }
+}
+
+#[test]
+fn the_store_is_clone_debug_and_shows_no_token() {
+    fn assert_all<T: Clone + Send + Sync + std::fmt::Debug + 'static>() {}
+    assert_all::<FileStore>();
+    let shown = format!("{:?}", FileStore::new(PathBuf::from("tokens")));
+    assert_eq!(shown, r#"FileStore { dir: "tokens" }"#);
+}
