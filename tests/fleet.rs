@@ -128,8 +128,6 @@ async fn the_fleet_refreshes_ahead_of_expiry_once_per_token<S: TokenStore>(store
 mod memory {
     use simacan_auth::store::MemoryStore;
 
-    use super::*;
-
     fn shared() -> impl Fn() -> MemoryStore {
         let store = MemoryStore::new();
         move || store.clone()
