@@ -9,6 +9,8 @@
 //!
 //! - [`MemoryStore`] (the default): one process. Clones share one map, so
 //!   several token states in one process can share it too.
+//! - `RedisStore` (feature `redis`): a fleet of replicas sharing one
+//!   credential through Redis: one login and one refresh chain, fleet-wide.
 //!
 //! Requests never touch the store: they read the token from memory. The
 //! store is consulted only when a token is missing, near expiry or refused
@@ -74,9 +76,15 @@ mod key;
 mod lease;
 mod memory;
 mod record;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::RedisStore;
 pub use error::{StoreError, StoreErrorKind};
 pub use key::StoreKey;
 pub use lease::Lease;
