@@ -118,14 +118,14 @@ async fn a_lease_expires_after_its_ttl() {
         return;
     };
     let [a, b] = <[RedisStore; 2]>::try_from(replicas(&server, 2)).unwrap();
-    let short = Duration::from_millis(300);
+    let short = Duration::from_secs(1);
     let first = lease(&a, &key(1), short).await;
     let other = lease(&a, &key(2), LONG).await;
     assert!(bounded(b.try_lease(&key(1), short))
         .await
         .unwrap()
         .is_none());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let second = lease(&b, &key(1), LONG).await;
     assert!(
         !bounded(a.renew(&first, LONG)).await.unwrap(),
@@ -152,7 +152,7 @@ async fn renew_and_release_act_only_for_the_owner() {
         return;
     };
     let [a, b] = <[RedisStore; 2]>::try_from(replicas(&server, 2)).unwrap();
-    let held = lease(&a, &key(1), Duration::from_millis(400)).await;
+    let held = lease(&a, &key(1), Duration::from_secs(1)).await;
     let impostor = Lease::new(key(1), Lease::random_owner());
     assert!(!bounded(b.renew(&impostor, LONG)).await.unwrap());
     bounded(b.release(impostor)).await.unwrap();
@@ -162,7 +162,7 @@ async fn renew_and_release_act_only_for_the_owner() {
     );
 
     assert!(bounded(a.renew(&held, LONG)).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(
         !lease_is_free(&b, &key(1)).await,
         "renewed past its first ttl"
@@ -527,7 +527,10 @@ async fn a_hung_redis_fails_within_the_timeout() {
     let took = started.elapsed();
     server.resume();
     assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
-    assert!(timeout <= took && took < timeout * 3, "{took:?}");
+    assert!(
+        timeout <= took && took < timeout + Duration::from_secs(1),
+        "{took:?}"
+    );
 
     let fresh = RedisStore::open(server.url()).unwrap().timeout(timeout);
     server.pause();
@@ -536,7 +539,10 @@ async fn a_hung_redis_fails_within_the_timeout() {
     let took = started.elapsed();
     server.resume();
     assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
-    assert!(took < timeout * 3, "connecting is bounded too: {took:?}");
+    assert!(
+        took < timeout + Duration::from_secs(1),
+        "connecting is bounded too: {took:?}"
+    );
 
     assert!(lease_is_free(&store, &key(1)).await, "answers again");
 }
