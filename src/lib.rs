@@ -59,6 +59,9 @@
 //! - `axum`: [`ReplayBody`](body::ReplayBody) for `axum::body::Body`.
 //! - `mock`: `simacan_auth::mock`, a faithful mock of the Simacan Auth API and a small
 //!   target API on loopback, for testing an integration without Simacan.
+//! - `redis`: `store::RedisStore`, a token store in Redis (`redis://`,
+//!   `rediss://` through rustls with ring), so a fleet of replicas shares one
+//!   login and one refresh chain.
 
 #![forbid(unsafe_code)]
 #![warn(

@@ -12,6 +12,8 @@
 //! - [`FileStore`]: one host. Private files in a per-user directory, an OS
 //!   file lock as the lease; shared by restarts, command-line runs and the
 //!   services of one user.
+//! - `RedisStore` (feature `redis`): a fleet of replicas sharing one
+//!   credential through Redis: one login and one refresh chain, fleet-wide.
 //!
 //! Requests never touch the store: they read the token from memory. The
 //! store is consulted only when a token is missing, near expiry or refused
@@ -78,9 +80,15 @@ mod key;
 mod lease;
 mod memory;
 mod record;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::RedisStore;
 pub use error::{StoreError, StoreErrorKind};
 pub use file::FileStore;
 pub use key::StoreKey;

@@ -1,5 +1,8 @@
-//! Shared helpers: a mock Auth API, a real hyper client through the layer.
+//! Shared helpers: a mock Auth API, a real hyper client through the layer,
+//! a real Redis server (`redis`).
 #![allow(dead_code)]
+
+pub mod redis;
 
 use std::time::Duration;
 

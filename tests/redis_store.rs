@@ -1,0 +1,635 @@
+//! `RedisStore` through the `TokenStore` trait against a real `redis-server`:
+//! several stores on one server stand for the replicas of a fleet, and each
+//! invariant is checked with several independent keys.
+//!
+//! Skipped loudly when `redis-server` is not installed, except under CI.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use redis::AsyncCommands;
+use simacan_auth::{
+    store::{Lease, RedisStore, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
+    Error,
+};
+use support::{bounded, redis::RedisServer};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn key(n: usize) -> StoreKey {
+    StoreKey::new("https://auth.example.com/api/v1", format!("user-{n}"))
+}
+
+fn record(key: &StoreKey, generation: u64, lifetime_secs: u64) -> TokenRecord {
+    let lifetime = Duration::from_secs(lifetime_secs);
+    let expires_at = SystemTime::now() + lifetime;
+    TokenRecord::new(
+        key.clone(),
+        generation,
+        "eyAccess",
+        Some("eyRefresh"),
+        expires_at,
+        lifetime,
+    )
+    .unwrap()
+}
+
+/// `n` stores on one server, as `n` replicas would open them.
+fn replicas(server: &RedisServer, n: usize) -> Vec<RedisStore> {
+    (0..n)
+        .map(|_| RedisStore::open(server.url()).unwrap())
+        .collect()
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(server.url()).unwrap();
+    bounded(client.get_multiplexed_async_connection())
+        .await
+        .unwrap()
+}
+
+/// Runs `op(i, store)` on every store at once, each on its own task.
+async fn on_all<T, F, Fut>(stores: &[RedisStore], op: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize, RedisStore) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let tasks: Vec<_> = (stores.iter().cloned().enumerate())
+        .map(|(i, store)| tokio::spawn(op(i, store)))
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(bounded(task).await.unwrap());
+    }
+    outcomes
+}
+
+/// Takes the lease and checks it was granted.
+async fn lease(store: &RedisStore, key: &StoreKey, ttl: Duration) -> Lease {
+    bounded(store.try_lease(key, ttl))
+        .await
+        .unwrap()
+        .expect("the lease is free")
+}
+
+async fn lease_is_free(store: &RedisStore, key: &StoreKey) -> bool {
+    match bounded(store.try_lease(key, LONG)).await.unwrap() {
+        Some(lease) => {
+            bounded(store.release(lease)).await.unwrap();
+            true
+        }
+        None => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_lease_holder_per_key_across_replicas() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let stores = replicas(&server, 8);
+    for n in 0..3 {
+        let key = key(n);
+        let taken = on_all(&stores, |_, store| {
+            let key = key.clone();
+            async move { store.try_lease(&key, LONG).await }
+        })
+        .await;
+        let mut held: Vec<Lease> = taken.into_iter().filter_map(|t| t.unwrap()).collect();
+        assert_eq!(held.len(), 1, "exactly one of 8 replicas holds key {n}");
+        let holder = held.pop().unwrap();
+        for store in &stores {
+            assert!(bounded(store.try_lease(&key, LONG))
+                .await
+                .unwrap()
+                .is_none());
+        }
+        bounded(stores[0].release(holder)).await.unwrap();
+        assert!(lease_is_free(&stores[1], &key).await, "released for all");
+    }
+}
+
+#[tokio::test]
+async fn a_lease_expires_after_its_ttl() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let [a, b] = <[RedisStore; 2]>::try_from(replicas(&server, 2)).unwrap();
+    let short = Duration::from_secs(1);
+    let first = lease(&a, &key(1), short).await;
+    let other = lease(&a, &key(2), LONG).await;
+    assert!(bounded(b.try_lease(&key(1), short))
+        .await
+        .unwrap()
+        .is_none());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = lease(&b, &key(1), LONG).await;
+    assert!(
+        !bounded(a.renew(&first, LONG)).await.unwrap(),
+        "an expired lease taken by another is lost"
+    );
+    bounded(a.release(first)).await.unwrap();
+    assert!(
+        !lease_is_free(&a, &key(1)).await,
+        "releasing a lost lease frees nothing"
+    );
+    assert!(
+        !lease_is_free(&b, &key(2)).await,
+        "the long lease on key 2 is still held"
+    );
+    bounded(b.release(second)).await.unwrap();
+    bounded(a.release(other)).await.unwrap();
+    assert!(lease_is_free(&b, &key(1)).await);
+    assert!(lease_is_free(&b, &key(2)).await);
+}
+
+#[tokio::test]
+async fn renew_and_release_act_only_for_the_owner() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let [a, b] = <[RedisStore; 2]>::try_from(replicas(&server, 2)).unwrap();
+    let held = lease(&a, &key(1), Duration::from_secs(1)).await;
+    let impostor = Lease::new(key(1), Lease::random_owner());
+    assert!(!bounded(b.renew(&impostor, LONG)).await.unwrap());
+    bounded(b.release(impostor)).await.unwrap();
+    assert!(
+        !lease_is_free(&b, &key(1)).await,
+        "an impostor frees nothing"
+    );
+
+    assert!(bounded(a.renew(&held, LONG)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        !lease_is_free(&b, &key(1)).await,
+        "renewed past its first ttl"
+    );
+    assert!(
+        bounded(b.renew(&Lease::new(key(2), held.owner()), LONG))
+            .await
+            .unwrap()
+            .eq(&false),
+        "an owner's lease on one key is no lease on another"
+    );
+    bounded(a.release(held)).await.unwrap();
+    assert!(lease_is_free(&b, &key(1)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_is_compare_and_swap_on_the_generation() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let stores = replicas(&server, 4);
+    for n in 0..3 {
+        let key = key(n);
+        let lease = lease(&stores[0], &key, LONG).await;
+        let save = |store: &RedisStore, generation, lifetime, expected| {
+            let record = record(&key, generation, lifetime);
+            let lease = &lease;
+            let store = store.clone();
+            async move { bounded(store.save(lease, &record, expected)).await.unwrap() }
+        };
+        assert!(!save(&stores[1], 1, 60, Some(0)).await, "no record yet");
+        assert!(save(&stores[1], 1, 60, None).await);
+        assert!(!save(&stores[2], 2, 60, None).await, "a record exists");
+        assert!(!save(&stores[2], 2, 60, Some(7)).await, "stale generation");
+        assert_eq!(
+            bounded(stores[3].load(&key))
+                .await
+                .unwrap()
+                .unwrap()
+                .generation(),
+            1,
+            "a refused save wrote nothing"
+        );
+
+        // Every replica read generation 1 and writes its own generation 2:
+        // one write wins, the others write nothing. Lifetimes tell them apart.
+        let lifetimes = [100, 200, 300, 400];
+        let outcomes = on_all(&stores, |i, store| {
+            let key = key.clone();
+            async move {
+                let lifetime = lifetimes[i];
+                let lease = Lease::new(key.clone(), "holder");
+                let record = record(&key, 2, lifetime);
+                store.save(&lease, &record, Some(1)).await.unwrap()
+            }
+        })
+        .await;
+        assert_eq!(
+            outcomes.iter().filter(|won| **won).count(),
+            1,
+            "{outcomes:?}"
+        );
+        let winner = lifetimes[outcomes.iter().position(|won| *won).unwrap()];
+        let stored = bounded(stores[0].load(&key)).await.unwrap().unwrap();
+        assert_eq!(stored.generation(), 2);
+        assert_eq!(stored.lifetime(), Duration::from_secs(winner));
+        bounded(stores[0].release(lease)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_save_sent_twice_counts_once() {
+    // What a retry after a lost reply does: the same write again.
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::open(server.url()).unwrap();
+    let lease = lease(&store, &key(1), LONG).await;
+    let first = record(&key(1), 1, 60);
+    assert!(bounded(store.save(&lease, &first, None)).await.unwrap());
+    assert!(bounded(store.save(&lease, &first, None)).await.unwrap());
+    let rival = record(&key(1), 1, 90);
+    assert!(
+        !bounded(store.save(&lease, &rival, None)).await.unwrap(),
+        "a different record with the same generation is not a retry"
+    );
+    let stored = bounded(store.load(&key(1))).await.unwrap().unwrap();
+    assert_eq!(stored.lifetime(), Duration::from_secs(60));
+}
+
+#[tokio::test]
+async fn records_round_trip_between_replicas() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let [a, b] = <[RedisStore; 2]>::try_from(replicas(&server, 2)).unwrap();
+    assert!(bounded(b.load(&key(1))).await.unwrap().is_none());
+    let lease = lease(&a, &key(1), LONG).await;
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
+    let with_refresh = TokenRecord::new(
+        key(1),
+        u64::MAX,
+        "eyA.b.c",
+        Some("eyR"),
+        at,
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let without_refresh =
+        TokenRecord::new(key(2), 5, "eyA2", None, at, Duration::from_secs(60)).unwrap();
+    assert!(bounded(a.save(&lease, &with_refresh, None)).await.unwrap());
+    assert!(bounded(a.save(&lease, &without_refresh, None))
+        .await
+        .unwrap());
+
+    let loaded = bounded(b.load(&key(1))).await.unwrap().unwrap();
+    assert_eq!(loaded.key(), &key(1));
+    assert_eq!(loaded.generation(), u64::MAX);
+    assert_eq!(loaded.expires_at(), at);
+    assert_eq!(loaded.lifetime(), Duration::from_secs(3600));
+    assert!(loaded.has_refresh_token());
+    let loaded = bounded(b.load(&key(2))).await.unwrap().unwrap();
+    assert_eq!((loaded.key(), loaded.generation()), (&key(2), 5));
+    assert!(!loaded.has_refresh_token());
+    assert!(bounded(b.load(&key(3))).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn remove_forgets_one_record_and_leaves_the_lease() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::open(server.url()).unwrap();
+    let lease = lease(&store, &key(1), LONG).await;
+    for n in 1..=2 {
+        assert!(bounded(store.save(&lease, &record(&key(n), 3, 60), None))
+            .await
+            .unwrap());
+    }
+    bounded(store.remove(&key(1))).await.unwrap();
+    bounded(store.remove(&key(9))).await.unwrap();
+    assert!(bounded(store.load(&key(1))).await.unwrap().is_none());
+    assert!(bounded(store.load(&key(2))).await.unwrap().is_some());
+    assert!(
+        !lease_is_free(&store, &key(1)).await,
+        "remove is no release"
+    );
+    assert!(
+        bounded(store.save(&lease, &record(&key(1), 4, 60), None))
+            .await
+            .unwrap(),
+        "after a remove there is no record to compare with"
+    );
+}
+
+#[tokio::test]
+async fn a_key_prefix_isolates() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = RedisStore::open(server.url()).unwrap().key_prefix("a:");
+    let b = RedisStore::open(server.url()).unwrap().key_prefix("b:");
+    let default = RedisStore::open(server.url()).unwrap();
+    let lease_a = lease(&a, &key(1), LONG).await;
+    let lease_b = lease(&b, &key(1), LONG).await;
+    assert!(bounded(a.save(&lease_a, &record(&key(1), 1, 60), None))
+        .await
+        .unwrap());
+    assert!(bounded(b.load(&key(1))).await.unwrap().is_none());
+    assert!(bounded(default.load(&key(1))).await.unwrap().is_none());
+    assert!(bounded(b.save(&lease_b, &record(&key(1), 1, 90), None))
+        .await
+        .unwrap());
+    bounded(b.remove(&key(1))).await.unwrap();
+    assert!(bounded(a.load(&key(1))).await.unwrap().is_some());
+
+    let mut raw = raw(&server).await;
+    let fingerprint = key(1).fingerprint();
+    let a_keys: Vec<String> = bounded(raw.keys("a:*")).await.unwrap();
+    let mut a_keys = a_keys;
+    a_keys.sort();
+    assert_eq!(
+        a_keys,
+        [format!("a:{fingerprint}"), format!("a:{fingerprint}:lease")]
+    );
+    assert!(lease_is_free(&default, &key(1)).await);
+}
+
+#[tokio::test]
+async fn records_expire_after_the_record_ttl() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut raw = raw(&server).await;
+    let default = RedisStore::open(server.url()).unwrap();
+    let forever = RedisStore::open(server.url())
+        .unwrap()
+        .key_prefix("forever:")
+        .record_ttl(None);
+    let brief = RedisStore::open(server.url())
+        .unwrap()
+        .key_prefix("brief:")
+        .record_ttl(Some(Duration::from_millis(300)));
+    for store in [&default, &forever, &brief] {
+        let lease = lease(store, &key(1), LONG).await;
+        assert!(bounded(store.save(&lease, &record(&key(1), 1, 60), None))
+            .await
+            .unwrap());
+    }
+    let fingerprint = key(1).fingerprint();
+    let ttl: i64 = bounded(raw.pttl(format!("simacan-auth:{fingerprint}")))
+        .await
+        .unwrap();
+    let thirty_days = 30 * 86_400 * 1000;
+    assert!(thirty_days - 60_000 < ttl && ttl <= thirty_days, "{ttl}");
+    let ttl: i64 = bounded(raw.pttl(format!("forever:{fingerprint}")))
+        .await
+        .unwrap();
+    assert_eq!(ttl, -1, "no expiry");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(bounded(brief.load(&key(1))).await.unwrap().is_none());
+    assert!(bounded(forever.load(&key(1))).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn unreadable_records_are_corrupt_and_left_alone() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::open(server.url()).unwrap();
+    let mut raw = raw(&server).await;
+    let garbage = format!("simacan-auth:{}", key(1).fingerprint());
+    let () = bounded(raw.hset_multiple(&garbage, &[("generation", "1"), ("record", "{SECRET")]))
+        .await
+        .unwrap();
+    let foreign = format!("simacan-auth:{}", key(2).fingerprint());
+    let () = bounded(raw.set(&foreign, "someone else's")).await.unwrap();
+    let half = format!("simacan-auth:{}", key(3).fingerprint());
+    let () = bounded(raw.hset(&half, "generation", "1")).await.unwrap();
+    let mismatched = format!("simacan-auth:{}", key(4).fingerprint());
+    let encoded = record(&key(4), 2, 60).encode().to_vec();
+    let () = bounded(raw.hset_multiple(
+        &mismatched,
+        &[("generation", b"1".to_vec()), ("record", encoded)],
+    ))
+    .await
+    .unwrap();
+
+    for n in 1..=4 {
+        let error = bounded(store.load(&key(n))).await.unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::Corrupt, "key {n}: {error}");
+        assert!(!error.to_string().contains("SECRET"), "{error}");
+    }
+    let lease = lease(&store, &key(2), LONG).await;
+    let error = bounded(store.save(&lease, &record(&key(2), 1, 60), None))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Corrupt, "{error}");
+    let still: String = bounded(raw.hget(&garbage, "record")).await.unwrap();
+    assert_eq!(still, "{SECRET", "left for an operator or a newer release");
+    bounded(store.remove(&key(1))).await.unwrap();
+    assert!(bounded(store.load(&key(1))).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_record_of_another_key_under_the_same_fingerprint_reads_as_absent() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::open(server.url()).unwrap();
+    let mut raw = raw(&server).await;
+    let other = record(&key(2), 1, 60);
+    let () = bounded(raw.hset_multiple(
+        format!("simacan-auth:{}", key(1).fingerprint()),
+        &[
+            ("generation", b"1".to_vec()),
+            ("record", other.encode().to_vec()),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert!(bounded(store.load(&key(1))).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_stopped_redis_is_unavailable_at_once_and_the_store_reconnects() {
+    let Some(mut server) = RedisServer::start_with_password("hunter2") else {
+        return;
+    };
+    let store = RedisStore::open(server.url()).unwrap();
+    let held = lease(&store, &key(1), LONG).await;
+    assert!(bounded(store.save(&held, &record(&key(1), 1, 60), None))
+        .await
+        .unwrap());
+
+    server.stop();
+    let started = Instant::now();
+    let errors = [
+        bounded(store.load(&key(1))).await.map(drop).unwrap_err(),
+        bounded(store.try_lease(&key(2), LONG))
+            .await
+            .map(drop)
+            .unwrap_err(),
+        bounded(store.renew(&held, LONG))
+            .await
+            .map(drop)
+            .unwrap_err(),
+        bounded(store.save(&held, &record(&key(1), 2, 60), Some(1)))
+            .await
+            .map(drop)
+            .unwrap_err(),
+        bounded(store.remove(&key(1))).await.unwrap_err(),
+    ];
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?} for five refused operations",
+        started.elapsed()
+    );
+    for error in &errors {
+        assert_eq!(error.kind(), StoreErrorKind::Unavailable);
+        assert!(error.is_transient());
+        let shown = format!("{error} {error:?}");
+        assert!(
+            shown.contains(&format!("redis at 127.0.0.1:{}", server.port())),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    server.restart();
+    assert!(
+        bounded(store.load(&key(1))).await.unwrap().is_none(),
+        "the restarted server is empty, and the same store reaches it"
+    );
+    let held = lease(&store, &key(1), LONG).await;
+    assert!(bounded(store.save(&held, &record(&key(1), 1, 60), None))
+        .await
+        .unwrap());
+
+    // A restart while the store holds a live connection: the first
+    // operation after it finds the connection dropped and is sent again.
+    server.restart();
+    assert!(bounded(store.load(&key(1))).await.unwrap().is_none());
+    assert!(bounded(store.try_lease(&key(1), LONG))
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn a_hung_redis_fails_within_the_timeout() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let timeout = Duration::from_millis(300);
+    let store = RedisStore::open(server.url()).unwrap().timeout(timeout);
+    assert!(bounded(store.load(&key(1))).await.unwrap().is_none());
+
+    server.pause();
+    let started = Instant::now();
+    let error = bounded(store.load(&key(1))).await.unwrap_err();
+    let took = started.elapsed();
+    server.resume();
+    assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
+    assert!(
+        timeout <= took && took < timeout + Duration::from_secs(1),
+        "{took:?}"
+    );
+
+    let fresh = RedisStore::open(server.url()).unwrap().timeout(timeout);
+    server.pause();
+    let started = Instant::now();
+    let error = bounded(fresh.try_lease(&key(1), LONG)).await.unwrap_err();
+    let took = started.elapsed();
+    server.resume();
+    assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
+    assert!(
+        took < timeout + Duration::from_secs(1),
+        "connecting is bounded too: {took:?}"
+    );
+
+    assert!(lease_is_free(&store, &key(1)).await, "answers again");
+}
+
+#[tokio::test]
+async fn auth_comes_from_the_url() {
+    let Some(server) = RedisServer::start_with_password("s3cret-pw") else {
+        return;
+    };
+    let with = RedisStore::open(server.url()).unwrap();
+    assert!(bounded(with.load(&key(1))).await.unwrap().is_none());
+    assert!(lease_is_free(&with, &key(1)).await);
+
+    let without = RedisStore::open(server.url_without_password()).unwrap();
+    let wrong = RedisStore::open(format!("redis://:wrong-pw@127.0.0.1:{}", server.port())).unwrap();
+    for store in [without, wrong] {
+        let error = bounded(store.load(&key(1))).await.unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
+        let shown = format!("{error} {error:?} {store:?}");
+        assert!(
+            !shown.contains("wrong-pw") && !shown.contains("s3cret-pw"),
+            "{shown}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn debug_hides_the_password() {
+    let Some(server) = RedisServer::start_with_password("secret") else {
+        return;
+    };
+    let url = format!("redis://:secret@127.0.0.1:{}/3", server.port());
+    let store = RedisStore::open(&url).unwrap().key_prefix("fleet:");
+    let shown = format!("{store:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+    for part in [
+        format!("127.0.0.1:{}", server.port()),
+        "db: 3".into(),
+        "fleet:".into(),
+    ] {
+        assert!(shown.contains(&part), "{shown} lacks {part}");
+    }
+    assert!(
+        bounded(store.load(&key(1))).await.unwrap().is_none(),
+        "db 3 works"
+    );
+}
+
+#[test]
+fn invalid_urls_are_invalid_configuration() {
+    for url in [
+        "127.0.0.1:6379",
+        "http://:secret@127.0.0.1:6379",
+        "redis://:secret@127.0.0.1:6379/x",
+        "rediss://:secret@127.0.0.1:6379/#insecure",
+    ] {
+        match RedisStore::open(url) {
+            Err(Error::InvalidConfiguration { reason }) => {
+                assert!(!reason.contains("secret"), "{url}: {reason}");
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn rediss_urls_are_accepted_and_speak_tls() {
+    // A plain-text server: the store's TLS handshake (rustls with ring)
+    // starts, gets no TLS answer and fails cleanly.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut hello = [0u8; 1];
+        socket.read_exact(&mut hello).await.unwrap();
+        let _ = socket.write_all(b"-ERR not tls\r\n").await;
+        hello[0]
+    });
+    let store = RedisStore::open(format!("rediss://:secret@localhost:{port}/0")).unwrap();
+    assert!(format!("{store:?}").contains("tls: true"));
+    let error = bounded(store.load(&key(1))).await.unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
+    assert!(!format!("{error:?}").contains("secret"));
+    assert_eq!(
+        bounded(server).await.unwrap(),
+        0x16,
+        "the store opened with a TLS handshake record"
+    );
+}
