@@ -301,6 +301,60 @@ async fn unauthenticated_in_trailers_after_an_empty_body_is_healed() {
     assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
 }
 
+/// What the caller of a health check sees.
+async fn check_named(
+    client: &mut HealthClient<SimacanAuth<Channel>>,
+    service: &str,
+) -> Result<i32, Status> {
+    let request = HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    bounded(client.check(request))
+        .await
+        .map(|r| r.into_inner().status)
+}
+
+#[tokio::test]
+async fn unauthenticated_in_trailers_on_the_replay_and_in_the_cooldown_reaches_the_caller() {
+    let mock = mock().await;
+    let addr = trailers_server(mock.validator()).await;
+    let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
+    check(&mut client).await.unwrap();
+    mock.set_target_rejects_every_token(true);
+
+    // The replay is refused too: the caller gets the server's own status.
+    let status = check(&mut client).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "token refused");
+    assert_eq!(mock.counts().refresh, 1);
+
+    // In the cooldown the refusal is passed through without a refresh.
+    let status = check(&mut client).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "token refused");
+    let counts = mock.counts();
+    assert_eq!((counts.refresh, counts.target_unauthorized), (1, 3));
+}
+
+#[tokio::test]
+async fn unauthenticated_in_trailers_for_a_body_that_cannot_be_replayed_reaches_the_caller() {
+    let mock = mock().await;
+    let addr = trailers_server(mock.validator()).await;
+    let layer = layer_for(&mock).replay_body_limit(0);
+    let mut client = HealthClient::new(channel(addr, &layer).await);
+    let serving = ServingStatus::Serving as i32;
+    assert_eq!(check_named(&mut client, "trips").await.unwrap(), serving);
+    mock.revoke_access_tokens();
+
+    // The message is over the limit, so the refusal goes to the caller, as
+    // sent and without a replay.
+    let status = check_named(&mut client, "trips").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "token refused");
+    let counts = mock.counts();
+    assert_eq!((counts.target, counts.target_unauthorized), (2, 1));
+}
+
 #[tokio::test]
 async fn other_grpc_errors_never_refresh() {
     let mock = mock().await;
