@@ -4,9 +4,16 @@
 //! A trailers-only gRPC response carries its status in the headers. A server
 //! may instead send headers, no message and trailers with the status; for
 //! `application/grpc` responses whose body is a `tonic::body::Body`
-//! (feature `tonic`), the first frame is peeked for that, within a short
-//! window. The frame is always put back in front of the body, so a response
-//! handed to the caller is the one the server sent, refusal or not.
+//! (feature `tonic`), the first frame is peeked for that. The frame is
+//! always put back in front of the body, so a response handed to the caller
+//! is the one the server sent, refusal or not.
+//!
+//! How long the peek may wait depends on the request: only once its body
+//! was sent in full can the server not be waiting for the client, and only
+//! then is the first frame awaited, for at most [`PEEK_WINDOW`]. While the
+//! request body may still be streaming (a bidirectional or client stream),
+//! the first frame is polled once, and the response is handed over at once
+//! when it is not ready.
 
 use std::{
     pin::Pin,
@@ -15,15 +22,15 @@ use std::{
 };
 
 use http::{header::CONTENT_TYPE, HeaderName, Response, StatusCode};
+use tokio::time::Sleep;
 
 /// The gRPC status code UNAUTHENTICATED.
 const UNAUTHENTICATED: &str = "16";
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
-/// How long to wait for the first frame of a gRPC response before handing it
-/// over unpeeked. Bounds the delay for calls whose server waits for the
-/// client (bidirectional streams).
+/// How long to wait for the first frame of a gRPC response, once the request
+/// body was sent in full, before handing the response over unpeeked.
 pub(crate) const PEEK_WINDOW: Duration = Duration::from_millis(100);
 
 /// What the headers say about the token.
@@ -73,19 +80,23 @@ fn peekable<R: 'static>() -> bool {
 
 /// Polls the first frame of a gRPC response body and puts it back in front
 /// of the body: `Ready(true)` when it is trailers with UNAUTHENTICATED,
-/// `Ready(false)` when it is anything else or the window has passed.
+/// `Ready(false)` when it is anything else, or when it is not ready and there
+/// is no `window` to wait in or the window has passed.
 pub(crate) fn poll_peek<R: 'static>(
     response: &mut Response<R>,
-    window: Pin<&mut tokio::time::Sleep>,
+    window: Option<Pin<&mut Sleep>>,
     cx: &mut Context<'_>,
 ) -> Poll<bool> {
     #[cfg(feature = "tonic")]
     {
         let body: &mut dyn std::any::Any = response.body_mut();
         if let Some(body) = body.downcast_mut::<tonic::body::Body>() {
-            return match tonic_peek::poll(body, cx) {
-                Poll::Ready(refused) => Poll::Ready(refused),
-                Poll::Pending => std::future::Future::poll(window, cx).map(|()| false),
+            return match (tonic_peek::poll(body, cx), window) {
+                (Poll::Ready(refused), _) => Poll::Ready(refused),
+                (Poll::Pending, Some(window)) => {
+                    std::future::Future::poll(window, cx).map(|()| false)
+                }
+                (Poll::Pending, None) => Poll::Ready(false),
             };
         }
     }
@@ -221,9 +232,13 @@ mod tests {
             Frame::trailers(trailers)
         }
 
-        async fn peek(response: &mut Response<tonic::body::Body>) -> bool {
-            let mut window = Box::pin(tokio::time::sleep(PEEK_WINDOW));
-            let peek = std::future::poll_fn(|cx| poll_peek(response, window.as_mut(), cx));
+        async fn peek(
+            response: &mut Response<tonic::body::Body>,
+            mut window: Option<Pin<Box<Sleep>>>,
+        ) -> bool {
+            let peek = std::future::poll_fn(|cx| {
+                poll_peek(response, window.as_mut().map(Pin::as_mut), cx)
+            });
             tokio::time::timeout(Duration::from_secs(10), peek)
                 .await
                 .expect("the peek hung")
@@ -240,7 +255,7 @@ mod tests {
             let (tx, mut response) = grpc_response();
             tx.send(Ok(trailers(UNAUTHENTICATED))).await.unwrap();
             drop(tx);
-            assert!(peek(&mut response).await);
+            assert!(peek(&mut response, None).await);
             assert_eq!(status_in_trailers(response).await, UNAUTHENTICATED);
         }
 
@@ -252,11 +267,32 @@ mod tests {
                 .unwrap();
             tx.send(Ok(trailers("0"))).await.unwrap();
             drop(tx);
-            assert!(!peek(&mut response).await);
+            assert!(!peek(&mut response, None).await);
             assert_eq!(response.body().size_hint().lower(), 3);
             let body = response.into_body().collect().await.unwrap();
             assert_eq!(body.trailers().unwrap()[GRPC_STATUS], "0");
             assert_eq!(body.to_bytes(), "msg");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn without_a_window_a_frame_that_is_not_ready_is_not_awaited() {
+            let (tx, mut response) = grpc_response();
+            let start = tokio::time::Instant::now();
+            assert!(!peek(&mut response, None).await);
+            assert_eq!(start.elapsed(), Duration::ZERO);
+            // Handed over unpeeked: the refusal still reaches the caller.
+            tx.send(Ok(trailers(UNAUTHENTICATED))).await.unwrap();
+            drop(tx);
+            assert_eq!(status_in_trailers(response).await, UNAUTHENTICATED);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_window_bounds_the_wait_for_the_first_frame() {
+            let (_tx, mut response) = grpc_response();
+            let start = tokio::time::Instant::now();
+            let window = Box::pin(tokio::time::sleep(PEEK_WINDOW));
+            assert!(!peek(&mut response, Some(window)).await);
+            assert_eq!(start.elapsed(), PEEK_WINDOW);
         }
     }
 }
