@@ -9,6 +9,19 @@
 //! With a valid token the request starts in `Calling`, so the hot path holds
 //! no boxed future.
 //!
+//! A gRPC response (`application/grpc`) with no status in its headers and a
+//! `tonic::body::Body` (feature `tonic`) goes through `Peeking` first: its
+//! first frame is read, to catch a server that refuses the token with an
+//! empty body and trailers carrying UNAUTHENTICATED, and is always put back
+//! in front of the body, so a response handed to the caller is exactly the
+//! one the server sent. The first frame is awaited, for at most 100 ms, only
+//! when the request body was sent in full ([`ReplayBody::is_sent_in_full`]):
+//! the server then cannot be waiting for the client; a replay counts as sent
+//! in full when its first attempt's body was. Otherwise (a bidirectional or
+//! client stream still sending, or a body of which nothing was kept for a
+//! replay) the first frame is polled once, and the response is handed over
+//! at once when it is not ready, so no stream is delayed.
+//!
 //! # Example
 //!
 //! ```
@@ -91,6 +104,10 @@ pin_project! {
         generation: u64,
         // Whether that token was obtained to heal a 401 and not yet accepted.
         unproven: bool,
+        // Whether the first attempt's body was sent in full when it was
+        // refused: its replay is then whole, and a peek at the replay's
+        // response may wait.
+        sent_in_full: bool,
     }
 }
 
@@ -102,9 +119,10 @@ pin_project! {
         AwaitingToken { wait: TokenWait, request: Option<Box<Request<B>>> },
         // `replayed` tells the first attempt from the replay.
         Calling { #[pin] future: F, replayed: bool },
-        // A gRPC response whose status may come in trailers.
+        // A gRPC response whose status may come in trailers. Without a
+        // window the first frame is polled once, not awaited.
         // The window is boxed: a `Sleep` would double the hot-path future.
-        Peeking { window: Pin<Box<Sleep>>, response: Option<T>, replayed: bool },
+        Peeking { window: Option<Pin<Box<Sleep>>>, response: Option<T>, replayed: bool },
         Refreshing { wait: TokenWait, request: Option<Box<Request<B>>> },
         ReadyToReplay { request: Option<Box<Request<B>>> },
         Failed { error: Option<Error> },
@@ -164,6 +182,7 @@ where
             replay,
             generation,
             unproven: false,
+            sent_in_full: false,
         }
     }
 }
@@ -219,7 +238,15 @@ where
                 StateProj::Calling { future, replayed } => {
                     let replayed = *replayed;
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    match verdict(&response) {
+                    let verdict = verdict(&response);
+                    if verdict != Verdict::Accepted && !replayed {
+                        // Asked now, while the replay handle is still here.
+                        *this.sent_in_full = this
+                            .replay
+                            .as_ref()
+                            .is_some_and(|replay| B::is_sent_in_full(&replay.body));
+                    }
+                    match verdict {
                         Verdict::Accepted => {
                             if *this.unproven {
                                 this.cache.accepted(*this.generation);
@@ -228,7 +255,8 @@ where
                         }
                         Verdict::Refused => (response, replayed),
                         Verdict::PeekTrailers => {
-                            this.state.set(peeking(response, replayed));
+                            let wait = *this.sent_in_full;
+                            this.state.set(peeking(response, replayed, wait));
                             continue;
                         }
                     }
@@ -239,7 +267,8 @@ where
                     replayed,
                 } => {
                     let slot = response.as_mut().expect(POLLED_AFTER_COMPLETION);
-                    let refused = ready!(poll_peek(slot, window.as_mut(), cx));
+                    let window = window.as_mut().map(Pin::as_mut);
+                    let refused = ready!(poll_peek(slot, window, cx));
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
                     if !refused {
                         if *this.unproven {
@@ -318,9 +347,12 @@ where
     }
 }
 
-fn peeking<F, B, T>(response: T, replayed: bool) -> State<F, B, T> {
+/// Peeks at `response`, waiting for its first frame only when `wait`: the
+/// request body was sent in full, so the server cannot be waiting for the
+/// client.
+fn peeking<F, B, T>(response: T, replayed: bool, wait: bool) -> State<F, B, T> {
     State::Peeking {
-        window: Box::pin(tokio::time::sleep(PEEK_WINDOW)),
+        window: wait.then(|| Box::pin(tokio::time::sleep(PEEK_WINDOW))),
         response: Some(response),
         replayed,
     }

@@ -4,8 +4,16 @@
 //! A trailers-only gRPC response carries its status in the headers. A server
 //! may instead send headers, no message and trailers with the status; for
 //! `application/grpc` responses whose body is a `tonic::body::Body`
-//! (feature `tonic`), the first frame is peeked for that, within a short
-//! window, and put back when it is anything else.
+//! (feature `tonic`), the first frame is peeked for that. The frame is
+//! always put back in front of the body, so a response handed to the caller
+//! is the one the server sent, refusal or not.
+//!
+//! How long the peek may wait depends on the request: only once its body
+//! was sent in full can the server not be waiting for the client, and only
+//! then is the first frame awaited, for at most [`PEEK_WINDOW`]. While the
+//! request body may still be streaming (a bidirectional or client stream),
+//! the first frame is polled once, and the response is handed over at once
+//! when it is not ready.
 
 use std::{
     pin::Pin,
@@ -14,15 +22,15 @@ use std::{
 };
 
 use http::{header::CONTENT_TYPE, HeaderName, Response, StatusCode};
+use tokio::time::Sleep;
 
 /// The gRPC status code UNAUTHENTICATED.
 const UNAUTHENTICATED: &str = "16";
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
-/// How long to wait for the first frame of a gRPC response before handing it
-/// over unpeeked. Bounds the delay for calls whose server waits for the
-/// client (bidirectional streams).
+/// How long to wait for the first frame of a gRPC response, once the request
+/// body was sent in full, before handing the response over unpeeked.
 pub(crate) const PEEK_WINDOW: Duration = Duration::from_millis(100);
 
 /// What the headers say about the token.
@@ -70,21 +78,25 @@ fn peekable<R: 'static>() -> bool {
     false
 }
 
-/// Polls the first frame of a gRPC response body: `Ready(true)` when it is
-/// trailers with UNAUTHENTICATED, `Ready(false)` once it is anything else
-/// (put back in front of the body) or the window has passed.
+/// Polls the first frame of a gRPC response body and puts it back in front
+/// of the body: `Ready(true)` when it is trailers with UNAUTHENTICATED,
+/// `Ready(false)` when it is anything else, or when it is not ready and there
+/// is no `window` to wait in or the window has passed.
 pub(crate) fn poll_peek<R: 'static>(
     response: &mut Response<R>,
-    window: Pin<&mut tokio::time::Sleep>,
+    window: Option<Pin<&mut Sleep>>,
     cx: &mut Context<'_>,
 ) -> Poll<bool> {
     #[cfg(feature = "tonic")]
     {
         let body: &mut dyn std::any::Any = response.body_mut();
         if let Some(body) = body.downcast_mut::<tonic::body::Body>() {
-            return match tonic_peek::poll(body, cx) {
-                Poll::Ready(refused) => Poll::Ready(refused),
-                Poll::Pending => std::future::Future::poll(window, cx).map(|()| false),
+            return match (tonic_peek::poll(body, cx), window) {
+                (Poll::Ready(refused), _) => Poll::Ready(refused),
+                (Poll::Pending, Some(window)) => {
+                    std::future::Future::poll(window, cx).map(|()| false)
+                }
+                (Poll::Pending, None) => Poll::Ready(false),
             };
         }
     }
@@ -100,24 +112,26 @@ mod tonic_peek {
     };
 
     use bytes::Bytes;
-    use http_body::{Body as _, Frame};
+    use http_body::{Body as _, Frame, SizeHint};
     use tonic::body::Body;
 
     type Polled = Option<Result<Frame<Bytes>, tonic::Status>>;
 
+    /// Whether the first frame is trailers with UNAUTHENTICATED. The frame is
+    /// put back whatever it is: a refusal may still reach the caller (the
+    /// replay was refused too, the cooldown is on, the body cannot be
+    /// replayed), and must then carry its status.
     pub(super) fn poll(body: &mut Body, cx: &mut Context<'_>) -> Poll<bool> {
         let first = std::task::ready!(Pin::new(&mut *body).poll_frame(cx));
         let refused = matches!(&first, Some(Ok(frame)) if frame
             .trailers_ref()
-            .and_then(|t| t.get("grpc-status"))
+            .and_then(|t| t.get(super::GRPC_STATUS))
             .is_some_and(|s| s.as_bytes() == super::UNAUTHENTICATED.as_bytes()));
-        if !refused {
-            let rest = std::mem::replace(body, Body::empty());
-            *body = Body::new(Prepended {
-                first: Some(first),
-                rest,
-            });
-        }
+        let rest = std::mem::replace(body, Body::empty());
+        *body = Body::new(Prepended {
+            first: Some(first),
+            rest,
+        });
         Poll::Ready(refused)
     }
 
@@ -139,7 +153,25 @@ mod tonic_peek {
         }
 
         fn is_end_stream(&self) -> bool {
-            matches!(self.first, Some(None)) || (self.first.is_none() && self.rest.is_end_stream())
+            match &self.first {
+                Some(first) => first.is_none(),
+                None => self.rest.is_end_stream(),
+            }
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            let first = match &self.first {
+                Some(Some(Ok(frame))) => frame.data_ref().map_or(0, |d| d.len() as u64),
+                Some(_) => return SizeHint::with_exact(0),
+                None => 0,
+            };
+            let rest = self.rest.size_hint();
+            let mut hint = SizeHint::new();
+            hint.set_lower(rest.lower().saturating_add(first));
+            if let Some(upper) = rest.upper().and_then(|u| u.checked_add(first)) {
+                hint.set_upper(upper);
+            }
+            hint
         }
     }
 }
@@ -172,5 +204,95 @@ mod tests {
         // Only tonic bodies can be peeked and put back.
         let grpc = [("content-type", "application/grpc")];
         assert_eq!(verdict(&response(200, &grpc)), Verdict::Accepted);
+    }
+
+    #[cfg(feature = "tonic")]
+    mod peek {
+        use bytes::Bytes;
+        use http::HeaderMap;
+        use http_body::{Body as _, Frame};
+        use http_body_util::{BodyExt, StreamBody};
+        use tokio::sync::mpsc;
+        use tokio_stream::wrappers::ReceiverStream;
+
+        use super::super::*;
+
+        type Sender = mpsc::Sender<Result<Frame<Bytes>, tonic::Status>>;
+
+        /// A gRPC response whose body yields what is sent on the channel.
+        fn grpc_response() -> (Sender, Response<tonic::body::Body>) {
+            let (tx, rx) = mpsc::channel(4);
+            let body = tonic::body::Body::new(StreamBody::new(ReceiverStream::new(rx)));
+            (tx, Response::new(body))
+        }
+
+        fn trailers(status: &str) -> Frame<Bytes> {
+            let mut trailers = HeaderMap::new();
+            trailers.insert(GRPC_STATUS, status.parse().unwrap());
+            Frame::trailers(trailers)
+        }
+
+        async fn peek(
+            response: &mut Response<tonic::body::Body>,
+            mut window: Option<Pin<Box<Sleep>>>,
+        ) -> bool {
+            let peek = std::future::poll_fn(|cx| {
+                poll_peek(response, window.as_mut().map(Pin::as_mut), cx)
+            });
+            tokio::time::timeout(Duration::from_secs(10), peek)
+                .await
+                .expect("the peek hung")
+        }
+
+        async fn status_in_trailers(response: Response<tonic::body::Body>) -> String {
+            let body = response.into_body().collect().await.unwrap();
+            let status = body.trailers().and_then(|t| t.get(GRPC_STATUS));
+            status.unwrap().to_str().unwrap().to_owned()
+        }
+
+        #[tokio::test]
+        async fn a_refusal_in_trailers_is_put_back() {
+            let (tx, mut response) = grpc_response();
+            tx.send(Ok(trailers(UNAUTHENTICATED))).await.unwrap();
+            drop(tx);
+            assert!(peek(&mut response, None).await);
+            assert_eq!(status_in_trailers(response).await, UNAUTHENTICATED);
+        }
+
+        #[tokio::test]
+        async fn anything_else_is_put_back() {
+            let (tx, mut response) = grpc_response();
+            tx.send(Ok(Frame::data(Bytes::from_static(b"msg"))))
+                .await
+                .unwrap();
+            tx.send(Ok(trailers("0"))).await.unwrap();
+            drop(tx);
+            assert!(!peek(&mut response, None).await);
+            assert_eq!(response.body().size_hint().lower(), 3);
+            let body = response.into_body().collect().await.unwrap();
+            assert_eq!(body.trailers().unwrap()[GRPC_STATUS], "0");
+            assert_eq!(body.to_bytes(), "msg");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn without_a_window_a_frame_that_is_not_ready_is_not_awaited() {
+            let (tx, mut response) = grpc_response();
+            let start = tokio::time::Instant::now();
+            assert!(!peek(&mut response, None).await);
+            assert_eq!(start.elapsed(), Duration::ZERO);
+            // Handed over unpeeked: the refusal still reaches the caller.
+            tx.send(Ok(trailers(UNAUTHENTICATED))).await.unwrap();
+            drop(tx);
+            assert_eq!(status_in_trailers(response).await, UNAUTHENTICATED);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_window_bounds_the_wait_for_the_first_frame() {
+            let (_tx, mut response) = grpc_response();
+            let start = tokio::time::Instant::now();
+            let window = Box::pin(tokio::time::sleep(PEEK_WINDOW));
+            assert!(!peek(&mut response, Some(window)).await);
+            assert_eq!(start.elapsed(), PEEK_WINDOW);
+        }
     }
 }

@@ -7,8 +7,11 @@ use std::{
     convert::Infallible,
     future::Future,
     net::SocketAddr,
-    pin::Pin,
-    sync::{Arc, Mutex},
+    pin::{pin, Pin},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -36,9 +39,10 @@ use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
     HealthCheckResponse,
 };
-use tower::{Service, ServiceBuilder};
+use tower::{util::BoxCloneService, BoxError, Layer, Service, ServiceBuilder};
 
 const COLLECT: &str = "/simacan.test.Upload/Collect";
+const ECHO: &str = "/simacan.test.Echo/Echo";
 
 /// A client-streaming method: collects the `service` fields of the request
 /// messages and answers with how many arrived.
@@ -88,6 +92,49 @@ impl Service<Request<Body>> for Collect {
     }
 }
 
+/// A bidirectional method: answers each request message with one response,
+/// and sends its headers before any message arrives, so it waits for the
+/// client.
+#[derive(Clone, Default)]
+struct Echo;
+
+impl NamedService for Echo {
+    const NAME: &'static str = "simacan.test.Echo";
+}
+
+type Echoes = Pin<Box<dyn tokio_stream::Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
+
+impl Service<Request<Body>> for Echo {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        Box::pin(async move {
+            let method = tower::service_fn(
+                |request: tonic::Request<tonic::Streaming<HealthCheckRequest>>| async move {
+                    use tokio_stream::StreamExt;
+                    let echoes = request.into_inner().map(|message| {
+                        message.map(|_| HealthCheckResponse {
+                            status: ServingStatus::Serving as i32,
+                        })
+                    });
+                    Ok::<_, Status>(tonic::Response::new(Box::pin(echoes) as Echoes))
+                },
+            );
+            let codec =
+                tonic_prost::ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default();
+            Ok(tonic::server::Grpc::new(codec)
+                .streaming(method, request)
+                .await)
+        })
+    }
+}
+
 /// Rejects a call with UNAUTHENTICATED unless the mock issued its token.
 fn auth_interceptor(
     validator: TokenValidator,
@@ -104,7 +151,8 @@ fn auth_interceptor(
     }
 }
 
-/// A tonic server with the health service and `Collect`, behind the interceptor.
+/// A tonic server with the health service, `Collect` and `Echo`, behind the
+/// interceptor.
 async fn grpc_server(mock: &MockAuthApi) -> (SocketAddr, Collect) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -113,19 +161,25 @@ async fn grpc_server(mock: &MockAuthApi) -> (SocketAddr, Collect) {
     let interceptor = auth_interceptor(mock.validator());
     let server = Server::builder()
         .add_service(InterceptedService::new(health, interceptor.clone()))
-        .add_service(InterceptedService::new(collect.clone(), interceptor))
+        .add_service(InterceptedService::new(
+            collect.clone(),
+            interceptor.clone(),
+        ))
+        .add_service(InterceptedService::new(Echo, interceptor))
         .serve_with_incoming(TcpListenerStream::new(listener));
     tokio::spawn(server);
     (addr, collect)
 }
 
+async fn connect(addr: SocketAddr) -> Channel {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}")).unwrap();
+    bounded(endpoint.connect()).await.unwrap()
+}
+
 async fn channel(addr: SocketAddr, layer: &SimacanAuthLayer) -> SimacanAuth<Channel> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    ServiceBuilder::new().layer(layer.clone()).service(channel)
+    ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(connect(addr).await)
 }
 
 async fn check(client: &mut HealthClient<SimacanAuth<Channel>>) -> Result<i32, Status> {
@@ -245,14 +299,17 @@ async fn a_client_streaming_call_is_healed_after_unauthenticated() {
     assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
 }
 
-/// A gRPC server that answers a refused token with headers, no message and
-/// trailers carrying UNAUTHENTICATED, instead of a trailers-only response.
-async fn trailers_server(validator: TokenValidator) -> SocketAddr {
+/// A gRPC server that answers a refused token with headers, no message and,
+/// `late` after the headers, trailers carrying UNAUTHENTICATED, instead of a
+/// trailers-only response.
+async fn trailers_server(validator: TokenValidator, late: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
+            // Headers and trailers go out in separate writes.
+            stream.set_nodelay(true).unwrap();
             let validator = validator.clone();
             let service =
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
@@ -273,9 +330,16 @@ async fn trailers_server(validator: TokenValidator) -> SocketAddr {
                             trailers.insert("grpc-message", "token%20refused".parse().unwrap());
                         }
                         frames.push(Frame::trailers(trailers));
-                        let body = StreamBody::new(tokio_stream::iter(
-                            frames.into_iter().map(Ok::<_, Infallible>),
-                        ));
+                        let (tx, rx) = tokio::sync::mpsc::channel(2);
+                        tokio::spawn(async move {
+                            for frame in frames {
+                                if frame.is_trailers() && !accepted {
+                                    tokio::time::sleep(late).await;
+                                }
+                                let _ = tx.send(Ok::<_, Infallible>(frame)).await;
+                            }
+                        });
+                        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
                         let response = Response::builder()
                             .header("content-type", "application/grpc")
                             .body(body.boxed())
@@ -295,8 +359,181 @@ async fn trailers_server(validator: TokenValidator) -> SocketAddr {
 #[tokio::test]
 async fn unauthenticated_in_trailers_after_an_empty_body_is_healed() {
     let mock = mock().await;
-    let addr = trailers_server(mock.validator()).await;
+    let addr = trailers_server(mock.validator(), Duration::ZERO).await;
     serving_before_and_after_revocation(&mock, addr).await;
+    let counts = mock.counts();
+    assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
+}
+
+/// What the caller of a health check sees.
+async fn check_named(
+    client: &mut HealthClient<SimacanAuth<Channel>>,
+    service: &str,
+) -> Result<i32, Status> {
+    let request = HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    bounded(client.check(request))
+        .await
+        .map(|r| r.into_inner().status)
+}
+
+#[tokio::test]
+async fn a_unary_call_waits_briefly_for_unauthenticated_in_late_trailers() {
+    let mock = mock().await;
+    // Late enough not to be there when the headers are, well within the
+    // window the layer waits once a request was sent in full.
+    let addr = trailers_server(mock.validator(), Duration::from_millis(10)).await;
+    serving_before_and_after_revocation(&mock, addr).await;
+    let counts = mock.counts();
+    assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
+}
+
+#[tokio::test]
+async fn unauthenticated_in_trailers_on_the_replay_and_in_the_cooldown_reaches_the_caller() {
+    let mock = mock().await;
+    let addr = trailers_server(mock.validator(), Duration::ZERO).await;
+    let mut client = HealthClient::new(channel(addr, &layer_for(&mock)).await);
+    check(&mut client).await.unwrap();
+    mock.set_target_rejects_every_token(true);
+
+    // The replay is refused too: the caller gets the server's own status.
+    let status = check(&mut client).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "token refused");
+    assert_eq!(mock.counts().refresh, 1);
+
+    // In the cooldown the refusal is passed through without a refresh.
+    let status = check(&mut client).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "token refused");
+    let counts = mock.counts();
+    assert_eq!((counts.refresh, counts.target_unauthorized), (1, 3));
+}
+
+#[tokio::test]
+async fn unauthenticated_in_trailers_for_a_body_that_cannot_be_replayed_reaches_the_caller() {
+    let mock = mock().await;
+    let addr = trailers_server(mock.validator(), Duration::ZERO).await;
+    let layer = layer_for(&mock).replay_body_limit(0);
+    let mut client = HealthClient::new(channel(addr, &layer).await);
+    let serving = ServingStatus::Serving as i32;
+    assert_eq!(check_named(&mut client, "trips").await.unwrap(), serving);
+    mock.revoke_access_tokens();
+
+    // The message is over the limit, so the refusal goes to the caller, as
+    // sent and without a replay.
+    let status = check_named(&mut client, "trips").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "token refused");
+    let counts = mock.counts();
+    assert_eq!((counts.target, counts.target_unauthorized), (2, 1));
+}
+
+/// Whether the layer kept a caller waiting for a response it already had:
+/// `arrived` is set, below the layer, when the channel answers with a gRPC
+/// response that has no status in its headers (one the layer peeks at);
+/// `held` is set, above the layer, when the layer's future is still pending
+/// on a poll after that.
+#[derive(Clone, Default)]
+struct HoldWatch {
+    arrived: Arc<AtomicBool>,
+    held: Arc<AtomicBool>,
+}
+
+type Watched = BoxCloneService<Request<Body>, Response<Body>, BoxError>;
+
+impl HoldWatch {
+    fn around(&self, channel: Channel, layer: &SimacanAuthLayer) -> Watched {
+        let arrived = self.arrived.clone();
+        let below = ServiceBuilder::new()
+            .map_future(move |future| {
+                let arrived = arrived.clone();
+                async move {
+                    let response: Response<Body> = future.await?;
+                    if !response.headers().contains_key("grpc-status") {
+                        arrived.store(true, Ordering::SeqCst);
+                    }
+                    Ok::<_, tonic::transport::Error>(response)
+                }
+            })
+            .service(channel);
+        let (arrived, held) = (self.arrived.clone(), self.held.clone());
+        ServiceBuilder::new()
+            .boxed_clone()
+            .map_future(
+                move |future: simacan_auth::future::ResponseFuture<_, Body>| {
+                    let (arrived, held) = (arrived.clone(), held.clone());
+                    async move {
+                        let mut future = pin!(future);
+                        std::future::poll_fn(|cx| {
+                            let polled = future.as_mut().poll(cx);
+                            if polled.is_pending() && arrived.load(Ordering::SeqCst) {
+                                held.store(true, Ordering::SeqCst);
+                            }
+                            polled
+                        })
+                        .await
+                    }
+                },
+            )
+            .service(layer.layer(below))
+    }
+
+    fn arrived(&self) -> bool {
+        self.arrived.load(Ordering::SeqCst)
+    }
+
+    fn held(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
+    }
+}
+
+/// Opens an `Echo` stream whose first message is sent only once the
+/// response has arrived, then checks that it is answered.
+async fn echo_after_the_response(svc: Watched) {
+    let mut grpc = tonic::client::Grpc::new(svc);
+    bounded(grpc.ready()).await.unwrap();
+    let codec = tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let messages = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let path = PathAndQuery::from_static(ECHO);
+    let response = bounded(grpc.streaming(tonic::Request::new(messages), path, codec))
+        .await
+        .unwrap();
+    let mut echoes = response.into_inner();
+    tx.send(HealthCheckRequest::default()).await.unwrap();
+    let echo = bounded(echoes.message()).await.unwrap().unwrap();
+    assert_eq!(echo.status, ServingStatus::Serving as i32);
+}
+
+#[tokio::test]
+async fn a_bidi_stream_whose_server_waits_for_the_client_is_handed_over_at_once() {
+    let mock = mock().await;
+    let (addr, _) = grpc_server(&mock).await;
+    let watch = HoldWatch::default();
+    echo_after_the_response(watch.around(connect(addr).await, &layer_for(&mock))).await;
+    assert!(watch.arrived(), "the response was peekable");
+    assert!(!watch.held(), "the layer held the response back");
+}
+
+#[tokio::test]
+async fn the_replay_of_a_bidi_stream_whose_server_waits_is_handed_over_at_once() {
+    let mock = mock().await;
+    let (addr, _) = grpc_server(&mock).await;
+    let channel = connect(addr).await;
+    let layer = layer_for(&mock);
+    check(&mut HealthClient::new(layer.layer(channel.clone())))
+        .await
+        .unwrap();
+    mock.revoke_access_tokens();
+
+    // Refused on headers before the client sent anything; the replay is
+    // accepted, and its server waits for the client.
+    let watch = HoldWatch::default();
+    echo_after_the_response(watch.around(channel, &layer)).await;
+    assert!(watch.arrived(), "the replay's response was peekable");
+    assert!(!watch.held(), "the layer held the replay's response back");
     let counts = mock.counts();
     assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
 }

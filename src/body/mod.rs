@@ -30,6 +30,8 @@
 //! A body type the layer does not know can join by implementing the trait;
 //! returning `None` for the replay means "never replay": a 401 then reaches
 //! the caller, and the token is still refreshed for the next request.
+//! Implementing [`ReplayBody::is_sent_in_full`] as well lets the layer wait
+//! briefly for a gRPC refusal in trailers once the body was sent.
 //!
 //! # Example
 //!
@@ -94,6 +96,41 @@ pub trait ReplayBody: Sized {
 
     /// The body to send again, or `None` when it can no longer be rebuilt.
     fn replay(replay: Self::Replay) -> Option<Self>;
+
+    /// Whether the body `replay` was prepared from has been sent in full:
+    /// read to its end, or whole from the start, so that none of it waits
+    /// for the response. A replay built from `replay` must then be whole
+    /// too.
+    ///
+    /// For a gRPC response without a status in its headers, the layer waits
+    /// a short while for the first frame (trailers with UNAUTHENTICATED are
+    /// a refusal) only when this is `true`: while the request body may still
+    /// be streaming, the server may be waiting for the client, and the
+    /// response is handed over at once instead (see the [`future`
+    /// module](crate::future)). `true` for `Full`, `Empty` and `String`, and
+    /// for a teed streaming body once its source was read to the end.
+    /// Defaults to `false`, which never delays a call but may let a refusal
+    /// sent in trailers after the headers reach the caller unhealed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::{combinators::BoxBody, BodyExt, Full};
+    /// use simacan_auth::body::ReplayBody;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut body: BoxBody<Bytes, std::convert::Infallible> = Full::new(Bytes::from("abc")).boxed();
+    /// let replay = body.prepare_replay(1024).unwrap();
+    /// assert!(!BoxBody::is_sent_in_full(&replay));
+    /// body.collect().await.unwrap();
+    /// assert!(BoxBody::is_sent_in_full(&replay));
+    /// # }
+    /// ```
+    fn is_sent_in_full(_replay: &Self::Replay) -> bool {
+        false
+    }
 }
 
 /// Cloned for the replay. `Full<Bytes>` and `Full<&'static [u8]>` share
@@ -129,6 +166,10 @@ where
     fn replay(replay: Self::Replay) -> Option<Self> {
         Some(replay)
     }
+
+    fn is_sent_in_full(_: &Self::Replay) -> bool {
+        true
+    }
 }
 
 impl<D> ReplayBody for Empty<D> {
@@ -140,6 +181,10 @@ impl<D> ReplayBody for Empty<D> {
 
     fn replay((): Self::Replay) -> Option<Self> {
         Some(Empty::new())
+    }
+
+    fn is_sent_in_full((): &Self::Replay) -> bool {
+        true
     }
 }
 
@@ -153,6 +198,10 @@ impl ReplayBody for String {
 
     fn replay(replay: Self::Replay) -> Option<Self> {
         Some(replay)
+    }
+
+    fn is_sent_in_full(_: &Self::Replay) -> bool {
+        true
     }
 }
 
@@ -201,6 +250,10 @@ impl<E: 'static> ReplayBody for BoxBody<Bytes, E> {
     fn replay(replay: Self::Replay) -> Option<Self> {
         replay.take().map(BoxBody::new)
     }
+
+    fn is_sent_in_full(replay: &Self::Replay) -> bool {
+        replay.source_ended()
+    }
 }
 
 /// Teed lazily; see the [module docs](self).
@@ -213,6 +266,10 @@ impl<E: 'static> ReplayBody for UnsyncBoxBody<Bytes, E> {
 
     fn replay(replay: Self::Replay) -> Option<Self> {
         replay.take().map(UnsyncBoxBody::new)
+    }
+
+    fn is_sent_in_full(replay: &Self::Replay) -> bool {
+        replay.source_ended()
     }
 }
 
@@ -229,6 +286,10 @@ impl ReplayBody for tonic::body::Body {
     fn replay(replay: Self::Replay) -> Option<Self> {
         replay.take().map(tonic::body::Body::new)
     }
+
+    fn is_sent_in_full(replay: &Self::Replay) -> bool {
+        replay.source_ended()
+    }
 }
 
 /// Teed lazily; see the [module docs](self).
@@ -243,6 +304,10 @@ impl ReplayBody for axum_core::body::Body {
 
     fn replay(replay: Self::Replay) -> Option<Self> {
         replay.take().map(axum_core::body::Body::new)
+    }
+
+    fn is_sent_in_full(replay: &Self::Replay) -> bool {
+        replay.source_ended()
     }
 }
 
@@ -304,6 +369,50 @@ mod tests {
         assert!(bytes_of(Empty::<Bytes>::replay(()).unwrap())
             .await
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_a_body_read_to_its_end_is_sent_in_full() {
+        let mut full = Full::new(Bytes::from_static(b"whole"));
+        assert!(Full::is_sent_in_full(&full.prepare_replay(0).unwrap()));
+        let mut empty = Empty::<Bytes>::new();
+        assert!(Empty::<Bytes>::is_sent_in_full(
+            &empty.prepare_replay(0).unwrap()
+        ));
+        let mut string = String::from("whole");
+        assert!(String::is_sent_in_full(&string.prepare_replay(5).unwrap()));
+
+        // Sent in full once its data is read, even before its end is polled.
+        let mut boxed = BoxBody::new(Full::new(Bytes::from_static(b"whole")));
+        let replay = boxed.prepare_replay(1024).unwrap();
+        assert!(!BoxBody::is_sent_in_full(&replay));
+        boxed.frame().await.unwrap().unwrap();
+        assert!(BoxBody::is_sent_in_full(&replay));
+
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, String>>(2);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let mut streaming = BoxBody::new(http_body_util::StreamBody::new(stream));
+        let replay = streaming.prepare_replay(1024).unwrap();
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"part"))))
+            .await
+            .unwrap();
+        let first = streaming.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "part");
+        assert!(!BoxBody::is_sent_in_full(&replay), "more may follow");
+        drop(tx);
+        assert!(streaming.frame().await.is_none());
+        assert!(BoxBody::is_sent_in_full(&replay));
+    }
+
+    #[tokio::test]
+    async fn a_failed_body_is_not_sent_in_full() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, String>>(1);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let mut streaming = BoxBody::new(http_body_util::StreamBody::new(stream));
+        let replay = streaming.prepare_replay(1024).unwrap();
+        tx.send(Err("reset".to_owned())).await.unwrap();
+        assert!(streaming.frame().await.unwrap().is_err());
+        assert!(!BoxBody::is_sent_in_full(&replay));
     }
 
     #[tokio::test]

@@ -210,6 +210,15 @@ impl<B> Drop for StreamReplay<B> {
     }
 }
 
+impl<B: Body> StreamReplay<B> {
+    /// Whether the first attempt read the source to its end (and so holds
+    /// all of it when the copy did not overflow).
+    pub(crate) fn source_ended(&self) -> bool {
+        let state = lock(&self.shared);
+        state.replayable && state.source.as_ref().is_none_or(Body::is_end_stream)
+    }
+}
+
 impl<B> fmt::Debug for StreamReplay<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = lock(&self.shared);
