@@ -153,3 +153,169 @@ mod memory {
         super::the_fleet_refreshes_ahead_of_expiry_once_per_token(shared()).await;
     }
 }
+
+mod file {
+    use std::os::unix::fs::PermissionsExt;
+
+    use simacan_auth::store::{FileStore, StoreErrorKind, StoreKey};
+
+    use super::*;
+
+    /// A store per replica, as separate processes open the same directory.
+    fn in_dir(dir: &tempfile::TempDir) -> impl Fn() -> FileStore + '_ {
+        move || FileStore::new(dir.path())
+    }
+
+    #[tokio::test]
+    async fn a_restarted_process_uses_the_stored_token() {
+        let dir = tempfile::tempdir().unwrap();
+        super::a_restarted_process_uses_the_stored_token(in_dir(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn a_cold_fleet_logs_in_once() {
+        let dir = tempfile::tempdir().unwrap();
+        super::a_cold_fleet_logs_in_once(in_dir(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn early_expiry_costs_the_fleet_one_refresh_per_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        super::early_expiry_costs_the_fleet_one_refresh_per_revocation(in_dir(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn the_fleet_refreshes_ahead_of_expiry_once_per_token() {
+        let dir = tempfile::tempdir().unwrap();
+        super::the_fleet_refreshes_ahead_of_expiry_once_per_token(in_dir(&dir)).await;
+    }
+
+    fn key_of(mock: &MockAuthApi) -> StoreKey {
+        StoreKey::new(mock.base_url(), mock.credentials().username())
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_token_file_is_moved_aside_and_replaced_after_one_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = mock().await;
+        let store = FileStore::new(dir.path());
+        let path = store.token_path(&key_of(&mock));
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::write(&path, b"{\"schema\":1,\"truncat").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let svc = client_through(&layer_for(&mock).token_store(store.clone()));
+        assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+        assert_eq!(mock.counts().password, 1);
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.contains(".corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the corrupt file was moved aside");
+        // The new file is good: a restarted process uses it.
+        let restarted = client_through(&layer_for(&mock).token_store(FileStore::new(dir.path())));
+        assert_eq!(
+            get_status(&restarted, &mock.url("/trips")).await,
+            StatusCode::OK
+        );
+        assert_eq!(mock.counts().password, 1);
+    }
+
+    #[tokio::test]
+    async fn a_token_file_others_can_read_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = mock().await;
+        let store = FileStore::new(dir.path());
+        let first = client_through(&layer_for(&mock).token_store(store.clone()));
+        assert_eq!(
+            get_status(&first, &mock.url("/trips")).await,
+            StatusCode::OK
+        );
+        let path = store.token_path(&key_of(&mock));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let next = client_through(&layer_for(&mock).token_store(FileStore::new(dir.path())));
+        let error = get(&next, &mock.url("/trips")).await.unwrap_err();
+        let simacan_auth::Error::Store(store_error) = auth_error(&error) else {
+            panic!("expected a store error, got {error}");
+        };
+        assert_eq!(store_error.kind(), StoreErrorKind::Insecure);
+        let message = error.to_string();
+        assert!(
+            message.contains(&path.display().to_string()) && message.contains("chmod 600"),
+            "{message}"
+        );
+        assert_eq!(mock.counts().password, 1, "no login over an insecure file");
+    }
+}
+
+mod redis {
+    use simacan_auth::store::RedisStore;
+
+    use super::*;
+    use crate::support::redis::RedisServer;
+
+    fn on(server: &RedisServer) -> impl Fn() -> RedisStore {
+        let url = server.url();
+        move || RedisStore::open(&url).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_restarted_process_uses_the_stored_token() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        super::a_restarted_process_uses_the_stored_token(on(&server)).await;
+    }
+
+    #[tokio::test]
+    async fn a_cold_fleet_logs_in_once() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        super::a_cold_fleet_logs_in_once(on(&server)).await;
+    }
+
+    #[tokio::test]
+    async fn early_expiry_costs_the_fleet_one_refresh_per_revocation() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        super::early_expiry_costs_the_fleet_one_refresh_per_revocation(on(&server)).await;
+    }
+
+    #[tokio::test]
+    async fn the_fleet_refreshes_ahead_of_expiry_once_per_token() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        super::the_fleet_refreshes_ahead_of_expiry_once_per_token(on(&server)).await;
+    }
+
+    #[tokio::test]
+    async fn redis_down_mid_traffic_fails_no_request_while_tokens_are_valid() {
+        let Some(mut server) = RedisServer::start() else {
+            return;
+        };
+        let mock = mock().await;
+        let replicas = fleet(&mock, 4, on(&server));
+        traffic(&replicas, &mock.url("/trips"), 3).await;
+        server.stop();
+        for _ in 0..3 {
+            traffic(&replicas, &mock.url("/trips"), 3).await;
+        }
+        // Redis comes back empty (no persistence): the fleet converges on
+        // it at the next need, with one refresh and no second login.
+        server.restart();
+        mock.revoke_access_tokens();
+        traffic(&replicas, &mock.url("/trips"), 3).await;
+        let newcomer = client_through(&layer_for(&mock).token_store(on(&server)()));
+        assert_eq!(
+            get_status(&newcomer, &mock.url("/trips")).await,
+            StatusCode::OK
+        );
+        let counts = mock.counts();
+        assert_eq!(counts.password, 1);
+        assert_eq!(counts.refresh, 1);
+        assert_eq!(counts.refresh_rejected, 0);
+    }
+}
