@@ -76,12 +76,14 @@ pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
+pub mod scope;
 pub mod service;
 pub mod token;
 mod unauthorized;
 
 pub use error::{Endpoint, Error};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
+pub use scope::TokenScope;
 pub use service::SimacanAuth;
 pub use token::{AccessToken, BaseUrl, Credentials, Environment};
 

@@ -176,7 +176,8 @@ impl fmt::Debug for Environment {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host`, as a URI writes it, is a loopback name or address.
+pub(crate) fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost")
         || bare
