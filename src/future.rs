@@ -7,7 +7,8 @@
 //! ```
 //!
 //! With a valid token the request starts in `Calling`, so the hot path holds
-//! no boxed future.
+//! no boxed future. A request outside the token scope is `PassingThrough`
+//! from start to end: the inner future, its response returned as is.
 //!
 //! # Example
 //!
@@ -105,6 +106,8 @@ pin_project! {
         Refreshing { wait: TokenWait, request: Option<Box<Request<B>>> },
         ReadyToReplay { request: Option<Box<Request<B>>> },
         Failed { error: Option<Error> },
+        // Outside the token scope: no token, no replay, the response as is.
+        PassingThrough { #[pin] future: F },
     }
 }
 
@@ -137,6 +140,11 @@ where
             request: Some(Box::new(request)),
         };
         Self::new(state, service, cache, replay, 0)
+    }
+
+    pub(crate) fn passing_through(future: S::Future, service: S, cache: TokenCache) -> Self {
+        let state = State::PassingThrough { future };
+        Self::new(state, service, cache, None, 0)
     }
 
     pub(crate) fn failed(error: Error, service: S, cache: TokenCache) -> Self {
@@ -238,6 +246,9 @@ where
                     let error = error.take().expect(POLLED_AFTER_COMPLETION);
                     return Poll::Ready(Err(error.into()));
                 }
+                StateProj::PassingThrough { future } => {
+                    return future.poll(cx).map_err(Into::into);
+                }
             };
             if replayed {
                 this.cache.replay_unauthorized();
@@ -303,6 +314,7 @@ where
             State::Refreshing { .. } => "Refreshing",
             State::ReadyToReplay { .. } => "ReadyToReplay",
             State::Failed { .. } => "Failed",
+            State::PassingThrough { .. } => "PassingThrough",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -29,7 +29,7 @@ use tower::Layer;
 
 use crate::{
     token::{AccessToken, Backoff, Credentials, Environment, Settings, TokenCache},
-    Error, SimacanAuth,
+    Error, SimacanAuth, TokenScope,
 };
 
 /// The default of [`SimacanAuthLayer::replay_body_limit`]: 1 MiB.
@@ -66,6 +66,8 @@ struct Config {
     environment: Environment,
     settings: Settings,
     replay_body_limit: usize,
+    // `None` follows the environment, whenever it is set.
+    token_scope: Option<TokenScope>,
 }
 
 impl SimacanAuthLayer {
@@ -85,6 +87,7 @@ impl SimacanAuthLayer {
             environment: Environment::default(),
             settings: Settings::default(),
             replay_body_limit: DEFAULT_REPLAY_BODY_LIMIT,
+            token_scope: None,
         })
     }
 
@@ -101,7 +104,9 @@ impl SimacanAuthLayer {
         Self::from_config(config)
     }
 
-    /// The Auth API to log in to. Defaults to [`Environment::Production`].
+    /// The Auth API to log in to. Unless [`token_scope`](Self::token_scope)
+    /// is set, it also decides which hosts get the token (see
+    /// [`TokenScope`]). Defaults to [`Environment::Production`].
     ///
     /// # Example
     ///
@@ -199,6 +204,33 @@ impl SimacanAuthLayer {
         self.configure(|c| c.replay_body_limit = bytes)
     }
 
+    /// The hosts that get the token; requests to any other host pass
+    /// through untouched (no token, no login, no replay), and their 401s go
+    /// to the caller. Whatever the scope, the token goes only over `https`,
+    /// or plain `http` to a loopback host, or to a URI without an authority
+    /// (the inner service picks the host). See [`TokenScope`].
+    ///
+    /// Defaults to the scope of the [environment](Self::environment),
+    /// whether it is set before or after this: `*.services.simacan.com`
+    /// except `*-stg.services.simacan.com` for production,
+    /// `*-stg.services.simacan.com` for staging, and any host for
+    /// [`Environment::custom`], which should be given a scope.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{Credentials, Environment, SimacanAuthLayer, TokenScope};
+    ///
+    /// let layer = SimacanAuthLayer::new(Credentials::new("u", "p"))
+    ///     .environment(Environment::custom("https://auth.example.com/api/v1")?)
+    ///     .token_scope(TokenScope::hosts(["*.api.example.com"])?);
+    /// # let _ = layer;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    pub fn token_scope(self, scope: TokenScope) -> Self {
+        self.configure(|c| c.token_scope = Some(scope))
+    }
+
     /// A valid access token, logging in or refreshing when needed, for use
     /// outside tower. Shares the token, and any login in flight, with the
     /// services built from this layer.
@@ -235,6 +267,14 @@ impl SimacanAuthLayer {
         self.cache().invalidate();
     }
 
+    fn scope(&self) -> TokenScope {
+        let config = &self.config;
+        match &config.token_scope {
+            Some(scope) => scope.clone(),
+            None => TokenScope::of_environment(&config.environment),
+        }
+    }
+
     fn cache(&self) -> &TokenCache {
         self.cache.get_or_init(|| {
             let config = &self.config;
@@ -251,7 +291,12 @@ impl<S> Layer<S> for SimacanAuthLayer {
     type Service = SimacanAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SimacanAuth::new(inner, self.cache().clone(), self.config.replay_body_limit)
+        SimacanAuth::new(
+            inner,
+            self.cache().clone(),
+            self.config.replay_body_limit,
+            self.scope(),
+        )
     }
 }
 
@@ -262,6 +307,7 @@ impl fmt::Debug for SimacanAuthLayer {
             .field("environment", &self.config.environment)
             .field("settings", &self.config.settings)
             .field("replay_body_limit", &self.config.replay_body_limit)
+            .field("token_scope", &self.scope())
             .finish()
     }
 }
