@@ -1,6 +1,8 @@
 //! Shared helpers: a mock Auth API, a real hyper client through the layer.
 #![allow(dead_code)]
 
+pub mod hosts;
+
 use std::time::Duration;
 
 use bytes::Bytes;
