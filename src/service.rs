@@ -1,7 +1,7 @@
 //! [`SimacanAuth`]: the service that authenticates every request.
 //!
 //! Built by [`SimacanAuthLayer`](crate::SimacanAuthLayer). For each request
-//! in its [`TokenScope`](crate::TokenScope) it sets `Authorization: Bearer
+//! in its [`TokenScope`] it sets `Authorization: Bearer
 //! <token>` (replacing any the request had), keeps a replay of the request,
 //! and when the response is a 401 it heals it: refresh once for all
 //! concurrent callers, replay once. A request outside the scope goes to the
