@@ -17,7 +17,9 @@ use bytes::Bytes;
 use http::{header::AUTHORIZATION, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use simacan_auth::{body::ReplayBody, mock::MockAuthApi, SimacanAuthLayer};
+use simacan_auth::{
+    body::ReplayBody, mock::MockAuthApi, Credentials, Environment, SimacanAuthLayer,
+};
 use support::{hosts::*, *};
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::follow_redirect::{policy, FollowRedirectLayer};
@@ -164,22 +166,48 @@ async fn plain_http_carries_the_token_only_to_loopback_names() {
     assert_eq!(api.authorizations(), [empty(), token.clone(), token]);
 }
 
-#[tokio::test]
-async fn a_production_layer_leaves_other_hosts_alone_without_logging_in() {
-    // The mock's target API answers 401 to a request without a token. Were
-    // the request in the production scope, the layer would log in to the
-    // real production Auth API instead.
-    let mock = mock().await;
-    let layer = SimacanAuthLayer::new(mock.credentials());
-    let request = Request::get(mock.url("/trips"))
-        .header(AUTHORIZATION, "Bearer callers-own")
-        .body(Full::default())
-        .unwrap();
-    let response = call(layer.layer(client()), request).await;
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let recorded = &mock.target_requests()[0];
-    assert_eq!(recorded.headers[AUTHORIZATION], "Bearer callers-own");
-    assert_eq!(mock.counts().password, 0);
+#[test]
+fn the_default_scope_follows_the_environment() {
+    // Read through Debug, so that no request can reach the real Auth API.
+    let scope_of = |layer: SimacanAuthLayer| {
+        let shown = format!("{layer:?}");
+        let start = shown
+            .find("token_scope: ")
+            .expect("the layer shows its scope");
+        let rest = &shown[start..];
+        rest.strip_suffix(" }").unwrap_or(rest).to_owned()
+    };
+    let layer = || SimacanAuthLayer::new(Credentials::new("u", "p"));
+    assert_eq!(
+        scope_of(layer()),
+        "token_scope: TokenScope { hosts: [*.services.simacan.com], except: [*-stg.services.simacan.com] }"
+    );
+    assert_eq!(
+        scope_of(layer().environment(Environment::Staging)),
+        "token_scope: TokenScope { hosts: [*-stg.services.simacan.com] }"
+    );
+    let custom = Environment::custom("https://auth.example.com/api/v1").unwrap();
+    assert_eq!(
+        scope_of(layer().environment(custom)),
+        "token_scope: TokenScope(any host)"
+    );
+    let chosen = "token_scope: TokenScope { hosts: [*.services.simacan.test] }";
+    assert_eq!(
+        scope_of(
+            layer()
+                .token_scope(scope())
+                .environment(Environment::Staging)
+        ),
+        chosen
+    );
+    assert_eq!(
+        scope_of(
+            layer()
+                .environment(Environment::Staging)
+                .token_scope(scope())
+        ),
+        chosen
+    );
 }
 
 #[tokio::test]
