@@ -7,7 +7,8 @@
 //! ```
 //!
 //! With a valid token the request starts in `Calling`, so the hot path holds
-//! no boxed future.
+//! no boxed future. A request outside the token scope is `PassingThrough`
+//! from start to end: the inner future, its response returned as is.
 //!
 //! A gRPC response (`application/grpc`) with no status in its headers and a
 //! `tonic::body::Body` (feature `tonic`) goes through `Peeking` first: its
@@ -126,6 +127,8 @@ pin_project! {
         Refreshing { wait: TokenWait, request: Option<Box<Request<B>>> },
         ReadyToReplay { request: Option<Box<Request<B>>> },
         Failed { error: Option<Error> },
+        // Outside the token scope: no token, no replay, the response as is.
+        PassingThrough { #[pin] future: F },
     }
 }
 
@@ -161,6 +164,11 @@ where
             request: Some(Box::new(request)),
         };
         Self::new(state, service, cache, replay, 0)
+    }
+
+    pub(crate) fn passing_through(future: S::Future, service: S, cache: TokenCache) -> Self {
+        let state = State::PassingThrough { future };
+        Self::new(state, service, cache, None, 0)
     }
 
     pub(crate) fn failed(error: Error, service: S, cache: TokenCache) -> Self {
@@ -304,6 +312,9 @@ where
                     let error = error.take().expect(POLLED_AFTER_COMPLETION);
                     return Poll::Ready(Err(auth_failure::<R>(error)));
                 }
+                StateProj::PassingThrough { future } => {
+                    return future.poll(cx).map_err(Into::into);
+                }
             };
             if replayed {
                 this.cache.replay_refused(*this.generation);
@@ -374,6 +385,7 @@ where
             State::Refreshing { .. } => "Refreshing",
             State::ReadyToReplay { .. } => "ReadyToReplay",
             State::Failed { .. } => "Failed",
+            State::PassingThrough { .. } => "PassingThrough",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -34,7 +34,7 @@ use tower::Layer;
 use crate::{
     store::{MemoryStore, TokenStore},
     token::{AccessToken, Backoff, Credentials, Environment, Settings, TokenCache},
-    Error, SimacanAuth,
+    Error, SimacanAuth, TokenScope,
 };
 
 /// The default of [`SimacanAuthLayer::replay_body_limit`]: 1 MiB.
@@ -72,6 +72,8 @@ struct Config {
     settings: Settings,
     replay_body_limit: usize,
     store: Arc<dyn TokenStore>,
+    // `None` follows the environment, whenever it is set.
+    token_scope: Option<TokenScope>,
 }
 
 impl SimacanAuthLayer {
@@ -92,6 +94,7 @@ impl SimacanAuthLayer {
             settings: Settings::default(),
             replay_body_limit: DEFAULT_REPLAY_BODY_LIMIT,
             store: Arc::new(MemoryStore::new()),
+            token_scope: None,
         })
     }
 
@@ -108,7 +111,9 @@ impl SimacanAuthLayer {
         Self::from_config(config)
     }
 
-    /// The Auth API to log in to. Defaults to [`Environment::Production`].
+    /// The Auth API to log in to. Unless [`token_scope`](Self::token_scope)
+    /// is set, it also decides which hosts get the token (see
+    /// [`TokenScope`]). Defaults to [`Environment::Production`].
     ///
     /// # Example
     ///
@@ -263,6 +268,33 @@ impl SimacanAuthLayer {
         self.configure(|c| c.settings.local_login_on_store_outage = allowed)
     }
 
+    /// The hosts that get the token; requests to any other host pass
+    /// through untouched (no token, no login, no replay), and their 401s go
+    /// to the caller. Whatever the scope, the token goes only over `https`,
+    /// or plain `http` to a loopback host, or to a URI without an authority
+    /// (the inner service picks the host). See [`TokenScope`].
+    ///
+    /// Defaults to the scope of the [environment](Self::environment),
+    /// whether it is set before or after this: `*.services.simacan.com`
+    /// except `*-stg.services.simacan.com` for production,
+    /// `*-stg.services.simacan.com` for staging, and any host for
+    /// [`Environment::custom`], which should be given a scope.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{Credentials, Environment, SimacanAuthLayer, TokenScope};
+    ///
+    /// let layer = SimacanAuthLayer::new(Credentials::new("u", "p"))
+    ///     .environment(Environment::custom("https://auth.example.com/api/v1")?)
+    ///     .token_scope(TokenScope::hosts(["*.api.example.com"])?);
+    /// # let _ = layer;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    pub fn token_scope(self, scope: TokenScope) -> Self {
+        self.configure(|c| c.token_scope = Some(scope))
+    }
+
     /// A valid access token, logging in or refreshing when needed, for use
     /// outside tower. Shares the token, and any login in flight, with the
     /// services built from this layer.
@@ -299,6 +331,14 @@ impl SimacanAuthLayer {
         self.cache().invalidate();
     }
 
+    fn scope(&self) -> TokenScope {
+        let config = &self.config;
+        match &config.token_scope {
+            Some(scope) => scope.clone(),
+            None => TokenScope::of_environment(&config.environment),
+        }
+    }
+
     fn cache(&self) -> &TokenCache {
         self.cache.get_or_init(|| {
             let config = &self.config;
@@ -316,7 +356,12 @@ impl<S> Layer<S> for SimacanAuthLayer {
     type Service = SimacanAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SimacanAuth::new(inner, self.cache().clone(), self.config.replay_body_limit)
+        SimacanAuth::new(
+            inner,
+            self.cache().clone(),
+            self.config.replay_body_limit,
+            self.scope(),
+        )
     }
 }
 
@@ -328,6 +373,7 @@ impl fmt::Debug for SimacanAuthLayer {
             .field("settings", &self.config.settings)
             .field("replay_body_limit", &self.config.replay_body_limit)
             .field("store", &self.config.store)
+            .field("token_scope", &self.scope())
             .finish()
     }
 }

@@ -7,7 +7,11 @@
 //!
 //! - **Lazy, single-flight login.** The first request logs in with the
 //!   password grant; concurrent first requests share that one login.
-//! - **Bearer on every request**, from a lock-free [`arc_swap`] read.
+//! - **Bearer on every request** to a Simacan host, from a lock-free
+//!   [`arc_swap`] read.
+//! - **The token stays on Simacan's hosts.** A [`TokenScope`] decides per
+//!   request; requests to other hosts, or over plain `http` to anything but
+//!   loopback, pass through untouched.
 //! - **401 heals.** A 401 triggers one refresh for all concurrent callers and
 //!   a replay of the request, body included. A refresh token that is itself
 //!   rejected falls back to the password grant, once.
@@ -80,6 +84,7 @@ pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
+pub mod scope;
 pub mod service;
 pub mod store;
 pub mod token;
@@ -87,6 +92,7 @@ mod unauthorized;
 
 pub use error::{Endpoint, Error};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
+pub use scope::TokenScope;
 pub use service::SimacanAuth;
 pub use token::{AccessToken, BaseUrl, Credentials, Environment};
 

@@ -1,9 +1,11 @@
 //! [`SimacanAuth`]: the service that authenticates every request.
 //!
 //! Built by [`SimacanAuthLayer`](crate::SimacanAuthLayer). For each request
-//! it sets `Authorization: Bearer <token>` (replacing any the request had),
-//! keeps a replay of the request, and when the response is a 401 it heals it:
-//! refresh once for all concurrent callers, replay once.
+//! in its [`TokenScope`] it sets `Authorization: Bearer
+//! <token>` (replacing any the request had), keeps a replay of the request,
+//! and when the response is a 401 it heals it: refresh once for all
+//! concurrent callers, replay once. A request outside the scope goes to the
+//! inner service untouched, and its response comes back as is.
 //!
 //! # Example
 //!
@@ -31,6 +33,7 @@ use crate::{
     body::ReplayBody,
     future::{Replay, ResponseFuture},
     token::{Lookup, TokenCache},
+    TokenScope,
 };
 
 /// Authenticates requests to a Simacan API. See the [module docs](self).
@@ -62,14 +65,21 @@ pub struct SimacanAuth<S> {
     inner: S,
     cache: TokenCache,
     replay_body_limit: usize,
+    scope: TokenScope,
 }
 
 impl<S> SimacanAuth<S> {
-    pub(crate) fn new(inner: S, cache: TokenCache, replay_body_limit: usize) -> Self {
+    pub(crate) fn new(
+        inner: S,
+        cache: TokenCache,
+        replay_body_limit: usize,
+        scope: TokenScope,
+    ) -> Self {
         SimacanAuth {
             inner,
             cache,
             replay_body_limit,
+            scope,
         }
     }
 
@@ -134,6 +144,11 @@ where
         let clone = self.inner.clone();
         let mut service = mem::replace(&mut self.inner, clone);
         let cache = self.cache.clone();
+        if !self.scope.allows(request.uri()) {
+            tracing::debug!(host = ?request.uri().host(), "outside the token scope; sent as is");
+            let future = service.call(request);
+            return ResponseFuture::passing_through(future, service, cache);
+        }
         let token = match self.cache.lookup() {
             Lookup::Valid {
                 header,
@@ -164,6 +179,7 @@ impl<S: fmt::Debug> fmt::Debug for SimacanAuth<S> {
             .field("inner", &self.inner)
             .field("cache", &self.cache)
             .field("replay_body_limit", &self.replay_body_limit)
+            .field("scope", &self.scope)
             .finish()
     }
 }

@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use simacan_auth::{
     mock::{MockAuthApi, TokenValidator},
-    SimacanAuth, SimacanAuthLayer,
+    SimacanAuth, SimacanAuthLayer, TokenScope,
 };
 use support::{bounded, layer_for, mock};
 use tokio::net::TcpListener;
@@ -208,6 +208,28 @@ async fn a_unary_call_is_healed_after_unauthenticated() {
     let counts = mock.counts();
     assert_eq!((counts.password, counts.refresh), (1, 1));
     assert_eq!((counts.target, counts.target_unauthorized), (3, 1));
+}
+
+#[tokio::test]
+async fn a_client_outside_its_channel_gets_the_token_whatever_the_scope() {
+    // A generated client sends path-only URIs, and the channel picks the
+    // host: the scope cannot apply, so the token goes along.
+    let mock = mock().await;
+    let (addr, _) = grpc_server(&mock).await;
+    let scope = TokenScope::hosts(["*.services.simacan.test"]).unwrap();
+    let svc = channel(addr, &layer_for(&mock).token_scope(scope)).await;
+    let mut client = HealthClient::new(svc.clone());
+    let serving = ServingStatus::Serving as i32;
+    assert_eq!(check(&mut client).await.unwrap(), serving);
+    // Given an origin outside the scope, the same client gets no token, and
+    // UNAUTHENTICATED is the caller's.
+    let origin = format!("http://{addr}").parse().unwrap();
+    let mut outside = HealthClient::with_origin(svc, origin);
+    let status = check(&mut outside).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let counts = mock.counts();
+    assert_eq!((counts.password, counts.refresh), (1, 0));
+    assert_eq!((counts.target, counts.target_unauthorized), (2, 1));
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
-use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer};
+use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer, TokenScope};
 use tower::{
     retry::{Retry, RetryLayer},
     Layer, Service, ServiceBuilder,
@@ -122,9 +122,13 @@ where
     poll_now(svc.call(request)).unwrap()
 }
 
-/// A layer pointed at `mock`, holding a token already.
+/// A layer pointed at `mock`, holding a token already, and scoped as a
+/// production layer is, so that every request pays for the host match.
 pub async fn warm_layer(mock: &MockAuthApi) -> SimacanAuthLayer {
-    let layer = SimacanAuthLayer::new(mock.credentials()).environment(mock.environment());
+    let scope = TokenScope::hosts(["*.services.simacan.com"]).expect("a valid scope");
+    let layer = SimacanAuthLayer::new(mock.credentials())
+        .environment(mock.environment())
+        .token_scope(scope);
     layer.access_token().await.expect("the mock logs in");
     layer
 }

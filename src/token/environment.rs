@@ -41,11 +41,18 @@ const STAGING: &str = "https://auth-service-stg.services.simacan.com/api/v1";
 #[non_exhaustive]
 pub enum Environment {
     /// `https://auth-service.services.simacan.com/api/v1`. The default.
+    /// Its token goes to `*.services.simacan.com`, except
+    /// `*-stg.services.simacan.com`, unless the layer is given another
+    /// [`TokenScope`](crate::TokenScope).
     #[default]
     Production,
-    /// `https://auth-service-stg.services.simacan.com/api/v1`.
+    /// `https://auth-service-stg.services.simacan.com/api/v1`. Its token
+    /// goes to `*-stg.services.simacan.com`, unless the layer is given
+    /// another [`TokenScope`](crate::TokenScope).
     Staging,
-    /// Any other base URL, made with [`Environment::custom`].
+    /// Any other base URL, made with [`Environment::custom`]. Its token goes
+    /// to any host unless the layer is given a
+    /// [`TokenScope`](crate::TokenScope).
     Custom(BaseUrl),
 }
 
@@ -89,6 +96,13 @@ impl fmt::Debug for BaseUrl {
 
 impl Environment {
     /// An Auth API at `base_url`: everything up to and including `/api/v1`.
+    ///
+    /// The crate cannot know which hosts such a deployment serves, so a
+    /// layer with a custom environment attaches its token to requests to any
+    /// host (still only over `https`, or plain `http` to loopback). Give the
+    /// layer the API's hosts with
+    /// [`SimacanAuthLayer::token_scope`](crate::SimacanAuthLayer::token_scope)
+    /// whenever the wrapped client may reach other hosts.
     ///
     /// # Errors
     ///
@@ -176,7 +190,8 @@ impl fmt::Debug for Environment {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host`, as a URI writes it, is a loopback name or address.
+pub(crate) fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost")
         || bare

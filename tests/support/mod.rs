@@ -2,6 +2,7 @@
 //! a real Redis server (`redis`).
 #![allow(dead_code)]
 
+pub mod hosts;
 pub mod redis;
 
 use std::time::Duration;
