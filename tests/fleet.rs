@@ -190,6 +190,58 @@ mod file {
         super::the_fleet_refreshes_ahead_of_expiry_once_per_token(in_dir(&dir)).await;
     }
 
+    /// Not a test: the body of a child process started by
+    /// `processes_run_in_a_row_log_in_once`, which names the Auth API, the
+    /// store directory and the target in `FLEET_CHILD`. Returns at once
+    /// otherwise.
+    #[test]
+    fn child_process_entry() {
+        let Ok(spec) = std::env::var("FLEET_CHILD") else {
+            return;
+        };
+        let [base_url, dir, target] = spec.splitn(3, '|').collect::<Vec<_>>()[..] else {
+            panic!("FLEET_CHILD is auth-url|store-dir|target-url");
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let layer = SimacanAuthLayer::new(simacan_auth::Credentials::new(
+                simacan_auth::mock::USERNAME,
+                simacan_auth::mock::PASSWORD,
+            ))
+            .environment(simacan_auth::Environment::custom(base_url).unwrap())
+            .token_store(FileStore::new(dir));
+            assert_eq!(
+                get_status(&client_through(&layer), target).await,
+                StatusCode::OK
+            );
+        });
+    }
+
+    #[tokio::test]
+    async fn processes_run_in_a_row_log_in_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = mock().await;
+        let spec = format!(
+            "{}|{}|{}",
+            mock.base_url(),
+            dir.path().display(),
+            mock.url("/trips")
+        );
+        for run in 1..=3 {
+            let status = tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "file::child_process_entry", "--test-threads=1"])
+                .env("FLEET_CHILD", &spec)
+                .stdout(std::process::Stdio::null())
+                .status();
+            let status = bounded(status).await.unwrap();
+            assert!(status.success(), "run {run} failed: {status}");
+            assert_eq!(mock.counts().target, run, "run {run} made its request");
+        }
+        let counts = mock.counts();
+        assert_eq!(counts.password, 1, "three processes, one login");
+        assert_eq!(counts.refresh, 0);
+    }
+
     fn key_of(mock: &MockAuthApi) -> StoreKey {
         StoreKey::new(mock.base_url(), mock.credentials().username())
     }
