@@ -143,7 +143,10 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// The record kept for `key`, if any.
     ///
     /// A record that cannot be read should not be served as absent in
-    /// silence: move it aside with a warning and return `Ok(None)`, or fail.
+    /// silence: move it aside with a warning and return `Ok(None)`, or fail
+    /// with a [`Corrupt`](StoreErrorKind::Corrupt) error, which the token
+    /// state reports to its callers (and retries after its backoff) without
+    /// calling the Auth API.
     fn load<'a>(
         &'a self,
         key: &'a StoreKey,
@@ -165,12 +168,18 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
-    /// Gives `lease` up, if it is still held by its owner.
+    /// Gives `lease` up, if it is still held by its owner. A store whose
+    /// lease is a guard ([`Lease::with_guard`], such as a locked file)
+    /// releases it when the lease is dropped, whether or not this is
+    /// called.
     fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Writes `record` for its key if the stored record's generation is
     /// `expected` (`None`: there is no record); `false`, writing nothing,
-    /// otherwise. Compare and swap in one atomic step.
+    /// otherwise. Compare and swap in one atomic step. The generation is
+    /// what protects the record: the lease is passed so that a store may
+    /// also check it, but need not. A `false` is not retried: the token
+    /// state keeps its new token in its own memory and logs an error.
     fn save<'a>(
         &'a self,
         lease: &'a Lease,
