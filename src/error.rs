@@ -6,7 +6,14 @@
 //! service pass through unchanged.
 //!
 //! No variant ever carries the password or a token: messages name the
-//! endpoint and the status, never a secret.
+//! endpoint's full URL and the status, never a secret. The underlying cause
+//! of an [`Error::Unreachable`] (connection refused, a DNS failure, a TLS
+//! error) is its [`source()`](std::error::Error::source), not part of its
+//! message: print the whole chain, as the last example shows.
+//!
+//! While the token cache backs off after a failure, requests without a valid
+//! token fail fast with the same error, and [`Error::retry_after`] says how
+//! long until the next attempt.
 //!
 //! # Example
 //!
@@ -25,10 +32,38 @@
 //! let error: tower::BoxError = Box::new(Error::InvalidCredentials);
 //! assert_eq!(explain(&error), "check SIMACAN_USERNAME and SIMACAN_PASSWORD");
 //! ```
+//!
+//! Printing an error with its causes:
+//!
+//! ```
+//! use std::error::Error as _;
+//!
+//! fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+//!     let mut text = error.to_string();
+//!     let mut cause = error.source();
+//!     while let Some(e) = cause {
+//!         text = format!("{text}: {e}");
+//!         cause = e.source();
+//!     }
+//!     text
+//! }
+//!
+//! let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+//! let error = simacan_auth::Error::Unreachable {
+//!     endpoint: simacan_auth::Endpoint::Password,
+//!     url: "https://auth.example.com/api/v1/auth/password".into(),
+//!     source: std::sync::Arc::new(io),
+//!     retry_after: None,
+//! };
+//! assert_eq!(
+//!     with_causes(&error),
+//!     "simacan auth api unreachable at https://auth.example.com/api/v1/auth/password: connection refused"
+//! );
+//! ```
 
 use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
-use http::StatusCode;
+use http::{StatusCode, Uri};
 
 /// The Auth API endpoint a request went to. See the [module docs](self).
 ///
@@ -80,16 +115,27 @@ impl fmt::Display for Endpoint {
 /// use simacan_auth::{Endpoint, Error};
 /// use http::StatusCode;
 ///
-/// let e = Error::UnexpectedStatus { endpoint: Endpoint::Password, status: StatusCode::BAD_GATEWAY, retry_after: None };
-/// assert_eq!(e.to_string(), "simacan auth api answered /auth/password with 502 Bad Gateway");
+/// let e = Error::UnexpectedStatus {
+///     endpoint: Endpoint::Password,
+///     url: "https://auth-service-stg.services.simacan.com/api/v1/auth/password".into(),
+///     status: StatusCode::BAD_GATEWAY,
+///     retry_after: None,
+/// };
+/// assert_eq!(
+///     e.to_string(),
+///     "simacan auth api answered https://auth-service-stg.services.simacan.com/api/v1/auth/password with 502 Bad Gateway"
+/// );
 /// assert!(e.is_transient());
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// The Auth API rejected the username and password (401 or a 400
-    /// `invalid_grant` from `/auth/password`). Not retried until the backoff
-    /// ends.
+    /// `invalid_grant` from `/auth/password`). The password is not sent again
+    /// until the longest backoff has passed (5 minutes unless set with
+    /// [`SimacanAuthLayer::backoff`](crate::SimacanAuthLayer::backoff));
+    /// until then requests without a valid token fail fast with this error.
+    /// Being a unit variant, it carries no [`retry_after`](Error::retry_after).
     InvalidCredentials,
     /// `Credentials::from_env` found the named variable unset or not UTF-8.
     MissingCredentials {
@@ -102,27 +148,42 @@ pub enum Error {
         reason: String,
     },
     /// The Auth API could not be reached: DNS, connect, TLS or I/O failure.
+    /// The message names the URL; the cause is the
+    /// [`source()`](std::error::Error::source).
     Unreachable {
         /// The endpoint that was called.
         endpoint: Endpoint,
+        /// The endpoint's full URL, which tells the deployment. It never
+        /// carries a secret.
+        url: Arc<str>,
         /// The transport error.
         source: Arc<dyn StdError + Send + Sync>,
+        /// The time until the next attempt. See [`Error::retry_after`].
+        retry_after: Option<Duration>,
     },
     /// The Auth API did not answer within the auth timeout.
     Timeout {
         /// The endpoint that was called.
         endpoint: Endpoint,
+        /// The endpoint's full URL.
+        url: Arc<str>,
         /// The timeout that ran out.
         after: Duration,
+        /// The time until the next attempt. See [`Error::retry_after`].
+        retry_after: Option<Duration>,
     },
     /// The Auth API answered with a status the protocol does not expect
     /// (5xx, 429, a redirect, …).
     UnexpectedStatus {
         /// The endpoint that was called.
         endpoint: Endpoint,
+        /// The endpoint's full URL.
+        url: Arc<str>,
         /// The status it answered with.
         status: StatusCode,
-        /// Its `Retry-After`, when it sent one in seconds.
+        /// The time until the next attempt, never shorter than the
+        /// `Retry-After` (in seconds) the Auth API sent. See
+        /// [`Error::retry_after`].
         retry_after: Option<Duration>,
     },
     /// The Auth API answered 200 with a body that is not a valid token
@@ -130,15 +191,23 @@ pub enum Error {
     MalformedResponse {
         /// The endpoint that was called.
         endpoint: Endpoint,
+        /// The endpoint's full URL.
+        url: Arc<str>,
         /// What is wrong with the body (never the body itself).
         reason: String,
+        /// The time until the next attempt. See [`Error::retry_after`].
+        retry_after: Option<Duration>,
     },
     /// The Auth API's response body was larger than the crate accepts.
     ResponseTooLarge {
         /// The endpoint that was called.
         endpoint: Endpoint,
+        /// The endpoint's full URL.
+        url: Arc<str>,
         /// The limit, in bytes.
         limit: usize,
+        /// The time until the next attempt. See [`Error::retry_after`].
+        retry_after: Option<Duration>,
     },
     /// The token store failed: unreachable, insecure, corrupt, or its lease
     /// held elsewhere for too long. See [`StoreError`](crate::store::StoreError).
@@ -169,34 +238,95 @@ impl Error {
         }
     }
 
-    /// The `Retry-After` the Auth API sent with this error, if any.
+    /// How long until the token cache calls the Auth API (or the token
+    /// store) again, so that a caller can size its own retries.
+    ///
+    /// After a failed login or refresh the cache backs off (see
+    /// [`SimacanAuthLayer::backoff`](crate::SimacanAuthLayer::backoff)):
+    /// requests without a valid token fail fast with the same error until
+    /// the backoff ends, and the first request after it tries again. The
+    /// failure that starts the backoff and every error returned during it
+    /// carry the time left, rounded up to whole seconds like HTTP
+    /// `Retry-After`; the message ends with `; next attempt in …s`. For a
+    /// 503 or 429 it is never shorter than the Auth API's `Retry-After`.
+    ///
+    /// `None` for errors that do not come from a backoff (configuration,
+    /// missing credentials, no runtime) and for
+    /// [`Error::InvalidCredentials`]: a unit variant cannot carry the time.
+    /// Rejected credentials are not sent again until the longest backoff has
+    /// passed since the rejection (5 minutes by default).
     ///
     /// # Example
     ///
     /// ```
-    /// assert_eq!(simacan_auth::Error::InvalidCredentials.retry_after(), None);
+    /// use std::time::Duration;
+    /// use simacan_auth::{Endpoint, Error};
+    ///
+    /// let e = Error::Timeout {
+    ///     endpoint: Endpoint::Refresh,
+    ///     url: "https://auth.example.com/api/v1/auth/refresh".into(),
+    ///     after: Duration::from_secs(30),
+    ///     retry_after: Some(Duration::from_secs(42)),
+    /// };
+    /// assert_eq!(e.retry_after(), Some(Duration::from_secs(42)));
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "simacan auth api did not answer https://auth.example.com/api/v1/auth/refresh \
+    ///      within 30s; next attempt in 42s"
+    /// );
+    /// assert_eq!(Error::InvalidCredentials.retry_after(), None);
     /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::UnexpectedStatus { retry_after, .. } => *retry_after,
+            Error::Unreachable { retry_after, .. }
+            | Error::Timeout { retry_after, .. }
+            | Error::UnexpectedStatus { retry_after, .. }
+            | Error::MalformedResponse { retry_after, .. }
+            | Error::ResponseTooLarge { retry_after, .. } => *retry_after,
+            Error::Store(error) => error.retry_after,
             _ => None,
         }
     }
 
+    /// This error as the token cache returns it during a backoff: the next
+    /// attempt is `wait` away, rounded up to whole seconds. Variants without
+    /// room for it are returned unchanged.
+    pub(crate) fn next_attempt_in(mut self, wait: Duration) -> Self {
+        let secs = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0));
+        let wait = Some(Duration::from_secs(secs));
+        match &mut self {
+            Error::Unreachable { retry_after, .. }
+            | Error::Timeout { retry_after, .. }
+            | Error::UnexpectedStatus { retry_after, .. }
+            | Error::MalformedResponse { retry_after, .. }
+            | Error::ResponseTooLarge { retry_after, .. } => *retry_after = wait,
+            Error::Store(error) => error.retry_after = wait,
+            _ => {}
+        }
+        self
+    }
+
     pub(crate) fn unreachable(
         endpoint: Endpoint,
+        url: &Uri,
         source: impl Into<Box<dyn StdError + Send + Sync>>,
     ) -> Self {
         Error::Unreachable {
             endpoint,
+            url: url_of(url),
             source: Arc::from(source.into()),
+            retry_after: None,
         }
     }
 
-    pub(crate) fn malformed(endpoint: Endpoint, reason: impl Into<String>) -> Self {
+    pub(crate) fn malformed(endpoint: Endpoint, url: &Uri, reason: impl Into<String>) -> Self {
         Error::MalformedResponse {
             endpoint,
+            url: url_of(url),
             reason: reason.into(),
+            retry_after: None,
         }
     }
 
@@ -207,40 +337,51 @@ impl Error {
     }
 }
 
+/// An Auth API URL as the variants that describe a call keep it.
+pub(crate) fn url_of(uri: &Uri) -> Arc<str> {
+    uri.to_string().into()
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidCredentials => {
-                f.write_str("simacan auth api rejected the username or password")
-            }
+            Error::InvalidCredentials => f.write_str(
+                "simacan auth api rejected the username or password; the password is not \
+                 sent again until the longest backoff (5 minutes by default) has passed",
+            )?,
             Error::MissingCredentials { variable } => {
-                write!(f, "environment variable {variable} is not set")
+                write!(f, "environment variable {variable} is not set")?
             }
-            Error::InvalidConfiguration { reason } => write!(f, "invalid configuration: {reason}"),
-            Error::Unreachable { endpoint, .. } => {
-                write!(f, "simacan auth api unreachable at {endpoint}")
+            Error::InvalidConfiguration { reason } => write!(f, "invalid configuration: {reason}")?,
+            Error::Unreachable { url, source, .. } => {
+                write!(f, "simacan auth api unreachable at {url}")?;
+                if speaks_no_tls(&**source) {
+                    f.write_str(
+                        ": the server does not speak tls; is the auth api url plain http?",
+                    )?;
+                }
             }
-            Error::Timeout { endpoint, after } => {
-                write!(
-                    f,
-                    "simacan auth api did not answer {endpoint} within {after:?}"
-                )
+            Error::Timeout { url, after, .. } => {
+                write!(f, "simacan auth api did not answer {url} within {after:?}")?
             }
-            Error::UnexpectedStatus {
-                endpoint, status, ..
-            } => write!(f, "simacan auth api answered {endpoint} with {status}"),
-            Error::MalformedResponse { endpoint, reason } => {
-                write!(f, "malformed token response from {endpoint}: {reason}")
+            Error::UnexpectedStatus { url, status, .. } => {
+                write!(f, "simacan auth api answered {url} with {status}")?
             }
-            Error::ResponseTooLarge { endpoint, limit } => write!(
-                f,
-                "token response from {endpoint} is larger than {limit} bytes"
-            ),
-            Error::Store(error) => fmt::Display::fmt(error, f),
+            Error::MalformedResponse { url, reason, .. } => {
+                write!(f, "malformed token response from {url}: {reason}")?
+            }
+            Error::ResponseTooLarge { url, limit, .. } => {
+                write!(f, "token response from {url} is larger than {limit} bytes")?
+            }
+            Error::Store(error) => fmt::Display::fmt(error, f)?,
             Error::NoRuntime => f.write_str(
                 "no tokio runtime to obtain a token on: none is running, it shut down, \
                  or it lacks the time or i/o driver (build it with enable_all)",
-            ),
+            )?,
+        }
+        match self.retry_after() {
+            Some(wait) => write!(f, "; next attempt in {}s", wait.as_secs()),
+            None => Ok(()),
         }
     }
 }
@@ -255,14 +396,60 @@ impl StdError for Error {
     }
 }
 
+/// Whether a transport error says the server answered the TLS handshake
+/// with something else, typically plain HTTP: rustls then reads
+/// `HTTP/1.1 …` as a record of an invalid content type.
+///
+/// The connector wraps the rustls error in `io::Error`s, whose `source()`
+/// skips the error they wrap, so those are opened with `get_ref`.
+#[cfg(feature = "rustls")]
+fn speaks_no_tls(error: &(dyn StdError + 'static)) -> bool {
+    use rustls::{Error as Tls, InvalidMessage};
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(Tls::InvalidMessage(InvalidMessage::InvalidContentType)) = error.downcast_ref()
+        {
+            return true;
+        }
+        next = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => error.source(),
+        };
+    }
+    false
+}
+
+/// Without rustls there is no TLS to fail.
+#[cfg(not(feature = "rustls"))]
+fn speaks_no_tls(_: &(dyn StdError + 'static)) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const PASSWORD_URL: &str = "https://auth-service-stg.services.simacan.com/api/v1/auth/password";
+
+    fn uri() -> Uri {
+        Uri::from_static(PASSWORD_URL)
+    }
+
+    fn url() -> Arc<str> {
+        PASSWORD_URL.into()
+    }
+
+    fn refused() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused")
+    }
+
     #[test]
-    fn unreachable_keeps_its_source() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let error = Error::unreachable(Endpoint::Password, io);
+    fn unreachable_names_the_url_and_keeps_the_cause_as_its_source() {
+        let error = Error::unreachable(Endpoint::Password, &uri(), refused());
+        assert_eq!(
+            error.to_string(),
+            format!("simacan auth api unreachable at {PASSWORD_URL}")
+        );
         assert_eq!(
             error.source().map(ToString::to_string).as_deref(),
             Some("refused")
@@ -271,19 +458,125 @@ mod tests {
     }
 
     #[test]
+    fn call_errors_name_the_full_url() {
+        let errors = [
+            Error::Timeout {
+                endpoint: Endpoint::Password,
+                url: url(),
+                after: Duration::from_secs(30),
+                retry_after: None,
+            },
+            Error::UnexpectedStatus {
+                endpoint: Endpoint::Password,
+                url: url(),
+                status: StatusCode::BAD_GATEWAY,
+                retry_after: None,
+            },
+            Error::malformed(Endpoint::Password, &uri(), "not json"),
+            Error::ResponseTooLarge {
+                endpoint: Endpoint::Password,
+                url: url(),
+                limit: 65536,
+                retry_after: None,
+            },
+        ];
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                format!("simacan auth api did not answer {PASSWORD_URL} within 30s"),
+                format!("simacan auth api answered {PASSWORD_URL} with 502 Bad Gateway"),
+                format!("malformed token response from {PASSWORD_URL}: not json"),
+                format!("token response from {PASSWORD_URL} is larger than 65536 bytes"),
+            ]
+        );
+    }
+
+    #[test]
     fn client_errors_are_not_transient() {
         let error = Error::UnexpectedStatus {
             endpoint: Endpoint::Refresh,
+            url: url(),
             status: StatusCode::FORBIDDEN,
             retry_after: None,
         };
         assert!(!error.is_transient());
         let error = Error::UnexpectedStatus {
             endpoint: Endpoint::Refresh,
+            url: url(),
             status: StatusCode::TOO_MANY_REQUESTS,
             retry_after: Some(Duration::from_secs(3)),
         };
         assert!(error.is_transient());
         assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn the_next_attempt_is_rounded_up_to_whole_seconds_and_told() {
+        let error = Error::unreachable(Endpoint::Password, &uri(), refused());
+        for (wait, secs) in [
+            (Duration::from_millis(1), 1),
+            (Duration::from_secs(60), 60),
+            (Duration::from_millis(59_001), 60),
+            (Duration::MAX, u64::MAX),
+        ] {
+            let during = error.clone().next_attempt_in(wait);
+            assert_eq!(during.retry_after(), Some(Duration::from_secs(secs)));
+            assert!(
+                during.to_string().ends_with(&format!(
+                    "unreachable at {PASSWORD_URL}; next attempt in {secs}s"
+                )),
+                "{during}"
+            );
+            assert!(during.source().is_some(), "the cause is kept");
+        }
+    }
+
+    #[test]
+    fn store_errors_carry_the_next_attempt_too() {
+        let store = crate::store::StoreError::unavailable("redis at 127.0.0.1:6379", refused());
+        let error = Error::Store(store).next_attempt_in(Duration::from_millis(2500));
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(
+            error.to_string(),
+            "token store unavailable: redis at 127.0.0.1:6379; next attempt in 3s"
+        );
+        assert!(error.source().is_some());
+    }
+
+    #[test]
+    fn rejected_credentials_say_when_the_password_is_tried_again() {
+        let error = Error::InvalidCredentials.next_attempt_in(Duration::from_secs(42));
+        assert!(matches!(error, Error::InvalidCredentials));
+        assert_eq!(error.retry_after(), None);
+        assert!(
+            error
+                .to_string()
+                .contains("not sent again until the longest backoff (5 minutes by default)"),
+            "{error}"
+        );
+    }
+
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn a_peer_that_does_not_speak_tls_gets_a_hint() {
+        use rustls::InvalidMessage;
+        // As the connector wraps it: rustls in an io::Error in an io::Error.
+        let tls = rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType);
+        let wrapped =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        let error = Error::unreachable(Endpoint::Password, &uri(), wrapped);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "simacan auth api unreachable at {PASSWORD_URL}: \
+                 the server does not speak tls; is the auth api url plain http?"
+            )
+        );
+        let other_tls = rustls::Error::InvalidMessage(InvalidMessage::HandshakePayloadTooLarge);
+        let error = Error::unreachable(Endpoint::Password, &uri(), other_tls);
+        assert!(!error.to_string().contains("does not speak tls"), "{error}");
+        let error = Error::unreachable(Endpoint::Password, &uri(), refused());
+        assert!(!error.to_string().contains("does not speak tls"), "{error}");
     }
 }

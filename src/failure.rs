@@ -57,7 +57,9 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
         let outage = Error::Timeout {
             endpoint: crate::Endpoint::Password,
+            url: "https://auth.example.com/api/v1/auth/password".into(),
             after: std::time::Duration::from_secs(30),
+            retry_after: None,
         };
         assert_eq!(status_of(outage).code(), tonic::Code::Unavailable);
     }

@@ -683,7 +683,7 @@ async fn wrong_credentials_are_not_retried_in_a_loop() {
 }
 
 #[tokio::test]
-async fn an_unreachable_auth_api_is_a_typed_error() {
+async fn a_closed_port_is_unreachable_at_the_full_url_with_the_cause_in_source() {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -701,7 +701,49 @@ async fn an_unreachable_auth_api_is_a_typed_error() {
         ),
         "{error:?}"
     );
-    assert!(std::error::Error::source(&error).is_some());
+    // The first backoff is half to all of one second, told in whole seconds.
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "simacan auth api unreachable at http://127.0.0.1:{port}/api/v1/auth/password; \
+             next attempt in 1s"
+        )
+    );
+    let refused = std::iter::successors(std::error::Error::source(&error), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    assert!(refused, "{}", with_causes(&error));
+}
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_unreachable_at_the_full_url_with_the_cause_in_source() {
+    // `.invalid` never resolves (RFC 6761).
+    let env = Environment::custom("https://simacan-auth.invalid/api/v1").unwrap();
+    let layer = SimacanAuthLayer::new(Credentials::new("u", "p")).environment(env);
+    let error = bounded(layer.access_token()).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Unreachable {
+                endpoint: Endpoint::Password,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.starts_with(
+            "simacan auth api unreachable at https://simacan-auth.invalid/api/v1/auth/password;"
+        ),
+        "{message}"
+    );
+    assert!(
+        !message.contains("dns"),
+        "the cause stays out of the message: {message}"
+    );
+    let causes = with_causes(&error);
+    assert!(causes.contains("dns error"), "{causes}");
 }
 
 #[tokio::test]
@@ -719,6 +761,13 @@ async fn a_slow_auth_api_times_out() {
             }
         ),
         "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "simacan auth api did not answer {}/auth/password within 100ms; next attempt in 1s",
+            mock.base_url()
+        )
     );
 }
 
@@ -931,7 +980,8 @@ fn the_response_future_is_sync_when_the_inner_future_is() {
 #[tokio::test]
 async fn https_goes_through_rustls_and_fails_cleanly_against_a_plain_server() {
     // The mock speaks plain HTTP: a TLS handshake with it must fail as a
-    // typed error, which shows the rustls connector is in the path.
+    // typed error, which shows the rustls connector is in the path, and
+    // says what is likely wrong.
     let mock = mock().await;
     let env = Environment::custom(format!("https://{}/api/v1", mock.addr())).unwrap();
     let layer = SimacanAuthLayer::new(mock.credentials()).environment(env);
@@ -946,6 +996,16 @@ async fn https_goes_through_rustls_and_fails_cleanly_against_a_plain_server() {
         ),
         "{error:?}"
     );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "simacan auth api unreachable at https://{}/api/v1/auth/password: the server does \
+             not speak tls; is the auth api url plain http?; next attempt in 1s",
+            mock.addr()
+        )
+    );
+    let causes = with_causes(&error);
+    assert!(causes.contains("InvalidContentType"), "{causes}");
     assert_eq!(
         mock.counts().password,
         0,

@@ -1,6 +1,6 @@
 //! [`StoreError`]: why a store could not do what was asked.
 
-use std::{error::Error as StdError, fmt, sync::Arc};
+use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
 /// What kind of failure a [`StoreError`] is.
 ///
@@ -45,6 +45,9 @@ pub struct StoreError {
     kind: StoreErrorKind,
     message: String,
     source: Option<Arc<dyn StdError + Send + Sync>>,
+    /// Set by the token cache while it backs off after this failure; read
+    /// through [`Error::retry_after`](crate::Error::retry_after).
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl StoreError {
@@ -65,6 +68,7 @@ impl StoreError {
             kind: StoreErrorKind::Unavailable,
             message: what.into(),
             source: Some(Arc::from(source.into())),
+            retry_after: None,
         }
     }
 
@@ -110,6 +114,7 @@ impl StoreError {
             kind,
             message: message.into(),
             source: None,
+            retry_after: None,
         }
     }
 
@@ -159,6 +164,7 @@ impl fmt::Debug for StoreError {
             .field("kind", &self.kind)
             .field("message", &self.message)
             .field("source", &self.source)
+            .field("retry_after", &self.retry_after)
             .finish()
     }
 }

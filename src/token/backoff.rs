@@ -47,6 +47,7 @@ mod tests {
     fn outage(retry_after: Option<u64>) -> Error {
         Error::UnexpectedStatus {
             endpoint: Endpoint::Refresh,
+            url: "https://auth.example.com/api/v1/auth/refresh".into(),
             status: StatusCode::SERVICE_UNAVAILABLE,
             retry_after: retry_after.map(Duration::from_secs),
         }

@@ -8,7 +8,8 @@
 //! - A proactive refresh starts once a token enters its refresh window, while
 //!   requests keep using it. Only requests without a valid token wait.
 //! - Failures back off; during the backoff, requests without a valid token
-//!   fail fast with the last error.
+//!   fail fast with the last error, which says how long until the next
+//!   attempt ([`Error::retry_after`]).
 //! - A 401 names the token generation it was sent with: a newer token is
 //!   used straight away. A token obtained to heal a 401 that is refused
 //!   before any request succeeded with it shows that the resource, not the
@@ -151,6 +152,15 @@ struct Failure {
     consecutive: u32,
 }
 
+impl Failure {
+    /// The error to fail with at `now`, saying how long until the next
+    /// attempt.
+    fn error_at(&self, now: Instant) -> Error {
+        let wait = self.until.saturating_duration_since(now);
+        self.error.clone().next_attempt_in(wait)
+    }
+}
+
 impl TokenCache {
     /// A cache talking HTTP to `environment`, keeping tokens in `store`.
     pub(crate) fn new(
@@ -229,7 +239,7 @@ impl TokenCache {
             return Acquired::Wait(wait);
         }
         if let Some(failure) = control.failure.as_ref().filter(|f| now < f.until) {
-            return Acquired::Failed(failure.error.clone());
+            return Acquired::Failed(failure.error_at(now));
         }
         match self.start_flight(&mut control, Need::Token) {
             Ok(wait) => Acquired::Wait(wait),
@@ -469,11 +479,13 @@ impl Shared {
             token.defer_proactive_refresh(until);
         }
         tracing::warn!(error = %error, ?delay, consecutive, "could not obtain a token; backing off");
-        control.failure = Some(Failure {
-            error: error.clone(),
+        let failure = Failure {
+            error,
             until,
             consecutive,
-        });
+        };
+        let error = failure.error_at(now);
+        control.failure = Some(failure);
         error
     }
 

@@ -169,6 +169,134 @@ async fn failures_back_off_and_fail_fast_in_between() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn errors_during_a_backoff_say_how_long_until_the_next_attempt() {
+    let backoff = Backoff {
+        initial: Duration::from_secs(40),
+        max: Duration::from_secs(40),
+    };
+    let slow = Duration::from_secs(60);
+    let cases = [
+        (
+            "unreachable",
+            FakeApi::new(Reply::Down),
+            Duration::from_secs(30),
+        ),
+        (
+            "503",
+            FakeApi::new(Reply::Status(503)),
+            Duration::from_secs(30),
+        ),
+        (
+            "malformed",
+            FakeApi::new(Reply::Status(200)),
+            Duration::from_secs(30),
+        ),
+        (
+            "timeout",
+            FakeApi::with_delay(Reply::Down, slow),
+            Duration::from_secs(2),
+        ),
+    ];
+    for (case, api, auth_timeout) in cases {
+        let cache = cache_with(
+            &api,
+            Settings {
+                backoff,
+                auth_timeout,
+                ..Settings::default()
+            },
+        );
+        let first = cache.access_token().await.unwrap_err();
+        // The first backoff is 20..=40 s, told in whole seconds.
+        let wait = first.retry_after().map_or(0, |d| d.as_secs());
+        assert!((20..=40).contains(&wait), "{case}: {first:?}");
+        assert!(
+            first
+                .to_string()
+                .ends_with(&format!("; next attempt in {wait}s")),
+            "{case}: {first}"
+        );
+        for elapsed in 1..wait {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let Lookup::Failed(error) = cache.lookup() else {
+                panic!("{case}: expected to fail fast during the backoff");
+            };
+            assert_eq!(
+                std::mem::discriminant(&error),
+                std::mem::discriminant(&first),
+                "{case}: the same failure"
+            );
+            let left = wait - elapsed;
+            assert_eq!(
+                error.retry_after(),
+                Some(Duration::from_secs(left)),
+                "{case}"
+            );
+            assert!(
+                error
+                    .to_string()
+                    .ends_with(&format!("; next attempt in {left}s")),
+                "{case}: {error}"
+            );
+        }
+        assert_eq!(api.calls(Endpoint::Password), 1, "{case}");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let _ = cache.access_token().await;
+        assert_eq!(
+            api.calls(Endpoint::Password),
+            2,
+            "{case}: the backoff is over, the next attempt happens"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_from_the_auth_api_is_told_exactly() {
+    struct Outage;
+    impl Transport for Outage {
+        fn post_form(
+            &self,
+            _: Endpoint,
+            _: Uri,
+            _: Zeroizing<String>,
+        ) -> BoxFuture<'static, Result<RawResponse, Error>> {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::RETRY_AFTER, "60".parse().unwrap());
+            Box::pin(async {
+                Ok(RawResponse {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    headers,
+                    body: Bytes::new(),
+                })
+            })
+        }
+    }
+    let cache = TokenCache::with_transport(
+        Credentials::new("u", "p"),
+        Environment::custom("http://127.0.0.1:1/api/v1").unwrap(),
+        Settings::default(),
+        Arc::new(MemoryStore::new()),
+        Arc::new(Outage),
+    );
+    let first = cache.access_token().await.unwrap_err();
+    assert_eq!(first.retry_after(), Some(Duration::from_secs(60)));
+    tokio::time::advance(Duration::from_millis(400)).await;
+    let Lookup::Failed(error) = cache.lookup() else {
+        panic!("expected to fail fast during the backoff");
+    };
+    assert_eq!(
+        error.to_string(),
+        "simacan auth api answered http://127.0.0.1:1/api/v1/auth/password with \
+         503 Service Unavailable; next attempt in 60s"
+    );
+    tokio::time::advance(Duration::from_millis(600)).await;
+    let Lookup::Failed(error) = cache.lookup() else {
+        panic!("expected to fail fast during the backoff");
+    };
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(59)));
+}
+
+#[tokio::test(start_paused = true)]
 async fn rejected_password_is_not_retried_until_the_longest_backoff() {
     let api = FakeApi::new(Reply::Status(401));
     let cache = cache(&api);

@@ -72,14 +72,18 @@ impl AuthApi {
     /// The password grant.
     pub(crate) async fn password(&self, credentials: &Credentials) -> Result<Grant, Error> {
         let endpoint = Endpoint::Password;
-        let response = self.post(endpoint, credentials.password_form()).await?;
+        let url = self.environment.endpoint_uri(endpoint)?;
+        let response = self
+            .post(endpoint, &url, credentials.password_form())
+            .await?;
         if response.status == StatusCode::OK {
-            return Grant::parse(endpoint, &response.body);
+            return Grant::parse(&response.body)
+                .map_err(|reason| Error::malformed(endpoint, &url, reason));
         }
         if is_rejection(&response) {
             return Err(Error::InvalidCredentials);
         }
-        Err(unexpected(endpoint, &response))
+        Err(unexpected(endpoint, &url, &response))
     }
 
     /// The refresh grant, which rotates the refresh token.
@@ -90,31 +94,40 @@ impl AuthApi {
                 .append_pair("refresh_token", refresh_token)
                 .finish(),
         );
+        let url = self
+            .environment
+            .endpoint_uri(endpoint)
+            .map_err(RefreshError::Failed)?;
         let response = self
-            .post(endpoint, form)
+            .post(endpoint, &url, form)
             .await
             .map_err(RefreshError::Failed)?;
         if response.status == StatusCode::OK {
-            return Grant::parse(endpoint, &response.body).map_err(RefreshError::Failed);
+            return Grant::parse(&response.body)
+                .map_err(|reason| RefreshError::Failed(Error::malformed(endpoint, &url, reason)));
         }
         if is_rejection(&response) {
             return Err(RefreshError::Rejected);
         }
-        Err(RefreshError::Failed(unexpected(endpoint, &response)))
+        Err(RefreshError::Failed(unexpected(endpoint, &url, &response)))
     }
 
+    /// Posts `form` to `url`, the full URL of `endpoint`, which every error
+    /// of the call names.
     async fn post(
         &self,
         endpoint: Endpoint,
+        url: &Uri,
         form: Zeroizing<String>,
     ) -> Result<RawResponse, Error> {
-        let uri = self.environment.endpoint_uri(endpoint)?;
-        let call = self.transport.post_form(endpoint, uri, form);
+        let call = self.transport.post_form(endpoint, url.clone(), form);
         tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| Error::Timeout {
                 endpoint,
+                url: crate::error::url_of(url),
                 after: self.timeout,
+                retry_after: None,
             })?
     }
 }
@@ -135,7 +148,7 @@ fn is_rejection(response: &RawResponse) -> bool {
     }
 }
 
-fn unexpected(endpoint: Endpoint, response: &RawResponse) -> Error {
+fn unexpected(endpoint: Endpoint, url: &Uri, response: &RawResponse) -> Error {
     let retry_after = response
         .headers
         .get(http::header::RETRY_AFTER)
@@ -144,6 +157,7 @@ fn unexpected(endpoint: Endpoint, response: &RawResponse) -> Error {
         .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     Error::UnexpectedStatus {
         endpoint,
+        url: crate::error::url_of(url),
         status: response.status,
         retry_after,
     }
@@ -152,6 +166,10 @@ fn unexpected(endpoint: Endpoint, response: &RawResponse) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn url() -> Uri {
+        Uri::from_static("https://auth.example.com/api/v1/auth/refresh")
+    }
 
     fn response(status: u16, body: &str) -> RawResponse {
         RawResponse {
@@ -180,17 +198,20 @@ mod tests {
         r.headers
             .insert(http::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(
-            unexpected(Endpoint::Refresh, &r).retry_after(),
+            unexpected(Endpoint::Refresh, &url(), &r).retry_after(),
             Some(Duration::from_secs(7))
         );
         r.headers
             .insert(http::header::RETRY_AFTER, "99999999".parse().unwrap());
         assert_eq!(
-            unexpected(Endpoint::Refresh, &r).retry_after(),
+            unexpected(Endpoint::Refresh, &url(), &r).retry_after(),
             Some(MAX_RETRY_AFTER)
         );
         r.headers
             .insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(unexpected(Endpoint::Refresh, &r).retry_after(), None);
+        assert_eq!(
+            unexpected(Endpoint::Refresh, &url(), &r).retry_after(),
+            None
+        );
     }
 }

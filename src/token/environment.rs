@@ -2,7 +2,10 @@
 //!
 //! Production and staging have separate credentials. Any other base URL
 //! (a local mock, an on-premise setup) goes through [`Environment::custom`],
-//! which accepts `https://` anywhere and plain `http://` only on loopback.
+//! which accepts `https://` anywhere and plain `http://` only on loopback,
+//! and wants the base URL to end in its API version, like `/api/v1`: a URL
+//! without it would only fail later, at login. An Auth API served without a
+//! version in its path goes through [`Environment::custom_unversioned`].
 //!
 //! # Example
 //!
@@ -16,6 +19,7 @@
 //! );
 //! let local = Environment::custom("http://127.0.0.1:8080/api/v1")?;
 //! assert!(Environment::custom("http://auth.example.com/api/v1").is_err());
+//! assert!(Environment::custom("https://auth.example.com").is_err());
 //! # let _ = local;
 //! # Ok::<(), simacan_auth::Error>(())
 //! ```
@@ -56,7 +60,8 @@ pub enum Environment {
     Custom(BaseUrl),
 }
 
-/// A validated Auth API base URL, made by [`Environment::custom`].
+/// A validated Auth API base URL, made by [`Environment::custom`] or
+/// [`Environment::custom_unversioned`].
 ///
 /// # Example
 ///
@@ -88,40 +93,11 @@ impl BaseUrl {
     }
 }
 
-impl fmt::Debug for BaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl Environment {
-    /// An Auth API at `base_url`: everything up to and including `/api/v1`.
-    ///
-    /// The crate cannot know which hosts such a deployment serves, so a
-    /// layer with a custom environment attaches its token to requests to any
-    /// host (still only over `https`, or plain `http` to loopback). Give the
-    /// layer the API's hosts with
-    /// [`SimacanAuthLayer::token_scope`](crate::SimacanAuthLayer::token_scope)
-    /// whenever the wrapped client may reach other hosts.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfiguration`] when `base_url` is not an absolute
-    /// `http(s)` URL, carries a query, fragment or user info, or is plain
-    /// `http://` to a host other than a loopback address.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use simacan_auth::Environment;
-    ///
-    /// assert!(Environment::custom("https://auth.example.com/api/v1").is_ok());
-    /// assert!(Environment::custom("http://[::1]:4000/api/v1").is_ok());
-    /// assert!(Environment::custom("auth.example.com").is_err());
-    /// assert!(Environment::custom("ftp://auth.example.com/api/v1").is_err());
-    /// ```
-    pub fn custom(base_url: impl AsRef<str>) -> Result<Environment, Error> {
-        let raw = base_url.as_ref().trim();
+impl BaseUrl {
+    /// Checks everything but the version segment, and drops a trailing
+    /// slash.
+    fn parse(raw: &str) -> Result<BaseUrl, Error> {
+        let raw = raw.trim();
         let uri: Uri = raw
             .parse()
             .map_err(|_| Error::config(format!("base url {raw:?} is not a url")))?;
@@ -145,13 +121,135 @@ impl Environment {
             }
             _ => return Err(Error::config(format!("base url {raw:?} is not http(s)"))),
         }
-        let base = format!(
+        Ok(BaseUrl(format!(
             "{}://{}{}",
             uri.scheme_str().unwrap_or("https"),
             authority,
             uri.path().trim_end_matches('/')
-        );
-        Ok(Environment::Custom(BaseUrl(base)))
+        )))
+    }
+
+    /// The path, without a trailing slash: empty for a bare host.
+    fn path(&self) -> &str {
+        let after_scheme = self.0.split_once("://").map_or("", |(_, rest)| rest);
+        after_scheme.find('/').map_or("", |at| &after_scheme[at..])
+    }
+
+    /// The likely meant base URL: cut after a version segment when the path
+    /// has one (a pasted endpoint URL), else with `/v1` or `/api/v1` added.
+    fn versioned(&self) -> String {
+        let path = self.path();
+        let origin = &self.0[..self.0.len() - path.len()];
+        let mut segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        match segments
+            .iter()
+            .rposition(|s| is_version(&s.to_ascii_lowercase()))
+        {
+            Some(at) => {
+                segments.truncate(at + 1);
+                segments[at].make_ascii_lowercase();
+            }
+            None if segments.last().is_some_and(|s| s == "api") => segments.push("v1".into()),
+            None => segments.extend(["api".into(), "v1".into()]),
+        }
+        format!("{origin}/{}", segments.join("/"))
+    }
+}
+
+/// `v` followed by one or more ASCII digits.
+fn is_version(segment: &str) -> bool {
+    segment
+        .strip_prefix('v')
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl fmt::Debug for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl Environment {
+    /// An Auth API at `base_url`: everything up to and including the API
+    /// version, such as `https://auth.example.com/api/v1`.
+    ///
+    /// The last path segment must be a version: a lowercase `v` followed by
+    /// digits (`v1`, `v2`, `v10`). A base URL without one is refused, with a
+    /// suggestion, because the endpoints below it would not be found and the
+    /// mistake would surface only at login. Use
+    /// [`Environment::custom_unversioned`] for an Auth API that really has
+    /// no version in its path.
+    ///
+    /// The crate cannot know which hosts such a deployment serves, so a
+    /// layer with a custom environment attaches its token to requests to any
+    /// host (still only over `https`, or plain `http` to loopback). Give the
+    /// layer the API's hosts with
+    /// [`SimacanAuthLayer::token_scope`](crate::SimacanAuthLayer::token_scope)
+    /// whenever the wrapped client may reach other hosts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfiguration`] when `base_url` is not an absolute
+    /// `http(s)` URL, carries a query, fragment or user info, is plain
+    /// `http://` to a host other than a loopback address, or does not end in
+    /// a version segment.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{Environment, Error};
+    ///
+    /// assert!(Environment::custom("https://auth.example.com/api/v1").is_ok());
+    /// assert!(Environment::custom("http://[::1]:4000/api/v1").is_ok());
+    /// assert!(Environment::custom("auth.example.com").is_err());
+    /// assert!(Environment::custom("ftp://auth.example.com/api/v1").is_err());
+    ///
+    /// let Err(Error::InvalidConfiguration { reason }) = Environment::custom("https://auth.example.com") else {
+    ///     unreachable!()
+    /// };
+    /// assert!(reason.contains(r#"did you mean "https://auth.example.com/api/v1"?"#));
+    /// ```
+    pub fn custom(base_url: impl AsRef<str>) -> Result<Environment, Error> {
+        let base = BaseUrl::parse(base_url.as_ref())?;
+        if !base.path().rsplit('/').next().is_some_and(is_version) {
+            return Err(Error::config(format!(
+                "base url {:?} has no version segment; did you mean {:?}? \
+                 (Environment::custom_unversioned takes it as it is)",
+                base.0,
+                base.versioned()
+            )));
+        }
+        Ok(Environment::Custom(base))
+    }
+
+    /// An Auth API at `base_url`, which is used as it is: without the
+    /// version segment [`Environment::custom`] insists on. Only for an Auth
+    /// API whose endpoints really are `{base_url}/auth/password` and
+    /// `{base_url}/auth/refresh`; otherwise logins fail, typically as
+    /// `404` or as rejected credentials.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfiguration`] when `base_url` is not an absolute
+    /// `http(s)` URL, carries a query, fragment or user info, or is plain
+    /// `http://` to a host other than a loopback address.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::Environment;
+    ///
+    /// let env = Environment::custom_unversioned("https://auth.example.com/")?;
+    /// assert_eq!(env.base_url(), "https://auth.example.com");
+    /// assert!(Environment::custom_unversioned("http://auth.example.com").is_err());
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    pub fn custom_unversioned(base_url: impl AsRef<str>) -> Result<Environment, Error> {
+        BaseUrl::parse(base_url.as_ref()).map(Environment::Custom)
     }
 
     /// The base URL, without a trailing slash.
@@ -240,6 +338,103 @@ mod tests {
             "http://[::1]:9/api/v1",
         ] {
             assert!(Environment::custom(good).is_ok(), "{good:?} was rejected");
+        }
+    }
+
+    fn refusal(base_url: &str) -> String {
+        match Environment::custom(base_url) {
+            Err(Error::InvalidConfiguration { reason }) => reason,
+            other => panic!("{base_url:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn custom_wants_a_version_segment_last() {
+        for good in [
+            "https://auth.example.com/api/v1",
+            "https://auth.example.com/api/v2/",
+            "https://auth.example.com/v1",
+            "http://127.0.0.1:9/auth/api/v10",
+        ] {
+            assert!(Environment::custom(good).is_ok(), "{good:?} was refused");
+        }
+        for bad in [
+            "https://auth.example.com",
+            "https://auth.example.com/api",
+            "https://auth.example.com/api/V1",
+            "https://auth.example.com/api/v",
+            "https://auth.example.com/api/v1beta",
+            "https://auth.example.com/api/v1/auth/password",
+        ] {
+            assert!(
+                refusal(bad).contains("has no version segment"),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_base_url_comes_with_the_likely_fix() {
+        for (bad, meant) in [
+            (
+                "https://auth.example.com",
+                "https://auth.example.com/api/v1",
+            ),
+            (
+                "https://auth.example.com/",
+                "https://auth.example.com/api/v1",
+            ),
+            (
+                "https://auth.example.com/api",
+                "https://auth.example.com/api/v1",
+            ),
+            (
+                "https://auth.example.com/api/V2",
+                "https://auth.example.com/api/v2",
+            ),
+            (
+                "https://auth.example.com/api/v1/auth/password",
+                "https://auth.example.com/api/v1",
+            ),
+            (
+                "http://[::1]:8080/auth-service",
+                "http://[::1]:8080/auth-service/api/v1",
+            ),
+        ] {
+            let reason = refusal(bad);
+            let trimmed = bad.trim_end_matches('/');
+            assert_eq!(
+                reason,
+                format!(
+                    "base url {trimmed:?} has no version segment; did you mean {meant:?}? \
+                     (Environment::custom_unversioned takes it as it is)"
+                )
+            );
+            let fixed = Environment::custom(meant).unwrap();
+            assert_eq!(fixed.base_url(), meant);
+        }
+    }
+
+    #[test]
+    fn custom_unversioned_takes_a_base_url_as_it_is_but_checks_the_rest() {
+        let env = Environment::custom_unversioned("https://auth.example.com/").unwrap();
+        assert_eq!(env.base_url(), "https://auth.example.com");
+        assert_eq!(
+            env.endpoint_uri(Endpoint::Password).unwrap().to_string(),
+            "https://auth.example.com/auth/password"
+        );
+        let env = Environment::custom_unversioned("http://127.0.0.1:9/auth").unwrap();
+        assert_eq!(env.base_url(), "http://127.0.0.1:9/auth");
+        for bad in [
+            "http://auth.example.com",
+            "https://user:pw@auth.example.com",
+            "https://auth.example.com?x=1",
+            "auth.example.com",
+        ] {
+            assert!(
+                Environment::custom_unversioned(bad).is_err(),
+                "{bad:?} was accepted"
+            );
         }
     }
 

@@ -105,7 +105,7 @@ impl Transport for FakeApi {
     fn post_form(
         &self,
         endpoint: Endpoint,
-        _uri: Uri,
+        uri: Uri,
         form: Zeroizing<String>,
     ) -> BoxFuture<'static, Result<RawResponse, Error>> {
         self.calls
@@ -142,6 +142,7 @@ impl Transport for FakeApi {
                 Reply::Down | Reply::CommitThenDown => {
                     return Err(Error::unreachable(
                         endpoint,
+                        &uri,
                         std::io::Error::other("connection refused"),
                     ))
                 }

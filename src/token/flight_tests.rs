@@ -445,3 +445,37 @@ async fn a_failed_swap_keeps_the_new_token_in_this_process() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_store_outage_fails_fast_saying_when_the_next_attempt_is() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let flaky = FlakyStore::default();
+    flaky.down.store(true, Ordering::SeqCst);
+    let settings = Settings {
+        backoff: Backoff {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(10),
+        },
+        ..Settings::default()
+    };
+    let cache = cache_on(&api, settings, Arc::new(flaky.clone()));
+    let first = cache.access_token().await.unwrap_err();
+    // The first backoff is 5..=10 s, told in whole seconds.
+    let wait = first.retry_after().map_or(0, |d| d.as_secs());
+    assert!((5..=10).contains(&wait), "{first:?}");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let error = cache.access_token().await.unwrap_err();
+    assert!(matches!(&error, Error::Store(_)), "{error:?}");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(wait - 1)));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "token store unavailable: flaky store; next attempt in {}s",
+            wait - 1
+        )
+    );
+    flaky.down.store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(wait - 1)).await;
+    cache.access_token().await.unwrap();
+    assert_eq!(api.calls(Endpoint::Password), 1);
+}

@@ -3,8 +3,8 @@
 //! Accepted: a JSON object with a non-empty `access_token` and
 //! `refresh_token` that are valid header characters, `token_type` equal to
 //! `bearer` in any case, and a positive integer `expires_in` of at most a
-//! year. Anything else is [`Error::MalformedResponse`], whose reason never
-//! repeats the body.
+//! year. Anything else is refused with a reason, which never repeats the
+//! body; the client makes it an [`Error::MalformedResponse`](crate::Error::MalformedResponse).
 
 use std::time::Duration;
 
@@ -12,8 +12,6 @@ use bytes::Bytes;
 use http::HeaderValue;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
-
-use crate::{Endpoint, Error};
 
 /// The longest `expires_in` accepted; beyond it the response is malformed.
 const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -27,37 +25,32 @@ pub(crate) struct Grant {
 }
 
 impl Grant {
-    pub(crate) fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Grant, Error> {
-        let malformed = |reason: &str| Error::malformed(endpoint, reason);
-        let value: Value = serde_json::from_slice(body).map_err(|_| malformed("not json"))?;
+    /// The grant in `body`, or why there is none.
+    pub(crate) fn parse(body: &[u8]) -> Result<Grant, String> {
+        let value: Value = serde_json::from_slice(body).map_err(|_| "not json")?;
         let Value::Object(mut fields) = value else {
-            return Err(malformed("not a json object"));
+            return Err("not a json object".into());
         };
-        let token_type = take_string(&mut fields, "token_type").map_err(|r| malformed(&r))?;
+        let token_type = take_string(&mut fields, "token_type")?;
         if !token_type.eq_ignore_ascii_case("bearer") {
-            return Err(malformed("token_type is not bearer"));
+            return Err("token_type is not bearer".into());
         }
         let lifetime = match fields.get("expires_in").and_then(Value::as_u64) {
-            Some(0) | None => return Err(malformed("expires_in is not a positive integer")),
+            Some(0) | None => return Err("expires_in is not a positive integer".into()),
             Some(secs) if Duration::from_secs(secs) > MAX_LIFETIME => {
-                return Err(malformed("expires_in is longer than a year"))
+                return Err("expires_in is longer than a year".into())
             }
             Some(secs) => Duration::from_secs(secs),
         };
-        let access =
-            Zeroizing::new(take_string(&mut fields, "access_token").map_err(|r| malformed(&r))?);
-        let refresh_token =
-            Zeroizing::new(take_string(&mut fields, "refresh_token").map_err(|r| malformed(&r))?);
+        let access = Zeroizing::new(take_string(&mut fields, "access_token")?);
+        let refresh_token = Zeroizing::new(take_string(&mut fields, "refresh_token")?);
         if !is_token_text(&refresh_token) {
-            return Err(malformed(
-                "refresh_token has characters a token cannot have",
-            ));
+            return Err("refresh_token has characters a token cannot have".into());
         }
         if !is_token_text(&access) {
-            return Err(malformed("access_token has characters a token cannot have"));
+            return Err("access_token has characters a token cannot have".into());
         }
-        let header = bearer_header(&access)
-            .ok_or_else(|| malformed("access_token is not a valid header value"))?;
+        let header = bearer_header(&access).ok_or("access_token is not a valid header value")?;
         Ok(Grant {
             header,
             refresh_token,
@@ -95,14 +88,13 @@ fn take_string(fields: &mut Map<String, Value>, name: &str) -> Result<String, St
 mod tests {
     use super::*;
 
-    fn parse(body: &str) -> Result<Grant, Error> {
-        Grant::parse(Endpoint::Password, body.as_bytes())
+    fn parse(body: &str) -> Result<Grant, String> {
+        Grant::parse(body.as_bytes())
     }
 
     fn reason(body: &str) -> String {
         match parse(body) {
-            Err(Error::MalformedResponse { reason, .. }) => reason,
-            Err(other) => panic!("unexpected error {other:?}"),
+            Err(reason) => reason,
             Ok(_) => panic!("accepted {body}"),
         }
     }
@@ -198,8 +190,8 @@ mod tests {
             format!(r#"{{"access_token":"{secret}"#),
         ];
         for body in bodies {
-            let error = parse(&body).err().unwrap();
-            assert!(!format!("{error} {error:?}").contains("SECRET"));
+            let reason = parse(&body).err().unwrap();
+            assert!(!reason.contains("SECRET"));
         }
     }
 }

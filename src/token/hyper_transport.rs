@@ -63,17 +63,17 @@ impl Transport for HyperTransport {
             }
             let request = Request::builder()
                 .method(Method::POST)
-                .uri(uri)
+                .uri(uri.clone())
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .header(header::ACCEPT, "application/json")
                 .header(header::USER_AGENT, USER_AGENT)
                 .body(Full::new(Bytes::copy_from_slice(form.as_bytes())))
-                .map_err(|e| Error::unreachable(endpoint, e))?;
+                .map_err(|e| Error::unreachable(endpoint, &uri, e))?;
             drop(form);
             let response = client
                 .request(request)
                 .await
-                .map_err(|e| Error::unreachable(endpoint, e))?;
+                .map_err(|e| Error::unreachable(endpoint, &uri, e))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()
@@ -82,10 +82,12 @@ impl Transport for HyperTransport {
                     if e.is::<http_body_util::LengthLimitError>() {
                         Error::ResponseTooLarge {
                             endpoint,
+                            url: crate::error::url_of(&uri),
                             limit: MAX_RESPONSE_BYTES,
+                            retry_after: None,
                         }
                     } else {
-                        Error::unreachable(endpoint, e)
+                        Error::unreachable(endpoint, &uri, e)
                     }
                 })?
                 .to_bytes();

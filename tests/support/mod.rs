@@ -77,6 +77,18 @@ pub fn auth_error(error: &BoxError) -> &simacan_auth::Error {
         .unwrap_or_else(|| panic!("expected a simacan_auth::Error, got {error:?}"))
 }
 
+/// An error's message followed by those of its causes, as the README shows
+/// printing it.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text = format!("{text}: {e}");
+        cause = e.source();
+    }
+    text
+}
+
 /// Calls `svc` `n` times at once and returns the statuses.
 pub async fn burst(svc: &Authed, url: &str, n: usize) -> Vec<StatusCode> {
     let calls = (0..n).map(|_| {
