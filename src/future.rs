@@ -47,6 +47,7 @@ use tower::{BoxError, Service};
 use crate::{
     body::ReplayBody,
     failure::auth_failure,
+    stats::PassedThrough,
     token::{AfterUnauthorized, TokenCache, TokenWait},
     unauthorized::{poll_peek, verdict, Verdict, PEEK_WINDOW},
     Error,
@@ -256,9 +257,7 @@ where
                     }
                     match verdict {
                         Verdict::Accepted => {
-                            if *this.unproven {
-                                this.cache.accepted(*this.generation);
-                            }
+                            accepted(this.cache, *this.generation, *this.unproven, replayed);
                             return Poll::Ready(Ok(response));
                         }
                         Verdict::Refused => (response, replayed),
@@ -279,9 +278,7 @@ where
                     let refused = ready!(poll_peek(slot, window, cx));
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
                     if !refused {
-                        if *this.unproven {
-                            this.cache.accepted(*this.generation);
-                        }
+                        accepted(this.cache, *this.generation, *this.unproven, *replayed);
                         return Poll::Ready(Ok(response));
                     }
                     (response, *replayed)
@@ -334,6 +331,8 @@ where
                 .map(Box::new);
             let Some(mut request) = replay else {
                 tracing::debug!("401 for a request whose body cannot be replayed");
+                let reason = PassedThrough::NotReplayable;
+                this.cache.counters().passed_through(reason);
                 return Poll::Ready(Ok(refused));
             };
             drop(refused);
@@ -355,6 +354,28 @@ where
                 }
             }
         }
+    }
+}
+
+/// A response accepted the token of `generation`: tell the cache when that
+/// token was `unproven`, and count a 401 healed when the response answered
+/// a replay. Neither holds on the hot path, which touches no counter and
+/// pays one branch for both.
+#[inline]
+fn accepted(cache: &TokenCache, generation: u64, unproven: bool, replayed: bool) {
+    if unproven || replayed {
+        accepted_after_a_refusal(cache, generation, unproven, replayed);
+    }
+}
+
+/// Out of line, so the hot path stays as small as it was.
+#[cold]
+fn accepted_after_a_refusal(cache: &TokenCache, generation: u64, unproven: bool, replayed: bool) {
+    if unproven {
+        cache.accepted(generation);
+    }
+    if replayed {
+        cache.counters().healed();
     }
 }
 

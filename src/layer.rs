@@ -34,7 +34,7 @@ use tower::Layer;
 use crate::{
     store::{MemoryStore, TokenStore},
     token::{AccessToken, Backoff, Credentials, Environment, Settings, TokenCache},
-    Error, SimacanAuth, TokenScope,
+    Error, SimacanAuth, Stats, TokenScope,
 };
 
 /// The default of [`SimacanAuthLayer::replay_body_limit`]: 1 MiB.
@@ -329,6 +329,29 @@ impl SimacanAuthLayer {
     /// ```
     pub fn invalidate(&self) {
         self.cache().invalidate();
+    }
+
+    /// A snapshot of what this layer's token state has done (logins,
+    /// refreshes, password fallbacks, tokens adopted from the store, 401s
+    /// healed and passed through, failures by kind) and of its backoff and
+    /// current token. Shared by the layer's clones and every service built
+    /// from them; a layer configured from a clone has counts of its own.
+    /// Lock-free and cheap enough to poll. See [`stats`](crate::stats) for
+    /// what each count means and the matching metric names (feature
+    /// `metrics`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
+    /// let stats = layer.stats();
+    /// if let Some(left) = stats.backoff_remaining {
+    ///     eprintln!("the auth api is backing off for {left:?} after {} failures", stats.consecutive_failures);
+    /// }
+    /// assert_eq!(stats.unauthorized_healed, 0);
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.cache().stats()
     }
 
     fn scope(&self) -> TokenScope {

@@ -66,6 +66,11 @@
 //! - `redis`: `store::RedisStore`, a token store in Redis (`redis://`,
 //!   `rediss://` through rustls with ring), so a fleet of replicas shares one
 //!   login and one refresh chain.
+//! - `metrics`: the layer's counters and gauges (logins, refreshes, healed
+//!   and passed-through 401s, failures by kind, backoff, token age) through
+//!   the [`metrics`](https://docs.rs/metrics/0.24) facade, as
+//!   `simacan_auth_*`; the names are listed in the [`stats`] module, whose
+//!   [`Stats`] snapshot needs no feature.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -86,6 +91,7 @@ pub mod layer;
 pub mod mock;
 pub mod scope;
 pub mod service;
+pub mod stats;
 pub mod store;
 pub mod token;
 mod unauthorized;
@@ -94,6 +100,7 @@ pub use error::{Endpoint, Error};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
 pub use scope::TokenScope;
 pub use service::SimacanAuth;
+pub use stats::{FailureKind, Stats};
 pub use token::{AccessToken, BaseUrl, Credentials, Environment};
 
 /// The README's examples, compiled as doctests.

@@ -630,3 +630,20 @@ async fn auth_failures_reach_a_generated_client_as_meaningful_codes() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(mock.counts().target, 0, "nothing was sent without a token");
 }
+
+#[tokio::test]
+async fn unauthenticated_calls_healed_count_whether_refused_in_headers_or_trailers() {
+    let mock = mock().await;
+    let (headers, _) = grpc_server(&mock).await;
+    let trailers = trailers_server(mock.validator(), Duration::ZERO).await;
+    for addr in [headers, trailers] {
+        let layer = layer_for(&mock);
+        let mut client = HealthClient::new(channel(addr, &layer).await);
+        check(&mut client).await.unwrap();
+        mock.revoke_access_tokens();
+        check(&mut client).await.unwrap();
+        let stats = layer.stats();
+        assert_eq!((stats.unauthorized, stats.unauthorized_healed), (1, 1));
+        assert_eq!(stats.refreshes, 1);
+    }
+}

@@ -38,6 +38,7 @@ use super::{
     AccessToken, Credentials, Environment,
 };
 use crate::{
+    stats::{Counters, PassedThrough, Stats},
     store::{StoreKey, TokenStore},
     Error,
 };
@@ -132,6 +133,7 @@ pub(super) struct Shared {
     pub(super) settings: Settings,
     pub(super) store: Arc<dyn TokenStore>,
     pub(super) key: StoreKey,
+    counters: Counters,
 }
 
 #[derive(Default)]
@@ -191,6 +193,7 @@ impl TokenCache {
                 settings,
                 store,
                 key,
+                counters: Counters::new(),
             }),
         }
     }
@@ -272,8 +275,12 @@ impl TokenCache {
         }
     }
 
-    /// Decides how to heal a 401 for a token of `generation`.
+    /// Decides how to heal a 401 for a token of `generation`, sent with a
+    /// request's first attempt. Counts the 401, and counts it passed through
+    /// when it is.
     pub(crate) fn after_unauthorized(&self, generation: u64) -> AfterUnauthorized {
+        let counters = &self.shared.counters;
+        counters.unauthorized();
         let now = Instant::now();
         let mut control = self.shared.lock();
         if let Some(token) = self.valid_token(now).filter(|t| t.generation != generation) {
@@ -281,6 +288,7 @@ impl TokenCache {
         }
         if control.in_cooldown(now) || self.refused_before_proven(&mut control, generation) {
             tracing::debug!("401 passed through: a refresh did not help moments ago");
+            counters.passed_through(PassedThrough::Cooldown);
             return AfterUnauthorized::PassThrough;
         }
         if let Some(wait) = control.join_flight() {
@@ -288,20 +296,45 @@ impl TokenCache {
         }
         if control.failure.as_ref().is_some_and(|f| now < f.until) {
             tracing::debug!("401 passed through: the auth api is backing off");
+            counters.passed_through(PassedThrough::Backoff);
             return AfterUnauthorized::PassThrough;
         }
         match self.start_flight(&mut control, Need::Unauthorized) {
             Ok(wait) => AfterUnauthorized::Wait(wait),
-            Err(_) => AfterUnauthorized::PassThrough,
+            Err(_) => {
+                counters.passed_through(PassedThrough::NoRuntime);
+                AfterUnauthorized::PassThrough
+            }
         }
     }
 
-    /// A replay with the token of `generation` was answered 401 too. When
-    /// that token is still the current one and no request has succeeded
-    /// with it, the resource refuses, not the token: start the cooldown.
+    /// A replay with the token of `generation` was answered 401 too, and
+    /// goes to the caller. When that token is still the current one and no
+    /// request has succeeded with it, the resource refuses, not the token:
+    /// start the cooldown.
     pub(crate) fn replay_refused(&self, generation: u64) {
+        self.shared
+            .counters
+            .passed_through(PassedThrough::ReplayRefused);
         let mut control = self.shared.lock();
         self.refused_before_proven(&mut control, generation);
+    }
+
+    /// Where the events of requests are counted.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// The counts, the backoff and the current token's age and expiry.
+    /// Lock-free.
+    pub(crate) fn stats(&self) -> Stats {
+        let now = Instant::now();
+        let mut stats = self.shared.counters.snapshot(now);
+        if let Some(token) = self.shared.current.load().as_deref() {
+            stats.token_age = Some(now.saturating_duration_since(token.received_at));
+            stats.token_expires_in = Some(token.expires_at.saturating_duration_since(now));
+        }
+        stats
     }
 
     /// Starts the cooldown, and says so, when the current token is of
@@ -437,6 +470,7 @@ impl Shared {
                         "logged in to the simacan auth api"
                     ),
                 }
+                self.counters.obtained(fresh.how, fresh.remaining);
                 control.generation += 1;
                 control.failure = None;
                 let window = self.settings.refresh_before_expiry;
@@ -479,6 +513,8 @@ impl Shared {
             token.defer_proactive_refresh(until);
         }
         tracing::warn!(error = %error, ?delay, consecutive, "could not obtain a token; backing off");
+        self.counters.failed(&error);
+        self.counters.backing_off(consecutive, until);
         let failure = Failure {
             error,
             until,
@@ -504,6 +540,7 @@ impl Shared {
             return Err(self.back_off(&mut control, Error::NoRuntime, now));
         }
         tracing::warn!("the token flight was dropped before it finished (its runtime shut down)");
+        self.counters.failed(&Error::NoRuntime);
         Err(Error::NoRuntime)
     }
 }
@@ -556,3 +593,7 @@ impl std::fmt::Debug for TokenCache {
 #[cfg(test)]
 #[path = "cache_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "cache_stats_tests.rs"]
+mod stats_tests;

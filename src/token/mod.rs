@@ -34,5 +34,8 @@ pub use access_token::AccessToken;
 pub use credentials::{Credentials, PASSWORD_VAR, USERNAME_VAR};
 pub use environment::{BaseUrl, Environment};
 
+pub(crate) use access_token::How;
 pub(crate) use backoff::Backoff;
 pub(crate) use cache::{AfterUnauthorized, Lookup, Settings, TokenCache, TokenWait};
+#[cfg(feature = "metrics")]
+pub(crate) use clock::wall_now;

@@ -1,0 +1,613 @@
+//! What a layer has done so far: logins, refreshes, healed and passed-through
+//! 401s, failures by kind, and the state of its backoff and token.
+//!
+//! [`SimacanAuthLayer::stats`](crate::SimacanAuthLayer::stats) takes a
+//! [`Stats`] snapshot. Every clone of a layer and every service built from
+//! them share one token state, and so one set of counts; a layer configured
+//! from another (a builder method on a clone) has counts of its own, as it
+//! has a token state of its own. Taking a snapshot is lock-free: a dozen
+//! relaxed atomic loads, one `ArcSwap` load and one clock read.
+//!
+//! Events are counted off the hot path: a request sent with a valid token
+//! and accepted touches no counter. Counts only grow; a snapshot's counters
+//! are read one by one, so a snapshot taken while a login lands may show it
+//! in one count and not yet in another.
+//!
+//! # Counts
+//!
+//! Every token a login or refresh obtains is counted once, in exactly one of
+//! [`logins`](Stats::logins), [`refreshes`](Stats::refreshes),
+//! [`password_fallbacks`](Stats::password_fallbacks) and
+//! [`tokens_adopted`](Stats::tokens_adopted); every one that obtains no
+//! token is a failure of one [`FailureKind`]. Every refusal of the token (an
+//! HTTP 401, or gRPC UNAUTHENTICATED) answered to a request's first attempt
+//! counts in [`unauthorized`](Stats::unauthorized), and ends healed by a
+//! replay, passed through to the caller, or as an error (the refresh failed,
+//! counted as a failure, or the inner service failed).
+//!
+//! # Metrics
+//!
+//! With the feature `metrics`, the same events go to the
+//! [`metrics`](https://docs.rs/metrics/0.24) facade as they happen, to
+//! whichever recorder the application installed (a Prometheus exporter, for
+//! one). Counters carry no secret and no per-layer label: several layers in
+//! one process add up, and their gauges show the last one to change. Gauges
+//! hold Unix times rather than durations, so that they do not go stale
+//! between events: the token's age is `time() -
+//! simacan_auth_token_obtained_timestamp_seconds` in PromQL. Each metric is
+//! described (unit and help text) when a layer's token state is created, so
+//! install the recorder before the layer serves its first request.
+//!
+//! | name | type | labels | what it counts or shows | in [`Stats`] |
+//! |---|---|---|---|---|
+//! | `simacan_auth_logins_total` | counter | | password logins: the first one, and any without a refresh token to use | `logins` |
+//! | `simacan_auth_refreshes_total` | counter | | tokens obtained with the refresh grant (proactive, expired or after a 401) | `refreshes` |
+//! | `simacan_auth_password_fallbacks_total` | counter | | password logins after the Auth API refused the refresh token | `password_fallbacks` |
+//! | `simacan_auth_tokens_adopted_total` | counter | | tokens read from the token store, obtained by another process or layer | `tokens_adopted` |
+//! | `simacan_auth_failures_total` | counter | `kind` | logins and refreshes that obtained no token; `kind` is a [`FailureKind::as_str`] | `failures(kind)` |
+//! | `simacan_auth_unauthorized_total` | counter | | 401s and gRPC UNAUTHENTICATED answered to a request's first attempt | `unauthorized` |
+//! | `simacan_auth_unauthorized_healed_total` | counter | | refusals healed: the replay with a newer token was accepted | `unauthorized_healed` |
+//! | `simacan_auth_unauthorized_passed_through_total` | counter | `reason` | refusals handed to the caller: `cooldown` (a refresh did not help moments ago), `backoff` (the Auth API is backing off), `not_replayable` (the body was not kept), `replay_refused` (the replay was refused too), `no_runtime` (no Tokio runtime to refresh on) | `unauthorized_passed_through`, and `replays_refused` for `replay_refused` |
+//! | `simacan_auth_consecutive_failures` | gauge | | failures since a token was last obtained | `consecutive_failures` |
+//! | `simacan_auth_backoff_until_timestamp_seconds` | gauge | | Unix time at which the current backoff ends; 0 once a token is obtained | `backoff_remaining` |
+//! | `simacan_auth_token_obtained_timestamp_seconds` | gauge | | Unix time at which the current token was obtained | `token_age` |
+//! | `simacan_auth_token_expiry_timestamp_seconds` | gauge | | Unix time at which the current token expires by its `expires_in` | `token_expires_in` |
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use simacan_auth::{mock::MockAuthApi, stats::FailureKind, SimacanAuthLayer};
+//!
+//! let mock = MockAuthApi::start().await?;
+//! let layer = SimacanAuthLayer::new(mock.credentials()).environment(mock.environment());
+//! layer.access_token().await?;
+//!
+//! let stats = layer.stats();
+//! assert_eq!(stats.logins, 1);
+//! assert_eq!(stats.failures(FailureKind::Unreachable), 0);
+//! assert!(stats.backoff_remaining.is_none());
+//! assert!(stats.token_expires_in.is_some());
+//! # Ok(()) }
+//! ```
+
+use std::{
+    fmt,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use crate::{token::How, Error};
+
+#[cfg(feature = "metrics")]
+mod export;
+
+/// A snapshot of a layer's counts, its backoff and its current token. See
+/// the [module docs](self), which also list the matching metric names.
+///
+/// # Example
+///
+/// ```
+/// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
+/// let stats = layer.stats();
+/// assert_eq!(stats.logins + stats.refreshes, 0);
+/// assert_eq!(stats.token_age, None, "no token yet");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Password logins: the first one, and any made without a refresh token
+    /// to use. Password fallbacks are counted apart.
+    pub logins: u64,
+    /// Tokens obtained with the refresh grant: ahead of expiry, after
+    /// expiry, or to heal a 401.
+    pub refreshes: u64,
+    /// Password logins made because the Auth API refused the refresh token.
+    pub password_fallbacks: u64,
+    /// Tokens read from the [token store](crate::store), obtained by another
+    /// process or layer sharing it.
+    pub tokens_adopted: u64,
+    /// Responses that refused the token (HTTP 401, or gRPC UNAUTHENTICATED)
+    /// to a request's first attempt.
+    pub unauthorized: u64,
+    /// Refusals healed: the request was replayed with a newer token and the
+    /// replay was accepted.
+    pub unauthorized_healed: u64,
+    /// Refusals handed to the caller as they came: during a cooldown or a
+    /// backoff, for a body that was not kept for a replay, or because the
+    /// replay was refused too ([`replays_refused`](Self::replays_refused)).
+    pub unauthorized_passed_through: u64,
+    /// Replays refused like their first attempt; part of
+    /// [`unauthorized_passed_through`](Self::unauthorized_passed_through).
+    pub replays_refused: u64,
+    /// Logins and refreshes that failed since a token was last obtained.
+    pub consecutive_failures: u64,
+    /// How long the backoff after the last failure still lasts; `None` when
+    /// no backoff is on. During it, requests without a valid token fail fast.
+    pub backoff_remaining: Option<Duration>,
+    /// How long ago this layer obtained its current token (logged in,
+    /// refreshed, or adopted it from the store); `None` before the first.
+    pub token_age: Option<Duration>,
+    /// How long until the current token expires by its `expires_in` (zero
+    /// once expired or invalidated; the Auth API may revoke it earlier);
+    /// `None` before the first token.
+    pub token_expires_in: Option<Duration>,
+    failures: FailureCounts,
+}
+
+impl Stats {
+    /// Logins and refreshes that obtained no token, for one kind of failure.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::stats::FailureKind;
+    ///
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
+    /// assert_eq!(layer.stats().failures(FailureKind::InvalidCredentials), 0);
+    /// ```
+    pub fn failures(&self, kind: FailureKind) -> u64 {
+        self.failures.0[kind as usize]
+    }
+
+    /// Logins and refreshes that obtained no token, of every kind.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
+    /// assert_eq!(layer.stats().failures_total(), 0);
+    /// ```
+    pub fn failures_total(&self) -> u64 {
+        self.failures.0.iter().sum()
+    }
+}
+
+/// Why a login or refresh obtained no token: the `kind` label of
+/// `simacan_auth_failures_total`. See the [module docs](self).
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::{stats::FailureKind, Error};
+///
+/// let kind = FailureKind::of(&Error::InvalidCredentials);
+/// assert_eq!(kind, FailureKind::InvalidCredentials);
+/// assert_eq!(kind.as_str(), "invalid_credentials");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The Auth API rejected the username and password
+    /// ([`Error::InvalidCredentials`]).
+    InvalidCredentials,
+    /// The Auth API could not be reached ([`Error::Unreachable`]).
+    Unreachable,
+    /// The Auth API did not answer in time ([`Error::Timeout`]).
+    Timeout,
+    /// The Auth API answered with a status the protocol does not expect
+    /// ([`Error::UnexpectedStatus`]).
+    UnexpectedStatus,
+    /// The Auth API's answer was not a valid token response
+    /// ([`Error::MalformedResponse`], [`Error::ResponseTooLarge`]).
+    MalformedResponse,
+    /// The token store failed ([`Error::Store`]).
+    Store,
+    /// Anything else: no Tokio runtime to run on, or a configuration error.
+    Other,
+}
+
+impl FailureKind {
+    /// Every kind, in the order of their declaration.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
+    /// use simacan_auth::stats::FailureKind;
+    ///
+    /// let stats = layer.stats();
+    /// for kind in FailureKind::ALL {
+    ///     println!("{}: {}", kind.as_str(), stats.failures(kind));
+    /// }
+    /// ```
+    pub const ALL: [FailureKind; 7] = [
+        FailureKind::InvalidCredentials,
+        FailureKind::Unreachable,
+        FailureKind::Timeout,
+        FailureKind::UnexpectedStatus,
+        FailureKind::MalformedResponse,
+        FailureKind::Store,
+        FailureKind::Other,
+    ];
+
+    /// The kind of `error`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{stats::FailureKind, Error};
+    ///
+    /// assert_eq!(FailureKind::of(&Error::NoRuntime), FailureKind::Other);
+    /// ```
+    pub fn of(error: &Error) -> FailureKind {
+        // No wildcard: a new error variant must be given its kind here.
+        match error {
+            Error::InvalidCredentials => FailureKind::InvalidCredentials,
+            Error::Unreachable { .. } => FailureKind::Unreachable,
+            Error::Timeout { .. } => FailureKind::Timeout,
+            Error::UnexpectedStatus { .. } => FailureKind::UnexpectedStatus,
+            Error::MalformedResponse { .. } | Error::ResponseTooLarge { .. } => {
+                FailureKind::MalformedResponse
+            }
+            Error::Store(_) => FailureKind::Store,
+            Error::MissingCredentials { .. }
+            | Error::InvalidConfiguration { .. }
+            | Error::NoRuntime => FailureKind::Other,
+        }
+    }
+
+    /// Its name in snake case: the `kind` label value of
+    /// `simacan_auth_failures_total`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(simacan_auth::stats::FailureKind::UnexpectedStatus.as_str(), "unexpected_status");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::InvalidCredentials => "invalid_credentials",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Timeout => "timeout",
+            FailureKind::UnexpectedStatus => "unexpected_status",
+            FailureKind::MalformedResponse => "malformed_response",
+            FailureKind::Store => "store",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Failures by kind, shown by name.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct FailureCounts([u64; FailureKind::ALL.len()]);
+
+impl fmt::Debug for FailureCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                FailureKind::ALL
+                    .iter()
+                    .map(|k| (k.as_str(), self.0[*k as usize])),
+            )
+            .finish()
+    }
+}
+
+/// Why a refusal of the token went to the caller as it came: the `reason`
+/// label of `simacan_auth_unauthorized_passed_through_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PassedThrough {
+    /// A token obtained to heal a 401 was refused too, moments ago.
+    Cooldown,
+    /// The Auth API is backing off after a failure.
+    Backoff,
+    /// No Tokio runtime to refresh on.
+    NoRuntime,
+    /// The request's body was not kept for a replay.
+    NotReplayable,
+    /// The replay was refused like the first attempt.
+    ReplayRefused,
+}
+
+impl PassedThrough {
+    #[cfg(feature = "metrics")]
+    fn as_str(self) -> &'static str {
+        match self {
+            PassedThrough::Cooldown => "cooldown",
+            PassedThrough::Backoff => "backoff",
+            PassedThrough::NoRuntime => "no_runtime",
+            PassedThrough::NotReplayable => "not_replayable",
+            PassedThrough::ReplayRefused => "replay_refused",
+        }
+    }
+}
+
+/// No backoff in [`Counters::backoff_until`].
+const NO_BACKOFF: u64 = 0;
+
+/// The counts behind [`Stats`], in a token cache's shared state. Each method
+/// records one event, in the atomics and, with the feature `metrics`,
+/// through the facade. Relaxed ordering throughout: each count stands alone.
+pub(crate) struct Counters {
+    logins: AtomicU64,
+    refreshes: AtomicU64,
+    password_fallbacks: AtomicU64,
+    tokens_adopted: AtomicU64,
+    unauthorized: AtomicU64,
+    unauthorized_healed: AtomicU64,
+    unauthorized_passed_through: AtomicU64,
+    replays_refused: AtomicU64,
+    failures: [AtomicU64; FailureKind::ALL.len()],
+    consecutive_failures: AtomicU64,
+    /// When the backoff ends, in nanoseconds after `base`; [`NO_BACKOFF`]
+    /// for none. A lock-free copy of the deadline the cache keeps under its
+    /// lock.
+    backoff_until: AtomicU64,
+    base: Instant,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        #[cfg(feature = "metrics")]
+        export::describe();
+        Counters {
+            logins: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
+            password_fallbacks: AtomicU64::new(0),
+            tokens_adopted: AtomicU64::new(0),
+            unauthorized: AtomicU64::new(0),
+            unauthorized_healed: AtomicU64::new(0),
+            unauthorized_passed_through: AtomicU64::new(0),
+            replays_refused: AtomicU64::new(0),
+            failures: Default::default(),
+            consecutive_failures: AtomicU64::new(0),
+            backoff_until: AtomicU64::new(NO_BACKOFF),
+            base: Instant::now(),
+        }
+    }
+
+    /// A login or refresh obtained a token `how`, valid for `expires_in`:
+    /// failures in a row and the backoff are over.
+    pub(crate) fn obtained(&self, how: How, expires_in: Duration) {
+        let count = match how {
+            How::LoggedIn => &self.logins,
+            How::Refreshed => &self.refreshes,
+            How::FellBack => &self.password_fallbacks,
+            How::Adopted => &self.tokens_adopted,
+        };
+        count.fetch_add(1, Relaxed);
+        self.consecutive_failures.store(0, Relaxed);
+        self.backoff_until.store(NO_BACKOFF, Relaxed);
+        #[cfg(feature = "metrics")]
+        export::obtained(how, expires_in);
+        #[cfg(not(feature = "metrics"))]
+        let _ = expires_in;
+    }
+
+    /// A login or refresh obtained no token.
+    pub(crate) fn failed(&self, error: &Error) {
+        let kind = FailureKind::of(error);
+        self.failures[kind as usize].fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        export::failed(kind);
+    }
+
+    /// The `consecutive`-th failure in a row backs off until `until`.
+    pub(crate) fn backing_off(&self, consecutive: u32, until: Instant) {
+        let after_base = until.saturating_duration_since(self.base).as_nanos();
+        let after_base = u64::try_from(after_base).unwrap_or(u64::MAX);
+        self.consecutive_failures
+            .store(u64::from(consecutive), Relaxed);
+        self.backoff_until
+            .store(after_base.max(NO_BACKOFF + 1), Relaxed);
+        #[cfg(feature = "metrics")]
+        export::backing_off(consecutive, until);
+    }
+
+    /// A response refused the token sent with a request's first attempt.
+    pub(crate) fn unauthorized(&self) {
+        self.unauthorized.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        export::unauthorized();
+    }
+
+    /// A replay with a newer token was accepted.
+    pub(crate) fn healed(&self) {
+        self.unauthorized_healed.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        export::healed();
+    }
+
+    /// A refusal went to the caller as it came.
+    pub(crate) fn passed_through(&self, reason: PassedThrough) {
+        self.unauthorized_passed_through.fetch_add(1, Relaxed);
+        if reason == PassedThrough::ReplayRefused {
+            self.replays_refused.fetch_add(1, Relaxed);
+        }
+        #[cfg(feature = "metrics")]
+        export::passed_through(reason);
+    }
+
+    /// The counts and the backoff as of `now`; no token yet.
+    pub(crate) fn snapshot(&self, now: Instant) -> Stats {
+        let backoff_until = self.backoff_until.load(Relaxed);
+        let backoff_remaining = (backoff_until != NO_BACKOFF)
+            .then(|| {
+                let until = self.base + Duration::from_nanos(backoff_until);
+                until.saturating_duration_since(now)
+            })
+            .filter(|left| !left.is_zero());
+        Stats {
+            logins: self.logins.load(Relaxed),
+            refreshes: self.refreshes.load(Relaxed),
+            password_fallbacks: self.password_fallbacks.load(Relaxed),
+            tokens_adopted: self.tokens_adopted.load(Relaxed),
+            unauthorized: self.unauthorized.load(Relaxed),
+            unauthorized_healed: self.unauthorized_healed.load(Relaxed),
+            unauthorized_passed_through: self.unauthorized_passed_through.load(Relaxed),
+            replays_refused: self.replays_refused.load(Relaxed),
+            consecutive_failures: self.consecutive_failures.load(Relaxed),
+            backoff_remaining,
+            token_age: None,
+            token_expires_in: None,
+            failures: FailureCounts(self.failures.each_ref().map(|n| n.load(Relaxed))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{store::StoreError, Endpoint};
+
+    #[test]
+    fn every_error_has_a_kind_and_every_kind_a_distinct_name() {
+        let io = std::io::Error::other("refused");
+        let uri = http::Uri::from_static("https://auth.example.com/api/v1/auth/password");
+        let url: std::sync::Arc<str> = uri.to_string().into();
+        let cases = [
+            (Error::InvalidCredentials, FailureKind::InvalidCredentials),
+            (
+                Error::unreachable(Endpoint::Password, &uri, io),
+                FailureKind::Unreachable,
+            ),
+            (
+                Error::Timeout {
+                    endpoint: Endpoint::Refresh,
+                    url: url.clone(),
+                    after: Duration::from_secs(1),
+                    retry_after: None,
+                },
+                FailureKind::Timeout,
+            ),
+            (
+                Error::UnexpectedStatus {
+                    endpoint: Endpoint::Password,
+                    url: url.clone(),
+                    status: http::StatusCode::BAD_GATEWAY,
+                    retry_after: None,
+                },
+                FailureKind::UnexpectedStatus,
+            ),
+            (
+                Error::malformed(Endpoint::Password, &uri, "not json"),
+                FailureKind::MalformedResponse,
+            ),
+            (
+                Error::ResponseTooLarge {
+                    endpoint: Endpoint::Password,
+                    url,
+                    limit: 1,
+                    retry_after: None,
+                },
+                FailureKind::MalformedResponse,
+            ),
+            (
+                Error::Store(StoreError::contended("held elsewhere")),
+                FailureKind::Store,
+            ),
+            (Error::NoRuntime, FailureKind::Other),
+            (Error::config("bad"), FailureKind::Other),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(FailureKind::of(&error), kind, "{error}");
+        }
+        let names: std::collections::HashSet<_> =
+            FailureKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), FailureKind::ALL.len());
+        for (index, kind) in FailureKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, index, "ALL indexes the counts");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_count_by_kind_and_the_backoff_shows_until_it_ends() {
+        let counters = Counters::new();
+        counters.failed(&Error::InvalidCredentials);
+        counters.backing_off(1, Instant::now() + Duration::from_millis(1500));
+        let stats = counters.snapshot(Instant::now());
+        assert_eq!(stats.failures(FailureKind::InvalidCredentials), 1);
+        assert_eq!(stats.failures_total(), 1);
+        assert_eq!(stats.consecutive_failures, 1);
+        assert_eq!(stats.backoff_remaining, Some(Duration::from_millis(1500)));
+        tokio::time::advance(Duration::from_millis(1499)).await;
+        let left = counters.snapshot(Instant::now()).backoff_remaining;
+        assert_eq!(left, Some(Duration::from_millis(1)));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let stats = counters.snapshot(Instant::now());
+        assert_eq!(stats.backoff_remaining, None, "the backoff is over");
+        assert_eq!(stats.consecutive_failures, 1, "until a token is obtained");
+        counters.obtained(How::LoggedIn, Duration::from_secs(60));
+        let stats = counters.snapshot(Instant::now());
+        assert_eq!(
+            (
+                stats.logins,
+                stats.consecutive_failures,
+                stats.failures_total()
+            ),
+            (1, 0, 1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_obtained_ends_the_backoff_at_once() {
+        let counters = Counters::new();
+        counters.failed(&Error::NoRuntime);
+        counters.backing_off(2, Instant::now() + Duration::from_secs(60));
+        assert!(counters
+            .snapshot(Instant::now())
+            .backoff_remaining
+            .is_some());
+        counters.obtained(How::Adopted, Duration::from_secs(60));
+        let stats = counters.snapshot(Instant::now());
+        assert_eq!(stats.backoff_remaining, None);
+        assert_eq!(stats.tokens_adopted, 1);
+        assert_eq!(stats.failures(FailureKind::Other), 1);
+    }
+
+    #[test]
+    fn each_way_of_obtaining_a_token_has_its_own_count() {
+        let counters = Counters::new();
+        for (n, how) in [How::LoggedIn, How::Refreshed, How::FellBack, How::Adopted]
+            .into_iter()
+            .enumerate()
+        {
+            for _ in 0..=n {
+                counters.obtained(how, Duration::from_secs(60));
+            }
+        }
+        let stats = counters.snapshot(Instant::now());
+        assert_eq!(
+            [
+                stats.logins,
+                stats.refreshes,
+                stats.password_fallbacks,
+                stats.tokens_adopted
+            ],
+            [1, 2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn a_refused_replay_is_a_refusal_passed_through() {
+        let counters = Counters::new();
+        counters.unauthorized();
+        counters.unauthorized();
+        counters.passed_through(PassedThrough::Cooldown);
+        counters.passed_through(PassedThrough::ReplayRefused);
+        counters.healed();
+        let stats = counters.snapshot(Instant::now());
+        assert_eq!(stats.unauthorized, 2);
+        assert_eq!(stats.unauthorized_passed_through, 2);
+        assert_eq!(stats.replays_refused, 1);
+        assert_eq!(stats.unauthorized_healed, 1);
+    }
+
+    #[test]
+    fn debug_names_the_failure_kinds() {
+        let counters = Counters::new();
+        counters.failed(&Error::InvalidCredentials);
+        let shown = format!("{:?}", counters.snapshot(Instant::now()));
+        assert!(shown.contains("\"invalid_credentials\": 1"), "{shown}");
+    }
+}
