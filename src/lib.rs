@@ -80,6 +80,8 @@ pub mod body;
 pub mod error;
 mod failure;
 pub mod future;
+#[cfg(feature = "rustls")]
+mod https;
 pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
@@ -91,6 +93,9 @@ pub mod token;
 mod unauthorized;
 
 pub use error::{Endpoint, Error};
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use https::{https_client, HttpsClient};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
 pub use scope::TokenScope;
 pub use service::SimacanAuth;
