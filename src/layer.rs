@@ -46,6 +46,9 @@ pub const DEFAULT_REPLAY_BODY_LIMIT: usize = 1024 * 1024;
 /// Clones share one token state: one login serves every service built from
 /// the layer or its clones.
 ///
+/// The service it wraps must be `Clone`; one that is not goes behind a
+/// `buffer` (see [`SimacanAuth`]).
+///
 /// # Example
 ///
 /// ```

@@ -26,28 +26,24 @@
 //! ```no_run
 //! use bytes::Bytes;
 //! use http_body_util::Full;
-//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 //! use simacan_auth::{Credentials, Environment, SimacanAuthLayer};
-//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # async fn run() -> Result<(), tower::BoxError> {
-//! let https = hyper_rustls::HttpsConnectorBuilder::new()
-//!     .with_webpki_roots()
-//!     .https_only()
-//!     .enable_http1()
-//!     .build();
-//! let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
-//!
-//! let mut svc = ServiceBuilder::new()
+//! let svc = ServiceBuilder::new()
 //!     .layer(SimacanAuthLayer::new(Credentials::from_env()?).environment(Environment::Staging))
-//!     .service(client);
+//!     .service(simacan_auth::https_client::<Full<Bytes>>());
 //!
 //! let request = http::Request::get("https://example-stg.services.simacan.com/api/trips")
 //!     .body(Full::default())?;
-//! let response = svc.ready().await?.call(request).await?;
+//! let response = svc.oneshot(request).await?;
 //! println!("{}", response.status());
 //! # Ok(()) }
 //! ```
+//!
+//! [`https_client`] (feature `rustls`) is a hyper-util client on the crate's
+//! own TLS setup. The wrapped service must be `Clone`; put one that is not
+//! behind a `buffer` (see [`SimacanAuth`]).
 //!
 //! # Errors
 //!
@@ -57,7 +53,9 @@
 //!
 //! # Features
 //!
-//! - `rustls` (default): HTTPS to the Auth API through rustls.
+//! - `rustls` (default): HTTPS to the Auth API through rustls (ring provider,
+//!   webpki roots), and [`https_client`], a client for Simacan's APIs on the
+//!   same TLS setup.
 //! - `tonic`: [`ReplayBody`](body::ReplayBody) for `tonic::body::Body`, so a
 //!   tonic `Channel` can be wrapped; UNAUTHENTICATED is healed like a 401.
 //! - `axum`: [`ReplayBody`](body::ReplayBody) for `axum::body::Body`.
@@ -85,6 +83,8 @@ pub mod body;
 pub mod error;
 mod failure;
 pub mod future;
+#[cfg(feature = "rustls")]
+mod https;
 pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
@@ -97,6 +97,9 @@ pub mod token;
 mod unauthorized;
 
 pub use error::{Endpoint, Error};
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use https::{https_client, HttpsClient};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
 pub use scope::TokenScope;
 pub use service::SimacanAuth;

@@ -41,10 +41,60 @@ use crate::{
 /// Clones share the token of the layer they were built from.
 ///
 /// It serves `http::Request<B>` for any body `B` that implements
-/// [`ReplayBody`] and any inner service answering `http::Response<R>` with a
-/// `'static` body type `R` (so that gRPC bodies can be recognised); its
-/// error is [`tower::BoxError`] and its future is `Send` when the inner one
-/// is.
+/// [`ReplayBody`] and any inner service `S: Clone` answering
+/// `http::Response<R>` with a `'static` body type `R` (so that gRPC bodies
+/// can be recognised); its error is [`tower::BoxError`] and its future is
+/// `Send` when the inner one is.
+///
+/// # The inner service must be `Clone`
+///
+/// Each request is sent with the instance of the inner service that was
+/// polled ready, which stays with the request for a replay, and a clone
+/// takes its place. Without `S: Clone`, `SimacanAuth<S>` is no `Service`,
+/// and the compiler says only that the method (`oneshot`, `ready`, `call`)
+/// "exists … but its trait bounds were not satisfied":
+///
+/// ```compile_fail,E0599
+/// # async fn run(client: simacan_auth::HttpsClient<http_body_util::Full<bytes::Bytes>>, request: http::Request<http_body_util::Full<bytes::Bytes>>) {
+/// # use std::time::Duration;
+/// # use simacan_auth::{Credentials, SimacanAuthLayer};
+/// # use tower::{ServiceBuilder, ServiceExt};
+/// let svc = ServiceBuilder::new()
+///     .layer(SimacanAuthLayer::new(Credentials::new("user", "pw")))
+///     .rate_limit(100, Duration::from_secs(1)) // RateLimit is not Clone
+///     .service(client);
+/// let response = svc.oneshot(request).await;
+/// # }
+/// ```
+///
+/// Put a [`Buffer`] in between: a `Clone` handle to one instance of the
+/// service, which runs in a task of its own (so make it inside a Tokio
+/// runtime). Its argument is how many requests may wait.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// use std::time::Duration;
+/// use http_body_util::Full;
+/// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+/// use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// let mock = MockAuthApi::start().await?;
+/// let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+/// let svc = ServiceBuilder::new()
+///     .layer(SimacanAuthLayer::new(mock.credentials()).environment(mock.environment()))
+///     .buffer(64)                              // Clone, whatever is below it
+///     .rate_limit(100, Duration::from_secs(1)) // one limit for every clone
+///     .service(client);
+///
+/// let request = http::Request::get(mock.url("/api/v1/trips")).body(Full::default())?;
+/// let response = svc.oneshot(request).await?;
+/// assert_eq!(response.status(), http::StatusCode::OK);
+/// # Ok(()) }
+/// ```
+///
+/// [`Buffer`]: https://docs.rs/tower/0.5/tower/buffer/struct.Buffer.html
 ///
 /// # Example
 ///

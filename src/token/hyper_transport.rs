@@ -1,5 +1,6 @@
 //! The [`Transport`] used in production: a hyper-util client, HTTPS through
-//! rustls with the `rustls` feature, plain HTTP for loopback base URLs.
+//! the crate's one TLS setup ([`crate::https`]) with the `rustls` feature,
+//! plain HTTP for loopback base URLs.
 
 use bytes::Bytes;
 use http::{header, Method, Request, Uri};
@@ -26,21 +27,14 @@ pub(crate) struct HyperTransport {
 
 impl HyperTransport {
     pub(crate) fn new() -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
         #[cfg(feature = "rustls")]
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .expect("the ring provider supports the default TLS versions")
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let connector = crate::https::connector(crate::https::Schemes::HttpsOrHttp);
         #[cfg(not(feature = "rustls"))]
-        let connector = http;
+        let connector = {
+            let mut http = HttpConnector::new();
+            http.set_nodelay(true);
+            http
+        };
         HyperTransport {
             client: Client::builder(TokioExecutor::new()).build(connector),
         }
