@@ -16,8 +16,10 @@
 //!
 //! Knobs make it misbehave the ways the real one can: token lifetime,
 //! revoking every access token (early expiry), expiring every refresh token,
-//! delays, and canned answers (error statuses, malformed bodies). Counters
-//! tell how often each endpoint was called.
+//! delays (per route, or scripted per Auth API call), canned answers (error
+//! statuses, `Retry-After`, malformed bodies) and faults (a connection
+//! dropped before the answer, a rotation committed and its answer lost, a
+//! body cut short). Counters tell how often each endpoint was called.
 //!
 //! # Example
 //!
@@ -34,6 +36,41 @@
 //! # let _ = token;
 //! # Ok(()) }
 //! ```
+//!
+//! # Counting reused refresh tokens
+//!
+//! The reference protocol says a rotated refresh token must never be sent
+//! again. The mock remembers every refresh token a refresh has spent and
+//! tells it apart from unknown and expired ones: each call to
+//! `/auth/refresh` with a spent token is counted in
+//! [`Counts::refresh_reused`] (and, being answered 401, in
+//! [`Counts::refresh_rejected`]). A client that stores each rotation sends
+//! a spent token only when it never saw the answer that rotated it, as
+//! here, where the rotation is committed and its answer lost:
+//!
+//! ```
+//! use std::time::Duration;
+//! use simacan_auth::{mock::{Fault, MockAuthApi, Route}, SimacanAuthLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let mock = MockAuthApi::start().await?;
+//! let layer = SimacanAuthLayer::new(mock.credentials())
+//!     .environment(mock.environment())
+//!     .backoff(Duration::from_millis(10), Duration::from_millis(10));
+//! layer.access_token().await.expect("logged in");
+//!
+//! mock.fail_next(Route::Refresh, Fault::CommitThenClose);
+//! layer.invalidate();
+//! assert!(layer.access_token().await.is_err(), "the answer was lost");
+//! tokio::time::sleep(Duration::from_millis(20)).await; // the backoff
+//! layer.access_token().await.expect("the password fallback");
+//!
+//! let counts = mock.counts();
+//! assert_eq!(counts.refresh_reused, 1, "the spent token was sent again, once");
+//! assert_eq!(counts.password, 2);
+//! # Ok(()) }
+//! ```
 
 mod handler;
 mod server;
@@ -45,7 +82,7 @@ use http::Response;
 use tokio::task::JoinHandle;
 
 use crate::{Credentials, Environment};
-use state::State;
+use state::{Scripted, State};
 
 pub use state::{Counts, RecordedRequest};
 
@@ -70,6 +107,38 @@ pub enum Route {
     Refresh,
     /// Every other path: the target API.
     Target,
+}
+
+/// A fault to inject into the next call to a route, with
+/// [`MockAuthApi::fail_next`]. See the [module docs](self).
+///
+/// "Takes effect" means the mock's real logic runs: a login issues a token
+/// pair, a refresh spends the refresh token and issues a new pair, the
+/// target API records the request. The dropped connection is the whole TCP
+/// connection, on HTTP/1.1 and HTTP/2 alike.
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::mock::Fault;
+///
+/// let faults = [Fault::Close, Fault::CommitThenClose, Fault::CutBody];
+/// assert_eq!(faults.len(), 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The connection is dropped before any of the answer is sent, and the
+    /// call has no effect: as when the service crashes on arrival.
+    Close,
+    /// The call takes effect, then the connection is dropped before any of
+    /// the answer is sent: on `/auth/refresh`, a rotation committed whose
+    /// new refresh token the client never sees.
+    CommitThenClose,
+    /// The call takes effect and the status line, the headers (with the
+    /// whole body's `content-length`) and the first half of the body are
+    /// sent, then the connection is dropped.
+    CutBody,
 }
 
 /// A running mock Auth API and target API. See the [module docs](self).
@@ -314,9 +383,47 @@ impl MockAuthApi {
         self.state.set_delay(route, delay);
     }
 
+    /// Delays the answers of the Auth API by a script: the n-th call to
+    /// `/auth/password` or `/auth/refresh` (1-based, the two counted
+    /// together) waits `script(n)` before it is answered, on top of any
+    /// [`set_delay`](Self::set_delay). Replaces the script set before. The
+    /// script runs outside the mock's lock; it should be quick.
+    ///
+    /// # Example
+    ///
+    /// Every fifth Auth API call is slow:
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = MockAuthApi::start().await?;
+    /// mock.set_auth_delays(|n| if n % 5 == 0 { Duration::from_millis(40) } else { Duration::ZERO });
+    /// let layer = SimacanAuthLayer::new(mock.credentials()).environment(mock.environment());
+    /// layer.access_token().await.expect("call 1 is quick");
+    /// for _ in 2..5 {
+    ///     layer.invalidate();
+    ///     layer.access_token().await.expect("calls 2 to 4 are quick");
+    /// }
+    /// layer.invalidate();
+    /// let started = Instant::now();
+    /// layer.access_token().await.expect("call 5 is slow");
+    /// assert!(started.elapsed() >= Duration::from_millis(40));
+    /// # Ok(()) }
+    /// ```
+    pub fn set_auth_delays<F>(&self, script: F)
+    where
+        F: Fn(usize) -> Duration + Send + Sync + 'static,
+    {
+        self.state.set_auth_delays(Arc::new(script));
+    }
+
     /// Answers the next call to `route` with `response` instead of the real
     /// logic: error statuses, `Retry-After`, malformed bodies. Queued answers
-    /// are used in order; the call is still counted.
+    /// and [faults](Self::fail_next) are used in order; the call is still
+    /// counted.
     ///
     /// # Example
     ///
@@ -330,7 +437,39 @@ impl MockAuthApi {
     /// # Ok(()) }
     /// ```
     pub fn respond_next(&self, route: Route, response: Response<String>) {
-        self.state.push_canned(route, response);
+        self.state.push_scripted(route, Scripted::Respond(response));
+    }
+
+    /// Makes the next call to `route` fail with `fault`: the connection is
+    /// dropped before or part-way through the answer. Queued faults and
+    /// [answers](Self::respond_next) are used in order; the call is still
+    /// counted, after any delay.
+    ///
+    /// # Example
+    ///
+    /// The login's connection is dropped: a typed error, then the next login
+    /// after the backoff succeeds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use simacan_auth::{mock::{Fault, MockAuthApi, Route}, Endpoint, Error, SimacanAuthLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = MockAuthApi::start().await?;
+    /// let layer = SimacanAuthLayer::new(mock.credentials())
+    ///     .environment(mock.environment())
+    ///     .backoff(Duration::from_millis(10), Duration::from_millis(10));
+    /// mock.fail_next(Route::Password, Fault::CutBody);
+    /// let error = layer.access_token().await.unwrap_err();
+    /// assert!(matches!(error, Error::Unreachable { endpoint: Endpoint::Password, .. }), "{error}");
+    /// tokio::time::sleep(Duration::from_millis(20)).await;
+    /// layer.access_token().await.expect("the next login is answered");
+    /// assert_eq!(mock.counts().password, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn fail_next(&self, route: Route, fault: Fault) {
+        self.state.push_scripted(route, Scripted::Fail(fault));
     }
 
     /// How often each endpoint was called.
