@@ -10,7 +10,8 @@ use std::{
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body::Frame;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
@@ -18,6 +19,9 @@ use hyper_util::{
 };
 use simacan_auth::mock::{Fault, MockAuthApi, Route};
 use support::{bounded, mock};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tower::BoxError;
 
 type Raw = Client<HttpConnector, Full<Bytes>>;
 
@@ -247,4 +251,30 @@ async fn auth_delays_follow_the_script_over_both_grants_only() {
         [1, 2, 3],
         "target calls are not scripted"
     );
+}
+
+#[tokio::test]
+async fn a_401_from_the_headers_still_reads_the_rest_of_the_upload() {
+    type Streamed = BoxBody<Bytes, BoxError>;
+    let mock = mock().await;
+    let client: Client<HttpConnector, Streamed> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+    let request = Request::post(mock.url("/uploads"))
+        .header(header::AUTHORIZATION, "Bearer made-up")
+        .body(StreamBody::new(ReceiverStream::new(rx)).boxed())
+        .unwrap();
+    let call = tokio::spawn(client.request(request));
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    bounded(tx.send(Ok(Frame::data(chunk.clone()))))
+        .await
+        .unwrap();
+    let response = bounded(call).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // More than socket buffers hold: only a server that reads takes it all.
+    for _ in 0..32 {
+        bounded(tx.send(Ok(Frame::data(chunk.clone()))))
+            .await
+            .expect("the connection still carries the upload");
+    }
 }

@@ -195,10 +195,13 @@ async fn target(state: &State, request: Request<Incoming>) -> Response<Answer> {
         authorized,
     };
     let collected = match (authorized, collected, body) {
-        (false, collected, _) => {
+        (false, collected, unread) => {
             if let Some(Ok((data, trailers))) = collected {
                 recorded.body = data;
                 recorded.trailers = trailers;
+            }
+            if let Some(unread) = unread {
+                tokio::spawn(discard(unread));
             }
             state.record(recorded);
             let mut response = status(StatusCode::UNAUTHORIZED, r#"{"error":"invalid_token"}"#);
@@ -223,6 +226,21 @@ async fn target(state: &State, request: Request<Incoming>) -> Response<Answer> {
         .header("x-body-bytes", data.len())
         .body(Answer::from(data))
         .unwrap_or_else(|_| status(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"internal"}"#))
+}
+
+/// Reads and drops what is left of a body answered before it was read, so
+/// that the connection stays usable: dropping it unread would make hyper
+/// close the connection under a client still uploading, which then sees a
+/// broken pipe instead of the answer.
+async fn discard(mut body: Incoming) {
+    let mut left = MAX_TARGET_BYTES;
+    while let Some(Ok(frame)) = body.frame().await {
+        let read = frame.data_ref().map_or(0, Bytes::len);
+        let Some(rest) = left.checked_sub(read) else {
+            return;
+        };
+        left = rest;
+    }
 }
 
 /// Reads a whole request body and its trailers.

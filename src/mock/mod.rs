@@ -12,7 +12,9 @@
 //! - Every other path is the target API: it checks
 //!   `Authorization: Bearer <access_token>` from the headers alone, answers
 //!   401 for a missing, unknown, expired or revoked token, and otherwise 200
-//!   echoing the request body.
+//!   echoing the request body. After a 401 it reads and drops the rest of
+//!   the upload, as servers that keep the connection do, so a client still
+//!   sending sees the 401 rather than a broken pipe.
 //!
 //! Knobs make it misbehave the ways the real one can: token lifetime,
 //! revoking every access token (early expiry), expiring every refresh token,
