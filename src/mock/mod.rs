@@ -348,6 +348,32 @@ impl MockAuthApi {
         self.state.set_read_body_first(read_first);
     }
 
+    /// Whether the target API keeps every request it receives, body
+    /// included, for [`target_requests`](Self::target_requests). Turn it off
+    /// for long runs; the counts go on. Defaults to on.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer};
+    /// # use tower::{Layer, ServiceExt};
+    /// let mock = MockAuthApi::start().await?;
+    /// mock.set_target_recording(false);
+    /// let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    ///     .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// let svc = SimacanAuthLayer::new(mock.credentials()).environment(mock.environment()).layer(client);
+    /// let request = http::Request::post(mock.url("/trips")).body("{}".into()).unwrap();
+    /// svc.oneshot(request).await.expect("answered");
+    /// assert_eq!(mock.counts().target, 1);
+    /// assert!(mock.target_requests().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn set_target_recording(&self, recording: bool) {
+        self.state.set_recording(recording);
+    }
+
     /// A handle that checks bearer tokens the way the target API does, for
     /// servers of your own (a tonic interceptor, an axum handler) that should
     /// accept exactly the mock's tokens. Its checks count as target requests.

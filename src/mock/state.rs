@@ -90,6 +90,7 @@ struct Inner {
     spent: HashSet<String>,
     reject_all: bool,
     read_body_first: bool,
+    recording: bool,
     delays: HashMap<Route, Duration>,
     auth_delays: Option<Arc<DelayScript>>,
     scripted: HashMap<Route, VecDeque<Scripted>>,
@@ -133,6 +134,7 @@ impl State {
                 spent: HashSet::new(),
                 reject_all: false,
                 read_body_first: false,
+                recording: true,
                 delays: HashMap::new(),
                 auth_delays: None,
                 scripted: HashMap::new(),
@@ -164,6 +166,10 @@ impl State {
 
     pub(super) fn set_read_body_first(&self, read_first: bool) {
         self.lock().read_body_first = read_first;
+    }
+
+    pub(super) fn set_recording(&self, recording: bool) {
+        self.lock().recording = recording;
     }
 
     pub(super) fn reads_body_first(&self) -> bool {
@@ -274,7 +280,9 @@ impl State {
         if !request.authorized {
             inner.counts.target_unauthorized += 1;
         }
-        inner.recorded.push(request);
+        if inner.recording {
+            inner.recorded.push(request);
+        }
     }
 }
 
