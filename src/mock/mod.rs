@@ -121,11 +121,28 @@ pub enum Route {
 ///
 /// # Example
 ///
-/// ```
-/// use simacan_auth::mock::Fault;
+/// A refresh whose connection is dropped before it takes effect leaves the
+/// refresh token unspent: after the backoff, the same token refreshes.
 ///
-/// let faults = [Fault::Close, Fault::CommitThenClose, Fault::CutBody];
-/// assert_eq!(faults.len(), 3);
+/// ```
+/// use std::time::Duration;
+/// use simacan_auth::{mock::{Fault, MockAuthApi, Route}, SimacanAuthLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let mock = MockAuthApi::start().await?;
+/// let layer = SimacanAuthLayer::new(mock.credentials())
+///     .environment(mock.environment())
+///     .backoff(Duration::from_millis(10), Duration::from_millis(10));
+/// layer.access_token().await.expect("logged in");
+/// mock.fail_next(Route::Refresh, Fault::Close);
+/// layer.invalidate();
+/// assert!(layer.access_token().await.is_err());
+/// tokio::time::sleep(Duration::from_millis(20)).await;
+/// layer.access_token().await.expect("refreshed with the same token");
+/// let counts = mock.counts();
+/// assert_eq!((counts.refresh, counts.refresh_reused, counts.password), (2, 0, 1));
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
