@@ -83,6 +83,9 @@ pub mod body;
 pub mod error;
 mod failure;
 pub mod future;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "rustls")]
 mod https;
 pub mod layer;

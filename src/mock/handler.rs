@@ -1,15 +1,23 @@
-//! The mock's request handling: routes, grants and the target API.
+//! The mock's request handling: routes, grants, the target API, and the
+//! scripted faults.
 
-use std::sync::Arc;
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::{
-    state::{Issued, RecordedRequest, State},
-    Route,
+    server::Hangup,
+    state::{Issued, RecordedRequest, Scripted, State},
+    Fault, Route,
 };
 
 const AUTH_PREFIX: &str = "/api/v1/auth/";
@@ -17,28 +25,111 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 /// The target API reads bodies up to this size.
 const MAX_TARGET_BYTES: usize = 64 * 1024 * 1024;
 
-pub(super) async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(super) async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+    hangup: Hangup,
+) -> Response<Answer> {
     let route = match request.uri().path().strip_prefix(AUTH_PREFIX) {
         Some("password") => Route::Password,
         Some("refresh") => Route::Refresh,
         Some(_) => return status(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
         None => Route::Target,
     };
-    let (delay, canned) = state.arrive(route);
-    if let Some(delay) = delay {
-        tokio::time::sleep(delay).await;
+    let arrival = state.arrive(route);
+    if !arrival.delay.is_zero() {
+        tokio::time::sleep(arrival.delay).await;
     }
-    if let Some(canned) = canned {
-        return canned.map(Full::from);
+    let fault = match arrival.scripted {
+        Some(Scripted::Respond(canned)) => return canned.map(Answer::from),
+        Some(Scripted::Fail(fault)) => Some(fault),
+        None => None,
+    };
+    if fault == Some(Fault::Close) {
+        // Before the call has any effect.
+        return hangup.now().await;
     }
-    match route {
+    let response = match route {
         Route::Password => password(&state, request).await,
         Route::Refresh => refresh(&state, request).await,
         Route::Target => target(&state, request).await,
+    };
+    match fault {
+        Some(Fault::CommitThenClose) => hangup.now().await,
+        Some(Fault::CutBody) => response.map(|answer| answer.cut(hangup)),
+        _ => response,
     }
 }
 
-async fn password(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+/// A response body: all of it in one frame or, when cut, the first half and
+/// then a hang-up, while `content-length` still announces the whole.
+pub(super) struct Answer {
+    data: Option<Bytes>,
+    /// The bytes still announced.
+    announced: u64,
+    hangup: Option<Hangup>,
+}
+
+impl Answer {
+    fn cut(mut self, hangup: Hangup) -> Answer {
+        let mut data = self.data.take().unwrap_or_default();
+        let first_half = data.split_to(data.len() / 2);
+        Answer {
+            data: (!first_half.is_empty()).then_some(first_half),
+            announced: self.announced,
+            hangup: Some(hangup),
+        }
+    }
+}
+
+impl From<Bytes> for Answer {
+    fn from(data: Bytes) -> Self {
+        Answer {
+            announced: data.len() as u64,
+            data: (!data.is_empty()).then_some(data),
+            hangup: None,
+        }
+    }
+}
+
+impl From<String> for Answer {
+    fn from(text: String) -> Self {
+        Answer::from(Bytes::from(text))
+    }
+}
+
+impl Body for Answer {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.data.take() {
+            self.announced -= data.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        match self.hangup.take() {
+            // The connection is dropped: nothing polls this body again.
+            Some(hangup) => {
+                hangup.request();
+                Poll::Pending
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.hangup.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.announced)
+    }
+}
+
+async fn password(state: &State, request: Request<Incoming>) -> Response<Answer> {
     let form = match read_form(request).await {
         Ok(form) => form,
         Err(response) => return response,
@@ -57,7 +148,7 @@ async fn password(state: &State, request: Request<Incoming>) -> Response<Full<By
     }
 }
 
-async fn refresh(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn refresh(state: &State, request: Request<Incoming>) -> Response<Answer> {
     let form = match read_form(request).await {
         Ok(form) => form,
         Err(response) => return response,
@@ -74,7 +165,7 @@ async fn refresh(state: &State, request: Request<Incoming>) -> Response<Full<Byt
 /// Checks the bearer token from the headers alone, as real APIs do (or
 /// after reading the body, when so configured), and echoes the body of
 /// authorized requests.
-async fn target(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn target(state: &State, request: Request<Incoming>) -> Response<Answer> {
     let (parts, body) = request.into_parts();
     let read_first = state.reads_body_first();
     let mut body = Some(body);
@@ -104,10 +195,13 @@ async fn target(state: &State, request: Request<Incoming>) -> Response<Full<Byte
         authorized,
     };
     let collected = match (authorized, collected, body) {
-        (false, collected, _) => {
+        (false, collected, unread) => {
             if let Some(Ok((data, trailers))) = collected {
                 recorded.body = data;
                 recorded.trailers = trailers;
+            }
+            if let Some(unread) = unread {
+                tokio::spawn(discard(unread));
             }
             state.record(recorded);
             let mut response = status(StatusCode::UNAUTHORIZED, r#"{"error":"invalid_token"}"#);
@@ -130,8 +224,23 @@ async fn target(state: &State, request: Request<Incoming>) -> Response<Full<Byte
     Response::builder()
         .status(StatusCode::OK)
         .header("x-body-bytes", data.len())
-        .body(Full::new(data))
-        .unwrap_or_default()
+        .body(Answer::from(data))
+        .unwrap_or_else(|_| status(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"internal"}"#))
+}
+
+/// Reads and drops what is left of a body answered before it was read, so
+/// that the connection stays usable: dropping it unread would make hyper
+/// close the connection under a client still uploading, which then sees a
+/// broken pipe instead of the answer.
+async fn discard(mut body: Incoming) {
+    let mut left = MAX_TARGET_BYTES;
+    while let Some(Ok(frame)) = body.frame().await {
+        let read = frame.data_ref().map_or(0, Bytes::len);
+        let Some(rest) = left.checked_sub(read) else {
+            return;
+        };
+        left = rest;
+    }
 }
 
 /// Reads a whole request body and its trailers.
@@ -144,9 +253,7 @@ async fn collect(body: Incoming) -> Result<(Bytes, Option<http::HeaderMap>), ()>
     Ok((collected.to_bytes(), trailers))
 }
 
-async fn read_form(
-    request: Request<Incoming>,
-) -> Result<Vec<(String, String)>, Response<Full<Bytes>>> {
+async fn read_form(request: Request<Incoming>) -> Result<Vec<(String, String)>, Response<Answer>> {
     if request.method() != Method::POST {
         return Err(status(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -177,7 +284,7 @@ async fn read_form(
     Ok(form_urlencoded::parse(&body).into_owned().collect())
 }
 
-fn token_response(issued: &Issued) -> Response<Full<Bytes>> {
+fn token_response(issued: &Issued) -> Response<Answer> {
     let body = serde_json::json!({
         "access_token": issued.access,
         "refresh_token": issued.refresh,
@@ -188,12 +295,12 @@ fn token_response(issued: &Issued) -> Response<Full<Bytes>> {
     json(StatusCode::OK, body.to_string())
 }
 
-fn status(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+fn status(status: StatusCode, body: &'static str) -> Response<Answer> {
     json(status, body.to_owned())
 }
 
-fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::from(body));
+fn json(status: StatusCode, body: String) -> Response<Answer> {
+    let mut response = Response::new(Answer::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

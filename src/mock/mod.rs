@@ -12,12 +12,16 @@
 //! - Every other path is the target API: it checks
 //!   `Authorization: Bearer <access_token>` from the headers alone, answers
 //!   401 for a missing, unknown, expired or revoked token, and otherwise 200
-//!   echoing the request body.
+//!   echoing the request body. After a 401 it reads and drops the rest of
+//!   the upload, as servers that keep the connection do, so a client still
+//!   sending sees the 401 rather than a broken pipe.
 //!
 //! Knobs make it misbehave the ways the real one can: token lifetime,
 //! revoking every access token (early expiry), expiring every refresh token,
-//! delays, and canned answers (error statuses, malformed bodies). Counters
-//! tell how often each endpoint was called.
+//! delays (per route, or scripted per Auth API call), canned answers (error
+//! statuses, `Retry-After`, malformed bodies) and faults (a connection
+//! dropped before the answer, a rotation committed and its answer lost, a
+//! body cut short). Counters tell how often each endpoint was called.
 //!
 //! # Example
 //!
@@ -34,6 +38,41 @@
 //! # let _ = token;
 //! # Ok(()) }
 //! ```
+//!
+//! # Counting reused refresh tokens
+//!
+//! The reference protocol says a rotated refresh token must never be sent
+//! again. The mock remembers every refresh token a refresh has spent and
+//! tells it apart from unknown and expired ones: each call to
+//! `/auth/refresh` with a spent token is counted in
+//! [`Counts::refresh_reused`] (and, being answered 401, in
+//! [`Counts::refresh_rejected`]). A client that stores each rotation sends
+//! a spent token only when it never saw the answer that rotated it, as
+//! here, where the rotation is committed and its answer lost:
+//!
+//! ```
+//! use std::time::Duration;
+//! use simacan_auth::{mock::{Fault, MockAuthApi, Route}, SimacanAuthLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let mock = MockAuthApi::start().await?;
+//! let layer = SimacanAuthLayer::new(mock.credentials())
+//!     .environment(mock.environment())
+//!     .backoff(Duration::from_millis(10), Duration::from_millis(10));
+//! layer.access_token().await.expect("logged in");
+//!
+//! mock.fail_next(Route::Refresh, Fault::CommitThenClose);
+//! layer.invalidate();
+//! assert!(layer.access_token().await.is_err(), "the answer was lost");
+//! tokio::time::sleep(Duration::from_millis(20)).await; // the backoff
+//! layer.access_token().await.expect("the password fallback");
+//!
+//! let counts = mock.counts();
+//! assert_eq!(counts.refresh_reused, 1, "the spent token was sent again, once");
+//! assert_eq!(counts.password, 2);
+//! # Ok(()) }
+//! ```
 
 mod handler;
 mod server;
@@ -45,7 +84,7 @@ use http::Response;
 use tokio::task::JoinHandle;
 
 use crate::{Credentials, Environment};
-use state::State;
+use state::{Scripted, State};
 
 pub use state::{Counts, RecordedRequest};
 
@@ -70,6 +109,55 @@ pub enum Route {
     Refresh,
     /// Every other path: the target API.
     Target,
+}
+
+/// A fault to inject into the next call to a route, with
+/// [`MockAuthApi::fail_next`]. See the [module docs](self).
+///
+/// "Takes effect" means the mock's real logic runs: a login issues a token
+/// pair, a refresh spends the refresh token and issues a new pair, the
+/// target API records the request. The dropped connection is the whole TCP
+/// connection, on HTTP/1.1 and HTTP/2 alike.
+///
+/// # Example
+///
+/// A refresh whose connection is dropped before it takes effect leaves the
+/// refresh token unspent: after the backoff, the same token refreshes.
+///
+/// ```
+/// use std::time::Duration;
+/// use simacan_auth::{mock::{Fault, MockAuthApi, Route}, SimacanAuthLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let mock = MockAuthApi::start().await?;
+/// let layer = SimacanAuthLayer::new(mock.credentials())
+///     .environment(mock.environment())
+///     .backoff(Duration::from_millis(10), Duration::from_millis(10));
+/// layer.access_token().await.expect("logged in");
+/// mock.fail_next(Route::Refresh, Fault::Close);
+/// layer.invalidate();
+/// assert!(layer.access_token().await.is_err());
+/// tokio::time::sleep(Duration::from_millis(20)).await;
+/// layer.access_token().await.expect("refreshed with the same token");
+/// let counts = mock.counts();
+/// assert_eq!((counts.refresh, counts.refresh_reused, counts.password), (2, 0, 1));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The connection is dropped before any of the answer is sent, and the
+    /// call has no effect: as when the service crashes on arrival.
+    Close,
+    /// The call takes effect, then the connection is dropped before any of
+    /// the answer is sent: on `/auth/refresh`, a rotation committed whose
+    /// new refresh token the client never sees.
+    CommitThenClose,
+    /// The call takes effect and the status line, the headers (with the
+    /// whole body's `content-length`) and the first half of the body are
+    /// sent, then the connection is dropped.
+    CutBody,
 }
 
 /// A running mock Auth API and target API. See the [module docs](self).
@@ -277,6 +365,32 @@ impl MockAuthApi {
         self.state.set_read_body_first(read_first);
     }
 
+    /// Whether the target API keeps every request it receives, body
+    /// included, for [`target_requests`](Self::target_requests). Turn it off
+    /// for long runs; the counts go on. Defaults to on.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer};
+    /// # use tower::{Layer, ServiceExt};
+    /// let mock = MockAuthApi::start().await?;
+    /// mock.set_target_recording(false);
+    /// let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    ///     .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// let svc = SimacanAuthLayer::new(mock.credentials()).environment(mock.environment()).layer(client);
+    /// let request = http::Request::post(mock.url("/trips")).body("{}".into()).unwrap();
+    /// svc.oneshot(request).await.expect("answered");
+    /// assert_eq!(mock.counts().target, 1);
+    /// assert!(mock.target_requests().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn set_target_recording(&self, recording: bool) {
+        self.state.set_recording(recording);
+    }
+
     /// A handle that checks bearer tokens the way the target API does, for
     /// servers of your own (a tonic interceptor, an axum handler) that should
     /// accept exactly the mock's tokens. Its checks count as target requests.
@@ -314,9 +428,47 @@ impl MockAuthApi {
         self.state.set_delay(route, delay);
     }
 
+    /// Delays the answers of the Auth API by a script: the n-th call to
+    /// `/auth/password` or `/auth/refresh` (1-based, the two counted
+    /// together) waits `script(n)` before it is answered, on top of any
+    /// [`set_delay`](Self::set_delay). Replaces the script set before. The
+    /// script runs outside the mock's lock; it should be quick.
+    ///
+    /// # Example
+    ///
+    /// Every fifth Auth API call is slow:
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = MockAuthApi::start().await?;
+    /// mock.set_auth_delays(|n| if n % 5 == 0 { Duration::from_millis(40) } else { Duration::ZERO });
+    /// let layer = SimacanAuthLayer::new(mock.credentials()).environment(mock.environment());
+    /// layer.access_token().await.expect("call 1 is quick");
+    /// for _ in 2..5 {
+    ///     layer.invalidate();
+    ///     layer.access_token().await.expect("calls 2 to 4 are quick");
+    /// }
+    /// layer.invalidate();
+    /// let started = Instant::now();
+    /// layer.access_token().await.expect("call 5 is slow");
+    /// assert!(started.elapsed() >= Duration::from_millis(40));
+    /// # Ok(()) }
+    /// ```
+    pub fn set_auth_delays<F>(&self, script: F)
+    where
+        F: Fn(usize) -> Duration + Send + Sync + 'static,
+    {
+        self.state.set_auth_delays(Arc::new(script));
+    }
+
     /// Answers the next call to `route` with `response` instead of the real
     /// logic: error statuses, `Retry-After`, malformed bodies. Queued answers
-    /// are used in order; the call is still counted.
+    /// and [faults](Self::fail_next) are used in order; the call is still
+    /// counted.
     ///
     /// # Example
     ///
@@ -330,7 +482,39 @@ impl MockAuthApi {
     /// # Ok(()) }
     /// ```
     pub fn respond_next(&self, route: Route, response: Response<String>) {
-        self.state.push_canned(route, response);
+        self.state.push_scripted(route, Scripted::Respond(response));
+    }
+
+    /// Makes the next call to `route` fail with `fault`: the connection is
+    /// dropped before or part-way through the answer. Queued faults and
+    /// [answers](Self::respond_next) are used in order; the call is still
+    /// counted, after any delay.
+    ///
+    /// # Example
+    ///
+    /// The login's connection is dropped: a typed error, then the next login
+    /// after the backoff succeeds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use simacan_auth::{mock::{Fault, MockAuthApi, Route}, Endpoint, Error, SimacanAuthLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = MockAuthApi::start().await?;
+    /// let layer = SimacanAuthLayer::new(mock.credentials())
+    ///     .environment(mock.environment())
+    ///     .backoff(Duration::from_millis(10), Duration::from_millis(10));
+    /// mock.fail_next(Route::Password, Fault::CutBody);
+    /// let error = layer.access_token().await.unwrap_err();
+    /// assert!(matches!(error, Error::Unreachable { endpoint: Endpoint::Password, .. }), "{error}");
+    /// tokio::time::sleep(Duration::from_millis(20)).await;
+    /// layer.access_token().await.expect("the next login is answered");
+    /// assert_eq!(mock.counts().password, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn fail_next(&self, route: Route, fault: Fault) {
+        self.state.push_scripted(route, Scripted::Fail(fault));
     }
 
     /// How often each endpoint was called.

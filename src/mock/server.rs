@@ -9,10 +9,34 @@ use hyper_util::{
 };
 use tokio::{
     net::TcpListener,
+    sync::Notify,
     task::{JoinHandle, JoinSet},
 };
 
 use super::{handler, state::State};
+
+/// Lets a handler drop the connection it is answering on, as a server that
+/// crashes or a proxy that cuts it would.
+#[derive(Clone, Default)]
+pub(super) struct Hangup(Arc<Notify>);
+
+impl Hangup {
+    /// Asks for the connection to be dropped; what was written so far has
+    /// been flushed.
+    pub(super) fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Drops the connection and never answers.
+    pub(super) async fn now<T>(self) -> T {
+        self.request();
+        std::future::pending().await
+    }
+
+    async fn requested(&self) {
+        self.0.notified().await;
+    }
+}
 
 /// Binds and serves until the returned task is aborted; aborting it also
 /// ends every open connection.
@@ -26,20 +50,32 @@ pub(super) async fn serve(state: Arc<State>) -> std::io::Result<(SocketAddr, Joi
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
-                    let state = Arc::clone(&state);
-                    connections.spawn(async move {
-                        let service = service_fn(move |request| {
-                            let state = Arc::clone(&state);
-                            async move { Ok::<_, Infallible>(handler::handle(state, request).await) }
-                        });
-                        let _ = auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
+                    connections.spawn(connection(stream, Arc::clone(&state)));
                 }
                 Some(_) = connections.join_next() => {}
             }
         }
     });
     Ok((addr, server))
+}
+
+/// Serves one connection until the client closes it or a handler hangs up.
+async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
+    let hangup = Hangup::default();
+    let service = {
+        let hangup = hangup.clone();
+        service_fn(move |request| {
+            let (state, hangup) = (Arc::clone(&state), hangup.clone());
+            async move { Ok::<_, Infallible>(handler::handle(state, request, hangup).await) }
+        })
+    };
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let serving = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        // The connection first, so that what a handler wrote before hanging
+        // up is flushed.
+        biased;
+        _ = serving => {}
+        () = hangup.requested() => {}
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 use tokio::time::Instant;
 
-use super::Route;
+use super::{Fault, Route};
 
 /// How often each endpoint of the mock was called.
 ///
@@ -32,6 +32,10 @@ pub struct Counts {
     /// Calls to `/auth/refresh` answered 401 (spent, unknown or expired
     /// refresh token).
     pub refresh_rejected: usize,
+    /// Calls to `/auth/refresh` with a refresh token that an earlier refresh
+    /// had already spent: a refresh token sent twice. Each is also counted in
+    /// `refresh_rejected`; unknown and expired tokens are not counted here.
+    pub refresh_reused: usize,
     /// Requests to the target API.
     pub target: usize,
     /// Requests to the target API answered 401.
@@ -81,12 +85,33 @@ struct Inner {
     access: HashMap<String, Instant>,
     /// Refresh tokens that may still be used, each once.
     refresh: HashSet<String>,
+    /// Refresh tokens a refresh has rotated away: sending one again is a
+    /// reuse, told apart from unknown and expired tokens.
+    spent: HashSet<String>,
     reject_all: bool,
     read_body_first: bool,
+    recording: bool,
     delays: HashMap<Route, Duration>,
-    canned: HashMap<Route, VecDeque<Response<String>>>,
+    auth_delays: Option<Arc<DelayScript>>,
+    scripted: HashMap<Route, VecDeque<Scripted>>,
     recorded: Vec<RecordedRequest>,
     counts: Counts,
+}
+
+/// The delay of the n-th Auth API call (1-based, both grants counted
+/// together).
+pub(super) type DelayScript = dyn Fn(usize) -> Duration + Send + Sync;
+
+/// What the next call to a route does instead of the real logic.
+pub(super) enum Scripted {
+    Respond(Response<String>),
+    Fail(Fault),
+}
+
+/// How a call that just arrived is to be answered.
+pub(super) struct Arrival {
+    pub(super) delay: Duration,
+    pub(super) scripted: Option<Scripted>,
 }
 
 /// A freshly issued token pair.
@@ -106,10 +131,13 @@ impl State {
                 lifetime: Duration::from_secs(3600),
                 access: HashMap::new(),
                 refresh: HashSet::new(),
+                spent: HashSet::new(),
                 reject_all: false,
                 read_body_first: false,
+                recording: true,
                 delays: HashMap::new(),
-                canned: HashMap::new(),
+                auth_delays: None,
+                scripted: HashMap::new(),
                 recorded: Vec::new(),
                 counts: Counts::default(),
             }),
@@ -140,6 +168,10 @@ impl State {
         self.lock().read_body_first = read_first;
     }
 
+    pub(super) fn set_recording(&self, recording: bool) {
+        self.lock().recording = recording;
+    }
+
     pub(super) fn reads_body_first(&self) -> bool {
         self.lock().read_body_first
     }
@@ -148,12 +180,16 @@ impl State {
         self.lock().delays.insert(route, delay);
     }
 
-    pub(super) fn push_canned(&self, route: Route, response: Response<String>) {
+    pub(super) fn set_auth_delays(&self, script: Arc<DelayScript>) {
+        self.lock().auth_delays = Some(script);
+    }
+
+    pub(super) fn push_scripted(&self, route: Route, scripted: Scripted) {
         self.lock()
-            .canned
+            .scripted
             .entry(route)
             .or_default()
-            .push_back(response);
+            .push_back(scripted);
     }
 
     pub(super) fn counts(&self) -> Counts {
@@ -164,18 +200,33 @@ impl State {
         self.lock().recorded.clone()
     }
 
-    /// Counts the call and returns its delay and canned answer, if any.
-    pub(super) fn arrive(&self, route: Route) -> (Option<Duration>, Option<Response<String>>) {
-        let mut inner = self.lock();
-        let counts = &mut inner.counts;
-        match route {
-            Route::Password => counts.password += 1,
-            Route::Refresh => counts.refresh += 1,
-            Route::Target => counts.target += 1,
+    /// Counts the call and says how to answer it: after which delay, and
+    /// with what scripted answer or fault, if any.
+    pub(super) fn arrive(&self, route: Route) -> Arrival {
+        let (mut arrival, script, nth) = {
+            let mut inner = self.lock();
+            let counts = &mut inner.counts;
+            match route {
+                Route::Password => counts.password += 1,
+                Route::Refresh => counts.refresh += 1,
+                Route::Target => counts.target += 1,
+            }
+            let nth = counts.password + counts.refresh;
+            let arrival = Arrival {
+                delay: inner.delays.get(&route).copied().unwrap_or_default(),
+                scripted: inner.scripted.get_mut(&route).and_then(VecDeque::pop_front),
+            };
+            let script = match route {
+                Route::Password | Route::Refresh => inner.auth_delays.clone(),
+                Route::Target => None,
+            };
+            (arrival, script, nth)
+        };
+        // Outside the lock: the script is the caller's code.
+        if let Some(script) = script {
+            arrival.delay = arrival.delay.saturating_add(script(nth));
         }
-        let delay = inner.delays.get(&route).copied();
-        let canned = inner.canned.get_mut(&route).and_then(VecDeque::pop_front);
-        (delay, canned)
+        arrival
     }
 
     /// The password grant: a new pair for the right credentials.
@@ -193,8 +244,12 @@ impl State {
         let mut inner = self.lock();
         if !inner.refresh.remove(refresh_token) {
             inner.counts.refresh_rejected += 1;
+            if inner.spent.contains(refresh_token) {
+                inner.counts.refresh_reused += 1;
+            }
             return None;
         }
+        inner.spent.insert(refresh_token.to_owned());
         Some(inner.issue())
     }
 
@@ -225,7 +280,9 @@ impl State {
         if !request.authorized {
             inner.counts.target_unauthorized += 1;
         }
-        inner.recorded.push(request);
+        if inner.recording {
+            inner.recorded.push(request);
+        }
     }
 }
 

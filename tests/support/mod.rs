@@ -111,3 +111,45 @@ where
 {
     bounded(async { svc.ready().await?.call(request).await }).await
 }
+
+/// Keeps a paused clock still while it lives: with I/O in flight the runtime
+/// would otherwise skip ahead to the next timer whenever it is idle, firing
+/// timeouts that have not really passed. Time then moves only by
+/// `tokio::time::advance`. (Tokio does not auto-advance while a blocking
+/// task runs; this guard is one.)
+pub struct HeldClock {
+    _release: std::sync::mpsc::Sender<()>,
+}
+
+pub fn hold_clock() -> HeldClock {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = held.recv();
+    });
+    HeldClock { _release: release }
+}
+
+/// `bounded` for a held clock, whose timers do not fire on their own: the
+/// bound is wall-clock time.
+pub async fn bounded_wall<F: std::future::Future>(future: F) -> F::Output {
+    let (expired, expiry) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(PATIENCE);
+        let _ = expired.send(());
+    });
+    tokio::select! {
+        output = future => output,
+        _ = expiry => panic!("the test hung"),
+    }
+}
+
+/// Lets other tasks and the I/O driver run, without moving a held clock,
+/// until `done` holds.
+pub async fn settle_until(mut done: impl FnMut() -> bool) {
+    bounded_wall(async {
+        while !done() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}

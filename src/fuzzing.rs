@@ -1,0 +1,85 @@
+//! Entry points for the fuzz targets in `fuzz/`, built only with
+//! `--cfg fuzzing` (which `cargo fuzz` passes). Thin wrappers over crate
+//! internals; not part of the API.
+//!
+//! The token-response parser lives in a module private to `token`, so its
+//! source file is compiled here a second time: the fuzzer runs exactly that
+//! code.
+//!
+//! # Example
+//!
+//! ```ignore
+//! let grant = simacan_auth::fuzzing::parse_grant(br#"{"access_token":"a","refresh_token":"r","token_type":"bearer","expires_in":60}"#);
+//! assert!(grant.is_ok());
+//! ```
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{HeaderValue, Response};
+
+use crate::{unauthorized, Endpoint, Error};
+
+// The parser's own module is private to `token`.
+#[allow(clippy::duplicate_mod)]
+#[path = "token/grant.rs"]
+mod grant;
+use grant::Grant;
+
+/// What [`parse_grant`] accepted.
+#[derive(Debug)]
+pub struct ParsedGrant {
+    /// `Bearer <access_token>`.
+    pub header: HeaderValue,
+    /// The refresh token.
+    pub refresh_token: String,
+    /// `expires_in`.
+    pub lifetime: Duration,
+}
+
+/// The token-response parser (`Grant::parse`) on a `/auth/password` answer.
+///
+/// # Errors
+///
+/// What the parser refuses, as [`Error::MalformedResponse`].
+pub fn parse_grant(body: &[u8]) -> Result<ParsedGrant, Error> {
+    Grant::parse(Endpoint::Password, body).map(|grant| ParsedGrant {
+        header: grant.header,
+        refresh_token: grant.refresh_token.as_str().to_owned(),
+        lifetime: grant.lifetime,
+    })
+}
+
+/// What the response headers say about the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The token was accepted.
+    Accepted,
+    /// HTTP 401, or gRPC UNAUTHENTICATED in the headers.
+    Refused,
+    /// A gRPC response whose status may come in trailers: peek.
+    PeekTrailers,
+}
+
+/// The refusal detection on response headers.
+pub fn verdict<R: 'static>(response: &Response<R>) -> Verdict {
+    match unauthorized::verdict(response) {
+        unauthorized::Verdict::Accepted => Verdict::Accepted,
+        unauthorized::Verdict::Refused => Verdict::Refused,
+        unauthorized::Verdict::PeekTrailers => Verdict::PeekTrailers,
+    }
+}
+
+/// The first-frame peek of a gRPC response: `Ready(true)` for trailers with
+/// UNAUTHENTICATED, `Ready(false)` once the frame was put back or `window`
+/// has passed.
+pub fn poll_peek<R: 'static>(
+    response: &mut Response<R>,
+    window: Pin<&mut tokio::time::Sleep>,
+    cx: &mut Context<'_>,
+) -> Poll<bool> {
+    unauthorized::poll_peek(response, window, cx)
+}
