@@ -5,7 +5,7 @@
 //! Each test gives its runs a home directory of their own and nothing else
 //! from the environment, so the token store is
 //! `$HOME/.local/state/simacan-auth` unless a test says otherwise.
-#![cfg(feature = "cli")]
+#![cfg(all(feature = "cli", unix))]
 
 mod support;
 
