@@ -111,7 +111,7 @@ async fn token(account: &Account, args: TokenArgs) -> Result<Code, Failure> {
 async fn login(account: &Account, args: LoginArgs) -> Result<Code, Failure> {
     let (token, how) = obtain(account, &args.renewal, Password::from_args(&args.password)?).await?;
     eprintln!(
-        "{how} as {} at {}; the token is valid until {} ({} left)",
+        "{} at {}: {how}; the token is valid until {} ({} left)",
         account.username,
         account.describe(),
         rfc3339(SystemTime::now() + token.expires_in()),
@@ -145,7 +145,7 @@ impl std::fmt::Display for How {
 async fn obtain(
     account: &Account,
     renewal: &Renewal,
-    mut password: Password,
+    password: Password,
 ) -> Result<(AccessToken, How), Failure> {
     let credentials = password.credentials(&account.username);
     let obtained = match obtain_with(account, renewal, credentials).await {

@@ -2,9 +2,8 @@
 //! `SIMACAN_PASSWORD`, or a prompt without echo on a terminal, asked only
 //! when a login is really needed. Never the command line.
 //!
-//! The password lives in zeroizing buffers from the moment it is read and
-//! is handed to the library without a copy; nothing here writes it
-//! anywhere.
+//! The password lives in zeroizing buffers from the moment it is read, and
+//! is copied only into the library's own; nothing here writes it anywhere.
 
 use std::{
     io::{IsTerminal, Read},
@@ -37,12 +36,12 @@ impl Password {
         if args.password_stdin {
             return read_stdin().map(Password::Known);
         }
-        if let Some(value) = std::env::var_os(PASSWORD_VAR) {
-            let value =
-                Zeroizing::new(value.into_string().map_err(|_| {
-                    Failure::credentials(format!("{PASSWORD_VAR} is not valid UTF-8"))
-                })?);
-            return non_empty(value, PASSWORD_VAR).map(Password::Known);
+        // Set but empty counts as unset, as shells and CI systems leave it.
+        if let Some(value) = std::env::var_os(PASSWORD_VAR).filter(|v| !v.is_empty()) {
+            let value = value
+                .into_string()
+                .map_err(|_| Failure::credentials(format!("{PASSWORD_VAR} is not valid UTF-8")))?;
+            return Ok(Password::Known(Zeroizing::new(value)));
         }
         Ok(if std::io::stdin().is_terminal() {
             Password::Prompt
@@ -53,11 +52,9 @@ impl Password {
 
     /// Credentials of `username` with the password if it is known, and
     /// without one otherwise (a stored token is used, never a login).
-    pub(crate) fn credentials(&mut self, username: &str) -> Credentials {
+    pub(crate) fn credentials(&self, username: &str) -> Credentials {
         match self {
-            Password::Known(password) => {
-                Credentials::new(username, std::mem::take(&mut **password))
-            }
+            Password::Known(password) => Credentials::new(username, password.as_str()),
             Password::Prompt | Password::Unavailable => Credentials::without_password(username),
         }
     }
@@ -74,7 +71,7 @@ impl Password {
                 Failure::credentials(format!("cannot read the password from the terminal: {e}"))
             })
             .and_then(|password| non_empty(password, "the prompt"));
-        Some(asked.map(|mut password| Credentials::new(username, std::mem::take(&mut *password))))
+        Some(asked.map(|password| Credentials::new(username, password.as_str())))
     }
 }
 
@@ -174,7 +171,7 @@ mod tests {
 
     #[test]
     fn credentials_take_the_password_only_when_known() {
-        let mut known = Password::Known(Zeroizing::new("pw".into()));
+        let known = Password::Known(Zeroizing::new("pw".into()));
         assert!(known.credentials("u").has_password());
         assert!(!Password::Unavailable.credentials("u").has_password());
         assert!(!Password::Prompt.credentials("u").has_password());
