@@ -142,6 +142,13 @@ pub enum Error {
         /// The environment variable that is missing.
         variable: &'static str,
     },
+    /// A password login was needed (no usable token or refresh token in the
+    /// token store, or the Auth API refused the refresh token), and the
+    /// credentials have none:
+    /// [`Credentials::without_password`](crate::Credentials::without_password).
+    /// Nothing was sent to the Auth API. Ask for the password and try again
+    /// with [`Credentials::new`](crate::Credentials::new).
+    PasswordRequired,
     /// A base URL or other setting cannot be used.
     InvalidConfiguration {
         /// What is wrong with it.
@@ -352,6 +359,10 @@ impl fmt::Display for Error {
             Error::MissingCredentials { variable } => {
                 write!(f, "environment variable {variable} is not set")?
             }
+            Error::PasswordRequired => f.write_str(
+                "a password login is needed (no usable token or refresh token is stored) \
+                 and the credentials have no password",
+            )?,
             Error::InvalidConfiguration { reason } => write!(f, "invalid configuration: {reason}")?,
             Error::Unreachable { url, source, .. } => {
                 write!(f, "simacan auth api unreachable at {url}")?;
@@ -554,6 +565,18 @@ mod tests {
                 .to_string()
                 .contains("not sent again until the longest backoff (5 minutes by default)"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_password_required_is_not_transient_and_says_why() {
+        let error = Error::PasswordRequired.next_attempt_in(Duration::from_secs(3));
+        assert!(!error.is_transient());
+        assert_eq!(error.retry_after(), None);
+        assert_eq!(
+            error.to_string(),
+            "a password login is needed (no usable token or refresh token is stored) \
+             and the credentials have no password"
         );
     }
 

@@ -64,6 +64,9 @@
 //! - `redis`: `store::RedisStore`, a token store in Redis (`redis://`,
 //!   `rediss://` through rustls with ring), so a fleet of replicas shares one
 //!   login and one refresh chain.
+//! - `cli`: the `simacan-auth` command-line tool (`token`, `login`,
+//!   `logout`, `status`), tokens kept in a [`FileStore`](store::FileStore)
+//!   between runs.
 //! - `metrics`: the layer's counters and gauges (logins, refreshes, healed
 //!   and passed-through 401s, failures by kind, backoff, token age) through
 //!   the [`metrics`](https://docs.rs/metrics/0.24) facade, as

@@ -196,7 +196,8 @@ pub enum FailureKind {
     MalformedResponse,
     /// The token store failed ([`Error::Store`]).
     Store,
-    /// Anything else: no Tokio runtime to run on, or a configuration error.
+    /// Anything else: no Tokio runtime to run on, a configuration error, or
+    /// a password login needed by credentials without a password.
     Other,
 }
 
@@ -245,6 +246,7 @@ impl FailureKind {
             }
             Error::Store(_) => FailureKind::Store,
             Error::MissingCredentials { .. }
+            | Error::PasswordRequired
             | Error::InvalidConfiguration { .. }
             | Error::NoRuntime => FailureKind::Other,
         }

@@ -69,13 +69,13 @@ impl AuthApi {
         }
     }
 
-    /// The password grant.
+    /// The password grant; [`Error::PasswordRequired`], without a call,
+    /// for credentials without a password.
     pub(crate) async fn password(&self, credentials: &Credentials) -> Result<Grant, Error> {
         let endpoint = Endpoint::Password;
+        let form = credentials.password_form().ok_or(Error::PasswordRequired)?;
         let url = self.environment.endpoint_uri(endpoint)?;
-        let response = self
-            .post(endpoint, &url, credentials.password_form())
-            .await?;
+        let response = self.post(endpoint, &url, form).await?;
         if response.status == StatusCode::OK {
             return Grant::parse(&response.body)
                 .map_err(|reason| Error::malformed(endpoint, &url, reason));

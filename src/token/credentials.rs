@@ -3,6 +3,11 @@
 //! The password is kept in a buffer that is wiped when dropped, and it never
 //! appears in `Debug` output.
 //!
+//! [`Credentials::without_password`] names a user and holds no password: a
+//! layer given them uses and refreshes that user's token from its
+//! [token store](crate::store) but never logs in, which suits a tool that
+//! asks for the password only when a login is really needed.
+//!
 //! # Example
 //!
 //! ```
@@ -36,7 +41,8 @@ pub const PASSWORD_VAR: &str = "SIMACAN_PASSWORD";
 #[derive(Clone)]
 pub struct Credentials {
     username: String,
-    password: Zeroizing<String>,
+    /// `None` for [`Credentials::without_password`].
+    password: Option<Zeroizing<String>>,
 }
 
 impl Credentials {
@@ -51,7 +57,36 @@ impl Credentials {
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
         Credentials {
             username: username.into(),
-            password: Zeroizing::new(password.into()),
+            password: Some(Zeroizing::new(password.into())),
+        }
+    }
+
+    /// Credentials that name a user and hold no password. A layer given
+    /// them uses the user's token from its
+    /// [token store](crate::SimacanAuthLayer::token_store), and refreshes
+    /// it with the stored refresh token, but never logs in with the
+    /// password: when it would have to (nothing usable is stored, or the
+    /// Auth API refused the refresh token), it fails with
+    /// [`Error::PasswordRequired`] without calling the Auth API.
+    ///
+    /// For a tool that asks for the password only when a login is really
+    /// needed: try without it first, and on `PasswordRequired` ask, then
+    /// try again with [`Credentials::new`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{store::FileStore, Credentials, SimacanAuthLayer};
+    ///
+    /// let creds = Credentials::without_password("planner@example.com");
+    /// assert!(!creds.has_password());
+    /// let layer = SimacanAuthLayer::new(creds).token_store(FileStore::new("tokens"));
+    /// # let _ = layer;
+    /// ```
+    pub fn without_password(username: impl Into<String>) -> Self {
+        Credentials {
+            username: username.into(),
+            password: None,
         }
     }
 
@@ -74,7 +109,7 @@ impl Credentials {
             std::env::var(variable).map_err(|_| Error::MissingCredentials { variable })
         };
         let username = read(USERNAME_VAR)?;
-        let password = Zeroizing::new(read(PASSWORD_VAR)?);
+        let password = Some(Zeroizing::new(read(PASSWORD_VAR)?));
         Ok(Credentials { username, password })
     }
 
@@ -89,22 +124,40 @@ impl Credentials {
         &self.username
     }
 
-    /// The form body of the password grant, percent-encoded. Wiped on drop.
-    pub(crate) fn password_form(&self) -> Zeroizing<String> {
-        Zeroizing::new(
+    /// Whether these credentials hold a password: `false` only for
+    /// [`Credentials::without_password`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(simacan_auth::Credentials::new("u", "p").has_password());
+    /// ```
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// The form body of the password grant, percent-encoded, wiped on drop;
+    /// `None` without a password.
+    pub(crate) fn password_form(&self) -> Option<Zeroizing<String>> {
+        let password = self.password.as_deref()?;
+        Some(Zeroizing::new(
             form_urlencoded::Serializer::new(String::new())
                 .append_pair("username", &self.username)
-                .append_pair("password", &self.password)
+                .append_pair("password", password)
                 .finish(),
-        )
+        ))
     }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let password = match self.password {
+            Some(_) => "<redacted>",
+            None => "<none>",
+        };
         f.debug_struct("Credentials")
             .field("username", &self.username)
-            .field("password", &"<redacted>")
+            .field("password", &password)
             .finish()
     }
 }
@@ -116,7 +169,7 @@ mod tests {
     #[test]
     fn password_form_percent_encodes_special_characters() {
         let creds = Credentials::new("a+b@x.nl", "p&ss=w rd%");
-        let form = creds.password_form();
+        let form = creds.password_form().unwrap();
         assert_eq!(
             form.as_str(),
             "username=a%2Bb%40x.nl&password=p%26ss%3Dw+rd%25"
@@ -125,6 +178,17 @@ mod tests {
             .into_owned()
             .collect();
         assert_eq!(decoded[1], ("password".into(), "p&ss=w rd%".into()));
+    }
+
+    #[test]
+    fn without_a_password_there_is_no_password_form() {
+        let creds = Credentials::without_password("user");
+        assert!(!creds.has_password());
+        assert!(creds.password_form().is_none());
+        assert_eq!(
+            format!("{creds:?}"),
+            r#"Credentials { username: "user", password: "<none>" }"#
+        );
     }
 
     #[test]

@@ -173,8 +173,18 @@ pub(crate) fn cache_on(
     settings: Settings,
     store: Arc<dyn TokenStore>,
 ) -> TokenCache {
+    cache_as(Credentials::new("user", "pw"), api, settings, store)
+}
+
+/// A cache of `credentials` on `store`.
+pub(crate) fn cache_as(
+    credentials: Credentials,
+    api: &Arc<FakeApi>,
+    settings: Settings,
+    store: Arc<dyn TokenStore>,
+) -> TokenCache {
     TokenCache::with_transport(
-        Credentials::new("user", "pw"),
+        credentials,
         Environment::custom("http://127.0.0.1:1/api/v1").unwrap(),
         settings,
         store,

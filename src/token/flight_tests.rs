@@ -17,6 +17,7 @@ use crate::{
         backoff::Backoff,
         cache::{AfterUnauthorized, Lookup, Settings, TokenCache},
         fake_api::*,
+        Credentials,
     },
     Endpoint,
 };
@@ -478,4 +479,49 @@ async fn a_store_outage_fails_fast_saying_when_the_next_attempt_is() {
     tokio::time::advance(Duration::from_secs(wait - 1)).await;
     cache.access_token().await.unwrap();
     assert_eq!(api.calls(Endpoint::Password), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn credentials_without_a_password_use_and_refresh_the_stored_token_but_never_log_in() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let store = shared();
+    let key = StoreKey::new("http://127.0.0.1:1/api/v1", "user");
+    let passwordless = || {
+        cache_as(
+            Credentials::without_password("user"),
+            &api,
+            Settings::default(),
+            Arc::clone(&store),
+        )
+    };
+
+    // Nothing stored: no call at all, and an error that says why.
+    let error = passwordless().access_token().await.unwrap_err();
+    assert!(matches!(error, Error::PasswordRequired), "{error:?}");
+    assert!(api.forms().is_empty(), "the auth api was called");
+
+    // A token another state logged in for is used, and refreshed.
+    let with_password = cache_on(&api, Settings::default(), Arc::clone(&store));
+    let stored = with_password.access_token().await.unwrap();
+    let cache = passwordless();
+    let adopted = cache.access_token().await.unwrap();
+    assert_eq!(adopted.expose_secret(), stored.expose_secret());
+    cache.invalidate();
+    let refreshed = cache.access_token().await.unwrap();
+    assert_ne!(refreshed.expose_secret(), stored.expose_secret());
+    assert_eq!(api.calls(Endpoint::Refresh), 1);
+
+    // A refused refresh token: no password login, and the spent refresh
+    // token is gone from the store.
+    api.then(Reply::Status(401));
+    cache.invalidate();
+    let error = cache.access_token().await.unwrap_err();
+    assert!(matches!(error, Error::PasswordRequired), "{error:?}");
+    assert_eq!(
+        api.calls(Endpoint::Password),
+        1,
+        "only the first state's login"
+    );
+    let record = store.load(&key).await.unwrap().unwrap();
+    assert!(!record.has_refresh_token());
 }
