@@ -108,7 +108,8 @@
 //! aws-lc-rs provider besides the ring provider this crate uses for the
 //! Auth API. To build with ring alone, take reqwest without default
 //! features, with `rustls-no-provider`, and give the client a ring
-//! configuration, such as the crate's [`tls_config`]:
+//! configuration, such as the crate's `tls_config()` (with the crate's
+//! default feature `rustls`):
 //!
 //! ```toml
 //! reqwest = { version = "0.13", default-features = false, features = ["rustls-no-provider"] }
