@@ -360,9 +360,10 @@ where
 /// A response accepted the token of `generation`: tell the cache when that
 /// token was `unproven`, and count a 401 healed when the response answered
 /// a replay. Neither holds on the hot path, which touches no counter and
-/// pays one branch for both.
+/// pays one branch for both. The reqwest middleware calls it too, so that
+/// both count and prove tokens alike.
 #[inline]
-fn accepted(cache: &TokenCache, generation: u64, unproven: bool, replayed: bool) {
+pub(crate) fn accepted(cache: &TokenCache, generation: u64, unproven: bool, replayed: bool) {
     if unproven || replayed {
         accepted_after_a_refusal(cache, generation, unproven, replayed);
     }

@@ -357,7 +357,8 @@ impl SimacanAuthLayer {
         self.cache().stats()
     }
 
-    fn scope(&self) -> TokenScope {
+    /// The token scope its services use.
+    pub(crate) fn scope(&self) -> TokenScope {
         let config = &self.config;
         match &config.token_scope {
             Some(scope) => scope.clone(),
@@ -365,7 +366,8 @@ impl SimacanAuthLayer {
         }
     }
 
-    fn cache(&self) -> &TokenCache {
+    /// The token state its clones and services share, made on first use.
+    pub(crate) fn cache(&self) -> &TokenCache {
         self.cache.get_or_init(|| {
             let config = &self.config;
             TokenCache::new(
@@ -388,6 +390,40 @@ impl<S> Layer<S> for SimacanAuthLayer {
             self.config.replay_body_limit,
             self.scope(),
         )
+    }
+}
+
+/// A layer with every option at its default, as [`SimacanAuthLayer::new`]
+/// makes it; for functions that take `impl Into<SimacanAuthLayer>`.
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::{Credentials, SimacanAuthLayer};
+///
+/// let layer: SimacanAuthLayer = Credentials::new("user", "password").into();
+/// # let _ = layer;
+/// ```
+impl From<Credentials> for SimacanAuthLayer {
+    fn from(credentials: Credentials) -> Self {
+        SimacanAuthLayer::new(credentials)
+    }
+}
+
+/// A clone: it shares the layer's token state.
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::{Credentials, SimacanAuthLayer};
+///
+/// let layer = SimacanAuthLayer::new(Credentials::new("user", "password"));
+/// let clone = SimacanAuthLayer::from(&layer);
+/// # let _ = clone;
+/// ```
+impl From<&SimacanAuthLayer> for SimacanAuthLayer {
+    fn from(layer: &SimacanAuthLayer) -> Self {
+        layer.clone()
     }
 }
 

@@ -72,6 +72,10 @@
 //!   the [`metrics`](https://docs.rs/metrics/0.24) facade, as
 //!   `simacan_auth_*`; the names are listed in the [`stats`] module, whose
 //!   [`Stats`] snapshot needs no feature.
+//! - `reqwest`: `SimacanAuthMiddleware`, the same token state and rules for
+//!   a `reqwest_middleware` client (reqwest-middleware 0.5, reqwest 0.13),
+//!   shared with the layer it is made from; see the `reqwest` module. It
+//!   turns on no reqwest feature, so no TLS backend or crypto provider.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -95,6 +99,9 @@ pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 pub mod scope;
 pub mod service;
 pub mod stats;
@@ -102,6 +109,9 @@ pub mod store;
 pub mod token;
 mod unauthorized;
 
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use crate::reqwest::SimacanAuthMiddleware;
 pub use error::{Endpoint, Error};
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]

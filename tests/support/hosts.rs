@@ -116,6 +116,12 @@ impl Tls {
         }
     }
 
+    /// A rustls client configuration (ring) trusting this certificate, for
+    /// clients other than hyper's.
+    pub fn client_config(&self) -> ClientConfig {
+        self.client.clone()
+    }
+
     /// A hyper client trusting this certificate, resolving test names to
     /// loopback, for both `https` and plain `http` URIs.
     pub fn client(&self) -> HttpsClient {
