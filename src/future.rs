@@ -48,7 +48,7 @@ use crate::{
     body::ReplayBody,
     failure::auth_failure,
     stats::PassedThrough,
-    token::{AfterUnauthorized, TokenCache, TokenWait},
+    token::{AfterUnauthorized, TokenCache, TokenWait, MAX_REPLAYS},
     unauthorized::{poll_peek, verdict, Verdict, PEEK_WINDOW},
     Error,
 };
@@ -62,10 +62,12 @@ pub(crate) struct Replay<B: ReplayBody> {
     headers: HeaderMap,
     extensions: Extensions,
     body: B::Replay,
+    /// The replay body limit, to keep a replay of the replay.
+    limit: usize,
 }
 
 impl<B: ReplayBody> Replay<B> {
-    pub(crate) fn of(request: &Request<B>, body: B::Replay) -> Self {
+    pub(crate) fn of(request: &Request<B>, body: B::Replay, limit: usize) -> Self {
         Replay {
             method: request.method().clone(),
             uri: request.uri().clone(),
@@ -73,18 +75,25 @@ impl<B: ReplayBody> Replay<B> {
             headers: request.headers().clone(),
             extensions: request.extensions().clone(),
             body,
+            limit,
         }
     }
 
-    /// The request to send again, or `None` when the body cannot be rebuilt.
-    fn into_request(self) -> Option<Request<B>> {
+    /// The request to send again, or `None` when the body cannot be
+    /// rebuilt; with `again`, also a replay of it, kept the same way.
+    fn into_request(self, again: bool) -> Option<(Request<B>, Option<Replay<B>>)> {
+        let limit = self.limit;
         let mut request = Request::new(B::replay(self.body)?);
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers;
         *request.extensions_mut() = self.extensions;
-        Some(request)
+        let next = again
+            .then(|| request.body_mut().prepare_replay(limit))
+            .flatten()
+            .map(|body| Replay::of(&request, body, limit));
+        Some((request, next))
     }
 }
 
@@ -110,6 +119,8 @@ pin_project! {
         // refused: its replay is then whole, and a peek at the replay's
         // response may wait.
         sent_in_full: bool,
+        // How many times the request was sent again after a 401.
+        replays: u8,
     }
 }
 
@@ -119,12 +130,11 @@ pin_project! {
     // keeping them small keeps the hot-path future small.
     enum State<F, B, T> {
         AwaitingToken { wait: TokenWait, request: Option<Box<Request<B>>> },
-        // `replayed` tells the first attempt from the replay.
-        Calling { #[pin] future: F, replayed: bool },
+        Calling { #[pin] future: F },
         // A gRPC response whose status may come in trailers. Without a
         // window the first frame is polled once, not awaited.
         // The window is boxed: a `Sleep` would double the hot-path future.
-        Peeking { window: Option<Pin<Box<Sleep>>>, response: Option<T>, replayed: bool },
+        Peeking { window: Option<Pin<Box<Sleep>>>, response: Option<T> },
         Refreshing { wait: TokenWait, request: Option<Box<Request<B>>> },
         ReadyToReplay { request: Option<Box<Request<B>>> },
         Failed { error: Option<Error> },
@@ -146,8 +156,7 @@ where
         generation: u64,
         unproven: bool,
     ) -> Self {
-        let replayed = false;
-        let state = State::Calling { future, replayed };
+        let state = State::Calling { future };
         let mut future = Self::new(state, service, cache, replay, generation);
         future.unproven = unproven;
         future
@@ -192,6 +201,7 @@ where
             generation,
             unproven: false,
             sent_in_full: false,
+            replays: 0,
         }
     }
 }
@@ -229,8 +239,8 @@ where
     ) -> Poll<Result<Response<R>, BoxError>> {
         let mut this = self.project();
         loop {
-            // A response whose token was refused, and whether it answered a replay.
-            let (refused, replayed) = match this.state.as_mut().project() {
+            // A response whose token was refused, and the sending it answered.
+            let (refused, attempt) = match this.state.as_mut().project() {
                 StateProj::AwaitingToken { wait, request } => {
                     let token = ready!(wait.as_mut().poll(cx)).map_err(auth_failure::<R>)?;
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
@@ -240,15 +250,14 @@ where
                         .headers_mut()
                         .insert(AUTHORIZATION, token.header.clone());
                     let future = this.service.call(*request);
-                    let replayed = false;
-                    this.state.set(State::Calling { future, replayed });
+                    this.state.set(State::Calling { future });
                     continue;
                 }
-                StateProj::Calling { future, replayed } => {
-                    let replayed = *replayed;
+                StateProj::Calling { future } => {
+                    let attempt = *this.replays;
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     let verdict = verdict(&response);
-                    if verdict != Verdict::Accepted && !replayed {
+                    if verdict != Verdict::Accepted && attempt == 0 {
                         // Asked now, while the replay handle is still here.
                         *this.sent_in_full = this
                             .replay
@@ -257,31 +266,30 @@ where
                     }
                     match verdict {
                         Verdict::Accepted => {
+                            let replayed = attempt > 0;
                             accepted(this.cache, *this.generation, *this.unproven, replayed);
                             return Poll::Ready(Ok(response));
                         }
-                        Verdict::Refused => (response, replayed),
+                        Verdict::Refused => (response, attempt),
                         Verdict::PeekTrailers => {
                             let wait = *this.sent_in_full;
-                            this.state.set(peeking(response, replayed, wait));
+                            this.state.set(peeking(response, wait));
                             continue;
                         }
                     }
                 }
-                StateProj::Peeking {
-                    window,
-                    response,
-                    replayed,
-                } => {
+                StateProj::Peeking { window, response } => {
+                    let attempt = *this.replays;
                     let slot = response.as_mut().expect(POLLED_AFTER_COMPLETION);
                     let window = window.as_mut().map(Pin::as_mut);
                     let refused = ready!(poll_peek(slot, window, cx));
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
                     if !refused {
-                        accepted(this.cache, *this.generation, *this.unproven, *replayed);
+                        let replayed = attempt > 0;
+                        accepted(this.cache, *this.generation, *this.unproven, replayed);
                         return Poll::Ready(Ok(response));
                     }
-                    (response, *replayed)
+                    (response, attempt)
                 }
                 StateProj::Refreshing { wait, request } => {
                     let token = ready!(wait.as_mut().poll(cx)).map_err(auth_failure::<R>)?;
@@ -301,8 +309,8 @@ where
                     ready!(this.service.poll_ready(cx)).map_err(Into::into)?;
                     let request = request.take().expect(POLLED_AFTER_COMPLETION);
                     let future = this.service.call(*request);
-                    let replayed = true;
-                    this.state.set(State::Calling { future, replayed });
+                    *this.replays += 1;
+                    this.state.set(State::Calling { future });
                     continue;
                 }
                 StateProj::Failed { error } => {
@@ -313,28 +321,24 @@ where
                     return future.poll(cx).map_err(Into::into);
                 }
             };
-            if replayed {
-                this.cache.replay_refused(*this.generation);
-                return Poll::Ready(Ok(refused));
-            }
             // Decide before taking the body over: a 401 that is passed
-            // through must leave the first attempt untouched.
-            let newer_token = match this.cache.after_unauthorized(*this.generation) {
+            // through must leave the attempt untouched.
+            let newer_token = match this.cache.after_unauthorized(*this.generation, attempt) {
                 AfterUnauthorized::PassThrough => return Poll::Ready(Ok(refused)),
                 AfterUnauthorized::Replay(token) => Ok(token),
                 AfterUnauthorized::Wait(wait) => Err(wait),
             };
-            let replay = this
-                .replay
-                .take()
-                .and_then(Replay::into_request)
-                .map(Box::new);
-            let Some(mut request) = replay else {
+            // A replay of the replay is kept while another replay may follow.
+            let again = attempt + 1 < MAX_REPLAYS;
+            let replay = this.replay.take().and_then(|r| r.into_request(again));
+            let Some((request, next)) = replay else {
                 tracing::debug!("401 for a request whose body cannot be replayed");
                 let reason = PassedThrough::NotReplayable;
                 this.cache.counters().passed_through(reason);
                 return Poll::Ready(Ok(refused));
             };
+            *this.replay = next;
+            let mut request = Box::new(request);
             drop(refused);
             match newer_token {
                 Ok(token) => {
@@ -383,11 +387,10 @@ fn accepted_after_a_refusal(cache: &TokenCache, generation: u64, unproven: bool,
 /// Peeks at `response`, waiting for its first frame only when `wait`: the
 /// request body was sent in full, so the server cannot be waiting for the
 /// client.
-fn peeking<F, B, T>(response: T, replayed: bool, wait: bool) -> State<F, B, T> {
+fn peeking<F, B, T>(response: T, wait: bool) -> State<F, B, T> {
     State::Peeking {
         window: wait.then(|| Box::pin(tokio::time::sleep(PEEK_WINDOW))),
         response: Some(response),
-        replayed,
     }
 }
 
@@ -399,10 +402,8 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::AwaitingToken { .. } => "AwaitingToken",
-            State::Calling {
-                replayed: false, ..
-            } => "Calling",
-            State::Calling { replayed: true, .. } => "Replaying",
+            State::Calling { .. } if self.replays == 0 => "Calling",
+            State::Calling { .. } => "Replaying",
             State::Peeking { .. } => "Peeking",
             State::Refreshing { .. } => "Refreshing",
             State::ReadyToReplay { .. } => "ReadyToReplay",

@@ -300,50 +300,50 @@ impl Middleware for SimacanAuthMiddleware {
             }
             Lookup::Failed(error) => return Err(failure(error)),
         };
-        // `None` for a streamed body: the request is then sent once.
-        let replay = request.try_clone();
-        request.headers_mut().insert(AUTHORIZATION, header);
-        let refused = next.clone().run(request, extensions).await?;
-        if refused.status() != StatusCode::UNAUTHORIZED {
-            accepted(cache, generation, unproven, false);
-            return Ok(refused);
-        }
-        // Decided before looking at the copy, as the layer does: a request
-        // without one still starts or joins the refresh, for the next.
-        let newer_token = match cache.after_unauthorized(generation) {
-            AfterUnauthorized::PassThrough => return Ok(refused),
-            AfterUnauthorized::Replay(token) => Ok(token),
-            AfterUnauthorized::Wait(wait) => Err(wait),
-        };
-        let Some(mut replay) = replay else {
-            tracing::debug!("401 for a request whose body cannot be replayed");
-            cache
-                .counters()
-                .passed_through(PassedThrough::NotReplayable);
-            return Ok(refused);
-        };
-        drop(refused);
-        let token = match newer_token {
-            Ok(token) => {
-                tracing::debug!("401 for a replaced token; replaying with the current one");
-                token
+        let (mut header, mut generation, mut unproven) = (header, generation, unproven);
+        let mut attempt = 0;
+        loop {
+            // `None` for a streamed body: the request is then sent once.
+            let replay = request.try_clone();
+            request.headers_mut().insert(AUTHORIZATION, header);
+            let response = next.clone().run(request, extensions).await?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                accepted(cache, generation, unproven, attempt > 0);
+                return Ok(response);
             }
-            Err(wait) => {
-                let token = wait.await.map_err(failure)?;
-                tracing::debug!("token refreshed after a 401; replaying the request");
-                token
-            }
-        };
-        replay
-            .headers_mut()
-            .insert(AUTHORIZATION, token.header.clone());
-        let response = next.run(replay, extensions).await?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            cache.replay_refused(token.generation);
-        } else {
-            accepted(cache, token.generation, token.is_unproven(), true);
+            // Decided before looking at the copy, as the layer does: a
+            // request without one still starts or joins the refresh, for
+            // the next.
+            let newer_token = match cache.after_unauthorized(generation, attempt) {
+                AfterUnauthorized::PassThrough => return Ok(response),
+                AfterUnauthorized::Replay(token) => Ok(token),
+                AfterUnauthorized::Wait(wait) => Err(wait),
+            };
+            let Some(copy) = replay else {
+                tracing::debug!("401 for a request whose body cannot be replayed");
+                cache
+                    .counters()
+                    .passed_through(PassedThrough::NotReplayable);
+                return Ok(response);
+            };
+            drop(response);
+            let token = match newer_token {
+                Ok(token) => {
+                    tracing::debug!("401 for a replaced token; replaying with the current one");
+                    token
+                }
+                Err(wait) => {
+                    let token = wait.await.map_err(failure)?;
+                    tracing::debug!("token refreshed after a 401; replaying the request");
+                    token
+                }
+            };
+            request = copy;
+            header = token.header.clone();
+            generation = token.generation;
+            unproven = token.is_unproven();
+            attempt += 1;
         }
-        Ok(response)
     }
 }
 

@@ -211,7 +211,7 @@ where
         let replay = request
             .body_mut()
             .prepare_replay(self.replay_body_limit)
-            .map(|body| Replay::of(&request, body));
+            .map(|body| Replay::of(&request, body, self.replay_body_limit));
         match token {
             Ok((header, generation, unproven)) => {
                 request.headers_mut().insert(AUTHORIZATION, header);

@@ -447,6 +447,74 @@ async fn expired_token_makes_requests_wait_for_the_refresh() {
 }
 
 #[tokio::test]
+async fn a_replay_that_meets_a_second_early_expiry_is_healed_once_more() {
+    type Hold = Arc<Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>;
+    let mock = mock().await;
+    let validator = mock.validator();
+    let (arrived_tx, arrived_rx) = tokio::sync::oneshot::channel::<()>();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let arrived = Arc::new(Mutex::new(Some(arrived_tx)));
+    let hold: Hold = Arc::new(Mutex::new(Some(release_rx)));
+    let tagged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // A target that checks tokens as the mock does; the replay of the
+    // request tagged `x-hold` waits, before its token is checked, until the
+    // test lets it go.
+    let inner = service_fn(move |request: Request<Full<Bytes>>| {
+        let (validator, arrived, hold) = (validator.clone(), arrived.clone(), hold.clone());
+        let nth = request
+            .headers()
+            .contains_key("x-hold")
+            .then(|| tagged.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
+        async move {
+            if nth == Some(2) {
+                let _ = arrived.lock().unwrap().take().unwrap().send(());
+                let release = hold.lock().unwrap().take().unwrap();
+                let _ = release.await;
+            }
+            let authorization = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+            let status = if validator.check(authorization) {
+                200
+            } else {
+                401
+            };
+            let response = Response::builder().status(status).body(()).unwrap();
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let svc = layer_for(&mock).layer(inner);
+    let plain = || Request::new(Full::<Bytes>::default());
+    let status = |r: Result<Response<()>, tower::BoxError>| r.unwrap().status();
+    assert_eq!(
+        status(bounded(svc.clone().oneshot(plain())).await),
+        StatusCode::OK
+    );
+    mock.revoke_access_tokens();
+    let held = Request::builder()
+        .header("x-hold", "1")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let held = tokio::spawn(svc.clone().oneshot(held));
+    // The held request was refused and refreshed; its replay is held.
+    bounded(arrived_rx).await.unwrap();
+    // Another request succeeds with the new token; then it expires early too.
+    assert_eq!(
+        status(bounded(svc.clone().oneshot(plain())).await),
+        StatusCode::OK
+    );
+    mock.revoke_access_tokens();
+    release_tx.send(()).unwrap();
+    let response = bounded(held).await.unwrap();
+    assert_eq!(
+        status(response),
+        StatusCode::OK,
+        "the second 401 was healed too"
+    );
+    let counts = mock.counts();
+    assert_eq!(counts.refresh, 2);
+    assert_eq!(counts.password, 1);
+}
+
+#[tokio::test]
 async fn a_resource_that_refuses_every_token_causes_no_refresh_storm() {
     let mock = mock().await;
     let layer = layer_for(&mock).unauthorized_cooldown(Duration::from_millis(500));

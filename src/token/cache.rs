@@ -98,6 +98,10 @@ enum Acquired {
     Failed(Error),
 }
 
+/// How many times a request is sent again after 401s: once to heal it, and
+/// once more when the replay meets a token replaced or revoked meanwhile.
+pub(crate) const MAX_REPLAYS: u8 = 2;
+
 /// What to do with a request whose token was answered with 401.
 pub(crate) enum AfterUnauthorized {
     /// A newer token exists already: replay with it.
@@ -275,49 +279,55 @@ impl TokenCache {
         }
     }
 
-    /// Decides how to heal a 401 for a token of `generation`, sent with a
-    /// request's first attempt. Counts the 401, and counts it passed through
-    /// when it is.
-    pub(crate) fn after_unauthorized(&self, generation: u64) -> AfterUnauthorized {
+    /// Decides how to heal a 401 for the token of `generation`, answered to
+    /// a request sent `attempt` times before (0: its first sending). Counts
+    /// the 401 of a first sending, and counts it passed through when it is.
+    ///
+    /// A replay can be refused too. When a newer token exists by then, or
+    /// the token had been accepted by other requests before it was refused
+    /// (an early expiry again), it is healed once more, up to
+    /// [`MAX_REPLAYS`]. A token obtained to heal a 401 and refused before
+    /// any request succeeded with it starts the cooldown instead: the
+    /// resource, not the token, refuses.
+    pub(crate) fn after_unauthorized(&self, generation: u64, attempt: u8) -> AfterUnauthorized {
         let counters = &self.shared.counters;
-        counters.unauthorized();
+        let replayed = attempt > 0;
+        if !replayed {
+            counters.unauthorized();
+        }
+        let pass_through = |reason| {
+            let reason = if replayed {
+                PassedThrough::ReplayRefused
+            } else {
+                reason
+            };
+            counters.passed_through(reason);
+            AfterUnauthorized::PassThrough
+        };
         let now = Instant::now();
         let mut control = self.shared.lock();
+        if attempt >= MAX_REPLAYS {
+            self.refused_before_proven(&mut control, generation);
+            return pass_through(PassedThrough::ReplayRefused);
+        }
         if let Some(token) = self.valid_token(now).filter(|t| t.generation != generation) {
             return AfterUnauthorized::Replay(token);
         }
         if control.in_cooldown(now) || self.refused_before_proven(&mut control, generation) {
             tracing::debug!("401 passed through: a refresh did not help moments ago");
-            counters.passed_through(PassedThrough::Cooldown);
-            return AfterUnauthorized::PassThrough;
+            return pass_through(PassedThrough::Cooldown);
         }
         if let Some(wait) = control.join_flight() {
             return AfterUnauthorized::Wait(wait);
         }
         if control.failure.as_ref().is_some_and(|f| now < f.until) {
             tracing::debug!("401 passed through: the auth api is backing off");
-            counters.passed_through(PassedThrough::Backoff);
-            return AfterUnauthorized::PassThrough;
+            return pass_through(PassedThrough::Backoff);
         }
         match self.start_flight(&mut control, Need::Unauthorized) {
             Ok(wait) => AfterUnauthorized::Wait(wait),
-            Err(_) => {
-                counters.passed_through(PassedThrough::NoRuntime);
-                AfterUnauthorized::PassThrough
-            }
+            Err(_) => pass_through(PassedThrough::NoRuntime),
         }
-    }
-
-    /// A replay with the token of `generation` was answered 401 too, and
-    /// goes to the caller. When that token is still the current one and no
-    /// request has succeeded with it, the resource refuses, not the token:
-    /// start the cooldown.
-    pub(crate) fn replay_refused(&self, generation: u64) {
-        self.shared
-            .counters
-            .passed_through(PassedThrough::ReplayRefused);
-        let mut control = self.shared.lock();
-        self.refused_before_proven(&mut control, generation);
     }
 
     /// Where the events of requests are counted.

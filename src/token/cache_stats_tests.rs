@@ -74,7 +74,7 @@ async fn refreshes_after_401s_count_once_and_every_401_counts() {
     let cache = cache(&api);
     let generation = bounded(cache.access_token()).await.unwrap().0.generation;
     let waits: Vec<_> = (0..5)
-        .map(|_| match cache.after_unauthorized(generation) {
+        .map(|_| match cache.after_unauthorized(generation, 0) {
             AfterUnauthorized::Wait(wait) => wait,
             _ => panic!("expected to wait for the refresh"),
         })
@@ -169,14 +169,14 @@ async fn passed_through_401s_count_in_the_cooldown() {
     let api = FakeApi::new(Reply::Token(3600));
     let cache = cache(&api);
     let first = bounded(cache.access_token()).await.unwrap().0.generation;
-    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(first) else {
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(first, 0) else {
         panic!("a 401 for the current token must refresh");
     };
     let healing = bounded(wait).await.unwrap().generation;
-    cache.replay_refused(healing);
+    let _ = cache.after_unauthorized(healing, 1);
     for _ in 0..3 {
         assert!(matches!(
-            cache.after_unauthorized(healing),
+            cache.after_unauthorized(healing, 0),
             AfterUnauthorized::PassThrough
         ));
     }
@@ -196,7 +196,7 @@ async fn passed_through_401s_count_in_the_backoff() {
     cache.invalidate();
     assert!(bounded(cache.access_token()).await.is_err());
     assert!(matches!(
-        cache.after_unauthorized(generation),
+        cache.after_unauthorized(generation, 0),
         AfterUnauthorized::PassThrough
     ));
     let stats = cache.stats();

@@ -351,11 +351,11 @@ async fn a_401_for_a_replaced_token_replays_without_refreshing() {
     let api = FakeApi::new(Reply::Token(3600));
     let cache = cache(&api);
     let first = cache.access_token().await.unwrap();
-    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(first.0.generation) else {
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(first.0.generation, 0) else {
         panic!("a 401 for the current token must refresh");
     };
     let second = wait.await.unwrap();
-    match cache.after_unauthorized(first.0.generation) {
+    match cache.after_unauthorized(first.0.generation, 0) {
         AfterUnauthorized::Replay(token) => assert_eq!(token.generation, second.generation),
         _ => panic!("a 401 for a replaced token must replay with the current one"),
     }
@@ -368,7 +368,7 @@ async fn concurrent_401s_share_one_refresh() {
     let cache = cache(&api);
     let generation = cache.access_token().await.unwrap().0.generation;
     let waits: Vec<_> = (0..40)
-        .map(|_| match cache.after_unauthorized(generation) {
+        .map(|_| match cache.after_unauthorized(generation, 0) {
             AfterUnauthorized::Wait(wait) => wait,
             _ => panic!("expected to wait for the refresh"),
         })
@@ -391,20 +391,20 @@ async fn cooldown_passes_401s_through_then_heals_again() {
     );
     let generation = cache.access_token().await.unwrap().0.generation;
     // A token obtained to heal a 401, refused on its replay.
-    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(generation) else {
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(generation, 0) else {
         panic!("a 401 for the current token must refresh");
     };
     let generation = wait.await.unwrap().generation;
-    cache.replay_refused(generation);
+    let _ = cache.after_unauthorized(generation, 1);
     for _ in 0..10 {
         assert!(matches!(
-            cache.after_unauthorized(generation),
+            cache.after_unauthorized(generation, 0),
             AfterUnauthorized::PassThrough
         ));
     }
     tokio::time::advance(Duration::from_secs(10)).await;
     assert!(matches!(
-        cache.after_unauthorized(generation),
+        cache.after_unauthorized(generation, 0),
         AfterUnauthorized::Wait(_)
     ));
     settle().await;
@@ -519,12 +519,12 @@ async fn huge_settings_saturate_instead_of_overflowing() {
     };
     let cache = cache_with(&api, settings);
     let generation = cache.access_token().await.unwrap().0.generation;
-    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(generation) else {
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(generation, 0) else {
         panic!("a 401 for the current token must refresh");
     };
-    cache.replay_refused(wait.await.unwrap().generation);
+    let _ = cache.after_unauthorized(wait.await.unwrap().generation, 1);
     assert!(matches!(
-        cache.after_unauthorized(generation + 1),
+        cache.after_unauthorized(generation + 1, 0),
         AfterUnauthorized::PassThrough
     ));
     cache.invalidate();
@@ -566,14 +566,14 @@ async fn a_token_obtained_for_a_401_and_refused_before_any_success_starts_the_co
     let cache = cache(&api);
     let first = cache.access_token().await.unwrap().0.generation;
     assert!(matches!(
-        cache.after_unauthorized(first),
+        cache.after_unauthorized(first, 0),
         AfterUnauthorized::Wait(_)
     ));
     settle().await;
     let second = cache.current_generation().unwrap();
     for _ in 0..10 {
         assert!(matches!(
-            cache.after_unauthorized(second),
+            cache.after_unauthorized(second, 0),
             AfterUnauthorized::PassThrough
         ));
     }
@@ -587,7 +587,7 @@ async fn a_token_proven_by_an_accepted_request_is_refreshed_on_its_next_401() {
     let cache = cache(&api);
     let mut generation = cache.access_token().await.unwrap().0.generation;
     for refreshes in 1..=5 {
-        let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(generation) else {
+        let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(generation, 0) else {
             panic!("a 401 for a proven token must refresh");
         };
         generation = wait.await.unwrap().generation;
@@ -601,7 +601,7 @@ async fn a_replay_refused_with_a_superseded_token_starts_no_cooldown() {
     let api = FakeApi::new(Reply::Token(3600));
     let cache = cache(&api);
     let first = cache.access_token().await.unwrap().0.generation;
-    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(first) else {
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(first, 0) else {
         panic!("a 401 for the current token must refresh");
     };
     let healed = wait.await.unwrap().generation;
@@ -609,10 +609,10 @@ async fn a_replay_refused_with_a_superseded_token_starts_no_cooldown() {
     cache.invalidate();
     let current = cache.access_token().await.unwrap().0.generation;
     assert_ne!(current, healed);
-    cache.replay_refused(healed);
+    let _ = cache.after_unauthorized(healed, 1);
     assert!(
         matches!(
-            cache.after_unauthorized(current),
+            cache.after_unauthorized(current, 0),
             AfterUnauthorized::Wait(_)
         ),
         "a 401 for the current token still refreshes"
@@ -709,4 +709,45 @@ fn a_runtime_without_timers_gets_an_error_not_a_panic() {
         api.calls(Endpoint::Password) <= 1,
         "the failure backs off rather than panicking on every request"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_refused_after_its_token_was_accepted_elsewhere_is_healed_once_more() {
+    // An early expiry again, between the refresh and the replay's arrival.
+    let api = FakeApi::new(Reply::Token(3600));
+    let cache = cache(&api);
+    let first = cache.access_token().await.unwrap().0.generation;
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(first, 0) else {
+        panic!("a 401 for the current token must refresh");
+    };
+    let healed = wait.await.unwrap().generation;
+    cache.accepted(healed);
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(healed, 1) else {
+        panic!("a refused replay of a proven token must refresh again");
+    };
+    let again = wait.await.unwrap().generation;
+    assert_eq!(api.calls(Endpoint::Refresh), 2);
+    // The last replay allowed is not healed again.
+    assert!(matches!(
+        cache.after_unauthorized(again, MAX_REPLAYS),
+        AfterUnauthorized::PassThrough
+    ));
+    assert_eq!(api.calls(Endpoint::Refresh), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_refused_for_a_replaced_token_is_replayed_with_the_current_one() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let cache = cache(&api);
+    let first = cache.access_token().await.unwrap().0.generation;
+    let AfterUnauthorized::Wait(wait) = cache.after_unauthorized(first, 0) else {
+        panic!("a 401 for the current token must refresh");
+    };
+    let healed = wait.await.unwrap().generation;
+    cache.invalidate();
+    let current = cache.access_token().await.unwrap().0.generation;
+    match cache.after_unauthorized(healed, 1) {
+        AfterUnauthorized::Replay(token) => assert_eq!(token.generation, current),
+        _ => panic!("a newer token exists: replay with it"),
+    }
 }

@@ -180,7 +180,7 @@ async fn a_401_across_replicas_is_healed_by_one_refresh() {
             .iter()
             .map(|r| {
                 let generation = r.current_generation().unwrap();
-                match r.after_unauthorized(generation) {
+                match r.after_unauthorized(generation, 0) {
                     AfterUnauthorized::Wait(wait) => wait,
                     _ => panic!("a 401 must start or join a refresh"),
                 }
@@ -246,7 +246,7 @@ async fn a_lease_left_by_a_dead_holder_expires_and_another_takes_over() {
         .unwrap()
         .expect("the lease is free");
     std::mem::forget(dead);
-    let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(generation) else {
+    let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(generation, 0) else {
         panic!("a 401 must refresh");
     };
     let started = tokio::time::Instant::now();
@@ -274,7 +274,7 @@ async fn a_rotation_whose_answer_was_lost_costs_one_password_login_for_the_fleet
     all_tokens(&replicas).await;
     // The first replica's refresh is committed by the Auth API; its answer is lost.
     let generation = replicas[0].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = replicas[0].after_unauthorized(generation) else {
+    let AfterUnauthorized::Wait(wait) = replicas[0].after_unauthorized(generation, 0) else {
         panic!("a 401 must refresh");
     };
     assert!(wait.await.is_err());
@@ -283,7 +283,7 @@ async fn a_rotation_whose_answer_was_lost_costs_one_password_login_for_the_fleet
     let waits: Vec<_> = replicas
         .iter()
         .map(
-            |r| match r.after_unauthorized(r.current_generation().unwrap()) {
+            |r| match r.after_unauthorized(r.current_generation().unwrap(), 0) {
                 AfterUnauthorized::Wait(wait) => wait,
                 _ => panic!("a 401 must start or join a refresh"),
             },
@@ -306,13 +306,13 @@ async fn a_refused_refresh_token_is_kept_out_of_the_store() {
     let replicas = replicas(&api, &shared(), 2);
     all_tokens(&replicas).await;
     let generation = replicas[0].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = replicas[0].after_unauthorized(generation) else {
+    let AfterUnauthorized::Wait(wait) = replicas[0].after_unauthorized(generation, 0) else {
         panic!("a 401 must refresh");
     };
     assert!(wait.await.is_err(), "the password fallback failed");
     // Another replica meets the same 401: it must not send the refused token.
     let generation = replicas[1].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = replicas[1].after_unauthorized(generation) else {
+    let AfterUnauthorized::Wait(wait) = replicas[1].after_unauthorized(generation, 0) else {
         panic!("a 401 must refresh");
     };
     wait.await.unwrap();
@@ -417,7 +417,7 @@ async fn a_refresh_token_is_not_sent_when_the_lease_was_lost() {
     let replica = cache_on(&api, Settings::default(), Arc::new(flaky.clone()));
     let generation = replica.access_token().await.unwrap().0.generation;
     flaky.loses_leases.store(true, Ordering::SeqCst);
-    let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(generation) else {
+    let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(generation, 0) else {
         panic!("a 401 must refresh");
     };
     let Err(error) = wait.await else {
