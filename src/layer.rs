@@ -349,8 +349,8 @@ impl SimacanAuthLayer {
     ///
     /// # Example
     ///
-    /// A hyper-util client on a connector of your own (here plain HTTP, as a
-    /// loopback test Auth API would need):
+    /// A hyper-util client (here one for plain HTTP, as a loopback test Auth
+    /// API needs; a client on a connector of your own goes the same way):
     ///
     /// ```
     /// use bytes::Bytes;

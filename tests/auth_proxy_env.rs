@@ -10,9 +10,9 @@ mod support;
 
 use std::{future::Future, sync::Mutex};
 
-use simacan_auth::{Environment, Error, SimacanAuthLayer};
+use simacan_auth::{Error, SimacanAuthLayer};
 use support::{
-    proxy::{ConnectProxy, PrivateCa, TlsFront},
+    proxy::{BehindTls, ConnectProxy},
     *,
 };
 
@@ -55,34 +55,17 @@ fn set(these: &[(&str, &str)]) {
 
 /// The mock Auth API behind TLS at 127.0.0.1, its certificate signed by a
 /// private CA.
-struct Behind {
-    mock: simacan_auth::mock::MockAuthApi,
-    ca: PrivateCa,
-    front: TlsFront,
+async fn behind_tls() -> BehindTls {
+    BehindTls::start(&["127.0.0.1"]).await
 }
 
-async fn behind_tls() -> Behind {
-    let mock = mock().await;
-    let ca = PrivateCa::new();
-    let front = TlsFront::start(ca.server_config(&["127.0.0.1"]), mock.addr()).await;
-    Behind { mock, ca, front }
+/// A layer for it, with nothing said about proxies.
+fn layer(api: &BehindTls) -> SimacanAuthLayer {
+    api.layer("127.0.0.1")
 }
 
-impl Behind {
-    /// A layer for it with nothing said about proxies.
-    fn layer(&self) -> SimacanAuthLayer {
-        SimacanAuthLayer::new(self.mock.credentials())
-            .environment(
-                Environment::custom(format!("https://127.0.0.1:{}/api/v1", self.front.port()))
-                    .unwrap(),
-            )
-            .auth_root_certificates(self.ca.pem())
-            .unwrap()
-    }
-
-    fn target(&self) -> String {
-        format!("127.0.0.1:{}", self.front.port())
-    }
+fn target(api: &BehindTls) -> String {
+    api.authority("127.0.0.1")
 }
 
 #[test]
@@ -91,8 +74,8 @@ fn https_proxy_is_honoured_by_default() {
         let api = behind_tls().await;
         let proxy = ConnectProxy::start().await;
         set(&[("HTTPS_PROXY", &proxy.url())]);
-        bounded(api.layer().access_token()).await.expect("a token");
-        assert_eq!(proxy.tunnels(), [api.target()]);
+        bounded(layer(&api).access_token()).await.expect("a token");
+        assert_eq!(proxy.tunnels(), [target(&api)]);
         assert_eq!(api.mock.counts().password, 1);
     })
 }
@@ -103,8 +86,8 @@ fn all_proxy_is_honoured_when_https_proxy_is_unset_or_empty() {
         let api = behind_tls().await;
         let proxy = ConnectProxy::start().await;
         set(&[("HTTPS_PROXY", ""), ("all_proxy", &proxy.url())]);
-        bounded(api.layer().access_token()).await.expect("a token");
-        assert_eq!(proxy.tunnels(), [api.target()]);
+        bounded(layer(&api).access_token()).await.expect("a token");
+        assert_eq!(proxy.tunnels(), [target(&api)]);
     })
 }
 
@@ -114,7 +97,7 @@ fn http_proxy_does_not_apply() {
         let api = behind_tls().await;
         let proxy = ConnectProxy::start().await;
         set(&[("HTTP_PROXY", &proxy.url()), ("http_proxy", &proxy.url())]);
-        bounded(api.layer().access_token()).await.expect("a token");
+        bounded(layer(&api).access_token()).await.expect("a token");
         assert!(proxy.tunnels().is_empty());
     })
 }
@@ -126,14 +109,14 @@ fn no_proxy_bypasses_the_proxy() {
         let proxy = ConnectProxy::start().await;
         for list in ["127.0.0.1", "example.com, 127.0.0.0/8", "*"] {
             set(&[("HTTPS_PROXY", &proxy.url()), ("no_proxy", list)]);
-            bounded(api.layer().access_token()).await.expect("a token");
+            bounded(layer(&api).access_token()).await.expect("a token");
             assert!(proxy.tunnels().is_empty(), "NO_PROXY={list}");
         }
         assert_eq!(api.mock.counts().password, 3);
 
         set(&[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "example.com")]);
-        bounded(api.layer().access_token()).await.expect("a token");
-        assert_eq!(proxy.tunnels(), [api.target()], "a list without the host");
+        bounded(layer(&api).access_token()).await.expect("a token");
+        assert_eq!(proxy.tunnels(), [target(&api)], "a list without the host");
     })
 }
 
@@ -143,14 +126,14 @@ fn no_auth_proxy_and_auth_proxy_ignore_the_environment() {
         let api = behind_tls().await;
         let (proxy, other) = (ConnectProxy::start().await, ConnectProxy::start().await);
         set(&[("HTTPS_PROXY", &proxy.url())]);
-        bounded(api.layer().no_auth_proxy().access_token())
+        bounded(layer(&api).no_auth_proxy().access_token())
             .await
             .expect("a token");
         assert!(proxy.tunnels().is_empty());
-        let explicit = api.layer().auth_proxy(other.url()).unwrap();
+        let explicit = layer(&api).auth_proxy(other.url()).unwrap();
         bounded(explicit.access_token()).await.expect("a token");
         assert!(proxy.tunnels().is_empty());
-        assert_eq!(other.tunnels(), [api.target()]);
+        assert_eq!(other.tunnels(), [target(&api)]);
     })
 }
 
@@ -160,10 +143,10 @@ fn auth_proxy_from_env_reads_the_variables_when_called() {
         let api = behind_tls().await;
         let proxy = ConnectProxy::start().await;
         set(&[("HTTPS_PROXY", &proxy.url())]);
-        let layer = api.layer().auth_proxy_from_env().unwrap();
+        let layer = layer(&api).auth_proxy_from_env().unwrap();
         set(&[]);
         bounded(layer.access_token()).await.expect("a token");
-        assert_eq!(proxy.tunnels(), [api.target()]);
+        assert_eq!(proxy.tunnels(), [target(&api)]);
     })
 }
 
@@ -175,7 +158,7 @@ fn an_unusable_variable_is_refused_naming_it_but_never_quoting_it() {
         let expected = "invalid configuration: HTTPS_PROXY: socks proxies are not supported; \
                     use an http:// proxy";
 
-        let early = api.layer().auth_proxy_from_env().unwrap_err();
+        let early = layer(&api).auth_proxy_from_env().unwrap_err();
         assert!(
             matches!(early, Error::InvalidConfiguration { .. }),
             "{early:?}"
@@ -184,7 +167,7 @@ fn an_unusable_variable_is_refused_naming_it_but_never_quoting_it() {
 
         // By default the variables are read with the token state: every login
         // fails with the same error, and nothing is sent.
-        let layer = api.layer();
+        let layer = layer(&api);
         let late = bounded(layer.access_token()).await.unwrap_err();
         assert!(
             matches!(late, Error::InvalidConfiguration { .. }),
@@ -206,9 +189,7 @@ fn native_roots_come_from_ssl_cert_file() {
         std::fs::write(&bundle, api.ca.pem()).unwrap();
         let base = || {
             SimacanAuthLayer::new(api.mock.credentials())
-                .environment(
-                    Environment::custom(format!("https://{}/api/v1", api.target())).unwrap(),
-                )
+                .environment(api.environment("127.0.0.1"))
                 .no_auth_proxy()
         };
 

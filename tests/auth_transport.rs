@@ -20,9 +20,9 @@ use std::{
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
-use simacan_auth::{mock::MockAuthApi, Endpoint, Environment, Error, SimacanAuthLayer};
+use simacan_auth::{Endpoint, Error, SimacanAuthLayer};
 use support::{
-    proxy::{ConnectProxy, PrivateCa, TlsFront},
+    proxy::{BehindTls, ConnectProxy, PrivateCa},
     *,
 };
 use tower::service_fn;
@@ -32,37 +32,8 @@ const AUTH_HOST: &str = "auth.simacan.test";
 
 /// The mock Auth API behind TLS, with a certificate for [`AUTH_HOST`] and
 /// 127.0.0.1 signed by a private CA.
-struct Behind {
-    mock: MockAuthApi,
-    ca: PrivateCa,
-    front: TlsFront,
-}
-
-async fn behind_tls() -> Behind {
-    let mock = mock().await;
-    let ca = PrivateCa::new();
-    let front = TlsFront::start(ca.server_config(&[AUTH_HOST, "127.0.0.1"]), mock.addr()).await;
-    Behind { mock, ca, front }
-}
-
-impl Behind {
-    /// The Auth API at `host`, through the TLS terminator.
-    fn environment(&self, host: &str) -> Environment {
-        Environment::custom(format!("https://{host}:{}/api/v1", self.front.port()))
-            .expect("an https url")
-    }
-
-    fn password_url(&self, host: &str) -> String {
-        format!("https://{host}:{}/api/v1/auth/password", self.front.port())
-    }
-
-    /// A layer for the Auth API at `host`, trusting the private CA.
-    fn layer(&self, host: &str) -> SimacanAuthLayer {
-        SimacanAuthLayer::new(self.mock.credentials())
-            .environment(self.environment(host))
-            .auth_root_certificates(self.ca.pem())
-            .expect("the ca's pem")
-    }
+async fn behind_tls() -> BehindTls {
+    BehindTls::start(&[AUTH_HOST, "127.0.0.1"]).await
 }
 
 // --- Proxies -------------------------------------------------------------
@@ -83,7 +54,7 @@ async fn logs_in_and_refreshes_through_a_connect_proxy() {
     assert_eq!((counts.password, counts.refresh), (1, 1));
     let tunnels = proxy.tunnels();
     assert!(!tunnels.is_empty());
-    let target = format!("{AUTH_HOST}:{}", api.front.port());
+    let target = api.authority(AUTH_HOST);
     assert!(tunnels.iter().all(|t| *t == target), "{tunnels:?}");
 }
 

@@ -1,8 +1,8 @@
 //! What stands between a layer and the mock Auth API in the proxy and
 //! private-CA tests, all on loopback: a private CA (rcgen), a TLS
-//! terminator in front of the mock with a certificate the CA signed, and an
-//! HTTP `CONNECT` proxy that counts its tunnels and keeps the bytes the
-//! client sent through them.
+//! terminator in front of the mock with a certificate the CA signed
+//! ([`BehindTls`] puts the three together), and an HTTP `CONNECT` proxy that
+//! counts its tunnels and keeps the bytes the client sent through them.
 
 use std::{
     net::SocketAddr,
@@ -20,12 +20,55 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
     ServerConfig,
 };
+use simacan_auth::{mock::MockAuthApi, Environment, SimacanAuthLayer};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     task::JoinHandle,
 };
 use tokio_rustls::TlsAcceptor;
+
+/// The mock Auth API behind TLS, with a certificate for some names signed
+/// by a private CA.
+pub struct BehindTls {
+    pub mock: MockAuthApi,
+    pub ca: PrivateCa,
+    pub front: TlsFront,
+}
+
+impl BehindTls {
+    /// The mock behind a TLS terminator whose certificate covers `names`.
+    pub async fn start(names: &[&str]) -> BehindTls {
+        let mock = super::mock().await;
+        let ca = PrivateCa::new();
+        let front = TlsFront::start(ca.server_config(names), mock.addr()).await;
+        BehindTls { mock, ca, front }
+    }
+
+    /// The Auth API as `host` (one of the names), through the terminator.
+    pub fn environment(&self, host: &str) -> Environment {
+        Environment::custom(format!("https://{}/api/v1", self.authority(host)))
+            .expect("an https url")
+    }
+
+    /// `host:port` of the terminator, as `host`.
+    pub fn authority(&self, host: &str) -> String {
+        format!("{host}:{}", self.front.port())
+    }
+
+    pub fn password_url(&self, host: &str) -> String {
+        format!("https://{}/api/v1/auth/password", self.authority(host))
+    }
+
+    /// A layer for the Auth API as `host`, trusting the private CA, with
+    /// nothing said about proxies.
+    pub fn layer(&self, host: &str) -> SimacanAuthLayer {
+        SimacanAuthLayer::new(self.mock.credentials())
+            .environment(self.environment(host))
+            .auth_root_certificates(self.ca.pem())
+            .expect("the ca's pem")
+    }
+}
 
 /// A certificate authority of the test's own, which no root store trusts.
 pub struct PrivateCa {
