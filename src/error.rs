@@ -154,8 +154,11 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The Auth API could not be reached: DNS, connect, TLS or I/O failure.
-    /// The message names the URL; the cause is the
+    /// The Auth API could not be reached: DNS, connect, proxy, TLS or I/O
+    /// failure, or an error of the client given to
+    /// [`SimacanAuthLayer::auth_client`](crate::SimacanAuthLayer::auth_client).
+    /// The message names the URL, with a hint for a server that does not
+    /// speak TLS and for a certificate from an untrusted CA; the cause is the
     /// [`source()`](std::error::Error::source).
     Unreachable {
         /// The endpoint that was called.
@@ -366,10 +369,8 @@ impl fmt::Display for Error {
             Error::InvalidConfiguration { reason } => write!(f, "invalid configuration: {reason}")?,
             Error::Unreachable { url, source, .. } => {
                 write!(f, "simacan auth api unreachable at {url}")?;
-                if speaks_no_tls(&**source) {
-                    f.write_str(
-                        ": the server does not speak tls; is the auth api url plain http?",
-                    )?;
+                if let Some(hint) = tls_hint(&**source) {
+                    f.write_str(hint)?;
                 }
             }
             Error::Timeout { url, after, .. } => {
@@ -407,33 +408,43 @@ impl StdError for Error {
     }
 }
 
-/// Whether a transport error says the server answered the TLS handshake
-/// with something else, typically plain HTTP: rustls then reads
-/// `HTTP/1.1 …` as a record of an invalid content type.
+/// A hint for the two TLS failures whose cause a message can guess: a
+/// server that answers the handshake with something else, typically plain
+/// HTTP (rustls then reads `HTTP/1.1 …` as a record of an invalid content
+/// type), and a certificate that chains to no trusted root, typically a
+/// private CA's.
 ///
 /// The connector wraps the rustls error in `io::Error`s, whose `source()`
 /// skips the error they wrap, so those are opened with `get_ref`.
 #[cfg(feature = "rustls")]
-fn speaks_no_tls(error: &(dyn StdError + 'static)) -> bool {
-    use rustls::{Error as Tls, InvalidMessage};
+fn tls_hint(error: &(dyn StdError + 'static)) -> Option<&'static str> {
+    use rustls::{CertificateError, Error as Tls, InvalidMessage};
     let mut next = Some(error);
     while let Some(error) = next {
-        if let Some(Tls::InvalidMessage(InvalidMessage::InvalidContentType)) = error.downcast_ref()
-        {
-            return true;
+        match error.downcast_ref() {
+            Some(Tls::InvalidMessage(InvalidMessage::InvalidContentType)) => {
+                return Some(": the server does not speak tls; is the auth api url plain http?")
+            }
+            Some(Tls::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+                return Some(
+                    ": its certificate does not chain to a trusted root; for a private ca, \
+                     trust it with auth_root_certificates",
+                )
+            }
+            _ => {}
         }
         next = match error.downcast_ref::<std::io::Error>() {
             Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
             None => error.source(),
         };
     }
-    false
+    None
 }
 
 /// Without rustls there is no TLS to fail.
 #[cfg(not(feature = "rustls"))]
-fn speaks_no_tls(_: &(dyn StdError + 'static)) -> bool {
-    false
+fn tls_hint(_: &(dyn StdError + 'static)) -> Option<&'static str> {
+    None
 }
 
 #[cfg(test)]
@@ -601,5 +612,24 @@ mod tests {
         assert!(!error.to_string().contains("does not speak tls"), "{error}");
         let error = Error::unreachable(Endpoint::Password, &uri(), refused());
         assert!(!error.to_string().contains("does not speak tls"), "{error}");
+    }
+
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn a_certificate_of_an_unknown_issuer_gets_a_hint() {
+        use rustls::CertificateError;
+        let tls = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        let wrapped = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        let error = Error::unreachable(Endpoint::Password, &uri(), wrapped);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "simacan auth api unreachable at {PASSWORD_URL}: its certificate does not \
+                 chain to a trusted root; for a private ca, trust it with auth_root_certificates"
+            )
+        );
+        let expired = rustls::Error::InvalidCertificate(CertificateError::Expired);
+        let error = Error::unreachable(Endpoint::Password, &uri(), expired);
+        assert!(!error.to_string().contains("private ca"), "{error}");
     }
 }

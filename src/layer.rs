@@ -29,11 +29,13 @@ use std::{
     time::Duration,
 };
 
-use tower::Layer;
+use bytes::Bytes;
+use http_body_util::Full;
+use tower::{BoxError, Layer, Service};
 
 use crate::{
     store::{MemoryStore, TokenStore},
-    token::{AccessToken, Backoff, Credentials, Environment, Settings, TokenCache},
+    token::{AccessToken, AuthClient, Backoff, Credentials, Environment, Settings, TokenCache},
     Error, SimacanAuth, Stats, TokenScope,
 };
 
@@ -77,6 +79,7 @@ struct Config {
     store: Arc<dyn TokenStore>,
     // `None` follows the environment, whenever it is set.
     token_scope: Option<TokenScope>,
+    auth_client: AuthClient,
 }
 
 impl SimacanAuthLayer {
@@ -98,6 +101,7 @@ impl SimacanAuthLayer {
             replay_body_limit: DEFAULT_REPLAY_BODY_LIMIT,
             store: Arc::new(MemoryStore::new()),
             token_scope: None,
+            auth_client: AuthClient::default(),
         })
     }
 
@@ -112,6 +116,25 @@ impl SimacanAuthLayer {
         let mut config = Config::clone(&self.config);
         change(&mut config);
         Self::from_config(config)
+    }
+
+    /// Changes a setting of the built-in Auth API client, which a client
+    /// given to [`auth_client`](Self::auth_client) has replaced.
+    #[cfg(feature = "rustls")]
+    fn configure_built_in(
+        self,
+        method: &str,
+        change: impl FnOnce(&mut crate::token::HyperClient) -> Result<(), Error>,
+    ) -> Result<Self, Error> {
+        let mut config = Config::clone(&self.config);
+        let AuthClient::BuiltIn(client) = &mut config.auth_client else {
+            return Err(Error::config(format!(
+                "{method} configures the built-in auth api client, which auth_client replaced; \
+                 configure the client given to auth_client instead"
+            )));
+        };
+        change(client)?;
+        Ok(Self::from_config(config))
     }
 
     /// The Auth API to log in to. Unless [`token_scope`](Self::token_scope)
@@ -298,6 +321,252 @@ impl SimacanAuthLayer {
         self.configure(|c| c.token_scope = Some(scope))
     }
 
+    /// The HTTP client for the Auth API calls, in place of the built-in
+    /// one: any tower service of `http::Request<Full<Bytes>>`, such as a
+    /// hyper-util `Client` with a connector of your own (a proxy, a TLS
+    /// setup, a resolver) or a `tower::service_fn` over another HTTP
+    /// library. It replaces the built-in client with its settings
+    /// ([`auth_proxy`](Self::auth_proxy),
+    /// [`auth_root_certificates`](Self::auth_root_certificates) and the
+    /// like, which fail after this). It needs no `rustls` feature: an HTTPS
+    /// client of your own serves an `https` Auth API without it. Defaults to
+    /// the built-in client: hyper-util over rustls with the ring provider,
+    /// through the proxy the environment names (see
+    /// [`auth_proxy_from_env`](Self::auth_proxy_from_env)).
+    ///
+    /// Each call to the Auth API clones `client` and sends it one request:
+    /// `POST {base}/auth/password` or `/auth/refresh` with a form body. The
+    /// layer reads at most 64 KiB of the answer and applies
+    /// [`auth_timeout`](Self::auth_timeout) to the whole call. An error of
+    /// `client` reaches callers as [`Error::Unreachable`], with the URL, and
+    /// the error as its [`source()`](std::error::Error::source).
+    ///
+    /// **The request carries secrets.** Its body holds the password or the
+    /// refresh token: `client` must not log bodies, and it must not follow
+    /// redirects, which would send the form wherever a `Location` header
+    /// points. The layer follows none either: a 3xx is an
+    /// [`Error::UnexpectedStatus`].
+    ///
+    /// # Example
+    ///
+    /// A hyper-util client (here one for plain HTTP, as a loopback test Auth
+    /// API needs; a client on a connector of your own goes the same way):
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    /// use simacan_auth::{Credentials, SimacanAuthLayer};
+    ///
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    /// let layer = SimacanAuthLayer::new(Credentials::new("user", "password")).auth_client(client);
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// Any service will do, here one that counts the calls:
+    ///
+    /// ```
+    /// use std::sync::{atomic::{AtomicUsize, Ordering}, Arc};
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    /// use simacan_auth::{Credentials, SimacanAuthLayer};
+    ///
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    /// let calls = Arc::new(AtomicUsize::new(0));
+    /// let counted = {
+    ///     let calls = calls.clone();
+    ///     tower::service_fn(move |request: http::Request<Full<Bytes>>| {
+    ///         calls.fetch_add(1, Ordering::Relaxed);
+    ///         client.request(request)
+    ///     })
+    /// };
+    /// let layer = SimacanAuthLayer::new(Credentials::new("user", "password")).auth_client(counted);
+    /// # let _ = layer;
+    /// ```
+    pub fn auth_client<S, B>(self, client: S) -> Self
+    where
+        S: Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let client = AuthClient::custom(client);
+        self.configure(|c| c.auth_client = client)
+    }
+
+    /// Sends the Auth API calls through the HTTP proxy at `url`,
+    /// `http://[user:password@]host[:port]` (a URL without a scheme is taken
+    /// as `http://`), whatever the environment variables say.
+    ///
+    /// For an `https` Auth API, which every environment but a loopback one
+    /// is, the client asks the proxy for a `CONNECT` tunnel to the Auth API
+    /// and speaks TLS with the Auth API inside it: the proxy sees the host
+    /// name, never the password or a token. Plain `http` (loopback) is never
+    /// proxied. The URL's user name and password, percent-encoded, go to the
+    /// proxy as `Proxy-Authorization: Basic …`; `Debug`, logs and errors
+    /// show the proxy as `http://host:port` only.
+    ///
+    /// Defaults to the environment: see
+    /// [`auth_proxy_from_env`](Self::auth_proxy_from_env).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfiguration`] for a URL that does not parse, has no
+    /// host or another scheme than `http` (`https://` and `socks5://`
+    /// proxies are not supported), and after
+    /// [`auth_client`](Self::auth_client). The message never quotes the URL.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{Credentials, SimacanAuthLayer};
+    ///
+    /// let layer = SimacanAuthLayer::new(Credentials::new("user", "password"))
+    ///     .auth_proxy("http://proxy.example.com:3128")?;
+    /// # let _ = layer;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn auth_proxy(self, url: impl AsRef<str>) -> Result<Self, Error> {
+        let rules = crate::token::ProxyRules::fixed(url.as_ref())?;
+        self.configure_built_in("auth_proxy", |c| {
+            c.proxy = crate::token::ProxyConfig::Rules(rules);
+            Ok(())
+        })
+    }
+
+    /// Sends the Auth API calls through the proxy the environment names,
+    /// reading it now: `HTTPS_PROXY` (or `https_proxy`), else `ALL_PROXY`
+    /// (or `all_proxy`), unless `NO_PROXY` (or `no_proxy`) lists the Auth
+    /// API's host. An empty variable counts as unset; `HTTP_PROXY` does not
+    /// apply, as plain `http` goes to loopback only and is never proxied.
+    /// `NO_PROXY` is a comma-separated list of host names (each matching
+    /// itself and every name below it; a leading dot is ignored), IP
+    /// addresses, networks (`10.0.0.0/8`) or `*` for every host. The proxy is
+    /// used as [`auth_proxy`](Self::auth_proxy) describes.
+    ///
+    /// This is the default, except that by default the variables are read
+    /// when the layer's token state is made (its first use, or
+    /// [`layer`](tower::Layer::layer)), and an unusable value fails every
+    /// login with [`Error::InvalidConfiguration`]; this method fails at once
+    /// instead. [`no_auth_proxy`](Self::no_auth_proxy) ignores them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfiguration`], naming the variable but never
+    /// quoting it, for a value that is not valid UTF-8 or not a usable proxy
+    /// URL (see [`auth_proxy`](Self::auth_proxy)), and after
+    /// [`auth_client`](Self::auth_client).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use simacan_auth::{Credentials, SimacanAuthLayer};
+    ///
+    /// // HTTPS_PROXY=http://proxy.example.com:3128 NO_PROXY=.internal.example.com
+    /// let layer = SimacanAuthLayer::new(Credentials::from_env()?).auth_proxy_from_env()?;
+    /// # let _ = layer;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn auth_proxy_from_env(self) -> Result<Self, Error> {
+        let rules = crate::token::ProxyRules::from_env()?;
+        self.configure_built_in("auth_proxy_from_env", |c| {
+            c.proxy = crate::token::ProxyConfig::Rules(rules);
+            Ok(())
+        })
+    }
+
+    /// Connects to the Auth API directly, whatever the environment
+    /// variables say. Has no effect on a client given to
+    /// [`auth_client`](Self::auth_client). Defaults to the environment: see
+    /// [`auth_proxy_from_env`](Self::auth_proxy_from_env).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
+    ///     .no_auth_proxy();
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn no_auth_proxy(self) -> Self {
+        self.configure(|c| {
+            if let AuthClient::BuiltIn(client) = &mut c.auth_client {
+                client.proxy = crate::token::ProxyConfig::Rules(crate::token::ProxyRules::direct());
+            }
+        })
+    }
+
+    /// Trusts the CA certificates in `pem` for the Auth API, in addition to
+    /// the webpki roots (or the platform's, with
+    /// [`auth_native_roots`](Self::auth_native_roots)): for an Auth API, or
+    /// a TLS-inspecting proxy, with a certificate from a private CA. `pem`
+    /// holds one or more `-----BEGIN CERTIFICATE-----` sections; other
+    /// sections are skipped. Calls add up. Only the Auth API calls trust
+    /// them, not [`https_client`](crate::https_client). Defaults to none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfiguration`], adding none of them, for input
+    /// without a certificate, with a section that is not valid PEM, or with
+    /// a certificate that cannot be a root; and after
+    /// [`auth_client`](Self::auth_client).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use simacan_auth::{Credentials, SimacanAuthLayer};
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/ssl/private-ca.pem")?;
+    /// let layer = SimacanAuthLayer::new(Credentials::from_env()?).auth_root_certificates(ca)?;
+    /// # let _ = layer;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn auth_root_certificates(self, pem: impl AsRef<[u8]>) -> Result<Self, Error> {
+        self.configure_built_in("auth_root_certificates", |c| c.roots.add_pem(pem.as_ref()))
+    }
+
+    /// Trusts the platform's certificate store for the Auth API in place of
+    /// the webpki roots, reading it now (through `rustls-native-certs`:
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` when set, else the system's
+    /// store). Certificates added with
+    /// [`auth_root_certificates`](Self::auth_root_certificates) are trusted
+    /// as well. The ring provider is still the one given to rustls. Defaults
+    /// to the webpki roots.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfiguration`] when the store has no usable
+    /// certificate, and after [`auth_client`](Self::auth_client).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
+    ///     .auth_native_roots()?;
+    /// # let _ = layer;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    #[cfg(feature = "native-roots")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "native-roots")))]
+    pub fn auth_native_roots(self) -> Result<Self, Error> {
+        self.configure_built_in("auth_native_roots", |c| c.roots.use_native())
+    }
+
     /// A valid access token, logging in or refreshing when needed, for use
     /// outside tower. Shares the token, and any login in flight, with the
     /// services built from this layer.
@@ -375,6 +644,7 @@ impl SimacanAuthLayer {
                 config.environment.clone(),
                 config.settings.clone(),
                 Arc::clone(&config.store),
+                &config.auth_client,
             )
         })
     }
@@ -435,6 +705,7 @@ impl fmt::Debug for SimacanAuthLayer {
             .field("settings", &self.config.settings)
             .field("replay_body_limit", &self.config.replay_body_limit)
             .field("store", &self.config.store)
+            .field("auth_client", &self.config.auth_client)
             .field("token_scope", &self.scope())
             .finish()
     }

@@ -54,8 +54,14 @@
 //! # Features
 //!
 //! - `rustls` (default): HTTPS to the Auth API through rustls (ring provider,
-//!   webpki roots), and [`https_client`], a client for Simacan's APIs on the
-//!   same TLS setup.
+//!   webpki roots unless configured otherwise), directly or through an HTTP
+//!   `CONNECT` proxy, and [`https_client`], a client for Simacan's APIs on
+//!   the same TLS setup. See
+//!   [`SimacanAuthLayer::auth_proxy`] and
+//!   [`SimacanAuthLayer::auth_root_certificates`]; any HTTP client can
+//!   replace the built-in one with [`SimacanAuthLayer::auth_client`].
+//! - `native-roots`: [`SimacanAuthLayer::auth_native_roots`], the platform's
+//!   certificate store instead of the webpki roots for the Auth API.
 //! - `tonic`: [`ReplayBody`](body::ReplayBody) for `tonic::body::Body`, so a
 //!   tonic `Channel` can be wrapped; UNAUTHENTICATED is healed like a 401.
 //! - `axum`: [`ReplayBody`](body::ReplayBody) for `axum::body::Body`.

@@ -397,14 +397,7 @@ fn scope_uri(url: &Url) -> Option<Uri> {
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub fn tls_config() -> rustls::ClientConfig {
-    use hyper_rustls::ConfigBuilderExt;
-
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default TLS versions")
-        .with_webpki_roots()
-        .with_no_client_auth();
+    let mut config = crate::https::client_config(&crate::https::Roots::default());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
 }

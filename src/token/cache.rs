@@ -35,7 +35,7 @@ use super::{
     backoff::Backoff,
     client::{AuthApi, Transport},
     flight::Failed,
-    AccessToken, Credentials, Environment,
+    AccessToken, AuthClient, Credentials, Environment,
 };
 use crate::{
     stats::{Counters, PassedThrough, Stats},
@@ -168,14 +168,16 @@ impl Failure {
 }
 
 impl TokenCache {
-    /// A cache talking HTTP to `environment`, keeping tokens in `store`.
+    /// A cache talking HTTP to `environment` through `client`, keeping
+    /// tokens in `store`.
     pub(crate) fn new(
         credentials: Credentials,
         environment: Environment,
         settings: Settings,
         store: Arc<dyn TokenStore>,
+        client: &AuthClient,
     ) -> Self {
-        let transport = Arc::new(super::hyper_transport::HyperTransport::new());
+        let transport = client.transport(&environment);
         Self::with_transport(credentials, environment, settings, store, transport)
     }
 

@@ -1,95 +1,80 @@
-//! The [`Transport`] used in production: a hyper-util client, HTTPS through
-//! the crate's one TLS setup ([`crate::https`]) with the `rustls` feature,
-//! plain HTTP for loopback base URLs.
+//! The built-in Auth API client: a hyper-util client, adapted by
+//! [`ServiceTransport`]. With the `rustls` feature it speaks HTTPS through
+//! the crate's one TLS setup ([`crate::https`]), trusting the configured
+//! roots, directly or through an HTTP `CONNECT` proxy
+//! ([`proxy`](super::proxy)); plain HTTP for loopback base URLs either way.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::legacy::{connect::Connect, Client},
     rt::TokioExecutor,
 };
-use zeroize::Zeroizing;
 
-use super::client::{BoxFuture, RawResponse, Transport, MAX_RESPONSE_BYTES};
-use crate::{Endpoint, Error};
+use super::{
+    client::Transport,
+    transport::{Refuse, ServiceTransport},
+    Environment,
+};
+use crate::Error;
 
-#[cfg(feature = "rustls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-#[cfg(not(feature = "rustls"))]
-type Connector = HttpConnector;
-
-const USER_AGENT: &str = concat!("simacan-auth/", env!("CARGO_PKG_VERSION"));
-
-pub(crate) struct HyperTransport {
-    client: Client<Connector, Full<Bytes>>,
+/// The settings of the built-in client; the client itself is built for one
+/// environment by [`transport`](Self::transport).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HyperClient {
+    #[cfg(feature = "rustls")]
+    pub(crate) proxy: super::proxy::ProxyConfig,
+    #[cfg(feature = "rustls")]
+    pub(crate) roots: crate::https::Roots,
 }
 
-impl HyperTransport {
-    pub(crate) fn new() -> Self {
-        #[cfg(feature = "rustls")]
-        let connector = crate::https::connector(crate::https::Schemes::HttpsOrHttp);
-        #[cfg(not(feature = "rustls"))]
-        let connector = {
-            let mut http = HttpConnector::new();
-            http.set_nodelay(true);
-            http
-        };
-        HyperTransport {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        }
-    }
-}
-
-impl Transport for HyperTransport {
-    fn post_form(
-        &self,
-        endpoint: Endpoint,
-        uri: Uri,
-        form: Zeroizing<String>,
-    ) -> BoxFuture<'static, Result<RawResponse, Error>> {
-        let client = self.client.clone();
-        Box::pin(async move {
-            if cfg!(not(feature = "rustls")) && uri.scheme_str() == Some("https") {
-                return Err(Error::config(
-                    "https needs the `rustls` feature of simacan-auth",
-                ));
-            }
-            let request = Request::builder()
-                .method(Method::POST)
-                .uri(uri.clone())
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header(header::ACCEPT, "application/json")
-                .header(header::USER_AGENT, USER_AGENT)
-                .body(Full::new(Bytes::copy_from_slice(form.as_bytes())))
-                .map_err(|e| Error::unreachable(endpoint, &uri, e))?;
-            drop(form);
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| Error::unreachable(endpoint, &uri, e))?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        Error::ResponseTooLarge {
-                            endpoint,
-                            url: crate::error::url_of(&uri),
-                            limit: MAX_RESPONSE_BYTES,
-                            retry_after: None,
-                        }
-                    } else {
-                        Error::unreachable(endpoint, &uri, e)
-                    }
-                })?
-                .to_bytes();
-            Ok(RawResponse {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
+impl HyperClient {
+    /// A client for `environment`'s Auth API, or, when none can be built
+    /// (an unusable proxy variable, https without the `rustls` feature),
+    /// one whose every call fails with why.
+    pub(crate) fn transport(&self, environment: &Environment) -> Arc<dyn Transport> {
+        self.build(environment).unwrap_or_else(|error| {
+            tracing::warn!(%error, "the simacan auth api client cannot be built");
+            Arc::new(Refuse(error))
         })
     }
+
+    #[cfg(feature = "rustls")]
+    fn build(&self, environment: &Environment) -> Result<Arc<dyn Transport>, Error> {
+        use crate::https::{connector, tcp, Schemes::HttpsOrHttp};
+
+        let url = environment.endpoint_uri(crate::Endpoint::Password)?;
+        let rules = self.proxy.rules()?;
+        Ok(match rules.proxy_for(&url) {
+            None => over(connector(tcp(), &self.roots, HttpsOrHttp)),
+            Some((intercept, address)) => {
+                tracing::debug!(proxy = %address, "the simacan auth api through a proxy");
+                let tunnel = super::proxy::ProxyTunnel::new(&intercept, address, tcp());
+                over(connector(tunnel, &self.roots, HttpsOrHttp))
+            }
+        })
+    }
+
+    #[cfg(not(feature = "rustls"))]
+    fn build(&self, environment: &Environment) -> Result<Arc<dyn Transport>, Error> {
+        if environment.base_url().starts_with("https:") {
+            return Err(Error::config(
+                "https needs the `rustls` feature of simacan-auth",
+            ));
+        }
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_nodelay(true);
+        Ok(over(http))
+    }
+}
+
+/// A hyper-util client over `connector`, as a transport.
+fn over<C>(connector: C) -> Arc<dyn Transport>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let client: Client<C, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    Arc::new(ServiceTransport::new(client))
 }

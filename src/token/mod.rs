@@ -29,6 +29,9 @@ mod fake_api;
 mod flight;
 mod grant;
 mod hyper_transport;
+#[cfg(feature = "rustls")]
+mod proxy;
+mod transport;
 
 pub use access_token::AccessToken;
 pub use credentials::{Credentials, PASSWORD_VAR, USERNAME_VAR};
@@ -39,3 +42,8 @@ pub(crate) use backoff::Backoff;
 pub(crate) use cache::{AfterUnauthorized, Lookup, Settings, TokenCache, TokenWait, MAX_REPLAYS};
 #[cfg(feature = "metrics")]
 pub(crate) use clock::wall_now;
+#[cfg(feature = "rustls")]
+pub(crate) use hyper_transport::HyperClient;
+#[cfg(feature = "rustls")]
+pub(crate) use proxy::{ProxyConfig, ProxyRules};
+pub(crate) use transport::AuthClient;

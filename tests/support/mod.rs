@@ -1,11 +1,15 @@
 //! Shared helpers: a mock Auth API, a real hyper client through the layer,
-//! a real Redis server (`redis`).
+//! a real Redis server (`redis`), a private CA and a forward proxy (`proxy`).
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod proxy;
 pub mod redis;
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -152,4 +156,29 @@ pub async fn settle_until(mut done: impl FnMut() -> bool) {
         }
     })
     .await;
+}
+
+/// Sends this thread's tracing events, at every level, to a buffer until
+/// the guard drops. Test runtimes are current-thread, so the token flights
+/// and hyper's connection tasks log here too.
+pub fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    #[derive(Clone)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = Buffer(buffer.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    (buffer, tracing::subscriber::set_default(subscriber))
 }
