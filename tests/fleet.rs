@@ -9,7 +9,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use simacan_auth::{mock::MockAuthApi, store::TokenStore, SimacanAuthLayer};
+use simacan_auth::{
+    mock::{Fault, MockAuthApi, Route},
+    store::TokenStore,
+    SimacanAuthLayer,
+};
 use support::*;
 
 /// `n` replicas on stores made by `store`.
@@ -125,6 +129,104 @@ async fn the_fleet_refreshes_ahead_of_expiry_once_per_token<S: TokenStore>(store
     );
 }
 
+async fn a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login<S: TokenStore>(
+    store: impl Fn() -> S,
+) {
+    let mock = mock().await;
+    let replicas = fleet_of(4, |_| {
+        layer_for(&mock)
+            .backoff(Duration::from_millis(200), Duration::from_millis(200))
+            .token_store(store())
+    });
+    traffic(&replicas, &mock.url("/trips"), 1).await;
+    // The lease holder's refresh is committed by the Auth API, and its
+    // answer lost: the stored refresh token is spent.
+    mock.fail_next(Route::Refresh, Fault::CommitThenClose);
+    mock.revoke_access_tokens();
+    let calls: Vec<_> = replicas
+        .iter()
+        .map(|svc| {
+            let (svc, url) = (svc.clone(), mock.url("/trips"));
+            tokio::spawn(async move { get(&svc, &url).await.map(|r| r.status()) })
+        })
+        .collect();
+    let mut failed = 0;
+    for call in calls {
+        match bounded(call).await.unwrap() {
+            Ok(status) => assert_eq!(status, StatusCode::OK),
+            Err(_) => failed += 1,
+        }
+    }
+    assert!(
+        failed <= 1,
+        "only the lease holder that lost the answer fails"
+    );
+    // After its backoff the holder uses the fleet's new token too: no loop.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    traffic(&replicas, &mock.url("/trips"), 3).await;
+    let counts = mock.counts();
+    assert_eq!(counts.password, 2, "one fallback for the whole fleet");
+    assert_eq!(counts.refresh, 2, "the lost one, and the spent token once");
+    assert_eq!(counts.refresh_reused, 1);
+}
+
+/// A lease holder killed mid-refresh (its runtime dropped, as a process
+/// dies) leaves its lease to expire; another replica takes over and
+/// refreshes, with no password login.
+async fn a_lease_holder_killed_mid_refresh_is_taken_over<S: TokenStore>(store: impl Fn() -> S) {
+    let mock = mock().await;
+    let layer = |store: S| {
+        layer_for(&mock)
+            .auth_timeout(Duration::from_secs(1))
+            .token_store(store)
+    };
+    let survivor = client_through(&layer(store()));
+    assert_eq!(
+        get_status(&survivor, &mock.url("/trips")).await,
+        StatusCode::OK
+    );
+    mock.revoke_access_tokens();
+    mock.set_delay(Route::Refresh, Duration::from_secs(30));
+    // The doomed replica, on a runtime of its own.
+    let doomed = client_through(&layer(store()));
+    let url = mock.url("/trips");
+    let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+    let process = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            tokio::select! {
+                _ = get(&doomed, &url) => panic!("the refresh was held"),
+                _ = killed => {}
+            }
+        });
+        drop(runtime);
+    });
+    while mock.counts().refresh == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    kill.send(()).unwrap();
+    process.join().unwrap();
+    mock.set_delay(Route::Refresh, Duration::ZERO);
+    let started = Instant::now();
+    assert_eq!(
+        get_status(&survivor, &mock.url("/trips")).await,
+        StatusCode::OK
+    );
+    let counts = mock.counts();
+    assert_eq!(
+        counts.password, 1,
+        "no password login: the refresh token was never spent"
+    );
+    assert_eq!(counts.refresh, 2);
+    assert_eq!(counts.refresh_rejected, 0);
+    // The lease lives the Auth API timeout plus up to as much again.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 mod memory {
     use simacan_auth::store::MemoryStore;
 
@@ -151,6 +253,11 @@ mod memory {
     #[tokio::test]
     async fn the_fleet_refreshes_ahead_of_expiry_once_per_token() {
         super::the_fleet_refreshes_ahead_of_expiry_once_per_token(shared()).await;
+    }
+
+    #[tokio::test]
+    async fn a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login() {
+        super::a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login(shared()).await;
     }
 }
 
@@ -188,6 +295,19 @@ mod file {
     async fn the_fleet_refreshes_ahead_of_expiry_once_per_token() {
         let dir = tempfile::tempdir().unwrap();
         super::the_fleet_refreshes_ahead_of_expiry_once_per_token(in_dir(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login() {
+        let dir = tempfile::tempdir().unwrap();
+        super::a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login(in_dir(&dir))
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        super::a_lease_holder_killed_mid_refresh_is_taken_over(in_dir(&dir)).await;
     }
 
     /// Not a test: the body of a child process started by
@@ -341,6 +461,23 @@ mod redis {
             return;
         };
         super::the_fleet_refreshes_ahead_of_expiry_once_per_token(on(&server)).await;
+    }
+
+    #[tokio::test]
+    async fn a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        super::a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login(on(&server))
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        super::a_lease_holder_killed_mid_refresh_is_taken_over(on(&server)).await;
     }
 
     #[tokio::test]
