@@ -510,7 +510,7 @@ impl SimacanAuthLayer {
 
     /// Trusts the CA certificates in `pem` for the Auth API, in addition to
     /// the webpki roots (or the platform's, with
-    /// [`auth_native_roots`](Self::auth_native_roots)): for an Auth API, or
+    /// `auth_native_roots`): for an Auth API, or
     /// a TLS-inspecting proxy, with a certificate from a private CA. `pem`
     /// holds one or more `-----BEGIN CERTIFICATE-----` sections; other
     /// sections are skipped. Calls add up. Only the Auth API calls trust

@@ -60,7 +60,7 @@
 //!   [`SimacanAuthLayer::auth_proxy`] and
 //!   [`SimacanAuthLayer::auth_root_certificates`]; any HTTP client can
 //!   replace the built-in one with [`SimacanAuthLayer::auth_client`].
-//! - `native-roots`: [`SimacanAuthLayer::auth_native_roots`], the platform's
+//! - `native-roots`: `SimacanAuthLayer::auth_native_roots`, the platform's
 //!   certificate store instead of the webpki roots for the Auth API.
 //! - `tonic`: [`ReplayBody`](body::ReplayBody) for `tonic::body::Body`, so a
 //!   tonic `Channel` can be wrapped; UNAUTHENTICATED is healed like a 401.
