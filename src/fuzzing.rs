@@ -2,9 +2,8 @@
 //! `--cfg fuzzing` (which `cargo fuzz` passes). Thin wrappers over crate
 //! internals; not part of the API.
 //!
-//! The token-response parser lives in a module private to `token`, so its
-//! source file is compiled here a second time: the fuzzer runs exactly that
-//! code.
+//! `.ci/run` type-checks this module with `--cfg fuzzing` on every run, so it
+//! keeps up with the internals it wraps.
 //!
 //! # Example
 //!
@@ -21,13 +20,7 @@ use std::{
 
 use http::{HeaderValue, Response};
 
-use crate::{unauthorized, Endpoint, Error};
-
-// The parser's own module is private to `token`.
-#[allow(clippy::duplicate_mod)]
-#[path = "token/grant.rs"]
-mod grant;
-use grant::Grant;
+use crate::{token::grant::Grant, unauthorized, Endpoint, Error};
 
 /// What [`parse_grant`] accepted.
 #[derive(Debug)]
@@ -46,11 +39,14 @@ pub struct ParsedGrant {
 ///
 /// What the parser refuses, as [`Error::MalformedResponse`].
 pub fn parse_grant(body: &[u8]) -> Result<ParsedGrant, Error> {
-    Grant::parse(Endpoint::Password, body).map(|grant| ParsedGrant {
-        header: grant.header,
-        refresh_token: grant.refresh_token.as_str().to_owned(),
-        lifetime: grant.lifetime,
-    })
+    let uri = http::Uri::from_static("https://auth.invalid/api/v1/auth/password");
+    Grant::parse(body)
+        .map(|grant| ParsedGrant {
+            header: grant.header,
+            refresh_token: grant.refresh_token.as_str().to_owned(),
+            lifetime: grant.lifetime,
+        })
+        .map_err(|reason| Error::malformed(Endpoint::Password, &uri, reason))
 }
 
 /// What the response headers say about the token.
@@ -81,5 +77,5 @@ pub fn poll_peek<R: 'static>(
     window: Pin<&mut tokio::time::Sleep>,
     cx: &mut Context<'_>,
 ) -> Poll<bool> {
-    unauthorized::poll_peek(response, window, cx)
+    unauthorized::poll_peek(response, Some(window), cx)
 }

@@ -27,7 +27,7 @@ pub mod environment;
 #[cfg(test)]
 mod fake_api;
 mod flight;
-mod grant;
+pub(crate) mod grant;
 mod hyper_transport;
 #[cfg(feature = "rustls")]
 mod proxy;
