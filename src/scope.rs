@@ -226,19 +226,93 @@ impl TokenScope {
         let Some(authority) = uri.authority() else {
             return true;
         };
-        let host = host_of(authority.as_str());
-        let host = host.strip_suffix('.').unwrap_or(host);
+        let host = Host::of(authority.as_str());
         let private = match uri.scheme() {
             Some(scheme) if *scheme == Scheme::HTTPS => true,
-            Some(scheme) if *scheme == Scheme::HTTP => is_loopback(host),
+            Some(scheme) if *scheme == Scheme::HTTP => is_loopback(host.name()),
             _ => false,
         };
         private && self.hosts.contain(host)
     }
 }
 
+/// A request's host as [`Authority::host`](http::uri::Authority::host)
+/// finds it (after the last `@`, up to the first `:` after it, or the whole
+/// bracketed IPv6 literal), with a trailing dot left out: found in one pass
+/// from the end, the costliest part of the check otherwise.
+#[derive(Clone, Copy)]
+struct Host<'a> {
+    name: &'a str,
+}
+
+impl<'a> Host<'a> {
+    #[inline]
+    fn of(authority: &'a str) -> Self {
+        let bytes = authority.as_bytes();
+        let (mut start, mut end) = (0, bytes.len());
+        // Most authorities are a bare host: told eight bytes at a time,
+        // before the byte-by-byte pass.
+        if !has_either(bytes, b'@', b':') {
+            return Host::trimmed(authority, start, end);
+        }
+        for (at, byte) in bytes.iter().enumerate().rev() {
+            match byte {
+                b'@' => {
+                    start = at + 1;
+                    break;
+                }
+                b':' => end = at,
+                _ => {}
+            }
+        }
+        if bytes.get(start) == Some(&b'[') {
+            end = bytes[start..]
+                .iter()
+                .position(|&byte| byte == b']')
+                .map_or(bytes.len(), |close| start + close + 1);
+        }
+        Host::trimmed(authority, start, end)
+    }
+
+    /// `authority[start..end]` without a trailing dot.
+    #[inline]
+    fn trimmed(authority: &'a str, start: usize, mut end: usize) -> Self {
+        if end > start && authority.as_bytes()[end - 1] == b'.' {
+            end -= 1;
+        }
+        Host {
+            name: &authority[start..end],
+        }
+    }
+
+    /// The host.
+    fn name(self) -> &'a str {
+        self.name
+    }
+
+    /// Whether the host is `lowercase` (a name stored in lowercase),
+    /// ignoring ASCII case.
+    #[inline]
+    fn is(self, lowercase: &[u8]) -> bool {
+        equals_lowercase(self.name.as_bytes(), lowercase)
+    }
+
+    /// Whether the host ends in `suffix` (`.` and a name, lowercase),
+    /// ignoring ASCII case, with at least one more label before it.
+    #[inline]
+    fn is_below(self, suffix: &[u8]) -> bool {
+        let name = self.name.as_bytes();
+        match name.len().checked_sub(suffix.len()) {
+            Some(start) if start > 0 => {
+                equals_lowercase(&name[start..], suffix) && name[start - 1] != b'.'
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Hosts {
-    fn contain(&self, host: &str) -> bool {
+    fn contain(&self, host: Host<'_>) -> bool {
         match self {
             Hosts::Any => true,
             Hosts::Listed { allow, except } => {
@@ -275,44 +349,49 @@ impl Pattern {
         Ok(Pattern::Name(name.to_ascii_lowercase().into()))
     }
 
-    #[inline]
-    fn matches(&self, host: &str) -> bool {
+    #[inline(always)]
+    fn matches(&self, host: Host<'_>) -> bool {
         match self {
-            Pattern::Name(name) => host.eq_ignore_ascii_case(name),
-            Pattern::Ip(ip) => parse_ip(host) == Some(*ip),
-            Pattern::Suffix(suffix) => ends_below(host.as_bytes(), suffix.as_bytes()),
+            Pattern::Name(name) => host.is(name.as_bytes()),
+            Pattern::Ip(ip) => parse_ip(host.name()) == Some(*ip),
+            Pattern::Suffix(suffix) => host.is_below(suffix.as_bytes()),
         }
     }
 }
 
-/// The host of a parsed authority: after the last `@`, up to the `]` of an
-/// IPv6 literal or else the first `:`. The same steps as
-/// [`Authority::host`], without its split iterators, which make it the
-/// costliest part of the check (a test holds the two to the same answer).
-///
-/// [`Authority::host`]: http::uri::Authority::host
+/// Whether `bytes` has the byte `a` or `b`, checked a word at a time.
 #[inline]
-fn host_of(authority: &str) -> &str {
-    let start = authority.rfind('@').map_or(0, |at| at + 1);
-    let host_port = &authority[start..];
-    let end = if host_port.starts_with('[') {
-        host_port.find(']').map_or(host_port.len(), |end| end + 1)
-    } else {
-        host_port.find(':').unwrap_or(host_port.len())
-    };
-    &host_port[..end]
+fn has_either(bytes: &[u8], a: u8, b: u8) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether a byte of `word` is zero (the classic bit trick: exact, with
+    // no false positives when any byte is zero).
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let (a_s, b_s) = (ONES * u64::from(a), ONES * u64::from(b));
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word);
+        if has_zero(word ^ a_s) || has_zero(word ^ b_s) {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&byte| byte == a || byte == b)
 }
 
-/// Whether `host` ends in `suffix` (ignoring ASCII case) with at least one
-/// character before it that is not a dot.
+/// Whether `bytes` equals `lowercase` (a pattern, stored in lowercase),
+/// ignoring ASCII case. Hosts are nearly always lowercase already, so a
+/// byte-for-byte comparison settles most; otherwise the first byte that
+/// differs in more than case ends it.
 #[inline]
-fn ends_below(host: &[u8], suffix: &[u8]) -> bool {
-    match host.len().checked_sub(suffix.len()) {
-        Some(start) if start > 0 => {
-            host[start..].eq_ignore_ascii_case(suffix) && host[start - 1] != b'.'
-        }
-        _ => false,
-    }
+fn equals_lowercase(bytes: &[u8], lowercase: &[u8]) -> bool {
+    bytes == lowercase
+        || (bytes.len() == lowercase.len()
+            && bytes
+                .iter()
+                .zip(lowercase)
+                .all(|(b, l)| b.to_ascii_lowercase() == *l))
 }
 
 /// An IP address as a URI writes it (`10.0.0.5`, `[::1]`) or as a bare
@@ -485,7 +564,28 @@ mod tests {
     }
 
     #[test]
-    fn host_of_agrees_with_the_uri() {
+    fn has_either_finds_a_byte_anywhere() {
+        for len in 0..40 {
+            let mut bytes = vec![b'x'; len];
+            assert!(!has_either(&bytes, b'@', b':'), "{len}");
+            for at in 0..len {
+                for byte in [b'@', b':'] {
+                    bytes[at] = byte;
+                    assert!(has_either(&bytes, b'@', b':'), "{len} {at}");
+                    bytes[at] = b'x';
+                }
+                // Neighbours of the bytes looked for are not them.
+                bytes[at] = b'?';
+                assert!(!has_either(&bytes, b'@', b':'), "{len} {at}");
+                bytes[at] = b'A';
+                assert!(!has_either(&bytes, b'@', b':'), "{len} {at}");
+                bytes[at] = b'x';
+            }
+        }
+    }
+
+    #[test]
+    fn the_host_is_found_as_the_uri_finds_it() {
         for authority in [
             "api.example.com",
             "api.example.com:8443",
@@ -500,7 +600,9 @@ mod tests {
         ] {
             let uri: Uri = format!("https://{authority}/").parse().unwrap();
             let parsed = uri.authority().unwrap();
-            assert_eq!(host_of(parsed.as_str()), parsed.host(), "{authority}");
+            let host = parsed.host();
+            let host = host.strip_suffix('.').unwrap_or(host);
+            assert_eq!(Host::of(parsed.as_str()).name(), host, "{authority}");
         }
     }
 
@@ -659,12 +761,31 @@ mod tests {
         }
 
         #[test]
-        fn host_of_finds_the_host_the_uri_names(
-            authority in "([a-zA-Z0-9._~%!$&'()*+,;=:-]{0,8}@)?([a-zA-Z0-9.-]{1,20}|\\[[0-9a-fA-F:.]{2,20}\\])(:[0-9]{0,5})?"
+        fn the_host_found_and_matched_is_the_one_the_uri_names(
+            authority in "([a-zA-Z0-9._~%!$&'()*+,;=:-]{0,8}@)?([a-zA-Z0-9.-]{1,20}|\\[[0-9a-fA-F:.]{2,20}\\])(:[0-9]{0,5})?",
+            name in "[a-z0-9-]{1,6}(\\.[a-z0-9-]{1,6}){0,2}",
         ) {
             if let Ok(uri) = format!("https://{authority}/").parse::<Uri>() {
                 let parsed = uri.authority().unwrap();
-                prop_assert_eq!(host_of(parsed.as_str()), parsed.host());
+                let host = parsed.host();
+                let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+                let found = Host::of(parsed.as_str());
+                prop_assert_eq!(found.name().to_ascii_lowercase(), host.clone());
+                // Matching at the end of the authority is matching the host.
+                prop_assert_eq!(found.is(name.as_bytes()), host == name);
+                let suffix = format!(".{name}");
+                let below = host.len() > suffix.len()
+                    && host.ends_with(&suffix)
+                    && !host[..host.len() - suffix.len()].ends_with('.');
+                prop_assert_eq!(found.is_below(suffix.as_bytes()), below);
+                // The name itself as the host, with other text before it.
+                let tail = format!("https://x{authority}.{name}/");
+                if let Ok(uri) = tail.parse::<Uri>() {
+                    let parsed = uri.authority().unwrap();
+                    let host = parsed.host().to_ascii_lowercase();
+                    let below = host.ends_with(&suffix) && !host[..host.len() - suffix.len()].ends_with('.') && host.len() > suffix.len();
+                    prop_assert_eq!(Host::of(parsed.as_str()).is_below(suffix.as_bytes()), below, "{}", parsed);
+                }
             }
         }
 
