@@ -683,3 +683,29 @@ async fn review_a_process_does_not_adopt_its_own_spent_record() {
         current.expose_secret() == first.expose_secret(),
     );
 }
+
+/// A stored expiry is trusted up to any distance: a record written by a
+/// host whose clock is far ahead (or read after this host's clock stepped
+/// back) is adopted for far longer than the lifetime it was issued with,
+/// and its proactive refresh never comes; only 401s renew it (and a 401 on
+/// a body that cannot be replayed reaches the caller). The time left could
+/// be capped at the record's lifetime.
+#[tokio::test(start_paused = true)]
+async fn review_an_adopted_token_lasts_no_longer_than_its_lifetime() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let store = shared();
+    let key = StoreKey::new("http://127.0.0.1:1/api/v1", "user");
+    let lifetime = Duration::from_secs(3600);
+    let skewed = wall_now() + Duration::from_secs(10 * 365 * 86_400);
+    let record = TokenRecord::new(key.clone(), 1, "eyA", Some("eyR"), skewed, lifetime).unwrap();
+    let lease = store.try_lease(&key, lifetime).await.unwrap().unwrap();
+    assert!(store.save(&lease, &record, None).await.unwrap());
+    store.release(lease).await.unwrap();
+    let replica = cache_on(&api, Settings::default(), Arc::clone(&store));
+    let adopted = replica.access_token().await.unwrap();
+    assert!(
+        adopted.expires_in() <= lifetime,
+        "adopted for {:?}, issued for {lifetime:?}",
+        adopted.expires_in()
+    );
+}
