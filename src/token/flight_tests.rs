@@ -709,3 +709,58 @@ async fn review_an_adopted_token_lasts_no_longer_than_its_lifetime() {
         adopted.expires_in()
     );
 }
+
+/// Failures are not shared through the store. When the lease holder's call
+/// fails (503, 429 with `Retry-After`, a rejected password), it releases
+/// the lease with the record unchanged, and each replica waiting on it takes
+/// the lease in turn and makes the same call at once, each with a backoff
+/// of its own: a fleet of N sends N refreshes (the same refresh token) or N
+/// password logins for one need, inside the first one's `Retry-After`.
+#[tokio::test(start_paused = true)]
+async fn review_a_failure_of_the_lease_holder_is_not_repeated_by_every_waiter() {
+    let api = FakeApi::new(Reply::Status(503));
+    api.then(Reply::Token(3600));
+    let replicas = replicas(&api, &shared(), 4);
+    all_tokens(&replicas).await;
+    let waits: Vec<_> = replicas
+        .iter()
+        .map(
+            |r| match r.after_unauthorized(r.current_generation().unwrap(), 0) {
+                AfterUnauthorized::Wait(wait) => wait,
+                _ => panic!("a 401 must start or join a refresh"),
+            },
+        )
+        .collect();
+    for wait in waits {
+        assert!(wait.await.is_err());
+    }
+    assert_eq!(
+        api.calls(Endpoint::Refresh),
+        1,
+        "one need, one failing refresh for the fleet: {:?}",
+        api.forms()
+    );
+}
+
+/// The same for a rejected password on a cold fleet: every replica sends
+/// the password, one after the other, before any of them backs off.
+#[tokio::test(start_paused = true)]
+async fn review_a_rejected_password_is_sent_once_for_a_cold_fleet() {
+    let api = FakeApi::new(Reply::Status(401));
+    let replicas = replicas(&api, &shared(), 4);
+    let calls: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let r = r.clone();
+            tokio::spawn(async move { r.access_token().await.is_err() })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap());
+    }
+    assert_eq!(
+        api.calls(Endpoint::Password),
+        1,
+        "the rejected password was sent by every replica"
+    );
+}
