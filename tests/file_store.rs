@@ -713,3 +713,56 @@ fn the_store_is_clone_debug_and_shows_no_token() {
     let shown = format!("{:?}", FileStore::new(PathBuf::from("tokens")));
     assert_eq!(shown, r#"FileStore { dir: "tokens" }"#);
 }
+
+/// Review (branch `review-token`): `TokenRecord::decode` borrows its strings
+/// (`&'a str` in `Encoded`), and serde_json cannot borrow a string that
+/// holds an escape. A username with a backslash or a double quote (or a
+/// control character), or a token with `\` or `"` (both visible ASCII, so
+/// accepted by `Grant::parse` and `TokenRecord::new`), encodes fine and
+/// never decodes: every load is `Corrupt`.
+#[test]
+fn review_records_with_json_escapes_round_trip() {
+    let expires_at = UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
+    let lifetime = Duration::from_secs(3600);
+    for (username, access) in [
+        (r"EUROPE\planner", "eyAccess"),
+        (r#"the "planner""#, "eyAccess"),
+        ("planner@example.com", r"ey\Access"),
+    ] {
+        let key = StoreKey::new("https://auth.example.com/api/v1", username);
+        let record =
+            TokenRecord::new(key, 1, access, Some("eyRefresh"), expires_at, lifetime).unwrap();
+        let decoded = TokenRecord::decode(&record.encode());
+        assert!(
+            decoded.is_ok(),
+            "{username:?} / {access:?}: {:?}",
+            decoded.err()
+        );
+    }
+}
+
+/// The same through the file store: the record written by one login is
+/// moved aside as corrupt by the next load, so every process start (and
+/// every need) costs a password login.
+#[tokio::test]
+async fn review_a_username_with_a_backslash_is_stored_and_found_again() {
+    let (_temp, store) = store();
+    let key = StoreKey::new("https://auth.example.com/api/v1", r"EUROPE\planner");
+    let lease = lease_on(&store, &key).await;
+    assert!(bounded(store.save(&lease, &record_of(&key, 1), None))
+        .await
+        .unwrap());
+    drop(lease);
+    let loaded = bounded(store.load(&key)).await;
+    assert!(
+        matches!(&loaded, Ok(Some(r)) if r.generation() == 1),
+        "{loaded:?}"
+    );
+}
+
+async fn lease_on(store: &FileStore, key: &StoreKey) -> Lease {
+    bounded(store.try_lease(key, TTL))
+        .await
+        .unwrap()
+        .expect("the lease is free")
+}

@@ -633,3 +633,54 @@ async fn rediss_urls_are_accepted_and_speak_tls() {
         "the store opened with a TLS handshake record"
     );
 }
+
+/// Review check (branch `review-token`; passes): the connection manager is
+/// made on the runtime of the first use; a store that outlives that runtime (a layer
+/// shared by two runtimes, or built in one `block_on` and used in the next,
+/// as the CLI and tests do) must still work on the next one.
+#[test]
+fn review_a_store_outlives_the_runtime_it_first_connected_on() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::open(server.url()).unwrap();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    runtime().block_on(async {
+        assert!(bounded(store.load(&key(0))).await.unwrap().is_none());
+    });
+    runtime().block_on(async {
+        let outcome = bounded(store.load(&key(0))).await;
+        assert!(outcome.is_ok(), "second runtime: {outcome:?}");
+        let outcome = bounded(store.load(&key(0))).await;
+        assert!(outcome.is_ok(), "second runtime, again: {outcome:?}");
+    });
+}
+
+/// Review (branch `review-token`): the same `TokenRecord::decode` flaw as
+/// in `tests/file_store.rs`, where it hurts more: the Redis store never
+/// moves an unreadable record aside, so after the first login of a user
+/// whose name holds a backslash (`EUROPE\planner`), every load in the
+/// fleet fails with `Corrupt`, no process calls the Auth API again, and
+/// the fleet is down once the tokens in memory expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_a_username_with_a_backslash_is_stored_and_found_again() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::open(server.url()).unwrap();
+    let key = StoreKey::new("https://auth.example.com/api/v1", r"EUROPE\planner");
+    let lease = lease(&store, &key, LONG).await;
+    assert!(bounded(store.save(&lease, &record(&key, 1, 3600), None))
+        .await
+        .unwrap());
+    let loaded = bounded(store.load(&key)).await;
+    assert!(
+        matches!(&loaded, Ok(Some(r)) if r.generation() == 1),
+        "{loaded:?}"
+    );
+}

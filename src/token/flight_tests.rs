@@ -525,3 +525,242 @@ async fn credentials_without_a_password_use_and_refresh_the_stored_token_but_nev
     let record = store.load(&key).await.unwrap().unwrap();
     assert!(!record.has_refresh_token());
 }
+
+// ---------------------------------------------------------------------------
+// Review findings (branch `review-token`). Each of these fails on the code
+// as it stands; the assertion says what should hold.
+// ---------------------------------------------------------------------------
+
+/// A refresh whose save failed leaves the store holding the refresh token
+/// this process just spent. The new token is `Origin::Local`, and
+/// `under_lease` then treats the stored chain as the newest
+/// (`ours.origin == Origin::Local`), so the next refresh sends the spent
+/// refresh token again and falls back to the password, although this
+/// process holds a valid refresh token of its own.
+#[tokio::test(start_paused = true)]
+async fn review_a_refresh_whose_save_failed_never_resends_the_spent_stored_refresh_token() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let flaky = FlakyStore::default();
+    let replica = cache_on(&api, Settings::default(), Arc::new(flaky.clone()));
+    replica.access_token().await.unwrap();
+    // The proactive refresh is answered, but its save is refused (a store
+    // blip, or a record changed under the lease).
+    flaky.refuses_writes.store(true, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(3400)).await;
+    assert!(matches!(replica.lookup(), Lookup::Valid { .. }));
+    settle().await;
+    assert_eq!(api.calls(Endpoint::Refresh), 1);
+    flaky.refuses_writes.store(false, Ordering::SeqCst);
+    // The next refresh window.
+    tokio::time::advance(Duration::from_secs(3400)).await;
+    assert!(matches!(replica.lookup(), Lookup::Valid { .. }));
+    settle().await;
+    assert_eq!(
+        api.reused(),
+        0,
+        "a rotated refresh token was sent again: {:?}",
+        api.forms()
+    );
+    assert_eq!(
+        api.calls(Endpoint::Password),
+        1,
+        "a password login that was not needed: {:?}",
+        api.forms()
+    );
+}
+
+/// The same state, met by a 401 within minutes of the refresh: the flight
+/// "heals" the 401 by adopting the *previous* access token from the store
+/// (valid by its expiry, and `Origin::Local` yields to any valid stored
+/// token), together with the spent refresh token.
+#[tokio::test(start_paused = true)]
+async fn review_a_401_after_a_failed_save_is_not_healed_with_the_previous_token() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let flaky = FlakyStore::default();
+    let replica = cache_on(&api, Settings::default(), Arc::new(flaky.clone()));
+    let first = replica.access_token().await.unwrap();
+    flaky.refuses_writes.store(true, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(3400)).await;
+    assert!(matches!(replica.lookup(), Lookup::Valid { .. }));
+    settle().await;
+    flaky.refuses_writes.store(false, Ordering::SeqCst);
+    let refreshed = replica.access_token().await.unwrap();
+    assert_ne!(refreshed.expose_secret(), first.expose_secret());
+    // The refreshed token meets an early expiry.
+    let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(refreshed.0.generation, 0)
+    else {
+        panic!("a 401 must refresh");
+    };
+    let healed = wait.await.unwrap();
+    assert_ne!(
+        healed.access_token(),
+        first.expose_secret(),
+        "the 401 was healed with the token the refresh had replaced"
+    );
+}
+
+/// With `local_login_on_store_outage`, every `StoreError` is taken for an
+/// outage, `Contended` included: a process that lost the lease right before
+/// sending its refresh token (another process took over) logs in with the
+/// password on its own instead of failing or waiting for the other.
+#[tokio::test(start_paused = true)]
+async fn review_a_lost_lease_in_degraded_mode_does_not_log_in_with_the_password() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let flaky = FlakyStore::default();
+    let settings = Settings {
+        local_login_on_store_outage: true,
+        ..Settings::default()
+    };
+    let replica = cache_on(&api, settings, Arc::new(flaky.clone()));
+    let generation = replica.access_token().await.unwrap().0.generation;
+    flaky.loses_leases.store(true, Ordering::SeqCst);
+    let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(generation, 0) else {
+        panic!("a 401 must refresh");
+    };
+    let _ = wait.await;
+    assert_eq!(
+        api.calls(Endpoint::Password),
+        1,
+        "a contended lease led to a local password login: {:?}",
+        api.forms()
+    );
+}
+
+/// Same cause, other trigger: a lease held elsewhere for longer than the
+/// waiter's patience (a holder with a longer Auth API timeout, or a slow
+/// one) makes the waiter log in with the password by itself.
+#[tokio::test(start_paused = true)]
+async fn review_a_long_held_lease_in_degraded_mode_does_not_log_in_with_the_password() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let store = shared();
+    let settings = Settings {
+        local_login_on_store_outage: true,
+        ..Settings::default()
+    };
+    let key = StoreKey::new("http://127.0.0.1:1/api/v1", "user");
+    let held = store
+        .try_lease(&key, Duration::from_secs(600))
+        .await
+        .unwrap()
+        .unwrap();
+    let replica = cache_on(&api, settings, Arc::clone(&store));
+    let _ = replica.access_token().await;
+    assert_eq!(
+        api.calls(Endpoint::Password),
+        0,
+        "logged in while another process held the lease"
+    );
+    drop(held);
+}
+
+/// A proactive refresh whose refresh token is refused and whose password
+/// fallback fails leaves a "spent" record (generation + 1, the same access
+/// token, no refresh token). After the backoff this very process adopts
+/// that record as a token "obtained by another process": `tokens_adopted`
+/// counts its own record, the adoption clears the backoff (the failure
+/// count starts again at 1), and the "new" token carries the access token
+/// the cache already had under a new generation, so a 401 for the old
+/// generation is replayed with the very same access token.
+#[tokio::test(start_paused = true)]
+async fn review_a_process_does_not_adopt_its_own_spent_record() {
+    let api = FakeApi::new(Reply::Status(503));
+    api.then(Reply::Token(3600)).then(Reply::Status(401));
+    let replica = cache_on(&api, Settings::default(), shared());
+    let first = replica.access_token().await.unwrap();
+    tokio::time::advance(Duration::from_secs(3400)).await;
+    for _ in 0..10 {
+        let _ = replica.lookup();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let stats = replica.stats();
+    let current = replica.access_token().await.unwrap();
+    assert!(
+        stats.tokens_adopted == 0 && current.0.generation == first.0.generation,
+        "adopted its own record: {} adopted, generation {} -> {} for the same access token {}",
+        stats.tokens_adopted,
+        first.0.generation,
+        current.0.generation,
+        current.expose_secret() == first.expose_secret(),
+    );
+}
+
+/// A stored expiry is trusted up to any distance: a record written by a
+/// host whose clock is far ahead (or read after this host's clock stepped
+/// back) is adopted for far longer than the lifetime it was issued with,
+/// and its proactive refresh never comes; only 401s renew it (and a 401 on
+/// a body that cannot be replayed reaches the caller). The time left could
+/// be capped at the record's lifetime.
+#[tokio::test(start_paused = true)]
+async fn review_an_adopted_token_lasts_no_longer_than_its_lifetime() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let store = shared();
+    let key = StoreKey::new("http://127.0.0.1:1/api/v1", "user");
+    let lifetime = Duration::from_secs(3600);
+    let skewed = wall_now() + Duration::from_secs(10 * 365 * 86_400);
+    let record = TokenRecord::new(key.clone(), 1, "eyA", Some("eyR"), skewed, lifetime).unwrap();
+    let lease = store.try_lease(&key, lifetime).await.unwrap().unwrap();
+    assert!(store.save(&lease, &record, None).await.unwrap());
+    store.release(lease).await.unwrap();
+    let replica = cache_on(&api, Settings::default(), Arc::clone(&store));
+    let adopted = replica.access_token().await.unwrap();
+    assert!(
+        adopted.expires_in() <= lifetime,
+        "adopted for {:?}, issued for {lifetime:?}",
+        adopted.expires_in()
+    );
+}
+
+/// Failures are not shared through the store. When the lease holder's call
+/// fails (503, 429 with `Retry-After`, a rejected password), it releases
+/// the lease with the record unchanged, and each replica waiting on it takes
+/// the lease in turn and makes the same call at once, each with a backoff
+/// of its own: a fleet of N sends N refreshes (the same refresh token) or N
+/// password logins for one need, inside the first one's `Retry-After`.
+#[tokio::test(start_paused = true)]
+async fn review_a_failure_of_the_lease_holder_is_not_repeated_by_every_waiter() {
+    let api = FakeApi::new(Reply::Status(503));
+    api.then(Reply::Token(3600));
+    let replicas = replicas(&api, &shared(), 4);
+    all_tokens(&replicas).await;
+    let waits: Vec<_> = replicas
+        .iter()
+        .map(
+            |r| match r.after_unauthorized(r.current_generation().unwrap(), 0) {
+                AfterUnauthorized::Wait(wait) => wait,
+                _ => panic!("a 401 must start or join a refresh"),
+            },
+        )
+        .collect();
+    for wait in waits {
+        assert!(wait.await.is_err());
+    }
+    assert_eq!(
+        api.calls(Endpoint::Refresh),
+        1,
+        "one need, one failing refresh for the fleet: {:?}",
+        api.forms()
+    );
+}
+
+/// The same for a rejected password on a cold fleet: every replica sends
+/// the password, one after the other, before any of them backs off.
+#[tokio::test(start_paused = true)]
+async fn review_a_rejected_password_is_sent_once_for_a_cold_fleet() {
+    let api = FakeApi::new(Reply::Status(401));
+    let replicas = replicas(&api, &shared(), 4);
+    let calls: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let r = r.clone();
+            tokio::spawn(async move { r.access_token().await.is_err() })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap());
+    }
+    assert_eq!(
+        api.calls(Endpoint::Password),
+        1,
+        "the rejected password was sent by every replica"
+    );
+}
