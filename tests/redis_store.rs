@@ -634,12 +634,11 @@ async fn rediss_urls_are_accepted_and_speak_tls() {
     );
 }
 
-/// Review check (branch `review-token`; passes): the connection manager is
-/// made on the runtime of the first use; a store that outlives that runtime (a layer
+/// The connection manager is made on the runtime of the first use; a store that outlives that runtime (a layer
 /// shared by two runtimes, or built in one `block_on` and used in the next,
 /// as the CLI and tests do) must still work on the next one.
 #[test]
-fn review_a_store_outlives_the_runtime_it_first_connected_on() {
+fn a_store_outlives_the_runtime_it_first_connected_on() {
     let Some(server) = RedisServer::start() else {
         return;
     };
@@ -661,14 +660,9 @@ fn review_a_store_outlives_the_runtime_it_first_connected_on() {
     });
 }
 
-/// Review (branch `review-token`): the same `TokenRecord::decode` flaw as
-/// in `tests/file_store.rs`, where it hurts more: the Redis store never
-/// moves an unreadable record aside, so after the first login of a user
-/// whose name holds a backslash (`EUROPE\planner`), every load in the
-/// fleet fails with `Corrupt`, no process calls the Auth API again, and
-/// the fleet is down once the tokens in memory expire.
+/// A username with a backslash (`EUROPE\\planner`) is stored and found again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_username_with_a_backslash_is_stored_and_found_again() {
+async fn a_username_with_a_backslash_is_stored_and_found_again() {
     let Some(server) = RedisServer::start() else {
         return;
     };

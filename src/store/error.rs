@@ -25,6 +25,9 @@ pub enum StoreErrorKind {
     /// Another process held the lease for longer than a login or refresh
     /// can take.
     Contended,
+    /// Another process's call to the Auth API failed moments ago; this one
+    /// waits out that call's backoff instead of repeating it.
+    BackingOff,
 }
 
 /// Why a [`TokenStore`](super::TokenStore) failed. Cheap to clone; its
@@ -109,6 +112,23 @@ impl StoreError {
         Self::without_source(StoreErrorKind::Contended, reason)
     }
 
+    /// Another process's call to the Auth API failed moments ago; the next
+    /// attempt is after `retry_after`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let error = simacan_auth::store::StoreError::backing_off("another replica's refresh failed", Duration::from_secs(2));
+    /// assert!(error.is_transient());
+    /// ```
+    pub fn backing_off(reason: impl Into<String>, retry_after: Duration) -> Self {
+        StoreError {
+            retry_after: Some(retry_after),
+            ..Self::without_source(StoreErrorKind::BackingOff, reason)
+        }
+    }
+
     fn without_source(kind: StoreErrorKind, message: impl Into<String>) -> Self {
         StoreError {
             kind,
@@ -141,7 +161,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.kind,
-            StoreErrorKind::Unavailable | StoreErrorKind::Contended
+            StoreErrorKind::Unavailable | StoreErrorKind::Contended | StoreErrorKind::BackingOff
         )
     }
 }
@@ -153,6 +173,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Insecure => "token store refused",
             StoreErrorKind::Corrupt => "token store holds a corrupt record",
             StoreErrorKind::Contended => "token store lease contended",
+            StoreErrorKind::BackingOff => "backing off",
         };
         write!(f, "{what}: {}", self.message)
     }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use self::disk::Paths;
-use super::{BoxFuture, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
+use super::{BoxFuture, FailureNotice, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
 use crate::Error;
 
 /// Tokens kept in files in one directory, shared by the processes of one
@@ -370,10 +370,33 @@ impl TokenStore for FileStore {
         })
     }
 
-    /// Deletes the token file, without the lock (see the type's docs).
+    /// Deletes the token file and the failure notice without waiting for
+    /// the lock (see the type's docs), and temporary files a crashed writer
+    /// left.
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         let paths = self.paths(key);
         Box::pin(blocking(move || disk::remove(&paths)))
+    }
+
+    /// Writes `token-<fingerprint>.failure`, as private and atomically as
+    /// the token file.
+    fn save_failure<'a>(
+        &'a self,
+        _lease: &'a Lease,
+        notice: &'a FailureNotice,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let paths = self.paths(notice.key());
+        let notice = notice.clone();
+        Box::pin(blocking(move || disk::save_failure(&paths, &notice)))
+    }
+
+    fn load_failure<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
+        let paths = self.paths(key);
+        let key = key.clone();
+        Box::pin(blocking(move || Ok(disk::load_failure(&paths, &key))))
     }
 }
 

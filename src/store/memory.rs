@@ -9,7 +9,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{BoxFuture, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
+use super::{BoxFuture, FailureNotice, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
 
 /// Tokens kept in this process's memory: what a layer uses unless given
 /// another store. Clones share one map, so token states given clones of one
@@ -33,6 +33,7 @@ pub struct MemoryStore {
 struct Entry {
     record: Option<TokenRecord>,
     lease: Option<(String, Instant)>,
+    failure: Option<FailureNotice>,
 }
 
 impl Entry {
@@ -151,8 +152,27 @@ impl TokenStore for MemoryStore {
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         if let Some(entry) = self.entries().get_mut(key) {
             entry.record = None;
+            entry.failure = None;
         }
         ready(Ok(()))
+    }
+
+    fn save_failure<'a>(
+        &'a self,
+        _lease: &'a Lease,
+        notice: &'a FailureNotice,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut entries = self.entries();
+        entries.entry(notice.key().clone()).or_default().failure = Some(notice.clone());
+        ready(Ok(()))
+    }
+
+    fn load_failure<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
+        let notice = self.entries().get(key).and_then(|e| e.failure.clone());
+        ready(Ok(notice))
     }
 }
 

@@ -38,12 +38,17 @@
 //!    fleet-wide*. The lease's time to live is longer than one Auth API
 //!    call's timeout plus a margin, and it is renewed while calls are in
 //!    flight.
-//! 5. **Save** the new record with compare-and-swap on the generation read
+//! 5. **Share a failure.** When the holder's call fails, it leaves a
+//!    [`FailureNotice`] ([`save_failure`](TokenStore::save_failure)) until
+//!    its backoff ends; others seeing it, at any step, fail fast with the
+//!    same kind of error instead of repeating the call: *a rejected
+//!    password is sent once for the fleet, not once per replica*.
+//! 6. **Save** the new record with compare-and-swap on the generation read
 //!    in step 3 ([`save`](TokenStore::save)): a write never overwrites a
 //!    record it did not see. A refresh token the Auth API refused is saved
 //!    away (the record keeps no refresh token) before anything else, so no
 //!    one sends it again.
-//! 6. **Release** the lease.
+//! 7. **Release** the lease.
 //!
 //! A holder that dies mid-call leaves its lease to expire (or, for the file
 //! store, the OS to release its lock); the next holder re-reads the record.
@@ -75,6 +80,7 @@
 //! ```
 
 mod error;
+mod failure;
 mod file;
 mod key;
 mod lease;
@@ -90,6 +96,7 @@ use std::{fmt, future::Future, pin::Pin, time::Duration};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
 pub use error::{StoreError, StoreErrorKind};
+pub use failure::FailureNotice;
 pub use file::FileStore;
 pub use key::StoreKey;
 pub use lease::Lease;
@@ -189,4 +196,27 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
 
     /// Forgets the record for `key` (a logout).
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Keeps `notice` for its key until its [`until`](FailureNotice::until)
+    /// (a lease holder's Auth API call failed), replacing any other. The
+    /// default keeps nothing: every token state then backs off on its own,
+    /// and a fleet repeats a failing call once per replica.
+    fn save_failure<'a>(
+        &'a self,
+        lease: &'a Lease,
+        notice: &'a FailureNotice,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (lease, notice);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The notice kept for `key`, if any (it may have expired: callers
+    /// compare its time and generation). The default has none.
+    fn load_failure<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
+        let _ = key;
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }

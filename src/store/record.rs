@@ -1,6 +1,7 @@
 //! [`TokenRecord`]: what a store keeps for a key, and its stable encoding.
 
 use std::{
+    borrow::Cow,
     fmt,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -47,15 +48,20 @@ pub struct TokenRecord {
     lifetime: Duration,
 }
 
-/// The encoded form, schema 1.
+/// The encoded form, schema 1. Strings are borrowed from the bytes when
+/// they can be and copied when JSON escapes them (a `\` in a username).
 #[derive(Serialize, Deserialize)]
 struct Encoded<'a> {
     schema: u32,
-    base_url: &'a str,
-    username: &'a str,
+    #[serde(borrow)]
+    base_url: Cow<'a, str>,
+    #[serde(borrow)]
+    username: Cow<'a, str>,
     generation: u64,
-    access_token: &'a str,
-    refresh_token: Option<&'a str>,
+    #[serde(borrow)]
+    access_token: Cow<'a, str>,
+    #[serde(borrow)]
+    refresh_token: Option<Cow<'a, str>>,
     /// Milliseconds since the Unix epoch.
     expires_at_ms: u64,
     lifetime_secs: u64,
@@ -211,11 +217,11 @@ impl TokenRecord {
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let encoded = Encoded {
             schema: SCHEMA_VERSION,
-            base_url: self.key.base_url(),
-            username: self.key.username(),
+            base_url: Cow::Borrowed(self.key.base_url()),
+            username: Cow::Borrowed(self.key.username()),
             generation: self.generation,
-            access_token: &self.access_token,
-            refresh_token: self.refresh_token(),
+            access_token: Cow::Borrowed(&self.access_token),
+            refresh_token: self.refresh_token().map(Cow::Borrowed),
             expires_at_ms: unix_millis(self.expires_at),
             lifetime_secs: self.lifetime.as_secs(),
         };
@@ -248,15 +254,15 @@ impl TokenRecord {
                 encoded.schema
             )));
         }
-        let key = StoreKey::new(encoded.base_url, encoded.username);
+        let key = StoreKey::new(encoded.base_url.into_owned(), encoded.username.into_owned());
         let expires_at = UNIX_EPOCH
             .checked_add(Duration::from_millis(encoded.expires_at_ms))
             .ok_or_else(|| StoreError::corrupt("token record expiry is out of range"))?;
         TokenRecord::new(
             key,
             encoded.generation,
-            encoded.access_token,
-            encoded.refresh_token,
+            &encoded.access_token,
+            encoded.refresh_token.as_deref(),
             expires_at,
             Duration::from_secs(encoded.lifetime_secs),
         )

@@ -12,7 +12,7 @@ use redis::{
 };
 use zeroize::Zeroizing;
 
-use super::{BoxFuture, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
+use super::{BoxFuture, FailureNotice, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
 use crate::Error;
 
 /// The key prefix unless [`RedisStore::key_prefix`] sets another.
@@ -315,6 +315,10 @@ impl RedisStore {
         format!("{}{}:lease", self.prefix, key.fingerprint())
     }
 
+    fn failure_key(&self, key: &StoreKey) -> String {
+        format!("{}{}:failure", self.prefix, key.fingerprint())
+    }
+
     /// The shared connection manager, made on first use.
     fn manager(&self) -> Result<ConnectionManager, RedisError> {
         let mut manager = self.redis.manager.lock().unwrap_or_else(|e| e.into_inner());
@@ -529,8 +533,47 @@ impl TokenStore for RedisStore {
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let delete = redis::cmd("DEL").arg(self.record_key(key)).clone();
+            let delete = redis::cmd("DEL")
+                .arg(self.record_key(key))
+                .arg(self.failure_key(key))
+                .clone();
             self.call(Request::Command(delete)).await
+        })
+    }
+
+    /// `SET {prefix}{fingerprint}:failure … PX`: it expires with its notice.
+    fn save_failure<'a>(
+        &'a self,
+        _lease: &'a Lease,
+        notice: &'a FailureNotice,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let left = notice
+                .until()
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .max(Duration::from_millis(1));
+            let set = redis::cmd("SET")
+                .arg(self.failure_key(notice.key()))
+                .arg(notice.encode())
+                .arg("PX")
+                .arg(millis(left))
+                .clone();
+            self.call(Request::Command(set)).await
+        })
+    }
+
+    fn load_failure<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
+        Box::pin(async move {
+            let get = redis::cmd("GET").arg(self.failure_key(key)).clone();
+            let bytes: Option<Vec<u8>> = self.call(Request::Command(get)).await?;
+            // Advisory: a notice that cannot be read is none.
+            Ok(bytes
+                .and_then(|bytes| FailureNotice::decode(&bytes).ok())
+                .filter(|notice| notice.key() == key))
         })
     }
 }

@@ -26,6 +26,18 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The shortest wait [`delay`](Self::delay) can give after a first
+    /// failure: how long other processes are asked not to repeat a failed
+    /// call, so that the process that made it is never held up by its own
+    /// notice.
+    pub(crate) fn shortest_first(&self, error: &Error) -> Duration {
+        if matches!(error, Error::InvalidCredentials) {
+            return self.max;
+        }
+        let retry_after = error.retry_after().unwrap_or_default().min(self.max);
+        (self.initial.min(self.max) / 2).max(retry_after)
+    }
+
     /// The wait after the `failures`-th consecutive failure (1-based).
     pub(crate) fn delay(&self, failures: u32, error: &Error) -> Duration {
         if matches!(error, Error::InvalidCredentials) {
@@ -34,7 +46,9 @@ impl Backoff {
         let doublings = failures.saturating_sub(1).min(30);
         let full = self.initial.saturating_mul(1 << doublings).min(self.max);
         let jittered = (full / 2).saturating_add((full / 2).mul_f64(fastrand::f64()));
-        jittered.max(error.retry_after().unwrap_or_default())
+        // A `Retry-After` is honoured up to the longest backoff: one answer
+        // must not stop the token for an hour.
+        jittered.max(error.retry_after().unwrap_or_default().min(self.max))
     }
 }
 

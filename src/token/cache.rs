@@ -34,7 +34,7 @@ use super::{
     access_token::{Fresh, How, Token},
     backoff::Backoff,
     client::{AuthApi, Transport},
-    flight::Failed,
+    flight::{Failed, SpentTokens},
     AccessToken, AuthClient, Credentials, Environment,
 };
 use crate::{
@@ -137,6 +137,8 @@ pub(super) struct Shared {
     pub(super) settings: Settings,
     pub(super) store: Arc<dyn TokenStore>,
     pub(super) key: StoreKey,
+    /// Refresh tokens this process saw rotated or refused.
+    pub(super) spent: SpentTokens,
     counters: Counters,
 }
 
@@ -199,6 +201,7 @@ impl TokenCache {
                 settings,
                 store,
                 key,
+                spent: SpentTokens::new(),
                 counters: Counters::new(),
             }),
         }
@@ -409,12 +412,14 @@ impl TokenCache {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let (tx, rx) = watch::channel(None);
         let previous = self.shared.current.load_full();
-        let guard = FlightGuard {
+        let mut guard = FlightGuard {
             shared: Arc::clone(&self.shared),
             tx: Some(tx),
             previous: previous.as_ref().map(|t| t.generation),
+            started: false,
         };
         runtime.spawn(async move {
+            guard.started = true;
             let obtained = guard.shared.obtain(previous.as_deref(), need).await;
             guard.land(obtained, need);
         });
@@ -437,6 +442,11 @@ struct FlightGuard {
     tx: Option<watch::Sender<Option<Outcome>>>,
     /// The generation of the token the flight replaces.
     previous: Option<u64>,
+    /// Whether the task ran. One dropped unstarted was dropped by `spawn`
+    /// itself (its runtime has shut down), while the spawner holds the
+    /// cache's lock: it must not take the lock, and need not, since the
+    /// dropped sender tells the waiters and the next caller.
+    started: bool,
 }
 
 impl FlightGuard {
@@ -450,6 +460,9 @@ impl FlightGuard {
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
+        if !self.started {
+            return;
+        }
         let Some(tx) = self.tx.take() else { return };
         let outcome = self.shared.abandon(std::thread::panicking());
         tx.send_replace(Some(outcome));

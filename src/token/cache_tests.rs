@@ -752,20 +752,13 @@ async fn a_replay_refused_for_a_replaced_token_is_replayed_with_the_current_one(
     }
 }
 
-// ---------------------------------------------------------------------------
-// Review findings (branch `review-token`).
-// ---------------------------------------------------------------------------
-
-/// `start_flight` spawns while the control lock is held. Tokio drops a
-/// future spawned onto a runtime that has shut down on the spot, inside
-/// `spawn`: `FlightGuard::drop` then calls `abandon`, which takes the same
-/// (non-reentrant) lock, and the thread deadlocks, holding the lock for
-/// every other user of the layer. Reached by code that still runs in a
-/// runtime's context after its shutdown began (a blocking-pool thread after
-/// `shutdown_background`/`shutdown_timeout`, a worker finishing a poll
-/// while the runtime is dropped).
+/// Tokio drops a task spawned onto a runtime that has shut down inside
+/// `spawn`, while the spawner holds the cache's lock: the flight's guard
+/// must not take that lock then (code still running in the runtime's
+/// context after `shutdown_background`, a worker finishing a poll while the
+/// runtime is dropped).
 #[test]
-fn review_a_lookup_on_a_runtime_that_has_shut_down_does_not_deadlock() {
+fn a_lookup_on_a_runtime_that_has_shut_down_does_not_deadlock() {
     let api = FakeApi::new(Reply::Token(3600));
     let cache = cache(&api);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -22,7 +22,7 @@ use super::{
     grant::{bearer_header, Grant},
 };
 use crate::{
-    store::{Lease, StoreError, TokenRecord},
+    store::{FailureNotice, Lease, StoreError, StoreErrorKind, TokenRecord},
     Error,
 };
 
@@ -33,6 +33,43 @@ const LEASE_POLL_MAX: Duration = Duration::from_millis(100);
 
 /// The most added to the Auth API timeout to make the lease's time to live.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// Refresh tokens this process saw rotated or refused (keyed hashes of the
+/// last few): never sent again, whatever a store says.
+pub(super) struct SpentTokens {
+    hasher: std::hash::RandomState,
+    recent: std::sync::Mutex<std::collections::VecDeque<u64>>,
+}
+
+impl SpentTokens {
+    const KEPT: usize = 16;
+
+    pub(super) fn new() -> Self {
+        SpentTokens {
+            hasher: std::hash::RandomState::new(),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    fn hash(&self, token: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, token)
+    }
+
+    fn insert(&self, token: &str) {
+        let hash = self.hash(token);
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == Self::KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(hash);
+    }
+
+    fn contains(&self, token: &str) -> bool {
+        let hash = self.hash(token);
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.contains(&hash)
+    }
+}
 
 /// Why a flight did not produce a token.
 pub(crate) struct Failed {
@@ -72,7 +109,8 @@ impl From<Failed> for Trouble {
 
 /// What waiting for the lease ended with.
 enum Leased {
-    Held(Lease),
+    /// The lease, and whether another process held it first.
+    Held { lease: Lease, waited: bool },
     /// Another process obtained a token meanwhile.
     Adopted(Fresh),
 }
@@ -83,20 +121,27 @@ impl Shared {
         match self.newest(ours, need).await {
             Ok(fresh) => Ok(fresh),
             Err(Trouble::Auth(failed)) => Err(failed),
-            Err(Trouble::Store(error)) => self.without_store(error, ours, need).await,
+            // Only an unreachable store may be done without: a lease held
+            // or lost elsewhere means another process is at the Auth API,
+            // and a corrupt or insecure store needs a person.
+            Err(Trouble::Store(error)) if error.kind() == StoreErrorKind::Unavailable => {
+                self.without_store(error, ours, need).await
+            }
+            Err(Trouble::Store(error)) => Err(Error::Store(error).into()),
         }
     }
 
     async fn newest(&self, ours: Option<&Token>, need: Need) -> Result<Fresh, Trouble> {
-        if let Some(fresh) = self.adoptable(self.load().await?.as_ref(), ours) {
+        let record = self.load().await?;
+        if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
             return Ok(fresh);
         }
-        let lease = match self.lease(ours).await? {
-            Leased::Held(lease) => lease,
+        let (lease, waited) = match self.lease(ours).await? {
+            Leased::Held { lease, waited } => (lease, waited),
             Leased::Adopted(fresh) => return Ok(fresh),
         };
         let obtained = self
-            .renewing(&lease, self.under_lease(&lease, ours, need))
+            .renewing(&lease, self.under_lease(&lease, waited, ours, need))
             .await;
         if let Err(error) = self.bounded(self.store.release(lease)).await {
             tracing::warn!(%error, "could not release the token store lease; it expires on its own");
@@ -104,35 +149,96 @@ impl Shared {
         obtained
     }
 
+    /// Fails fast while another process's failed Auth API call, on the
+    /// record as it is now, is backing off: its call is not repeated by the
+    /// processes that waited on it. (A process that finds the lease free
+    /// calls: a new run with a corrected password must not be held up.)
+    async fn respect_failure(&self, record: Option<&TokenRecord>) -> Result<(), Trouble> {
+        let generation = record.map(TokenRecord::generation);
+        let notice = self.bounded(self.store.load_failure(&self.key)).await?;
+        let Some(notice) = notice.filter(|n| n.generation() == generation) else {
+            return Ok(());
+        };
+        let left = until(notice.until());
+        if left.is_zero() {
+            return Ok(());
+        }
+        let error = if notice.credentials_rejected() {
+            Error::InvalidCredentials
+        } else {
+            Error::Store(StoreError::backing_off(
+                format!(
+                    "the auth api call of another process for {} failed moments ago",
+                    self.key
+                ),
+                left,
+            ))
+        };
+        tracing::debug!(%error, "not repeating another process's failed auth api call");
+        Err(Failed::from(error).into())
+    }
+
+    /// Leaves a notice of a failed call, so that other processes wait out
+    /// its backoff instead of repeating it.
+    async fn share_failure(&self, lease: &Lease, generation: Option<u64>, error: &Error) {
+        // Only what the Auth API answered (or failed to): not a missing
+        // password or a configuration of this process's own.
+        let from_the_auth_api = matches!(
+            error,
+            Error::InvalidCredentials
+                | Error::Unreachable { .. }
+                | Error::Timeout { .. }
+                | Error::UnexpectedStatus { .. }
+                | Error::MalformedResponse { .. }
+                | Error::ResponseTooLarge { .. }
+        );
+        if !from_the_auth_api {
+            return;
+        }
+        let delay = self.settings.backoff.shortest_first(error);
+        let rejected = matches!(error, Error::InvalidCredentials);
+        let notice = FailureNotice::new(self.key.clone(), generation, wall_now() + delay, rejected);
+        if let Err(error) = self.bounded(self.store.save_failure(lease, &notice)).await {
+            tracing::warn!(%error, "could not share the failure with other processes");
+        }
+    }
+
     /// Waits for the lease, looking at the record between attempts: the
     /// holder's token is used as soon as it is there.
-    async fn lease(&self, ours: Option<&Token>) -> Result<Leased, StoreError> {
+    async fn lease(&self, ours: Option<&Token>) -> Result<Leased, Trouble> {
         let ttl = self.lease_ttl();
         let patience = self.lease_patience();
         let started = Instant::now();
         let mut pause = LEASE_POLL_MIN;
-        loop {
+        for attempt in 0u32.. {
             if let Some(lease) = self.bounded(self.store.try_lease(&self.key, ttl)).await? {
-                return Ok(Leased::Held(lease));
+                let waited = attempt > 0;
+                return Ok(Leased::Held { lease, waited });
             }
             if started.elapsed() >= patience {
                 return Err(StoreError::contended(format!(
                     "another process held the lease on {} for more than {patience:?}",
                     self.key
-                )));
+                ))
+                .into());
             }
             tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
             pause = (pause * 2).min(LEASE_POLL_MAX);
-            if let Some(fresh) = self.adoptable(self.load().await?.as_ref(), ours) {
+            let record = self.load().await?;
+            if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
                 return Ok(Leased::Adopted(fresh));
             }
+            self.respect_failure(record.as_ref()).await?;
         }
+        unreachable!("the attempts count up without end")
     }
 
-    /// The lease holder's part: re-read, then refresh or log in, and save.
+    /// The lease holder's part: re-read, then refresh or log in, and save;
+    /// a failed call is shared.
     async fn under_lease(
         &self,
         lease: &Lease,
+        waited: bool,
         ours: Option<&Token>,
         need: Need,
     ) -> Result<Fresh, Trouble> {
@@ -140,6 +246,30 @@ impl Shared {
         if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
             return Ok(fresh);
         }
+        if waited {
+            self.respect_failure(record.as_ref()).await?;
+        }
+        let called = self.call(lease, &mut record, ours, need).await;
+        match called {
+            Ok(fresh) => Ok(fresh),
+            Err(Trouble::Auth(failed)) => {
+                let generation = record.as_ref().map(TokenRecord::generation);
+                self.share_failure(lease, generation, &failed.error).await;
+                Err(Trouble::Auth(failed))
+            }
+            Err(store) => Err(store),
+        }
+    }
+
+    /// Refreshes the newest refresh token, or logs in, and saves the token
+    /// over `record` (updated when a refused refresh token is saved away).
+    async fn call(
+        &self,
+        lease: &Lease,
+        record: &mut Option<TokenRecord>,
+        ours: Option<&Token>,
+        need: Need,
+    ) -> Result<Fresh, Trouble> {
         // The stored chain is the newest unless ours is newer (the store
         // lost its data) or the store has nothing.
         let stored_is_newest = match (&record, ours) {
@@ -157,6 +287,8 @@ impl Shared {
         } else {
             ours.and_then(|t| t.refresh_token.clone())
         };
+        // Never send a refresh token this process saw rotated or refused.
+        let refresh_token = refresh_token.filter(|t| !self.spent.contains(t));
         let (grant, how) = match refresh_token {
             Some(refresh_token) => {
                 if !self
@@ -169,7 +301,7 @@ impl Shared {
                     ))
                     .into());
                 }
-                match self.api.refresh(&refresh_token).await {
+                match self.refresh(&refresh_token).await {
                     Ok(grant) => (grant, How::Refreshed),
                     Err(RefreshError::Failed(error)) => return Err(Failed::from(error).into()),
                     Err(RefreshError::Rejected) => {
@@ -177,7 +309,7 @@ impl Shared {
                             "refresh token rejected; logging in with the password again"
                         );
                         if stored_is_newest {
-                            record = self.save_spent(lease, record, need).await;
+                            *record = self.save_spent(lease, record.take(), need).await;
                         }
                         let grant =
                             self.api
@@ -195,8 +327,18 @@ impl Shared {
         };
         let expected = record.as_ref().map(TokenRecord::generation);
         let version = expected.unwrap_or(0).max(ours.map_or(0, |t| t.version)) + 1;
-        let origin = self.save(lease, &grant, version, expected).await;
-        Ok(Fresh::issued(grant, version, origin, how))
+        self.save(lease, &grant, version, expected).await;
+        Ok(Fresh::issued(grant, version, Origin::Store, how))
+    }
+
+    /// The refresh grant, remembering a refresh token the Auth API rotated
+    /// or refused so that it is never sent again.
+    async fn refresh(&self, refresh_token: &str) -> Result<Grant, RefreshError> {
+        let refreshed = self.api.refresh(refresh_token).await;
+        if matches!(refreshed, Ok(_) | Err(RefreshError::Rejected)) {
+            self.spent.insert(refresh_token);
+        }
+        refreshed
     }
 
     async fn password(&self, need: Need) -> Result<Grant, Failed> {
@@ -237,36 +379,28 @@ impl Shared {
         }
     }
 
-    /// Saves a new token over the generation `expected`: the store's chain
-    /// from now on, or this process's own when the save fails.
-    async fn save(
-        &self,
-        lease: &Lease,
-        grant: &Grant,
-        version: u64,
-        expected: Option<u64>,
-    ) -> Origin {
+    /// Saves a new token as generation `version` over the generation
+    /// `expected`. A failed save is logged; the token stays the successor
+    /// of `expected` in memory (its refresh token is the live one), and the
+    /// next flight saves its own successor over `expected` again.
+    async fn save(&self, lease: &Lease, grant: &Grant, version: u64, expected: Option<u64>) {
         let record = match self.record_of(grant, version) {
             Ok(record) => record,
             Err(error) => {
                 tracing::error!(%error, "could not make a token record");
-                return Origin::Local;
+                return;
             }
         };
         match self
             .bounded(self.store.save(lease, &record, expected))
             .await
         {
-            Ok(true) => Origin::Store,
-            Ok(false) => {
-                tracing::error!(
-                    "the token store changed under the lease; keeping the new token in this process only"
-                );
-                Origin::Local
-            }
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                "the token store changed under the lease; the new token is kept in this process"
+            ),
             Err(error) => {
-                tracing::warn!(%error, "could not save the new token; keeping it in this process only");
-                Origin::Local
+                tracing::warn!(%error, "could not save the new token; it is kept in this process")
             }
         }
     }
@@ -300,8 +434,11 @@ impl Shared {
         // Only a chain of this process's own may be refreshed without the
         // lease: the store's is shared.
         let own = ours.filter(|t| t.origin == Origin::Local);
-        if let Some(refresh_token) = own.and_then(|t| t.refresh_token.as_ref()) {
-            match self.api.refresh(refresh_token).await {
+        let own_refresh = own
+            .and_then(|t| t.refresh_token.as_ref())
+            .filter(|t| !self.spent.contains(t));
+        if let Some(refresh_token) = own_refresh {
+            match self.refresh(refresh_token).await {
                 Ok(grant) => {
                     return Ok(Fresh::issued(grant, version, Origin::Local, How::Refreshed))
                 }
@@ -333,8 +470,16 @@ impl Shared {
         if !newer {
             return None;
         }
+        // The same access token under a newer generation (a refused refresh
+        // token saved away) is nothing new.
+        if ours.is_some_and(|t| t.access_token() == record.access_token()) {
+            return None;
+        }
         let margin = self.settings.max_clock_skew.min(record.lifetime() / 10);
-        let remaining = until(record.expires_at()).checked_sub(margin)?;
+        // No longer than its lifetime, whatever the writer's clock said.
+        let remaining = until(record.expires_at())
+            .min(record.lifetime())
+            .checked_sub(margin)?;
         if remaining.is_zero() {
             return None;
         }
@@ -350,8 +495,11 @@ impl Shared {
         })
     }
 
+    /// The record of this cache's key (a store that answers with another
+    /// key's record is not believed).
     async fn load(&self) -> Result<Option<TokenRecord>, StoreError> {
-        self.bounded(self.store.load(&self.key)).await
+        let record = self.bounded(self.store.load(&self.key)).await?;
+        Ok(record.filter(|r| r.key() == &self.key))
     }
 
     /// Runs `work` while renewing `lease` every third of its time to live.
@@ -401,11 +549,12 @@ impl Shared {
         timeout.saturating_add(timeout.min(LEASE_MARGIN))
     }
 
-    /// How long to wait for a lease held elsewhere: its holder's two calls
-    /// (refresh, then the password), and its expiry should the holder die.
+    /// How long to wait for a lease held elsewhere: its holder's two Auth
+    /// API calls and its store operations (each bounded by the Auth API
+    /// timeout), and the lease's expiry should the holder die.
     fn lease_patience(&self) -> Duration {
         let timeout = self.settings.auth_timeout;
-        timeout.saturating_mul(2).saturating_add(self.lease_ttl())
+        timeout.saturating_mul(6).saturating_add(self.lease_ttl())
     }
 }
 

@@ -310,7 +310,9 @@ async fn a_refused_refresh_token_is_kept_out_of_the_store() {
         panic!("a 401 must refresh");
     };
     assert!(wait.await.is_err(), "the password fallback failed");
-    // Another replica meets the same 401: it must not send the refused token.
+    // Another replica meets the same 401 once that failure's notice has
+    // passed: it must not send the refused token.
+    tokio::time::advance(Duration::from_secs(1)).await;
     let generation = replicas[1].current_generation().unwrap();
     let AfterUnauthorized::Wait(wait) = replicas[1].after_unauthorized(generation, 0) else {
         panic!("a 401 must refresh");
@@ -437,7 +439,9 @@ async fn a_failed_swap_keeps_the_new_token_in_this_process() {
     flaky.refuses_writes.store(true, Ordering::SeqCst);
     let replica = cache_on(&api, Settings::default(), Arc::new(flaky.clone()));
     let token = replica.access_token().await.unwrap();
-    assert_eq!(token.0.origin, Origin::Local);
+    // Kept as the successor of the (absent) stored record.
+    assert_eq!(token.0.origin, Origin::Store);
+    assert_eq!(token.0.version, 1);
     assert!(matches!(replica.lookup(), Lookup::Valid { .. }));
     assert!(flaky
         .inner
@@ -526,19 +530,11 @@ async fn credentials_without_a_password_use_and_refresh_the_stored_token_but_nev
     assert!(!record.has_refresh_token());
 }
 
-// ---------------------------------------------------------------------------
-// Review findings (branch `review-token`). Each of these fails on the code
-// as it stands; the assertion says what should hold.
-// ---------------------------------------------------------------------------
-
 /// A refresh whose save failed leaves the store holding the refresh token
-/// this process just spent. The new token is `Origin::Local`, and
-/// `under_lease` then treats the stored chain as the newest
-/// (`ours.origin == Origin::Local`), so the next refresh sends the spent
-/// refresh token again and falls back to the password, although this
-/// process holds a valid refresh token of its own.
+/// this process just spent: the next refresh uses the process's own, live
+/// one, and saves its successor over the stored record.
 #[tokio::test(start_paused = true)]
-async fn review_a_refresh_whose_save_failed_never_resends_the_spent_stored_refresh_token() {
+async fn a_refresh_whose_save_failed_never_resends_the_spent_stored_refresh_token() {
     let api = FakeApi::new(Reply::Token(3600));
     let flaky = FlakyStore::default();
     let replica = cache_on(&api, Settings::default(), Arc::new(flaky.clone()));
@@ -569,12 +565,10 @@ async fn review_a_refresh_whose_save_failed_never_resends_the_spent_stored_refre
     );
 }
 
-/// The same state, met by a 401 within minutes of the refresh: the flight
-/// "heals" the 401 by adopting the *previous* access token from the store
-/// (valid by its expiry, and `Origin::Local` yields to any valid stored
-/// token), together with the spent refresh token.
+/// The same state, met by a 401 within minutes of the refresh: the previous
+/// access token, still in the store, is not taken for a newer one.
 #[tokio::test(start_paused = true)]
-async fn review_a_401_after_a_failed_save_is_not_healed_with_the_previous_token() {
+async fn a_401_after_a_failed_save_is_not_healed_with_the_previous_token() {
     let api = FakeApi::new(Reply::Token(3600));
     let flaky = FlakyStore::default();
     let replica = cache_on(&api, Settings::default(), Arc::new(flaky.clone()));
@@ -599,12 +593,11 @@ async fn review_a_401_after_a_failed_save_is_not_healed_with_the_previous_token(
     );
 }
 
-/// With `local_login_on_store_outage`, every `StoreError` is taken for an
-/// outage, `Contended` included: a process that lost the lease right before
-/// sending its refresh token (another process took over) logs in with the
-/// password on its own instead of failing or waiting for the other.
+/// The degraded mode is for an unreachable store only: a process that lost
+/// the lease right before sending its refresh token (another process took
+/// over) does not log in with the password on its own.
 #[tokio::test(start_paused = true)]
-async fn review_a_lost_lease_in_degraded_mode_does_not_log_in_with_the_password() {
+async fn a_lost_lease_in_degraded_mode_does_not_log_in_with_the_password() {
     let api = FakeApi::new(Reply::Token(3600));
     let flaky = FlakyStore::default();
     let settings = Settings {
@@ -626,11 +619,10 @@ async fn review_a_lost_lease_in_degraded_mode_does_not_log_in_with_the_password(
     );
 }
 
-/// Same cause, other trigger: a lease held elsewhere for longer than the
-/// waiter's patience (a holder with a longer Auth API timeout, or a slow
-/// one) makes the waiter log in with the password by itself.
+/// Nor does a lease held elsewhere for longer than the waiter's patience (a
+/// holder with a longer Auth API timeout, or a slow one).
 #[tokio::test(start_paused = true)]
-async fn review_a_long_held_lease_in_degraded_mode_does_not_log_in_with_the_password() {
+async fn a_long_held_lease_in_degraded_mode_does_not_log_in_with_the_password() {
     let api = FakeApi::new(Reply::Token(3600));
     let store = shared();
     let settings = Settings {
@@ -655,14 +647,10 @@ async fn review_a_long_held_lease_in_degraded_mode_does_not_log_in_with_the_pass
 
 /// A proactive refresh whose refresh token is refused and whose password
 /// fallback fails leaves a "spent" record (generation + 1, the same access
-/// token, no refresh token). After the backoff this very process adopts
-/// that record as a token "obtained by another process": `tokens_adopted`
-/// counts its own record, the adoption clears the backoff (the failure
-/// count starts again at 1), and the "new" token carries the access token
-/// the cache already had under a new generation, so a 401 for the old
-/// generation is replayed with the very same access token.
+/// token, no refresh token): the process that wrote it does not adopt it
+/// as a token another process obtained.
 #[tokio::test(start_paused = true)]
-async fn review_a_process_does_not_adopt_its_own_spent_record() {
+async fn a_process_does_not_adopt_its_own_spent_record() {
     let api = FakeApi::new(Reply::Status(503));
     api.then(Reply::Token(3600)).then(Reply::Status(401));
     let replica = cache_on(&api, Settings::default(), shared());
@@ -684,14 +672,11 @@ async fn review_a_process_does_not_adopt_its_own_spent_record() {
     );
 }
 
-/// A stored expiry is trusted up to any distance: a record written by a
-/// host whose clock is far ahead (or read after this host's clock stepped
-/// back) is adopted for far longer than the lifetime it was issued with,
-/// and its proactive refresh never comes; only 401s renew it (and a 401 on
-/// a body that cannot be replayed reaches the caller). The time left could
-/// be capped at the record's lifetime.
+/// A record written by a host whose clock is far ahead (or read after this
+/// host's clock stepped back) is used for no longer than the lifetime it
+/// was issued with.
 #[tokio::test(start_paused = true)]
-async fn review_an_adopted_token_lasts_no_longer_than_its_lifetime() {
+async fn an_adopted_token_lasts_no_longer_than_its_lifetime() {
     let api = FakeApi::new(Reply::Token(3600));
     let store = shared();
     let key = StoreKey::new("http://127.0.0.1:1/api/v1", "user");
@@ -710,14 +695,11 @@ async fn review_an_adopted_token_lasts_no_longer_than_its_lifetime() {
     );
 }
 
-/// Failures are not shared through the store. When the lease holder's call
-/// fails (503, 429 with `Retry-After`, a rejected password), it releases
-/// the lease with the record unchanged, and each replica waiting on it takes
-/// the lease in turn and makes the same call at once, each with a backoff
-/// of its own: a fleet of N sends N refreshes (the same refresh token) or N
-/// password logins for one need, inside the first one's `Retry-After`.
+/// A lease holder's failed call (503, 429 with `Retry-After`, a rejected
+/// password) is shared through the store: the replicas waiting on it do not
+/// repeat it before its backoff ends.
 #[tokio::test(start_paused = true)]
-async fn review_a_failure_of_the_lease_holder_is_not_repeated_by_every_waiter() {
+async fn a_failure_of_the_lease_holder_is_not_repeated_by_every_waiter() {
     let api = FakeApi::new(Reply::Status(503));
     api.then(Reply::Token(3600));
     let replicas = replicas(&api, &shared(), 4);
@@ -742,10 +724,9 @@ async fn review_a_failure_of_the_lease_holder_is_not_repeated_by_every_waiter() 
     );
 }
 
-/// The same for a rejected password on a cold fleet: every replica sends
-/// the password, one after the other, before any of them backs off.
+/// A rejected password is sent once for a cold fleet, not once per replica.
 #[tokio::test(start_paused = true)]
-async fn review_a_rejected_password_is_sent_once_for_a_cold_fleet() {
+async fn a_rejected_password_is_sent_once_for_a_cold_fleet() {
     let api = FakeApi::new(Reply::Status(401));
     let replicas = replicas(&api, &shared(), 4);
     let calls: Vec<_> = replicas

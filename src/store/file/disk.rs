@@ -14,7 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 use zeroize::Zeroizing;
 
-use crate::store::{StoreError, StoreKey, TokenRecord};
+use crate::store::{FailureNotice, StoreError, StoreKey, TokenRecord};
 
 /// Far larger than any token record: a larger file is not one, and is not
 /// read into memory.
@@ -28,6 +28,8 @@ pub(super) struct Paths {
     pub(super) token: PathBuf,
     /// `token-<fingerprint>.lock`: locked by the lease holder, never deleted.
     pub(super) lock: PathBuf,
+    /// `token-<fingerprint>.failure`: the last failed Auth API call's notice.
+    pub(super) failure: PathBuf,
     /// The token file's name, the prefix of its temporary and aside files.
     name: String,
 }
@@ -40,6 +42,7 @@ impl Paths {
             dir: dir.to_owned(),
             token: dir.join(&name),
             lock: dir.join(format!("{stem}.lock")),
+            failure: dir.join(format!("{stem}.failure")),
             name,
         }
     }
@@ -293,14 +296,32 @@ pub(super) fn save(
     if stored != expected {
         return Ok(false);
     }
-    remove_temporaries(paths);
+    remove_temporaries(paths, std::time::Duration::ZERO);
     write_atomically(paths, &record.encode())?;
     Ok(true)
 }
 
-/// Deletes the token file and any temporary file a crashed writer left.
+/// Deletes the token file and the failure notice, and, when the lock can be
+/// had within a moment (no holder is writing), temporary files a crashed
+/// writer left: they may hold tokens too. A holder's write in progress is
+/// never cut; its temporary file goes with the next save.
 pub(super) fn remove(paths: &Paths) -> Result<(), StoreError> {
-    remove_temporaries(paths);
+    let _ = fs::remove_file(&paths.failure);
+    let locked = (0..20).find_map(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        try_lock(&paths.lock).ok().flatten()
+    });
+    match locked {
+        Some(lock) => {
+            remove_temporaries(paths, std::time::Duration::ZERO);
+            drop(lock);
+        }
+        // A write takes moments: a temporary file a minute old is a
+        // crashed writer's, whoever holds the lock now.
+        None => remove_temporaries(paths, std::time::Duration::from_secs(60)),
+    }
     match fs::remove_file(&paths.token) {
         Ok(()) => {
             sync_dir_or_warn(&paths.dir);
@@ -309,6 +330,25 @@ pub(super) fn remove(paths: &Paths) -> Result<(), StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(unavailable("cannot delete the token file", &paths.token, e)),
     }
+}
+
+/// Writes the failure notice, as the token file is written (private,
+/// atomically).
+pub(super) fn save_failure(paths: &Paths, notice: &FailureNotice) -> Result<(), StoreError> {
+    write_atomically_to(paths, &paths.failure, &notice.encode())
+}
+
+/// The failure notice, if one can be read. Advisory: a missing, unreadable
+/// or insecure notice is none.
+pub(super) fn load_failure(paths: &Paths, key: &StoreKey) -> Option<FailureNotice> {
+    let meta = fs::symlink_metadata(&paths.failure).ok()?;
+    if check_private(&paths.failure, &meta).is_err() || meta.len() > MAX_RECORD_LEN {
+        return None;
+    }
+    let bytes = fs::read(&paths.failure).ok()?;
+    FailureNotice::decode(&bytes)
+        .ok()
+        .filter(|notice| notice.key() == key)
 }
 
 fn warn_foreign(paths: &Paths) {
@@ -322,15 +362,19 @@ fn warn_foreign(paths: &Paths) {
 /// file, fsync of the directory: readers see the old record or the new one,
 /// whole, and a crash loses at most the new one.
 fn write_atomically(paths: &Paths, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomically_to(paths, &paths.token, bytes)
+}
+
+fn write_atomically_to(paths: &Paths, target: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let temp = paths.beside(&format!(".tmp-{:016x}", fastrand::u64(..)));
     let mut file = open_private(&temp, true)
         .map_err(|e| unavailable("cannot create a temporary token file", &temp, e))?;
     let written = file.write_all(bytes).and_then(|()| file.sync_all());
     // Closed before the rename, which Windows refuses on an open file.
     drop(file);
-    if let Err(e) = written.and_then(|()| fs::rename(&temp, &paths.token)) {
+    if let Err(e) = written.and_then(|()| fs::rename(&temp, target)) {
         let _ = fs::remove_file(&temp);
-        return Err(unavailable("cannot write the token file", &paths.token, e));
+        return Err(unavailable("cannot write the token file", target, e));
     }
     // The new record is in place and every reader sees it: a failure here
     // only puts its survival of a power loss in doubt, so it is not an error.
@@ -340,16 +384,23 @@ fn write_atomically(paths: &Paths, bytes: &[u8]) -> Result<(), StoreError> {
 
 /// Temporary files of this key are a crashed writer's: writers hold the
 /// lock, or are a logout.
-fn remove_temporaries(paths: &Paths) {
+fn remove_temporaries(paths: &Paths, older_than: std::time::Duration) {
     let Ok(entries) = fs::read_dir(&paths.dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry
+        let temporary = entry
             .file_name()
             .to_str()
-            .is_some_and(|name| paths.is_temporary(name))
-        {
+            .is_some_and(|name| paths.is_temporary(name));
+        let old_enough = older_than.is_zero()
+            || entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age >= older_than);
+        if temporary && old_enough {
             let _ = fs::remove_file(entry.path());
         }
     }
