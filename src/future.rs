@@ -15,7 +15,8 @@
 //! first frame is read, to catch a server that refuses the token with an
 //! empty body and trailers carrying UNAUTHENTICATED, and is always put back
 //! in front of the body, so a response handed to the caller is exactly the
-//! one the server sent. The first frame is awaited, for at most 100 ms, only
+//! one the server sent. The first frame is awaited, for at most 100 ms
+//! ([`SimacanAuthLayer::grpc_peek_window`](crate::SimacanAuthLayer::grpc_peek_window)), only
 //! when the request body was sent in full ([`ReplayBody::is_sent_in_full`]):
 //! the server then cannot be waiting for the client; a replay counts as sent
 //! in full when its first attempt's body was. Otherwise (a bidirectional or
@@ -37,6 +38,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{ready, Context, Poll},
+    time::Duration,
 };
 
 use http::{header::AUTHORIZATION, Extensions, HeaderMap, Method, Request, Response, Uri, Version};
@@ -49,7 +51,7 @@ use crate::{
     failure::auth_failure,
     stats::PassedThrough,
     token::{AfterUnauthorized, TokenCache, TokenWait, MAX_REPLAYS},
-    unauthorized::{poll_peek, verdict, Verdict, PEEK_WINDOW},
+    unauthorized::{poll_peek, verdict, Peeked, Verdict},
     Error,
 };
 
@@ -64,10 +66,17 @@ pub(crate) struct Replay<B: ReplayBody> {
     body: B::Replay,
     /// The replay body limit, to keep a replay of the replay.
     limit: usize,
+    /// How long a peek at a gRPC response may wait for its first frame.
+    peek_window: Duration,
 }
 
 impl<B: ReplayBody> Replay<B> {
-    pub(crate) fn of(request: &Request<B>, body: B::Replay, limit: usize) -> Self {
+    pub(crate) fn of(
+        request: &Request<B>,
+        body: B::Replay,
+        limit: usize,
+        peek_window: Duration,
+    ) -> Self {
         Replay {
             method: request.method().clone(),
             uri: request.uri().clone(),
@@ -76,13 +85,14 @@ impl<B: ReplayBody> Replay<B> {
             extensions: request.extensions().clone(),
             body,
             limit,
+            peek_window,
         }
     }
 
     /// The request to send again, or `None` when the body cannot be
     /// rebuilt; with `again`, also a replay of it, kept the same way.
     fn into_request(self, again: bool) -> Option<(Request<B>, Option<Replay<B>>)> {
-        let limit = self.limit;
+        let (limit, peek_window) = (self.limit, self.peek_window);
         let mut request = Request::new(B::replay(self.body)?);
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
@@ -92,7 +102,7 @@ impl<B: ReplayBody> Replay<B> {
         let next = again
             .then(|| request.body_mut().prepare_replay(limit))
             .flatten()
-            .map(|body| Replay::of(&request, body, limit));
+            .map(|body| Replay::of(&request, body, limit, peek_window));
         Some((request, next))
     }
 }
@@ -115,10 +125,10 @@ pin_project! {
         generation: u64,
         // Whether that token was obtained to heal a 401 and not yet accepted.
         unproven: bool,
-        // Whether the first attempt's body was sent in full when it was
-        // refused: its replay is then whole, and a peek at the replay's
-        // response may wait.
-        sent_in_full: bool,
+        // How long a peek may wait for a gRPC response's first frame: set
+        // when the first attempt's body was sent in full (its replay is
+        // then whole too), `None` otherwise.
+        peek_window: Option<Duration>,
         // How many times the request was sent again after a 401.
         replays: u8,
     }
@@ -200,7 +210,7 @@ where
             replay,
             generation,
             unproven: false,
-            sent_in_full: false,
+            peek_window: None,
             replays: 0,
         }
     }
@@ -259,10 +269,12 @@ where
                     let verdict = verdict(&response);
                     if verdict != Verdict::Accepted && attempt == 0 {
                         // Asked now, while the replay handle is still here.
-                        *this.sent_in_full = this
+                        *this.peek_window = this
                             .replay
                             .as_ref()
-                            .is_some_and(|replay| B::is_sent_in_full(&replay.body));
+                            .filter(|replay| B::is_sent_in_full(&replay.body))
+                            .map(|replay| replay.peek_window)
+                            .filter(|window| !window.is_zero());
                     }
                     match verdict {
                         Verdict::Accepted => {
@@ -272,8 +284,7 @@ where
                         }
                         Verdict::Refused => (response, attempt),
                         Verdict::PeekTrailers => {
-                            let wait = *this.sent_in_full;
-                            this.state.set(peeking(response, wait));
+                            this.state.set(peeking(response, *this.peek_window));
                             continue;
                         }
                     }
@@ -282,14 +293,19 @@ where
                     let attempt = *this.replays;
                     let slot = response.as_mut().expect(POLLED_AFTER_COMPLETION);
                     let window = window.as_mut().map(Pin::as_mut);
-                    let refused = ready!(poll_peek(slot, window, cx));
+                    let peeked = ready!(poll_peek(slot, window, cx));
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
-                    if !refused {
-                        let replayed = attempt > 0;
-                        accepted(this.cache, *this.generation, *this.unproven, replayed);
-                        return Poll::Ready(Ok(response));
+                    match peeked {
+                        Peeked::Refused => (response, attempt),
+                        Peeked::Accepted => {
+                            let replayed = attempt > 0;
+                            accepted(this.cache, *this.generation, *this.unproven, replayed);
+                            return Poll::Ready(Ok(response));
+                        }
+                        // Neither proves the token nor counts as healed: a
+                        // refusal may still come in the trailers.
+                        Peeked::Undecided => return Poll::Ready(Ok(response)),
                     }
-                    (response, attempt)
                 }
                 StateProj::Refreshing { wait, request } => {
                     let token = ready!(wait.as_mut().poll(cx)).map_err(auth_failure::<R>)?;
@@ -384,12 +400,12 @@ fn accepted_after_a_refusal(cache: &TokenCache, generation: u64, unproven: bool,
     }
 }
 
-/// Peeks at `response`, waiting for its first frame only when `wait`: the
-/// request body was sent in full, so the server cannot be waiting for the
-/// client.
-fn peeking<F, B, T>(response: T, wait: bool) -> State<F, B, T> {
+/// Peeks at `response`, waiting for its first frame only with a `window`:
+/// the request body was sent in full, so the server cannot be waiting for
+/// the client.
+fn peeking<F, B, T>(response: T, window: Option<Duration>) -> State<F, B, T> {
     State::Peeking {
-        window: wait.then(|| Box::pin(tokio::time::sleep(PEEK_WINDOW))),
+        window: window.map(|window| Box::pin(tokio::time::sleep(window))),
         response: Some(response),
     }
 }

@@ -78,4 +78,5 @@ pub fn poll_peek<R: 'static>(
     cx: &mut Context<'_>,
 ) -> Poll<bool> {
     unauthorized::poll_peek(response, Some(window), cx)
+        .map(|peeked| peeked == unauthorized::Peeked::Refused)
 }

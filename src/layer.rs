@@ -76,6 +76,7 @@ struct Config {
     environment: Environment,
     settings: Settings,
     replay_body_limit: usize,
+    grpc_peek_window: Duration,
     store: Arc<dyn TokenStore>,
     // `None` follows the environment, whenever it is set.
     token_scope: Option<TokenScope>,
@@ -99,6 +100,7 @@ impl SimacanAuthLayer {
             environment: Environment::default(),
             settings: Settings::default(),
             replay_body_limit: DEFAULT_REPLAY_BODY_LIMIT,
+            grpc_peek_window: crate::unauthorized::PEEK_WINDOW,
             store: Arc::new(MemoryStore::new()),
             token_scope: None,
             auth_client: AuthClient::default(),
@@ -235,6 +237,36 @@ impl SimacanAuthLayer {
     /// ```
     pub fn replay_body_limit(self, bytes: usize) -> Self {
         self.configure(|c| c.replay_body_limit = bytes)
+    }
+
+    /// How long the layer may wait for the first frame of a gRPC response
+    /// whose headers carry no `grpc-status`, to catch a server that refuses
+    /// the token with an empty body and `UNAUTHENTICATED` in its trailers
+    /// (a refusal with the status in the headers is seen at once). Defaults
+    /// to 100 ms.
+    ///
+    /// The wait happens only when the request body was sent in full, so a
+    /// bidirectional or client stream still sending is never held up. It
+    /// does delay a **server-streaming** call whose server sends its
+    /// headers and then waits before its first message (a watch, a
+    /// subscription): the response is handed over when the first message
+    /// arrives or the window ends, whichever comes first. A first message
+    /// later than the window is not delayed further, but a refusal in
+    /// trailers after it then reaches the caller as `Unauthenticated`
+    /// instead of being healed. `Duration::ZERO` never waits: the first
+    /// frame is looked at only when it is already there.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
+    ///     .grpc_peek_window(Duration::from_millis(20));
+    /// # let _ = layer;
+    /// ```
+    pub fn grpc_peek_window(self, window: Duration) -> Self {
+        self.configure(|c| c.grpc_peek_window = window)
     }
 
     /// Where tokens are kept beyond this layer's own memory: a
@@ -658,6 +690,7 @@ impl<S> Layer<S> for SimacanAuthLayer {
             inner,
             self.cache().clone(),
             self.config.replay_body_limit,
+            self.config.grpc_peek_window,
             self.scope(),
         )
     }
@@ -704,6 +737,7 @@ impl fmt::Debug for SimacanAuthLayer {
             .field("environment", &self.config.environment)
             .field("settings", &self.config.settings)
             .field("replay_body_limit", &self.config.replay_body_limit)
+            .field("grpc_peek_window", &self.config.grpc_peek_window)
             .field("store", &self.config.store)
             .field("auth_client", &self.config.auth_client)
             .field("token_scope", &self.scope())

@@ -17,7 +17,8 @@
 //! - **the channel keeps the token secret, whatever the scope:** the URI is
 //!   `https`, or plain `http` to a loopback host (`localhost`, `127.0.0.0/8`,
 //!   `::1`, as written in the URI; a name that merely resolves to loopback
-//!   does not count).
+//!   does not count, nor does one written with a trailing dot, such as
+//!   `localhost.`, which a connector resolves through DNS).
 //!
 //! A request whose URI has no authority (a path such as `/trips`, as a tonic
 //! client wrapped outside its `Channel` sends) always gets the token: the
@@ -229,7 +230,9 @@ impl TokenScope {
         let host = Host::of(authority.as_str());
         let private = match uri.scheme() {
             Some(scheme) if *scheme == Scheme::HTTPS => true,
-            Some(scheme) if *scheme == Scheme::HTTP => is_loopback(host.name()),
+            // As written: `localhost.` or `127.0.0.1.` is no IP literal nor
+            // the hosts file's name to a connector, but a question to DNS.
+            Some(scheme) if *scheme == Scheme::HTTP => !host.dotted && is_loopback(host.name()),
             _ => false,
         };
         private && self.hosts.contain(host)
@@ -243,6 +246,8 @@ impl TokenScope {
 #[derive(Clone, Copy)]
 struct Host<'a> {
     name: &'a str,
+    /// Whether a trailing dot was left out.
+    dotted: bool,
 }
 
 impl<'a> Host<'a> {
@@ -277,11 +282,13 @@ impl<'a> Host<'a> {
     /// `authority[start..end]` without a trailing dot.
     #[inline]
     fn trimmed(authority: &'a str, start: usize, mut end: usize) -> Self {
-        if end > start && authority.as_bytes()[end - 1] == b'.' {
+        let dotted = end > start && authority.as_bytes()[end - 1] == b'.';
+        if dotted {
             end -= 1;
         }
         Host {
             name: &authority[start..end],
+            dotted,
         }
     }
 
@@ -532,7 +539,6 @@ mod tests {
         for uri in [
             "https://example.com/",
             "http://localhost:3000/",
-            "http://LOCALHOST./",
             "http://127.0.0.1:9/",
             "http://127.8.9.10/",
             "http://[::1]:9/",
@@ -540,6 +546,10 @@ mod tests {
             assert!(allows(&scope, uri), "{uri}");
         }
         for uri in [
+            // A trailing dot makes a name the connector asks DNS for.
+            "http://LOCALHOST./",
+            "http://localhost.:8080/",
+            "http://127.0.0.1./",
             "http://example.com/",
             "http://10.0.0.1/",
             "http://localhost.example.com/",

@@ -24,6 +24,7 @@
 use std::{
     fmt, mem,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use http::{header::AUTHORIZATION, Request, Response};
@@ -115,6 +116,7 @@ pub struct SimacanAuth<S> {
     inner: S,
     cache: TokenCache,
     replay_body_limit: usize,
+    peek_window: Duration,
     scope: TokenScope,
 }
 
@@ -123,12 +125,14 @@ impl<S> SimacanAuth<S> {
         inner: S,
         cache: TokenCache,
         replay_body_limit: usize,
+        peek_window: Duration,
         scope: TokenScope,
     ) -> Self {
         SimacanAuth {
             inner,
             cache,
             replay_body_limit,
+            peek_window,
             scope,
         }
     }
@@ -211,7 +215,7 @@ where
         let replay = request
             .body_mut()
             .prepare_replay(self.replay_body_limit)
-            .map(|body| Replay::of(&request, body, self.replay_body_limit));
+            .map(|body| Replay::of(&request, body, self.replay_body_limit, self.peek_window));
         match token {
             Ok((header, generation, unproven)) => {
                 request.headers_mut().insert(AUTHORIZATION, header);
@@ -229,6 +233,7 @@ impl<S: fmt::Debug> fmt::Debug for SimacanAuth<S> {
             .field("inner", &self.inner)
             .field("cache", &self.cache)
             .field("replay_body_limit", &self.replay_body_limit)
+            .field("grpc_peek_window", &self.peek_window)
             .field("scope", &self.scope)
             .finish()
     }

@@ -78,30 +78,44 @@ fn peekable<R: 'static>() -> bool {
     false
 }
 
+/// What a peek at the first frame of a gRPC response found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Peeked {
+    /// Trailers with UNAUTHENTICATED: the token was refused.
+    Refused,
+    /// A message, other trailers, or the end: the token was accepted.
+    Accepted,
+    /// Nothing yet, and no more waiting: handed over undecided.
+    Undecided,
+}
+
 /// Polls the first frame of a gRPC response body and puts it back in front
-/// of the body: `Ready(true)` when it is trailers with UNAUTHENTICATED,
-/// `Ready(false)` when it is anything else, or when it is not ready and there
-/// is no `window` to wait in or the window has passed.
+/// of the body; `Undecided` when it is not ready and there is no `window`
+/// to wait in or the window has passed.
 pub(crate) fn poll_peek<R: 'static>(
     response: &mut Response<R>,
     window: Option<Pin<&mut Sleep>>,
     cx: &mut Context<'_>,
-) -> Poll<bool> {
+) -> Poll<Peeked> {
     #[cfg(feature = "tonic")]
     {
         let body: &mut dyn std::any::Any = response.body_mut();
         if let Some(body) = body.downcast_mut::<tonic::body::Body>() {
+            let decided = |refused| match refused {
+                true => Peeked::Refused,
+                false => Peeked::Accepted,
+            };
             return match (tonic_peek::poll(body, cx), window) {
-                (Poll::Ready(refused), _) => Poll::Ready(refused),
+                (Poll::Ready(refused), _) => Poll::Ready(decided(refused)),
                 (Poll::Pending, Some(window)) => {
-                    std::future::Future::poll(window, cx).map(|()| false)
+                    std::future::Future::poll(window, cx).map(|()| Peeked::Undecided)
                 }
-                (Poll::Pending, None) => Poll::Ready(false),
+                (Poll::Pending, None) => Poll::Ready(Peeked::Undecided),
             };
         }
     }
     let _ = (response, window, cx);
-    Poll::Ready(false)
+    Poll::Ready(Peeked::Undecided)
 }
 
 #[cfg(feature = "tonic")]
@@ -235,7 +249,7 @@ mod tests {
         async fn peek(
             response: &mut Response<tonic::body::Body>,
             mut window: Option<Pin<Box<Sleep>>>,
-        ) -> bool {
+        ) -> Peeked {
             let peek = std::future::poll_fn(|cx| {
                 poll_peek(response, window.as_mut().map(Pin::as_mut), cx)
             });
@@ -255,7 +269,7 @@ mod tests {
             let (tx, mut response) = grpc_response();
             tx.send(Ok(trailers(UNAUTHENTICATED))).await.unwrap();
             drop(tx);
-            assert!(peek(&mut response, None).await);
+            assert_eq!(peek(&mut response, None).await, Peeked::Refused);
             assert_eq!(status_in_trailers(response).await, UNAUTHENTICATED);
         }
 
@@ -267,7 +281,7 @@ mod tests {
                 .unwrap();
             tx.send(Ok(trailers("0"))).await.unwrap();
             drop(tx);
-            assert!(!peek(&mut response, None).await);
+            assert_eq!(peek(&mut response, None).await, Peeked::Accepted);
             assert_eq!(response.body().size_hint().lower(), 3);
             let body = response.into_body().collect().await.unwrap();
             assert_eq!(body.trailers().unwrap()[GRPC_STATUS], "0");
@@ -278,7 +292,7 @@ mod tests {
         async fn without_a_window_a_frame_that_is_not_ready_is_not_awaited() {
             let (tx, mut response) = grpc_response();
             let start = tokio::time::Instant::now();
-            assert!(!peek(&mut response, None).await);
+            assert_eq!(peek(&mut response, None).await, Peeked::Undecided);
             assert_eq!(start.elapsed(), Duration::ZERO);
             // Handed over unpeeked: the refusal still reaches the caller.
             tx.send(Ok(trailers(UNAUTHENTICATED))).await.unwrap();
@@ -291,7 +305,7 @@ mod tests {
             let (_tx, mut response) = grpc_response();
             let start = tokio::time::Instant::now();
             let window = Box::pin(tokio::time::sleep(PEEK_WINDOW));
-            assert!(!peek(&mut response, Some(window)).await);
+            assert_eq!(peek(&mut response, Some(window)).await, Peeked::Undecided);
             assert_eq!(start.elapsed(), PEEK_WINDOW);
         }
     }

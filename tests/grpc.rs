@@ -558,6 +558,9 @@ async fn the_replay_of_a_bidi_stream_whose_server_waits_is_handed_over_at_once()
     assert!(!watch.held(), "the layer held the replay's response back");
     let counts = mock.counts();
     assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
+    // Handed over before anything told acceptance from a refusal in late
+    // trailers: not counted as healed.
+    assert_eq!(layer.stats().unauthorized_healed, 0);
 }
 
 #[tokio::test]
@@ -646,4 +649,80 @@ async fn unauthenticated_calls_healed_count_whether_refused_in_headers_or_traile
         assert_eq!((stats.unauthorized, stats.unauthorized_healed), (1, 1));
         assert_eq!(stats.refreshes, 1);
     }
+}
+
+/// An HTTP/2 gRPC server that accepts every call, sends its response
+/// headers at once and its first message `late` after them, as a watch
+/// does when nothing has changed yet.
+async fn late_first_message_server(late: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    async move {
+                        // The request message is read in full first, as a
+                        // server-streaming handler does.
+                        let _ = request.into_body().collect().await;
+                        let (tx, rx) = tokio::sync::mpsc::channel(2);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(late).await;
+                            // HealthCheckResponse { status: SERVING }, length-prefixed.
+                            let message = Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1]);
+                            let _ = tx.send(Ok::<_, Infallible>(Frame::data(message))).await;
+                            let mut trailers = HeaderMap::new();
+                            trailers.insert("grpc-status", "0".parse().unwrap());
+                            let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+                        });
+                        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+                        let response = Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(body.boxed())
+                            .unwrap();
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+/// How long a server-streaming call through `layer` takes to hand its
+/// response over, with a token already in hand.
+async fn time_to_open_a_watch(layer: &SimacanAuthLayer, addr: SocketAddr) -> Duration {
+    let mut client = HealthClient::new(channel(addr, layer).await);
+    bounded(layer.access_token()).await.unwrap();
+    let start = std::time::Instant::now();
+    let updates = bounded(client.watch(HealthCheckRequest::default()))
+        .await
+        .unwrap();
+    let elapsed = start.elapsed();
+    drop(updates);
+    elapsed
+}
+
+#[tokio::test]
+async fn a_server_stream_whose_first_message_is_late_waits_for_the_peek_window_at_most() {
+    let mock = mock().await;
+    let late = Duration::from_secs(4);
+    let window = Duration::from_millis(500);
+    let addr = late_first_message_server(late).await;
+    let windowed = layer_for(&mock).grpc_peek_window(window);
+    let waited = time_to_open_a_watch(&windowed, addr).await;
+    assert!(
+        waited >= window && waited < late / 2,
+        "handed over when the window ends, not at the first message: {waited:?}"
+    );
+    let no_window = layer_for(&mock).grpc_peek_window(Duration::ZERO);
+    let at_once = time_to_open_a_watch(&no_window, addr).await;
+    assert!(
+        at_once < window,
+        "handed over at once without a window: {at_once:?}"
+    );
 }

@@ -463,6 +463,35 @@ async fn inside_follow_redirect_the_scope_holds_even_when_the_policy_keeps_crede
     assert_eq!(other.authorizations(), [empty()]);
 }
 
+/// With a custom environment and no scope of its own, the layer's scope is
+/// any host: inside `FollowRedirect` it hands the token to whatever https
+/// host a redirect names, as the README warns. A scope keeps it in.
+#[tokio::test]
+async fn inside_follow_redirect_only_a_scope_keeps_the_token_from_other_hosts() {
+    let mock = mock().await;
+    let tls = Tls::new();
+    let other = Host::https(&tls, OTHER, ok()).await;
+    let origin = Host::https(
+        &tls,
+        API,
+        redirect(StatusCode::FOUND, other.url("/landing")),
+    )
+    .await;
+    for (layer, scoped) in [
+        (layer_for(&mock), false),
+        (layer_for(&mock).token_scope(scope()), true),
+    ] {
+        let svc = ServiceBuilder::new()
+            .layer(FollowRedirectLayer::new())
+            .layer(layer)
+            .service(tls.client());
+        let response = call(svc, get(&origin.url("/download"))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let received = other.authorizations().pop().unwrap();
+        assert_eq!(received.is_empty(), scoped, "scoped: {scoped}");
+    }
+}
+
 #[tokio::test]
 async fn inside_follow_redirect_a_401_from_a_host_outside_the_scope_is_the_callers() {
     let s = setup().await;

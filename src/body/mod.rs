@@ -13,7 +13,8 @@
 //!   with feature `tonic`, `axum::body::Body` with feature `axum`) are
 //!   teed lazily: each frame is forwarded as it is read, and a reference to
 //!   it (a `Bytes` clone, not a copy) is kept, with the trailers, for a
-//!   replay. Nothing is buffered up front and no latency is added. A body
+//!   replay (frames under 512 bytes are copied into one run instead, and
+//!   empty ones are not kept, so the copy stays close to its data bytes). Nothing is buffered up front and no latency is added. A body
 //!   whose size hint exceeds the limit is not teed at all; one that grows
 //!   past it while streaming drops its copy and streams on. Either way a 401
 //!   then reaches the caller, never an error or a truncated replay. Once the

@@ -2,7 +2,10 @@
 //!
 //! The body sent now ([`Tee`]) forwards each frame as it is read and keeps a
 //! reference to it (a `Bytes` clone, not a byte copy) while a replay can
-//! still follow. As soon as none can (the copy would pass the limit, the
+//! still follow. Frames shorter than [`COPIED_BELOW`] are copied instead,
+//! into one run with the short frames next to them, and empty frames are
+//! not kept at all: whatever the framing, what is kept stays within a
+//! small factor of the data bytes, which the limit bounds. As soon as none can (the copy would pass the limit, the
 //! source failed, or the replay handle was dropped because the response was
 //! accepted), it lets go of the frames it kept and forwards the rest
 //! without keeping any.
@@ -29,7 +32,7 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
@@ -73,8 +76,15 @@ struct State<B> {
     first_attempt: Option<Waker>,
 }
 
+/// Data frames shorter than this are copied into runs rather than kept by
+/// reference: each entry kept costs about this much besides its bytes.
+const COPIED_BELOW: usize = 512;
+
 enum Recorded {
+    /// A frame's buffer, shared with the frame sent.
     Data(Bytes),
+    /// Short frames, copied one after another.
+    Copied(BytesMut),
     Trailers(HeaderMap),
 }
 
@@ -87,13 +97,31 @@ impl<B> State<B> {
             match self.recorded_bytes.checked_add(data.len()) {
                 Some(total) if total <= self.limit => {
                     self.recorded_bytes = total;
-                    self.recorded.push_back(Recorded::Data(data.clone()));
+                    self.keep(data);
                 }
                 _ => self.give_up(),
             }
         } else if let Some(trailers) = frame.trailers_ref() {
             self.recorded
                 .push_back(Recorded::Trailers(trailers.clone()));
+        }
+    }
+
+    /// Keeps `data` for the replay: by reference, or copied onto the run of
+    /// short frames it follows.
+    fn keep(&mut self, data: &Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        if data.len() >= COPIED_BELOW {
+            self.recorded.push_back(Recorded::Data(data.clone()));
+            return;
+        }
+        match self.recorded.back_mut() {
+            Some(Recorded::Copied(run)) => run.extend_from_slice(data),
+            _ => self
+                .recorded
+                .push_back(Recorded::Copied(BytesMut::from(&data[..]))),
         }
     }
 
@@ -253,6 +281,10 @@ where
                 Recorded::Data(data) => {
                     self.recorded_bytes = self.recorded_bytes.saturating_sub(u64_of(data.len()));
                     Frame::data(data)
+                }
+                Recorded::Copied(run) => {
+                    self.recorded_bytes = self.recorded_bytes.saturating_sub(u64_of(run.len()));
+                    Frame::data(run.freeze())
                 }
                 Recorded::Trailers(trailers) => Frame::trailers(trailers),
             })));
@@ -486,8 +518,38 @@ mod tests {
     }
 
     #[test]
+    fn short_and_empty_frames_are_kept_in_few_entries() {
+        let mut chunks = vec![Vec::new(); 10_000];
+        chunks.extend((0..10_000).map(|i| vec![u8::try_from(i % 251).unwrap()]));
+        chunks.push(vec![9; COPIED_BELOW]);
+        chunks.extend((0..1_000).map(|_| b"ab".to_vec()));
+        let expected: Vec<u8> = chunks.concat();
+        let (mut first, replay) = tee(Scripted::new(&chunks, false, true), expected.len())
+            .ok()
+            .unwrap();
+        assert_eq!(drain(&mut first, usize::MAX).0, expected);
+        assert_eq!(
+            lock(&replay.shared).recorded.len(),
+            3,
+            "a run, the long frame, a run"
+        );
+        let mut replayed = replay.take().unwrap();
+        assert_eq!(drain(&mut replayed, usize::MAX).0, expected);
+    }
+
+    #[test]
+    fn with_a_limit_of_zero_empty_frames_are_not_kept() {
+        let chunks = vec![Vec::new(); 100_000];
+        let (mut first, replay) = tee(Scripted::new(&chunks, false, true), 0).ok().unwrap();
+        assert!(drain(&mut first, usize::MAX).0.is_empty());
+        assert!(lock(&replay.shared).recorded.is_empty());
+        let mut replayed = replay.take().unwrap();
+        assert!(drain(&mut replayed, usize::MAX).0.is_empty());
+    }
+
+    #[test]
     fn recorded_chunks_share_the_source_buffers() {
-        let chunk = Bytes::from(vec![7u8; 100]);
+        let chunk = Bytes::from(vec![7u8; COPIED_BELOW]);
         let source = Scripted {
             chunks: VecDeque::from([chunk.clone()]),
             trailers: None,
@@ -574,19 +636,26 @@ mod tests {
         let dropped = || drops.load(std::sync::atomic::Ordering::SeqCst);
         let chunks = (0..4u8).map(|i| {
             Bytes::from_owner(Tracked {
-                data: vec![i; 10],
+                data: vec![i; COPIED_BELOW],
                 drops: Arc::clone(&drops),
             })
         });
         let mut source = Scripted::new(&[], true, false);
         source.chunks = chunks.collect();
-        let (mut first, replay) = tee(source, 1000).ok().unwrap();
-        assert_eq!(drain(&mut first, 2).0, [[0; 10], [1; 10]].concat());
+        let (mut first, replay) = tee(source, 4 * COPIED_BELOW).ok().unwrap();
+        assert_eq!(
+            drain(&mut first, 2).0,
+            [[0; COPIED_BELOW], [1; COPIED_BELOW]].concat()
+        );
         assert_eq!(dropped(), 0, "kept for a replay");
         drop(replay);
         assert_eq!(dropped(), 2, "let go once no replay can follow");
         let (rest, trailers) = drain(&mut first, usize::MAX);
-        assert_eq!(rest, [[2; 10], [3; 10]].concat(), "streaming goes on");
+        assert_eq!(
+            rest,
+            [[2; COPIED_BELOW], [3; COPIED_BELOW]].concat(),
+            "streaming goes on"
+        );
         assert!(trailers.is_some());
         assert_eq!(dropped(), 4, "later frames are not kept");
         assert!(next(&mut first).is_none());

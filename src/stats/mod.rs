@@ -114,7 +114,11 @@ pub struct Stats {
     /// to a request's first attempt.
     pub unauthorized: u64,
     /// Refusals healed: the request was replayed with a newer token and the
-    /// replay was accepted.
+    /// replay was accepted. A gRPC replay handed over before its first frame
+    /// told acceptance from a refusal in trailers (a bidirectional stream
+    /// whose server waits for the client, a first message later than
+    /// [`grpc_peek_window`](crate::SimacanAuthLayer::grpc_peek_window)) is
+    /// not counted.
     pub unauthorized_healed: u64,
     /// Refusals handed to the caller as they came: during a cooldown or a
     /// backoff, for a body that was not kept for a replay, or because the
