@@ -40,12 +40,18 @@ async fn main() -> Result<(), BoxError> {
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
 
-    // The client: a tonic Channel wrapped in the layer, handed to a generated client.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+    // The client: a tonic Channel wrapped in the layer, handed to a generated
+    // client with its origin, so that every request names its host and the
+    // token scope applies. (Plain http to loopback here; a real Simacan API
+    // needs https, with tonic's `tls-ring` and `tls-webpki-roots` features
+    // and `.tls_config(ClientTlsConfig::new().with_webpki_roots())?`.)
+    let origin = format!("http://{addr}");
+    let channel = tonic::transport::Endpoint::from_shared(origin.clone())?
         .connect()
         .await?;
     let layer = SimacanAuthLayer::new(mock.credentials()).environment(mock.environment());
-    let mut client = HealthClient::new(ServiceBuilder::new().layer(layer).service(channel));
+    let svc = ServiceBuilder::new().layer(layer).service(channel);
+    let mut client = HealthClient::with_origin(svc, origin.parse()?);
 
     for moment in ["with a fresh token", "after the token was revoked"] {
         let status = client

@@ -137,7 +137,8 @@ pub enum Error {
     /// until then requests without a valid token fail fast with this error.
     /// Being a unit variant, it carries no [`retry_after`](Error::retry_after).
     InvalidCredentials,
-    /// `Credentials::from_env` found the named variable unset or not UTF-8.
+    /// `Credentials::from_env` found the named variable unset, empty or not
+    /// UTF-8.
     MissingCredentials {
         /// The environment variable that is missing.
         variable: &'static str,
@@ -230,7 +231,10 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again later may succeed: outages, timeouts, 5xx and 429.
+    /// Whether trying again later may succeed: the Auth API or the token
+    /// store unreachable or timing out, 5xx and 429, a lease held elsewhere
+    /// or a failure another replica is backing off from, and
+    /// [`NoRuntime`](Error::NoRuntime) (a runtime shutting down).
     ///
     /// # Example
     ///
@@ -257,7 +261,9 @@ impl Error {
     /// the backoff ends, and the first request after it tries again. The
     /// failure that starts the backoff and every error returned during it
     /// carry the time left, rounded up to whole seconds like HTTP
-    /// `Retry-After`; the message ends with `; next attempt in …s`. For a
+    /// `Retry-After` (to whole milliseconds below a second, so that a short
+    /// backoff is told as it is); the message ends with `; next attempt in
+    /// …s` (or `…ms`). For a
     /// 503 or 429 it is never shorter than the Auth API's `Retry-After`.
     ///
     /// `None` for errors that do not come from a backoff (configuration,
@@ -299,13 +305,10 @@ impl Error {
     }
 
     /// This error as the token cache returns it during a backoff: the next
-    /// attempt is `wait` away, rounded up to whole seconds. Variants without
+    /// attempt is `wait` away, rounded up (see [`rounded_up`]). Variants without
     /// room for it are returned unchanged.
     pub(crate) fn next_attempt_in(mut self, wait: Duration) -> Self {
-        let secs = wait
-            .as_secs()
-            .saturating_add(u64::from(wait.subsec_nanos() > 0));
-        let wait = Some(Duration::from_secs(secs));
+        let wait = Some(rounded_up(wait));
         match &mut self {
             Error::Unreachable { retry_after, .. }
             | Error::Timeout { retry_after, .. }
@@ -360,7 +363,7 @@ impl fmt::Display for Error {
                  sent again until the longest backoff (5 minutes by default) has passed",
             )?,
             Error::MissingCredentials { variable } => {
-                write!(f, "environment variable {variable} is not set")?
+                write!(f, "environment variable {variable} is not set or empty")?
             }
             Error::PasswordRequired => f.write_str(
                 "a password login is needed (no usable token or refresh token is stored) \
@@ -392,10 +395,28 @@ impl fmt::Display for Error {
             )?,
         }
         match self.retry_after() {
+            Some(wait) if wait < Duration::from_secs(1) => {
+                write!(f, "; next attempt in {}ms", wait.as_millis())
+            }
             Some(wait) => write!(f, "; next attempt in {}s", wait.as_secs()),
             None => Ok(()),
         }
     }
+}
+
+/// `wait` rounded up to whole seconds like HTTP `Retry-After`, or to whole
+/// milliseconds below a second, so that a sub-second backoff is not told as
+/// ten times longer than it is.
+fn rounded_up(wait: Duration) -> Duration {
+    if wait < Duration::from_secs(1) {
+        // At most 1,000 ms: the conversion cannot fail.
+        let millis = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(1_000);
+        return Duration::from_millis(millis);
+    }
+    let secs = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0));
+    Duration::from_secs(secs)
 }
 
 impl StdError for Error {
@@ -534,10 +555,35 @@ mod tests {
     }
 
     #[test]
+    fn a_sub_second_next_attempt_is_rounded_up_to_whole_milliseconds() {
+        let error = Error::unreachable(Endpoint::Password, &uri(), refused());
+        for (wait, millis) in [
+            (Duration::from_nanos(1), 1),
+            (Duration::from_millis(100), 100),
+            (Duration::from_micros(199_001), 200),
+        ] {
+            let during = error.clone().next_attempt_in(wait);
+            assert_eq!(during.retry_after(), Some(Duration::from_millis(millis)));
+            assert!(
+                during
+                    .to_string()
+                    .ends_with(&format!("; next attempt in {millis}ms")),
+                "{during}"
+            );
+        }
+        let almost = error
+            .clone()
+            .next_attempt_in(Duration::from_nanos(999_999_999));
+        assert_eq!(almost.retry_after(), Some(Duration::from_secs(1)));
+        assert!(almost.to_string().ends_with("; next attempt in 1s"));
+    }
+
+    #[test]
     fn the_next_attempt_is_rounded_up_to_whole_seconds_and_told() {
         let error = Error::unreachable(Endpoint::Password, &uri(), refused());
         for (wait, secs) in [
-            (Duration::from_millis(1), 1),
+            (Duration::from_secs(1), 1),
+            (Duration::from_millis(1001), 2),
             (Duration::from_secs(60), 60),
             (Duration::from_millis(59_001), 60),
             (Duration::MAX, u64::MAX),

@@ -110,6 +110,16 @@ impl<B: ReplayBody> Replay<B> {
 pin_project! {
     /// The response future of [`SimacanAuth`](crate::SimacanAuth). See the
     /// [module docs](self).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::future::ResponseFuture;
+    /// # type Svc = tower::util::BoxCloneService<http::Request<String>, http::Response<String>, tower::BoxError>;
+    /// // `Send` when the inner future is, and `Sync` too when it is.
+    /// fn assert_send<T: Send>() {}
+    /// assert_send::<ResponseFuture<Svc, String>>();
+    /// ```
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,

@@ -40,6 +40,17 @@ use crate::{
 };
 
 /// The default of [`SimacanAuthLayer::replay_body_limit`]: 1 MiB.
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::{Credentials, SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
+///
+/// // Twice the default, for larger uploads.
+/// let layer = SimacanAuthLayer::new(Credentials::new("u", "p"))
+///     .replay_body_limit(2 * DEFAULT_REPLAY_BODY_LIMIT);
+/// # let _ = layer;
+/// ```
 pub const DEFAULT_REPLAY_BODY_LIMIT: usize = 1024 * 1024;
 
 /// A [`tower::Layer`] that authenticates requests to Simacan APIs. See the
@@ -186,9 +197,17 @@ impl SimacanAuthLayer {
     }
 
     /// How long 401s pass straight to the caller after a refresh did not
-    /// help (the replay with a fresh token got 401 too), so that a resource
-    /// that refuses every token cannot turn each request into a refresh.
-    /// Defaults to 10 seconds.
+    /// help, so that a resource that refuses every token cannot turn each
+    /// request into a refresh. Defaults to 10 seconds.
+    ///
+    /// A refresh did not help when the token obtained to heal a 401 is
+    /// refused before any response accepted it: the replay got 401 too, or,
+    /// for a request whose body could not be replayed, the next request
+    /// with the new token did. During the cooldown 401s are the callers'
+    /// (counted as passed through) and nothing is refreshed for them; the
+    /// token's proactive refresh ahead of expiry goes on. Such a resource
+    /// therefore costs one refresh per cooldown per process, never one per
+    /// request, and never a password login.
     ///
     /// # Example
     ///

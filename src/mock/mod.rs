@@ -89,9 +89,28 @@ use state::{Scripted, State};
 pub use state::{Counts, RecordedRequest};
 
 /// The username the mock accepts by default.
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::mock::{PASSWORD, USERNAME};
+///
+/// let credentials = simacan_auth::Credentials::new(USERNAME, PASSWORD);
+/// assert_eq!(credentials.username(), "planner@example.com");
+/// ```
 pub const USERNAME: &str = "planner@example.com";
 /// The password the mock accepts by default. It has characters that must be
 /// percent-encoded in a form.
+///
+/// # Example
+///
+/// ```
+/// let wrong = simacan_auth::Credentials::new(
+///     simacan_auth::mock::USERNAME,
+///     format!("{}x", simacan_auth::mock::PASSWORD),
+/// );
+/// # let _ = wrong;
+/// ```
 pub const PASSWORD: &str = "p@ss w0rd&=%+";
 
 /// Which of the mock's endpoints a knob applies to.

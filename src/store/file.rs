@@ -72,9 +72,12 @@ use crate::Error;
 ///
 /// [`save`](TokenStore::save) compares the generation against the file on
 /// disk under the lock, so it needs a lease from a `FileStore` on the same
-/// directory. [`remove`](TokenStore::remove) (a logout) takes no lock: a
-/// holder's later save expects the generation it read, finds no file, and
-/// writes nothing.
+/// directory. [`remove`](TokenStore::remove) (a logout) does not wait for
+/// the lock: it deletes the token file (and the failure notice) whoever
+/// holds it, and a holder's later save expects the generation it read,
+/// finds no file, and writes nothing. It tries the lock for up to a second
+/// only to delete leftover temporary files safely; without it, it deletes
+/// only those more than a minute old (a crashed writer's).
 ///
 /// Keep the directory on a local file system: network file systems may
 /// emulate or ignore these locks.

@@ -37,7 +37,12 @@
 //!    if it is no longer held: *a refresh token is sent at most once,
 //!    fleet-wide*. The lease's time to live is longer than one Auth API
 //!    call's timeout plus a margin, and it is renewed while calls are in
-//!    flight.
+//!    flight. This holds as long as a holder is not paused (a stopped VM, a
+//!    process frozen in a debugger) for longer than the lease's time to
+//!    live between the renewal and the send, and the store's clock for
+//!    lease expiry (Redis's, or the OS for a file lock) runs steadily; a
+//!    refresh token sent twice anyway is refused with 401, and the fleet
+//!    then logs in with the password once.
 //! 5. **Share a failure.** When the holder's call fails, it leaves a
 //!    [`FailureNotice`] ([`save_failure`](TokenStore::save_failure)) until
 //!    its backoff ends; others seeing it, at any step, fail fast with the
@@ -90,7 +95,7 @@ mod record;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 mod redis;
 
-use std::{fmt, future::Future, pin::Pin, time::Duration};
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -104,6 +109,17 @@ pub use memory::MemoryStore;
 pub use record::{TokenRecord, SCHEMA_VERSION};
 
 /// The future every [`TokenStore`] method returns.
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::store::BoxFuture;
+///
+/// fn answer<'a>() -> BoxFuture<'a, u32> {
+///     Box::pin(async { 42 })
+/// }
+/// # let _ = answer();
+/// ```
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A place to keep tokens beyond one token state: see the
@@ -218,5 +234,77 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
         let _ = key;
         Box::pin(std::future::ready(Ok(None)))
+    }
+}
+
+/// A shared store: the same store behind several layers or middlewares,
+/// each with a token state of its own (their processes' view of one
+/// backend), or a store chosen at run time as `Arc<dyn TokenStore>`.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use simacan_auth::{store::{MemoryStore, TokenStore}, Credentials, SimacanAuthLayer};
+///
+/// let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+/// let trips = SimacanAuthLayer::new(Credentials::new("u", "p")).token_store(Arc::clone(&store));
+/// let planning = SimacanAuthLayer::new(Credentials::new("u", "p")).token_store(store);
+/// # let _ = (trips, planning);
+/// ```
+impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>> {
+        (**self).load(key)
+    }
+
+    fn try_lease<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+        (**self).try_lease(key, ttl)
+    }
+
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).renew(lease, ttl)
+    }
+
+    fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).release(lease)
+    }
+
+    fn save<'a>(
+        &'a self,
+        lease: &'a Lease,
+        record: &'a TokenRecord,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).save(lease, record, expected)
+    }
+
+    fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).remove(key)
+    }
+
+    fn save_failure<'a>(
+        &'a self,
+        lease: &'a Lease,
+        notice: &'a FailureNotice,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).save_failure(lease, notice)
+    }
+
+    fn load_failure<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
+        (**self).load_failure(key)
     }
 }

@@ -12,6 +12,13 @@ use zeroize::Zeroizing;
 use super::{StoreError, StoreKey};
 
 /// The version of the encoding written by [`TokenRecord::encode`].
+///
+/// # Example
+///
+/// ```
+/// // A store of your own can tell records it cannot read by their version.
+/// assert_eq!(simacan_auth::store::SCHEMA_VERSION, 1);
+/// ```
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One token pair as a store keeps it: the access token, the refresh token

@@ -25,8 +25,20 @@ use zeroize::Zeroizing;
 use crate::Error;
 
 /// The environment variable [`Credentials::from_env`] reads the username from.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(simacan_auth::token::USERNAME_VAR, "SIMACAN_USERNAME");
+/// ```
 pub const USERNAME_VAR: &str = "SIMACAN_USERNAME";
 /// The environment variable [`Credentials::from_env`] reads the password from.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(simacan_auth::token::PASSWORD_VAR, "SIMACAN_PASSWORD");
+/// ```
 pub const PASSWORD_VAR: &str = "SIMACAN_PASSWORD";
 
 /// A username and password handed out by Simacan support. See the
@@ -95,8 +107,9 @@ impl Credentials {
     ///
     /// # Errors
     ///
-    /// [`Error::MissingCredentials`] naming the first variable that is unset
-    /// or not valid UTF-8.
+    /// [`Error::MissingCredentials`] naming the first variable that is
+    /// unset, empty or not valid UTF-8: an empty password would be sent to
+    /// the Auth API, refused, and then wait out the longest backoff.
     ///
     /// # Example
     ///
@@ -106,7 +119,10 @@ impl Credentials {
     /// ```
     pub fn from_env() -> Result<Self, Error> {
         let read = |variable: &'static str| {
-            std::env::var(variable).map_err(|_| Error::MissingCredentials { variable })
+            std::env::var(variable)
+                .ok()
+                .filter(|value| !value.is_empty())
+                .ok_or(Error::MissingCredentials { variable })
         };
         let username = read(USERNAME_VAR)?;
         let password = Some(Zeroizing::new(read(PASSWORD_VAR)?));

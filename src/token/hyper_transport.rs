@@ -61,7 +61,9 @@ impl HyperClient {
     fn build(&self, environment: &Environment) -> Result<Arc<dyn Transport>, Error> {
         if environment.base_url().starts_with("https:") {
             return Err(Error::config(
-                "https needs the `rustls` feature of simacan-auth",
+                "the built-in auth api client speaks https only with the `rustls` feature \
+                 of simacan-auth: turn it on, or give the layer an https client of your own \
+                 with .auth_client(…)",
             ));
         }
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
