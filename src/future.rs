@@ -66,17 +66,10 @@ pub(crate) struct Replay<B: ReplayBody> {
     body: B::Replay,
     /// The replay body limit, to keep a replay of the replay.
     limit: usize,
-    /// How long a peek at a gRPC response may wait for its first frame.
-    peek_window: Duration,
 }
 
 impl<B: ReplayBody> Replay<B> {
-    pub(crate) fn of(
-        request: &Request<B>,
-        body: B::Replay,
-        limit: usize,
-        peek_window: Duration,
-    ) -> Self {
+    pub(crate) fn of(request: &Request<B>, body: B::Replay, limit: usize) -> Self {
         Replay {
             method: request.method().clone(),
             uri: request.uri().clone(),
@@ -85,14 +78,13 @@ impl<B: ReplayBody> Replay<B> {
             extensions: request.extensions().clone(),
             body,
             limit,
-            peek_window,
         }
     }
 
     /// The request to send again, or `None` when the body cannot be
     /// rebuilt; with `again`, also a replay of it, kept the same way.
     fn into_request(self, again: bool) -> Option<(Request<B>, Option<Replay<B>>)> {
-        let (limit, peek_window) = (self.limit, self.peek_window);
+        let limit = self.limit;
         let mut request = Request::new(B::replay(self.body)?);
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
@@ -102,7 +94,7 @@ impl<B: ReplayBody> Replay<B> {
         let next = again
             .then(|| request.body_mut().prepare_replay(limit))
             .flatten()
-            .map(|body| Replay::of(&request, body, limit, peek_window));
+            .map(|body| Replay::of(&request, body, limit));
         Some((request, next))
     }
 }
@@ -135,10 +127,10 @@ pin_project! {
         generation: u64,
         // Whether that token was obtained to heal a 401 and not yet accepted.
         unproven: bool,
-        // How long a peek may wait for a gRPC response's first frame: set
-        // when the first attempt's body was sent in full (its replay is
-        // then whole too), `None` otherwise.
-        peek_window: Option<Duration>,
+        // Whether the first attempt's body was sent in full when it was
+        // refused: its replay is then whole, and a peek at the replay's
+        // response may wait.
+        sent_in_full: bool,
         // How many times the request was sent again after a 401.
         replays: u8,
     }
@@ -220,7 +212,7 @@ where
             replay,
             generation,
             unproven: false,
-            peek_window: None,
+            sent_in_full: false,
             replays: 0,
         }
     }
@@ -279,12 +271,10 @@ where
                     let verdict = verdict(&response);
                     if verdict != Verdict::Accepted && attempt == 0 {
                         // Asked now, while the replay handle is still here.
-                        *this.peek_window = this
+                        *this.sent_in_full = this
                             .replay
                             .as_ref()
-                            .filter(|replay| B::is_sent_in_full(&replay.body))
-                            .map(|replay| replay.peek_window)
-                            .filter(|window| !window.is_zero());
+                            .is_some_and(|replay| B::is_sent_in_full(&replay.body));
                     }
                     match verdict {
                         Verdict::Accepted => {
@@ -294,7 +284,9 @@ where
                         }
                         Verdict::Refused => (response, attempt),
                         Verdict::PeekTrailers => {
-                            this.state.set(peeking(response, *this.peek_window));
+                            // The window is read here, off the hot path.
+                            let window = this.sent_in_full.then(|| this.cache.grpc_peek_window());
+                            this.state.set(peeking(response, window));
                             continue;
                         }
                     }
@@ -415,7 +407,9 @@ fn accepted_after_a_refusal(cache: &TokenCache, generation: u64, unproven: bool,
 /// the client.
 fn peeking<F, B, T>(response: T, window: Option<Duration>) -> State<F, B, T> {
     State::Peeking {
-        window: window.map(|window| Box::pin(tokio::time::sleep(window))),
+        window: window
+            .filter(|window| !window.is_zero())
+            .map(|window| Box::pin(tokio::time::sleep(window))),
         response: Some(response),
     }
 }

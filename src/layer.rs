@@ -87,7 +87,6 @@ struct Config {
     environment: Environment,
     settings: Settings,
     replay_body_limit: usize,
-    grpc_peek_window: Duration,
     store: Arc<dyn TokenStore>,
     // `None` follows the environment, whenever it is set.
     token_scope: Option<TokenScope>,
@@ -111,7 +110,6 @@ impl SimacanAuthLayer {
             environment: Environment::default(),
             settings: Settings::default(),
             replay_body_limit: DEFAULT_REPLAY_BODY_LIMIT,
-            grpc_peek_window: crate::unauthorized::PEEK_WINDOW,
             store: Arc::new(MemoryStore::new()),
             token_scope: None,
             auth_client: AuthClient::default(),
@@ -285,7 +283,7 @@ impl SimacanAuthLayer {
     /// # let _ = layer;
     /// ```
     pub fn grpc_peek_window(self, window: Duration) -> Self {
-        self.configure(|c| c.grpc_peek_window = window)
+        self.configure(|c| c.settings.grpc_peek_window = window)
     }
 
     /// Where tokens are kept beyond this layer's own memory: a
@@ -709,7 +707,6 @@ impl<S> Layer<S> for SimacanAuthLayer {
             inner,
             self.cache().clone(),
             self.config.replay_body_limit,
-            self.config.grpc_peek_window,
             self.scope(),
         )
     }
@@ -756,7 +753,6 @@ impl fmt::Debug for SimacanAuthLayer {
             .field("environment", &self.config.environment)
             .field("settings", &self.config.settings)
             .field("replay_body_limit", &self.config.replay_body_limit)
-            .field("grpc_peek_window", &self.config.grpc_peek_window)
             .field("store", &self.config.store)
             .field("auth_client", &self.config.auth_client)
             .field("token_scope", &self.scope())

@@ -232,7 +232,9 @@ impl TokenScope {
             Some(scheme) if *scheme == Scheme::HTTPS => true,
             // As written: `localhost.` or `127.0.0.1.` is no IP literal nor
             // the hosts file's name to a connector, but a question to DNS.
-            Some(scheme) if *scheme == Scheme::HTTP => !host.dotted && is_loopback(host.name()),
+            Some(scheme) if *scheme == Scheme::HTTP => {
+                is_loopback(host.name()) && !uri.host().is_some_and(|name| name.ends_with('.'))
+            }
             _ => false,
         };
         private && self.hosts.contain(host)
@@ -246,8 +248,6 @@ impl TokenScope {
 #[derive(Clone, Copy)]
 struct Host<'a> {
     name: &'a str,
-    /// Whether a trailing dot was left out.
-    dotted: bool,
 }
 
 impl<'a> Host<'a> {
@@ -282,13 +282,11 @@ impl<'a> Host<'a> {
     /// `authority[start..end]` without a trailing dot.
     #[inline]
     fn trimmed(authority: &'a str, start: usize, mut end: usize) -> Self {
-        let dotted = end > start && authority.as_bytes()[end - 1] == b'.';
-        if dotted {
+        if end > start && authority.as_bytes()[end - 1] == b'.' {
             end -= 1;
         }
         Host {
             name: &authority[start..end],
-            dotted,
         }
     }
 

@@ -24,7 +24,6 @@
 use std::{
     fmt, mem,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use http::{header::AUTHORIZATION, Request, Response};
@@ -116,7 +115,6 @@ pub struct SimacanAuth<S> {
     inner: S,
     cache: TokenCache,
     replay_body_limit: usize,
-    peek_window: Duration,
     scope: TokenScope,
 }
 
@@ -125,14 +123,12 @@ impl<S> SimacanAuth<S> {
         inner: S,
         cache: TokenCache,
         replay_body_limit: usize,
-        peek_window: Duration,
         scope: TokenScope,
     ) -> Self {
         SimacanAuth {
             inner,
             cache,
             replay_body_limit,
-            peek_window,
             scope,
         }
     }
@@ -215,7 +211,7 @@ where
         let replay = request
             .body_mut()
             .prepare_replay(self.replay_body_limit)
-            .map(|body| Replay::of(&request, body, self.replay_body_limit, self.peek_window));
+            .map(|body| Replay::of(&request, body, self.replay_body_limit));
         match token {
             Ok((header, generation, unproven)) => {
                 request.headers_mut().insert(AUTHORIZATION, header);
@@ -233,7 +229,6 @@ impl<S: fmt::Debug> fmt::Debug for SimacanAuth<S> {
             .field("inner", &self.inner)
             .field("cache", &self.cache)
             .field("replay_body_limit", &self.replay_body_limit)
-            .field("grpc_peek_window", &self.peek_window)
             .field("scope", &self.scope)
             .finish()
     }

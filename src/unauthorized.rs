@@ -10,7 +10,8 @@
 //!
 //! How long the peek may wait depends on the request: only once its body
 //! was sent in full can the server not be waiting for the client, and only
-//! then is the first frame awaited, for at most [`PEEK_WINDOW`]. While the
+//! then is the first frame awaited, for at most the layer's
+//! [`grpc_peek_window`](crate::SimacanAuthLayer::grpc_peek_window). While the
 //! request body may still be streaming (a bidirectional or client stream),
 //! the first frame is polled once, and the response is handed over at once
 //! when it is not ready.
@@ -18,7 +19,6 @@
 use std::{
     pin::Pin,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use http::{header::CONTENT_TYPE, HeaderName, Response, StatusCode};
@@ -28,10 +28,6 @@ use tokio::time::Sleep;
 const UNAUTHENTICATED: &str = "16";
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-
-/// How long to wait for the first frame of a gRPC response, once the request
-/// body was sent in full, before handing the response over unpeeked.
-pub(crate) const PEEK_WINDOW: Duration = Duration::from_millis(100);
 
 /// What the headers say about the token.
 #[derive(Debug, PartialEq, Eq)]
@@ -222,6 +218,8 @@ mod tests {
 
     #[cfg(feature = "tonic")]
     mod peek {
+        use std::time::Duration;
+
         use bytes::Bytes;
         use http::HeaderMap;
         use http_body::{Body as _, Frame};
@@ -298,6 +296,15 @@ mod tests {
             tx.send(Ok(trailers(UNAUTHENTICATED))).await.unwrap();
             drop(tx);
             assert_eq!(status_in_trailers(response).await, UNAUTHENTICATED);
+        }
+
+        /// The layer's default window.
+        const PEEK_WINDOW: Duration = Duration::from_millis(100);
+
+        #[test]
+        fn the_window_is_the_layers_default() {
+            let settings = crate::token::Settings::default();
+            assert_eq!(settings.grpc_peek_window, PEEK_WINDOW);
         }
 
         #[tokio::test(start_paused = true)]

@@ -49,6 +49,8 @@ pub(crate) struct Settings {
     pub(crate) refresh_before_expiry: Duration,
     pub(crate) auth_timeout: Duration,
     pub(crate) unauthorized_cooldown: Duration,
+    /// How long the layer may hold a gRPC response for its first frame.
+    pub(crate) grpc_peek_window: Duration,
     pub(crate) backoff: Backoff,
     /// The most the clocks of processes sharing a store may disagree.
     pub(crate) max_clock_skew: Duration,
@@ -62,6 +64,7 @@ impl Default for Settings {
             refresh_before_expiry: Duration::from_secs(300),
             auth_timeout: Duration::from_secs(30),
             unauthorized_cooldown: Duration::from_secs(10),
+            grpc_peek_window: Duration::from_millis(100),
             backoff: Backoff::default(),
             max_clock_skew: Duration::from_secs(30),
             local_login_on_store_outage: false,
@@ -333,6 +336,11 @@ impl TokenCache {
             Ok(wait) => AfterUnauthorized::Wait(wait),
             Err(_) => pass_through(PassedThrough::NoRuntime),
         }
+    }
+
+    /// How long the layer may hold a gRPC response for its first frame.
+    pub(crate) fn grpc_peek_window(&self) -> Duration {
+        self.shared.settings.grpc_peek_window
     }
 
     /// Where the events of requests are counted.

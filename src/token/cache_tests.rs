@@ -512,6 +512,7 @@ async fn huge_settings_saturate_instead_of_overflowing() {
     api.then(Reply::Token(3600)).then(Reply::Token(3600));
     let settings = Settings {
         unauthorized_cooldown: Duration::MAX,
+        grpc_peek_window: Duration::MAX,
         backoff: Backoff {
             initial: Duration::MAX,
             max: Duration::MAX,

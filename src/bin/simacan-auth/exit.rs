@@ -3,7 +3,7 @@
 
 use std::{error::Error as StdError, fmt, process::ExitCode};
 
-use simacan_auth::{Environment, Error};
+use simacan_auth::{store::StoreErrorKind, Environment, Error};
 
 /// The exit codes, as `--help` and the README list them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,15 @@ impl Failure {
                  or run `simacan-auth login` on a terminal to be asked for it",
             ),
             Error::MissingCredentials { .. } => Failure::credentials(with_causes(error)),
+            // Another run's Auth API call failed moments ago: an Auth API
+            // problem, not the store's.
+            Error::Store(store) if store.kind() == StoreErrorKind::BackingOff => {
+                Failure::new(Code::Unavailable, with_causes(error)).hint(format!(
+                    "a concurrent run could not get a token from the simacan auth api at {at}; \
+                     try again in {}s",
+                    error.retry_after().map_or(1, |wait| wait.as_secs().max(1))
+                ))
+            }
             Error::Store(_) => Failure::new(Code::Store, with_causes(error)),
             _ if error.is_transient() => {
                 let when = match error.retry_after() {
@@ -182,6 +191,12 @@ mod tests {
             code_of(Error::Store(down)),
             Code::Store,
             "not an auth api outage"
+        );
+        let concurrent = StoreError::backing_off("another run failed", Duration::from_secs(3));
+        assert_eq!(
+            code_of(Error::Store(concurrent)),
+            Code::Unavailable,
+            "another run's auth api failure is an auth api outage"
         );
     }
 
