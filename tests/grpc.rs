@@ -726,3 +726,93 @@ async fn a_server_stream_whose_first_message_is_late_waits_for_the_peek_window_a
         "handed over at once without a window: {at_once:?}"
     );
 }
+
+/// A watch server: a refused token gets a trailers-only UNAUTHENTICATED
+/// response at once; an accepted one gets the response headers at once and
+/// its first message `late` after them, then OK in the trailers.
+async fn late_watch_server(validator: TokenValidator, late: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let validator = validator.clone();
+            let service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let header = request
+                        .headers()
+                        .get("authorization")
+                        .map(|v| v.as_bytes().to_vec());
+                    let accepted = validator.check(header.as_deref());
+                    async move {
+                        let _ = request.into_body().collect().await;
+                        let (tx, rx) = tokio::sync::mpsc::channel(2);
+                        let mut response =
+                            Response::builder().header("content-type", "application/grpc");
+                        if accepted {
+                            tokio::spawn(async move {
+                                tokio::time::sleep(late).await;
+                                // HealthCheckResponse { status: SERVING }, length-prefixed.
+                                let message = Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1]);
+                                let _ = tx.send(Ok::<_, Infallible>(Frame::data(message))).await;
+                                let mut trailers = HeaderMap::new();
+                                trailers.insert("grpc-status", "0".parse().unwrap());
+                                let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+                            });
+                        } else {
+                            drop(tx);
+                            response = response.header("grpc-status", "16");
+                        }
+                        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+                        Ok::<_, Infallible>(response.body(body.boxed()).unwrap())
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+/// A watch whose first message comes later than the peek window is handed
+/// over undecided. A token obtained to heal a refusal, then used by such
+/// watches for as long as it lives, each answered in full with OK, is never
+/// proven: when it is revoked in turn, its refusal starts the cooldown
+/// ("the refresh did not help") instead of being healed.
+#[tokio::test]
+#[ignore = "finding: undecided responses never prove a healed token, so its next refusal starts the cooldown"]
+async fn a_healed_token_used_only_by_late_watches_is_healed_again_after_a_revocation() {
+    let mock = mock().await;
+    let addr = late_watch_server(mock.validator(), Duration::from_millis(300)).await;
+    let layer = layer_for(&mock);
+    let mut client = HealthClient::new(channel(addr, &layer).await);
+    let watch = |client: &mut HealthClient<SimacanAuth<Channel>>| {
+        let mut client = client.clone();
+        async move {
+            let mut updates = bounded(client.watch(HealthCheckRequest::default()))
+                .await?
+                .into_inner();
+            let first = bounded(updates.message()).await?;
+            assert!(first.is_some());
+            Ok::<_, Status>(())
+        }
+    };
+    watch(&mut client).await.unwrap();
+    mock.revoke_access_tokens();
+    // Healed: refused in headers, refreshed, replayed, answered in full.
+    watch(&mut client).await.unwrap();
+    for _ in 0..3 {
+        watch(&mut client).await.unwrap();
+    }
+    assert_eq!(mock.counts().refresh, 1);
+    mock.revoke_access_tokens();
+    let again = watch(&mut client).await;
+    assert!(
+        again.is_ok(),
+        "a refresh that helped was taken for one that did not: {again:?}, stats {:?}",
+        layer.stats()
+    );
+    assert_eq!(mock.counts().refresh, 2);
+}

@@ -682,4 +682,39 @@ mod tests {
         ));
         assert!(replay.take().is_none());
     }
+
+    /// A body that sends many trailers frames (no data): each is kept, and
+    /// none counts against the limit, so a limit of zero bounds nothing.
+    struct ManyTrailers(usize);
+
+    impl Body for ManyTrailers {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.0 == 0 {
+                return Poll::Ready(None);
+            }
+            self.0 -= 1;
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-n", "1".parse().unwrap());
+            Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+        }
+    }
+
+    #[test]
+    #[ignore = "finding: trailers frames are kept without bound and outside the limit, whatever the framing"]
+    fn repeated_trailers_frames_are_not_kept_without_bound() {
+        let (mut first, replay) = tee(ManyTrailers(100_000), 0).ok().unwrap();
+        let (data, _) = drain(&mut first, usize::MAX);
+        assert!(data.is_empty());
+        let kept = lock(&replay.shared).recorded.len();
+        assert!(
+            kept <= 1,
+            "{kept} trailers frames kept for a replay of a body with no data and a limit of 0"
+        );
+    }
 }
