@@ -304,9 +304,13 @@ where
                             accepted(this.cache, *this.generation, *this.unproven, replayed);
                             return Poll::Ready(Ok(response));
                         }
-                        // Neither proves the token nor counts as healed: a
-                        // refusal may still come in the trailers.
-                        Peeked::Undecided => return Poll::Ready(Ok(response)),
+                        // Proves the token (a refusal comes at once far more
+                        // often than late), but a replay handed over undecided
+                        // does not count as healed.
+                        Peeked::Undecided => {
+                            accepted(this.cache, *this.generation, *this.unproven, false);
+                            return Poll::Ready(Ok(response));
+                        }
                     }
                 }
                 StateProj::Refreshing { wait, request } => {

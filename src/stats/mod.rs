@@ -118,7 +118,7 @@ pub struct Stats {
     /// told acceptance from a refusal in trailers (a bidirectional stream
     /// whose server waits for the client, a first message later than
     /// [`grpc_peek_window`](crate::SimacanAuthLayer::grpc_peek_window)) is
-    /// not counted.
+    /// not counted (its token is taken as accepted all the same).
     pub unauthorized_healed: u64,
     /// Refusals handed to the caller as they came: during a cooldown or a
     /// backoff, for a body that was not kept for a replay, or because the

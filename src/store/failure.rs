@@ -11,12 +11,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{StoreError, StoreKey};
 
-/// The lease holder's call to the Auth API failed: until [`until`](Self::until),
-/// other token states on the store fail fast rather than make the same call
-/// (a rejected password sent once per replica could lock the account; an
-/// outage would be hit once per replica). It holds while the record is
-/// still at the [`generation`](Self::generation) the call failed on: a
-/// newer token ends it. No secret is in it.
+/// The lease holder's call to the Auth API failed: for its
+/// [`delay`](Self::delay), the token states that were waiting for that call
+/// fail fast rather than make it again (a rejected password sent once per
+/// replica could lock the account; an outage would be hit once per
+/// replica). It holds while the record is still at the
+/// [`generation`](Self::generation) the call failed on: a newer token ends
+/// it. A reader waits until [`until`](Self::until) by its own clock, but
+/// never longer than the delay, whatever the writer's clock said. No secret
+/// is in it.
 ///
 /// # Example
 ///
@@ -25,10 +28,11 @@ use super::{StoreError, StoreKey};
 /// use simacan_auth::store::{FailureNotice, StoreKey};
 ///
 /// let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-/// let until = SystemTime::now() + Duration::from_secs(300);
-/// let notice = FailureNotice::new(key, None, until, true);
+/// let notice = FailureNotice::new(key, None, Duration::from_secs(300), true);
 /// let again = FailureNotice::decode(&notice.encode())?;
 /// assert!(again.credentials_rejected());
+/// assert_eq!(again.delay(), Duration::from_secs(300));
+/// assert!(again.until() > SystemTime::now());
 /// # Ok::<(), simacan_auth::store::StoreError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -36,8 +40,13 @@ pub struct FailureNotice {
     key: StoreKey,
     generation: Option<u64>,
     until: SystemTime,
+    delay: Duration,
     rejected: bool,
 }
+
+/// The longest delay a notice holds: a year, so that its end is a time
+/// every platform can represent.
+const LONGEST_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 #[derive(Serialize, Deserialize)]
 struct Encoded<'a> {
@@ -47,30 +56,49 @@ struct Encoded<'a> {
     username: Cow<'a, str>,
     generation: Option<u64>,
     until_ms: u64,
+    delay_ms: u64,
     rejected: bool,
 }
 
 impl FailureNotice {
     /// A notice for `key`: the call failed while the record was at
-    /// `generation` (`None`: there was none), and is not to be repeated
-    /// before `until`; `rejected` when the Auth API refused the credentials.
+    /// `generation` (`None`: there was none), and is not to be repeated for
+    /// `delay` (at most a year) from now; `rejected` when the Auth API
+    /// refused the credentials.
     ///
     /// # Example
     ///
     /// ```
-    /// # use std::time::SystemTime;
+    /// # use std::time::Duration;
     /// # use simacan_auth::store::{FailureNotice, StoreKey};
     /// let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// let notice = FailureNotice::new(key, Some(4), SystemTime::now(), false);
+    /// let notice = FailureNotice::new(key, Some(4), Duration::from_secs(2), false);
     /// assert_eq!(notice.generation(), Some(4));
     /// ```
-    pub fn new(key: StoreKey, generation: Option<u64>, until: SystemTime, rejected: bool) -> Self {
+    pub fn new(key: StoreKey, generation: Option<u64>, delay: Duration, rejected: bool) -> Self {
+        let delay = delay.min(LONGEST_DELAY);
         FailureNotice {
             key,
             generation,
-            until,
+            until: crate::token::wall_now() + delay,
+            delay,
             rejected,
         }
+    }
+
+    /// How long from its writing the call is not to be repeated.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use simacan_auth::store::{FailureNotice, StoreKey};
+    /// # let key = StoreKey::new("https://auth.example.com/api/v1", "user");
+    /// let notice = FailureNotice::new(key, None, Duration::MAX, true);
+    /// assert_eq!(notice.delay(), Duration::from_secs(365 * 24 * 60 * 60));
+    /// ```
+    pub fn delay(&self) -> Duration {
+        self.delay
     }
 
     /// The key it is about.
@@ -78,10 +106,10 @@ impl FailureNotice {
     /// # Example
     ///
     /// ```
-    /// # use std::time::SystemTime;
+    /// # use std::time::Duration;
     /// # use simacan_auth::store::{FailureNotice, StoreKey};
     /// let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// assert_eq!(FailureNotice::new(key.clone(), None, SystemTime::now(), false).key(), &key);
+    /// assert_eq!(FailureNotice::new(key.clone(), None, Duration::ZERO, false).key(), &key);
     /// ```
     pub fn key(&self) -> &StoreKey {
         &self.key
@@ -92,16 +120,16 @@ impl FailureNotice {
     /// # Example
     ///
     /// ```
-    /// # use std::time::SystemTime;
+    /// # use std::time::Duration;
     /// # use simacan_auth::store::{FailureNotice, StoreKey};
     /// # let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// assert_eq!(FailureNotice::new(key, None, SystemTime::now(), false).generation(), None);
+    /// assert_eq!(FailureNotice::new(key, None, Duration::ZERO, false).generation(), None);
     /// ```
     pub fn generation(&self) -> Option<u64> {
         self.generation
     }
 
-    /// Until when the call is not to be repeated.
+    /// Until when the call is not to be repeated, by the writer's clock.
     ///
     /// # Example
     ///
@@ -109,8 +137,8 @@ impl FailureNotice {
     /// # use std::time::{Duration, SystemTime};
     /// # use simacan_auth::store::{FailureNotice, StoreKey};
     /// # let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// let until = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
-    /// assert_eq!(FailureNotice::new(key, None, until, false).until(), until);
+    /// let notice = FailureNotice::new(key, None, Duration::from_secs(60), false);
+    /// assert!(notice.until() <= SystemTime::now() + Duration::from_secs(60));
     /// ```
     pub fn until(&self) -> SystemTime {
         self.until
@@ -122,10 +150,10 @@ impl FailureNotice {
     /// # Example
     ///
     /// ```
-    /// # use std::time::SystemTime;
+    /// # use std::time::Duration;
     /// # use simacan_auth::store::{FailureNotice, StoreKey};
     /// # let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// assert!(!FailureNotice::new(key, None, SystemTime::now(), false).credentials_rejected());
+    /// assert!(!FailureNotice::new(key, None, Duration::ZERO, false).credentials_rejected());
     /// ```
     pub fn credentials_rejected(&self) -> bool {
         self.rejected
@@ -136,10 +164,10 @@ impl FailureNotice {
     /// # Example
     ///
     /// ```
-    /// # use std::time::SystemTime;
+    /// # use std::time::Duration;
     /// # use simacan_auth::store::{FailureNotice, StoreKey};
     /// # let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// let bytes = FailureNotice::new(key, None, SystemTime::now(), true).encode();
+    /// let bytes = FailureNotice::new(key, None, Duration::from_secs(1), true).encode();
     /// assert!(bytes.starts_with(b"{"));
     /// ```
     pub fn encode(&self) -> Vec<u8> {
@@ -151,6 +179,7 @@ impl FailureNotice {
                 .until
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            delay_ms: u64::try_from(self.delay.as_millis()).unwrap_or(u64::MAX),
             rejected: self.rejected,
         };
         // Plain strings, integers and booleans always serialise.
@@ -179,6 +208,7 @@ impl FailureNotice {
             key: StoreKey::new(encoded.base_url.into_owned(), encoded.username.into_owned()),
             generation: encoded.generation,
             until,
+            delay: Duration::from_millis(encoded.delay_ms).min(LONGEST_DELAY),
             rejected: encoded.rejected,
         })
     }
@@ -190,6 +220,7 @@ impl fmt::Debug for FailureNotice {
             .field("key", &self.key)
             .field("generation", &self.generation)
             .field("until", &self.until)
+            .field("delay", &self.delay)
             .field("credentials_rejected", &self.rejected)
             .finish()
     }

@@ -45,9 +45,11 @@
 //!    then logs in with the password once.
 //! 5. **Share a failure.** When the holder's call fails, it leaves a
 //!    [`FailureNotice`] ([`save_failure`](TokenStore::save_failure)) until
-//!    its backoff ends; others seeing it, at any step, fail fast with the
-//!    same kind of error instead of repeating the call: *a rejected
-//!    password is sent once for the fleet, not once per replica*.
+//!    its backoff ends; the processes that waited for that call fail fast
+//!    with the same kind of error instead of repeating it: *a rejected
+//!    password is sent once for the fleet, not once per replica*. A notice
+//!    already there when a process began to wait, or found by a process
+//!    that did not wait, is about another call and is ignored.
 //! 6. **Save** the new record with compare-and-swap on the generation read
 //!    in step 3 ([`save`](TokenStore::save)): a write never overwrites a
 //!    record it did not see. A refresh token the Auth API refused is saved

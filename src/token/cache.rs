@@ -402,7 +402,7 @@ impl TokenCache {
     fn start_proactive_refresh(&self, generation: u64) {
         let now = Instant::now();
         let mut control = self.shared.lock();
-        if control.flight.is_some() || control.generation != generation {
+        if control.flight_in_progress() || control.generation != generation {
             return;
         }
         if let Some(failure) = control.failure.as_ref().filter(|f| now < f.until) {
@@ -450,10 +450,11 @@ struct FlightGuard {
     tx: Option<watch::Sender<Option<Outcome>>>,
     /// The generation of the token the flight replaces.
     previous: Option<u64>,
-    /// Whether the task ran. One dropped unstarted was dropped by `spawn`
-    /// itself (its runtime has shut down), while the spawner holds the
-    /// cache's lock: it must not take the lock, and need not, since the
-    /// dropped sender tells the waiters and the next caller.
+    /// Whether the task ran. One dropped unstarted may be dropped by
+    /// `spawn` itself (its runtime has shut down) while the spawner holds
+    /// the cache's lock: it must not take the lock, and need not, since the
+    /// dropped sender tells the waiters and the next caller. It gives the
+    /// proactive refresh back without the lock.
     started: bool,
 }
 
@@ -469,6 +470,9 @@ impl FlightGuard {
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         if !self.started {
+            if let Some(token) = self.shared.current.load().as_deref() {
+                token.defer_proactive_refresh(Instant::now());
+            }
             return;
         }
         let Some(tx) = self.tx.take() else { return };
@@ -588,6 +592,19 @@ impl Control {
             return None;
         }
         Some(wait(rx.clone()))
+    }
+
+    /// Whether a flight is in progress; one whose task was dropped is
+    /// forgotten.
+    fn flight_in_progress(&mut self) -> bool {
+        let running = self
+            .flight
+            .as_ref()
+            .is_some_and(|rx| rx.has_changed().is_ok());
+        if !running {
+            self.flight = None;
+        }
+        running
     }
 
     fn in_cooldown(&self, now: Instant) -> bool {

@@ -791,7 +791,6 @@ fn a_lookup_on_a_runtime_that_has_shut_down_does_not_deadlock() {
 /// as for a flight lost mid-way, so the next runtime refreshes in the
 /// background rather than only once the token has expired.
 #[test]
-#[ignore = "finding: a flight dropped unstarted at runtime shutdown keeps the proactive refresh claimed and the dead flight registered"]
 fn a_flight_dropped_unstarted_with_its_runtime_gives_back_the_proactive_refresh() {
     let paused = || {
         tokio::runtime::Builder::new_current_thread()

@@ -110,9 +110,17 @@ impl From<Failed> for Trouble {
 /// What waiting for the lease ended with.
 enum Leased {
     /// The lease, and whether another process held it first.
-    Held { lease: Lease, waited: bool },
+    Held { lease: Lease, waited: Waited },
     /// Another process obtained a token meanwhile.
     Adopted(Fresh),
+}
+
+/// Whether a process waited for the lease, and the failure notice it found
+/// when it began to: only a notice written since then is about the call it
+/// waited on.
+enum Waited {
+    No,
+    Since(Option<FailureNotice>),
 }
 
 impl Shared {
@@ -141,7 +149,7 @@ impl Shared {
             Leased::Adopted(fresh) => return Ok(fresh),
         };
         let obtained = self
-            .renewing(&lease, self.under_lease(&lease, waited, ours, need))
+            .renewing(&lease, self.under_lease(&lease, &waited, ours, need))
             .await;
         if let Err(error) = self.bounded(self.store.release(lease)).await {
             tracing::warn!(%error, "could not release the token store lease; it expires on its own");
@@ -149,17 +157,29 @@ impl Shared {
         obtained
     }
 
-    /// Fails fast while another process's failed Auth API call, on the
-    /// record as it is now, is backing off: its call is not repeated by the
-    /// processes that waited on it. (A process that finds the lease free
-    /// calls: a new run with a corrected password must not be held up.)
-    async fn respect_failure(&self, record: Option<&TokenRecord>) -> Result<(), Trouble> {
-        let generation = record.map(TokenRecord::generation);
-        let notice = self.bounded(self.store.load_failure(&self.key)).await?;
-        let Some(notice) = notice.filter(|n| n.generation() == generation) else {
+    /// Fails fast while the failed Auth API call of the process this one
+    /// waited for, on the record as it is now, is backing off: its call is
+    /// not repeated by the processes that waited on it. A notice that was
+    /// there before this process began to wait is about an earlier call (a
+    /// previous run, say, with a password since corrected) and is ignored;
+    /// so is any notice for a process that found the lease free.
+    async fn respect_failure(
+        &self,
+        record: Option<&TokenRecord>,
+        waited: &Waited,
+    ) -> Result<(), Trouble> {
+        let Waited::Since(before) = waited else {
             return Ok(());
         };
-        let left = until(notice.until());
+        let generation = record.map(TokenRecord::generation);
+        let notice = self.bounded(self.store.load_failure(&self.key)).await?;
+        let Some(notice) =
+            notice.filter(|n| n.generation() == generation && Some(n) != before.as_ref())
+        else {
+            return Ok(());
+        };
+        // By this clock, and never longer than the writer asked for.
+        let left = until(notice.until()).min(notice.delay());
         if left.is_zero() {
             return Ok(());
         }
@@ -197,7 +217,7 @@ impl Shared {
         }
         let delay = self.settings.backoff.shortest_first(error);
         let rejected = matches!(error, Error::InvalidCredentials);
-        let notice = FailureNotice::new(self.key.clone(), generation, wall_now() + delay, rejected);
+        let notice = FailureNotice::new(self.key.clone(), generation, delay, rejected);
         if let Err(error) = self.bounded(self.store.save_failure(lease, &notice)).await {
             tracing::warn!(%error, "could not share the failure with other processes");
         }
@@ -210,10 +230,14 @@ impl Shared {
         let patience = self.lease_patience();
         let started = Instant::now();
         let mut pause = LEASE_POLL_MIN;
-        for attempt in 0u32.. {
+        let mut waited = Waited::No;
+        loop {
             if let Some(lease) = self.bounded(self.store.try_lease(&self.key, ttl)).await? {
-                let waited = attempt > 0;
                 return Ok(Leased::Held { lease, waited });
+            }
+            if let Waited::No = waited {
+                let before = self.bounded(self.store.load_failure(&self.key)).await?;
+                waited = Waited::Since(before);
             }
             if started.elapsed() >= patience {
                 return Err(StoreError::contended(format!(
@@ -228,9 +252,8 @@ impl Shared {
             if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
                 return Ok(Leased::Adopted(fresh));
             }
-            self.respect_failure(record.as_ref()).await?;
+            self.respect_failure(record.as_ref(), &waited).await?;
         }
-        unreachable!("the attempts count up without end")
     }
 
     /// The lease holder's part: re-read, then refresh or log in, and save;
@@ -238,7 +261,7 @@ impl Shared {
     async fn under_lease(
         &self,
         lease: &Lease,
-        waited: bool,
+        waited: &Waited,
         ours: Option<&Token>,
         need: Need,
     ) -> Result<Fresh, Trouble> {
@@ -246,9 +269,7 @@ impl Shared {
         if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
             return Ok(fresh);
         }
-        if waited {
-            self.respect_failure(record.as_ref()).await?;
-        }
+        self.respect_failure(record.as_ref(), waited).await?;
         let called = self.call(lease, &mut record, ours, need).await;
         match called {
             Ok(fresh) => Ok(fresh),
