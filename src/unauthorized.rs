@@ -76,6 +76,8 @@ fn peekable<R: 'static>() -> bool {
 
 /// What a peek at the first frame of a gRPC response found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Only a `tonic::body::Body` can be peeked at, and decided.
+#[cfg_attr(not(feature = "tonic"), allow(dead_code))]
 pub(crate) enum Peeked {
     /// Trailers with UNAUTHENTICATED: the token was refused.
     Refused,

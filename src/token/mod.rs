@@ -40,7 +40,6 @@ pub use environment::{BaseUrl, Environment};
 pub(crate) use access_token::How;
 pub(crate) use backoff::Backoff;
 pub(crate) use cache::{AfterUnauthorized, Lookup, Settings, TokenCache, TokenWait, MAX_REPLAYS};
-#[cfg(feature = "metrics")]
 pub(crate) use clock::wall_now;
 #[cfg(feature = "rustls")]
 pub(crate) use hyper_transport::HyperClient;
