@@ -2,13 +2,15 @@
 //!
 //! The body sent now ([`Tee`]) forwards each frame as it is read and keeps a
 //! reference to it (a `Bytes` clone, not a byte copy) while a replay can
-//! still follow. Frames shorter than [`COPIED_BELOW`] are copied instead,
-//! into one run with the short frames next to them, and empty frames are
-//! not kept at all: whatever the framing, what is kept stays within a
-//! small factor of the data bytes, which the limit bounds. As soon as none can (the copy would pass the limit, the
-//! source failed, or the replay handle was dropped because the response was
-//! accepted), it lets go of the frames it kept and forwards the rest
-//! without keeping any.
+//! still follow. As soon as none can (the copy would pass the limit, the
+//! source failed or sent a frame after its trailers, or the replay handle
+//! was dropped because the response was accepted), it lets go of the
+//! frames it kept and forwards the rest without keeping any.
+//!
+//! Frames shorter than [`COPIED_BELOW`] are copied instead, into one run
+//! with the short frames next to them, and empty frames are not kept at
+//! all: whatever the framing, what is kept stays within a small factor of
+//! the data bytes, which the limit bounds.
 //!
 //! The source lives in a state shared with the replay handle
 //! ([`StreamReplay`]), and is polled under its lock, one whole frame at a
@@ -691,8 +693,8 @@ mod tests {
         assert!(replay.take().is_none());
     }
 
-    /// A body that sends many trailers frames (no data): each is kept, and
-    /// none counts against the limit, so a limit of zero bounds nothing.
+    /// A body that sends many trailers frames (no data), against the
+    /// contract that trailers end a body.
     struct ManyTrailers(usize);
 
     impl Body for ManyTrailers {

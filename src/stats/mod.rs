@@ -23,7 +23,9 @@
 //! HTTP 401, or gRPC UNAUTHENTICATED) answered to a request's first attempt
 //! counts in [`unauthorized`](Stats::unauthorized), and ends healed by a
 //! replay, passed through to the caller, or as an error (the refresh failed,
-//! counted as a failure, or the inner service failed).
+//! counted as a failure, or the inner service failed); except a gRPC replay
+//! handed over before its first frame showed how it went, which counts as
+//! none of these.
 //!
 //! # Metrics
 //!

@@ -219,6 +219,11 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// (a lease holder's Auth API call failed), replacing any other. The
     /// default keeps nothing: every token state then backs off on its own,
     /// and a fleet repeats a failing call once per replica.
+    ///
+    /// Keep the notice whole, as [`FailureNotice::encode`]'s bytes or the
+    /// value itself: token states tell one notice from the next by
+    /// comparing what [`load_failure`](Self::load_failure) returns, so it
+    /// must return the same notice, equal in every field, on every read.
     fn save_failure<'a>(
         &'a self,
         lease: &'a Lease,

@@ -230,14 +230,16 @@ impl Shared {
         let patience = self.lease_patience();
         let started = Instant::now();
         let mut pause = LEASE_POLL_MIN;
+        // Read before the first try, so that a notice the holder writes
+        // while this process waits is never taken for an earlier one.
+        let before = self.bounded(self.store.load_failure(&self.key)).await?;
         let mut waited = Waited::No;
         loop {
             if let Some(lease) = self.bounded(self.store.try_lease(&self.key, ttl)).await? {
                 return Ok(Leased::Held { lease, waited });
             }
             if let Waited::No = waited {
-                let before = self.bounded(self.store.load_failure(&self.key)).await?;
-                waited = Waited::Since(before);
+                waited = Waited::Since(before.clone());
             }
             if started.elapsed() >= patience {
                 return Err(StoreError::contended(format!(
