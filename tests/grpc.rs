@@ -651,48 +651,6 @@ async fn unauthenticated_calls_healed_count_whether_refused_in_headers_or_traile
     }
 }
 
-/// An HTTP/2 gRPC server that accepts every call, sends its response
-/// headers at once and its first message `late` after them, as a watch
-/// does when nothing has changed yet.
-async fn late_first_message_server(late: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service =
-                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    async move {
-                        // The request message is read in full first, as a
-                        // server-streaming handler does.
-                        let _ = request.into_body().collect().await;
-                        let (tx, rx) = tokio::sync::mpsc::channel(2);
-                        tokio::spawn(async move {
-                            tokio::time::sleep(late).await;
-                            // HealthCheckResponse { status: SERVING }, length-prefixed.
-                            let message = Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1]);
-                            let _ = tx.send(Ok::<_, Infallible>(Frame::data(message))).await;
-                            let mut trailers = HeaderMap::new();
-                            trailers.insert("grpc-status", "0".parse().unwrap());
-                            let _ = tx.send(Ok(Frame::trailers(trailers))).await;
-                        });
-                        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-                        let response = Response::builder()
-                            .header("content-type", "application/grpc")
-                            .body(body.boxed())
-                            .unwrap();
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
-    addr
-}
-
 /// How long a server-streaming call through `layer` takes to hand its
 /// response over, with a token already in hand.
 async fn time_to_open_a_watch(layer: &SimacanAuthLayer, addr: SocketAddr) -> Duration {
@@ -712,7 +670,7 @@ async fn a_server_stream_whose_first_message_is_late_waits_for_the_peek_window_a
     let mock = mock().await;
     let late = Duration::from_secs(4);
     let window = Duration::from_millis(500);
-    let addr = late_first_message_server(late).await;
+    let addr = late_watch_server(mock.validator(), late).await;
     let windowed = layer_for(&mock).grpc_peek_window(window);
     let waited = time_to_open_a_watch(&windowed, addr).await;
     assert!(

@@ -54,7 +54,6 @@ where
         recorded: VecDeque::new(),
         recorded_bytes: 0,
         limit,
-        trailers_kept: false,
         replayable: true,
         first_attempt: None,
     }));
@@ -70,9 +69,6 @@ struct State<B> {
     recorded: VecDeque<Recorded>,
     recorded_bytes: usize,
     limit: usize,
-    /// Whether trailers, which end a body, were kept: a frame after them
-    /// breaks the body's contract, and is not kept for a replay.
-    trailers_kept: bool,
     /// Whether a replay can still be taken. Once it cannot (the copy passed
     /// the limit, the source failed, the replay handle took over or was
     /// dropped), nothing is recorded and nothing recorded is kept.
@@ -99,7 +95,8 @@ impl<B> State<B> {
         if !self.replayable {
             return;
         }
-        if self.trailers_kept {
+        // Trailers end a body: a frame after them breaks its contract.
+        if let Some(Recorded::Trailers(_)) = self.recorded.back() {
             return self.give_up();
         }
         if let Some(data) = frame.data_ref() {
@@ -111,7 +108,6 @@ impl<B> State<B> {
                 _ => self.give_up(),
             }
         } else if let Some(trailers) = frame.trailers_ref() {
-            self.trailers_kept = true;
             self.recorded
                 .push_back(Recorded::Trailers(trailers.clone()));
         }

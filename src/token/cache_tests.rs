@@ -655,24 +655,33 @@ async fn a_refused_refresh_token_is_never_sent_again_when_the_fallback_fails() {
     assert_eq!(api.calls(Endpoint::Password), 3);
 }
 
-#[test]
-fn a_flight_lost_with_its_runtime_leaves_the_next_runtime_a_working_cache() {
-    let paused = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    };
-    let api = FakeApi::with_delay(Reply::Token(600), Duration::from_secs(5));
-    let cache = cache_with(
-        &api,
+/// A runtime of its own with a paused clock, for tests that drop one
+/// runtime and go on with the next.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+/// A cache on `api` whose 10-minute tokens are renewed in the background a
+/// minute before they expire.
+fn cache_renewing_a_minute_ahead(api: &Arc<FakeApi>) -> TokenCache {
+    cache_with(
+        api,
         Settings {
             refresh_before_expiry: Duration::from_secs(60),
             ..Settings::default()
         },
-    );
-    let first = paused();
+    )
+}
+
+#[test]
+fn a_flight_lost_with_its_runtime_leaves_the_next_runtime_a_working_cache() {
+    let api = FakeApi::with_delay(Reply::Token(600), Duration::from_secs(5));
+    let cache = cache_renewing_a_minute_ahead(&api);
+    let first = paused_runtime();
     first.block_on(async {
         cache.access_token().await.unwrap();
         tokio::time::advance(Duration::from_secs(550)).await;
@@ -682,7 +691,7 @@ fn a_flight_lost_with_its_runtime_leaves_the_next_runtime_a_working_cache() {
     });
     drop(first);
     assert_eq!(api.calls(Endpoint::Refresh), 1);
-    paused().block_on(async {
+    paused_runtime().block_on(async {
         // Each runtime has its own clock: pass the moment the flight was lost.
         tokio::time::advance(Duration::from_secs(560)).await;
         // The claim was given back: this runtime refreshes in the
@@ -792,22 +801,9 @@ fn a_lookup_on_a_runtime_that_has_shut_down_does_not_deadlock() {
 /// background rather than only once the token has expired.
 #[test]
 fn a_flight_dropped_unstarted_with_its_runtime_gives_back_the_proactive_refresh() {
-    let paused = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    };
     let api = FakeApi::with_delay(Reply::Token(600), Duration::from_secs(5));
-    let cache = cache_with(
-        &api,
-        Settings {
-            refresh_before_expiry: Duration::from_secs(60),
-            ..Settings::default()
-        },
-    );
-    let first = paused();
+    let cache = cache_renewing_a_minute_ahead(&api);
+    let first = paused_runtime();
     first.block_on(async {
         cache.access_token().await.unwrap();
         tokio::time::advance(Duration::from_secs(550)).await;
@@ -817,7 +813,7 @@ fn a_flight_dropped_unstarted_with_its_runtime_gives_back_the_proactive_refresh(
     });
     drop(first);
     assert_eq!(api.calls(Endpoint::Refresh), 0, "the flight never ran");
-    paused().block_on(async {
+    paused_runtime().block_on(async {
         tokio::time::advance(Duration::from_secs(560)).await;
         assert!(matches!(cache.lookup(), Lookup::Valid { .. }));
         tokio::time::sleep(Duration::from_secs(20)).await;

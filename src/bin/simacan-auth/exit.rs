@@ -86,15 +86,10 @@ impl Failure {
             ),
             Error::MissingCredentials { .. } => Failure::credentials(with_causes(error)),
             // Another run's Auth API call failed moments ago: an Auth API
-            // problem, not the store's.
-            Error::Store(store) if store.kind() == StoreErrorKind::BackingOff => {
-                Failure::new(Code::Unavailable, with_causes(error)).hint(format!(
-                    "a concurrent run could not get a token from the simacan auth api at {at}; \
-                     try again in {}s",
-                    error.retry_after().map_or(1, |wait| wait.as_secs().max(1))
-                ))
+            // problem, not the store's, told as one below.
+            Error::Store(store) if store.kind() != StoreErrorKind::BackingOff => {
+                Failure::new(Code::Store, with_causes(error))
             }
-            Error::Store(_) => Failure::new(Code::Store, with_causes(error)),
             _ if error.is_transient() => {
                 let when = match error.retry_after() {
                     Some(wait) => format!("try again in {}s", wait.as_secs().max(1)),
