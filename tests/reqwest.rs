@@ -353,13 +353,9 @@ async fn requests_outside_the_scope_are_sent_untouched() {
     assert_eq!(layer.stats().unauthorized, 0);
 }
 
-#[tokio::test]
-async fn the_scope_decides_by_the_url_over_https_and_plain_http() {
-    let mock = mock().await;
-    let tls = hosts::Tls::new();
-    let api = hosts::Host::https(&tls, hosts::API, hosts::ok()).await;
-    let other = hosts::Host::https(&tls, hosts::OTHER, hosts::ok()).await;
-    let plain = hosts::Host::http(hosts::API, hosts::ok()).await;
+/// A client through `layer` that trusts the test certificate and reaches
+/// the test hosts' names on loopback.
+fn client_for_test_hosts(tls: &hosts::Tls, layer: &SimacanAuthLayer) -> ClientWithMiddleware {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let reqwest_client = reqwest::Client::builder()
         .tls_backend_preconfigured(tls.client_config())
@@ -367,10 +363,20 @@ async fn the_scope_decides_by_the_url_over_https_and_plain_http() {
         .resolve(hosts::OTHER, loopback)
         .build()
         .unwrap();
+    ClientBuilder::new(reqwest_client)
+        .with(SimacanAuthMiddleware::new(layer))
+        .build()
+}
+
+#[tokio::test]
+async fn the_scope_decides_by_the_url_over_https_and_plain_http() {
+    let mock = mock().await;
+    let tls = hosts::Tls::new();
+    let api = hosts::Host::https(&tls, hosts::API, hosts::ok()).await;
+    let other = hosts::Host::https(&tls, hosts::OTHER, hosts::ok()).await;
+    let plain = hosts::Host::http(hosts::API, hosts::ok()).await;
     let layer = layer_for(&mock).token_scope(hosts::scope());
-    let client = ClientBuilder::new(reqwest_client)
-        .with(SimacanAuthMiddleware::new(&layer))
-        .build();
+    let client = client_for_test_hosts(&tls, &layer);
     for host in [&api, &other, &plain] {
         assert_eq!(
             get_status(&client, &host.url("/trips")).await,
@@ -398,17 +404,8 @@ async fn a_redirect_to_another_host_does_not_carry_the_token() {
     let other = hosts::Host::https(&tls, hosts::OTHER, hosts::ok()).await;
     let to_other = hosts::redirect(StatusCode::FOUND, other.url("/elsewhere"));
     let api = hosts::Host::https(&tls, hosts::API, to_other).await;
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let reqwest_client = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls.client_config())
-        .resolve(hosts::API, loopback)
-        .resolve(hosts::OTHER, loopback)
-        .build()
-        .unwrap();
     let layer = layer_for(&mock).token_scope(hosts::scope());
-    let client = ClientBuilder::new(reqwest_client)
-        .with(SimacanAuthMiddleware::new(&layer))
-        .build();
+    let client = client_for_test_hosts(&tls, &layer);
     assert_eq!(
         get_status(&client, &api.url("/trips")).await,
         StatusCode::OK
