@@ -22,14 +22,14 @@
 //!
 //! fn explain(error: &tower::BoxError) -> &'static str {
 //!     match error.downcast_ref::<Error>() {
-//!         Some(Error::InvalidCredentials) => "check SIMACAN_USERNAME and SIMACAN_PASSWORD",
+//!         Some(Error::InvalidCredentials { .. }) => "check SIMACAN_USERNAME and SIMACAN_PASSWORD",
 //!         Some(e) if e.is_transient() => "the Simacan Auth API is having trouble; try later",
 //!         Some(_) => "the Simacan Auth API misbehaved",
 //!         None => "the request itself failed",
 //!     }
 //! }
 //!
-//! let error: tower::BoxError = Box::new(Error::InvalidCredentials);
+//! let error: tower::BoxError = Box::new(Error::InvalidCredentials { retry_after: None });
 //! assert_eq!(explain(&error), "check SIMACAN_USERNAME and SIMACAN_PASSWORD");
 //! ```
 //!
@@ -134,9 +134,13 @@ pub enum Error {
     /// `invalid_grant` from `/auth/password`). The password is not sent again
     /// until the longest backoff has passed (5 minutes unless set with
     /// [`SimacanAuthLayer::backoff`](crate::SimacanAuthLayer::backoff));
-    /// until then requests without a valid token fail fast with this error.
-    /// Being a unit variant, it carries no [`retry_after`](Error::retry_after).
-    InvalidCredentials,
+    /// until then requests without a valid token fail fast with this error,
+    /// and its [`retry_after`](Error::retry_after) says how long is left.
+    InvalidCredentials {
+        /// The time until the password is sent again, when this error comes
+        /// from the token cache's backoff (see [`Error::retry_after`]).
+        retry_after: Option<Duration>,
+    },
     /// `Credentials::from_env` found the named variable unset, empty or not
     /// UTF-8.
     MissingCredentials {
@@ -239,7 +243,8 @@ impl Error {
     /// # Example
     ///
     /// ```
-    /// assert!(!simacan_auth::Error::InvalidCredentials.is_transient());
+    /// let rejected = simacan_auth::Error::InvalidCredentials { retry_after: None };
+    /// assert!(!rejected.is_transient());
     /// ```
     pub fn is_transient(&self) -> bool {
         match self {
@@ -266,11 +271,10 @@ impl Error {
     /// …s` (or `…ms`). For a
     /// 503 or 429 it is never shorter than the Auth API's `Retry-After`.
     ///
-    /// `None` for errors that do not come from a backoff (configuration,
-    /// missing credentials, no runtime) and for
-    /// [`Error::InvalidCredentials`]: a unit variant cannot carry the time.
-    /// Rejected credentials are not sent again until the longest backoff has
-    /// passed since the rejection (5 minutes by default).
+    /// Rejected credentials ([`Error::InvalidCredentials`]) are not sent
+    /// again until the longest backoff has passed since the rejection (5
+    /// minutes by default), and say so. `None` for errors that do not come
+    /// from a backoff (configuration, missing credentials, no runtime).
     ///
     /// # Example
     ///
@@ -290,11 +294,17 @@ impl Error {
     ///     "simacan auth api did not answer https://auth.example.com/api/v1/auth/refresh \
     ///      within 30s; next attempt in 42s"
     /// );
-    /// assert_eq!(Error::InvalidCredentials.retry_after(), None);
+    /// let rejected = Error::InvalidCredentials { retry_after: Some(Duration::from_secs(300)) };
+    /// assert_eq!(rejected.retry_after(), Some(Duration::from_secs(300)));
+    /// assert_eq!(
+    ///     rejected.to_string(),
+    ///     "simacan auth api rejected the username or password; next attempt in 300s"
+    /// );
     /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Unreachable { retry_after, .. }
+            Error::InvalidCredentials { retry_after }
+            | Error::Unreachable { retry_after, .. }
             | Error::Timeout { retry_after, .. }
             | Error::UnexpectedStatus { retry_after, .. }
             | Error::MalformedResponse { retry_after, .. }
@@ -310,7 +320,8 @@ impl Error {
     pub(crate) fn next_attempt_in(mut self, wait: Duration) -> Self {
         let wait = Some(rounded_up(wait));
         match &mut self {
-            Error::Unreachable { retry_after, .. }
+            Error::InvalidCredentials { retry_after }
+            | Error::Unreachable { retry_after, .. }
             | Error::Timeout { retry_after, .. }
             | Error::UnexpectedStatus { retry_after, .. }
             | Error::MalformedResponse { retry_after, .. }
@@ -358,10 +369,15 @@ pub(crate) fn url_of(uri: &Uri) -> Arc<str> {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidCredentials => f.write_str(
-                "simacan auth api rejected the username or password; the password is not \
-                 sent again until the longest backoff (5 minutes by default) has passed",
-            )?,
+            Error::InvalidCredentials { retry_after } => {
+                f.write_str("simacan auth api rejected the username or password")?;
+                if retry_after.is_none() {
+                    f.write_str(
+                        "; the password is not sent again until the longest backoff \
+                         (5 minutes by default) has passed",
+                    )?
+                }
+            }
             Error::MissingCredentials { variable } => {
                 write!(f, "environment variable {variable} is not set or empty")?
             }
@@ -614,15 +630,21 @@ mod tests {
 
     #[test]
     fn rejected_credentials_say_when_the_password_is_tried_again() {
-        let error = Error::InvalidCredentials.next_attempt_in(Duration::from_secs(42));
-        assert!(matches!(error, Error::InvalidCredentials));
-        assert_eq!(error.retry_after(), None);
+        let rejected = Error::InvalidCredentials { retry_after: None };
         assert!(
-            error
-                .to_string()
-                .contains("not sent again until the longest backoff (5 minutes by default)"),
-            "{error}"
+            rejected.to_string().ends_with(
+                "not sent again until the longest backoff (5 minutes by default) has passed"
+            ),
+            "{rejected}"
         );
+        let during = rejected.next_attempt_in(Duration::from_millis(299_001));
+        assert!(matches!(during, Error::InvalidCredentials { .. }));
+        assert_eq!(during.retry_after(), Some(Duration::from_secs(300)));
+        assert_eq!(
+            during.to_string(),
+            "simacan auth api rejected the username or password; next attempt in 300s"
+        );
+        assert!(!during.is_transient());
     }
 
     #[test]

@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn rejected_credentials_are_unauthenticated_and_outages_unavailable() {
-        let status = status_of(Error::InvalidCredentials);
+        let status = status_of(Error::InvalidCredentials { retry_after: None });
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
         let outage = Error::Timeout {
             endpoint: crate::Endpoint::Password,
@@ -66,17 +66,17 @@ mod tests {
 
     #[test]
     fn the_typed_error_stays_reachable() {
-        let status = status_of(Error::InvalidCredentials);
+        let status = status_of(Error::InvalidCredentials { retry_after: None });
         let source = status.source().and_then(|e| e.downcast_ref::<Error>());
-        assert!(matches!(source, Some(Error::InvalidCredentials)));
+        assert!(matches!(source, Some(Error::InvalidCredentials { .. })));
     }
 
     #[test]
     fn other_bodies_get_the_error_itself() {
-        let boxed = auth_failure::<String>(Error::InvalidCredentials);
+        let boxed = auth_failure::<String>(Error::InvalidCredentials { retry_after: None });
         assert!(matches!(
             boxed.downcast_ref::<Error>(),
-            Some(Error::InvalidCredentials)
+            Some(Error::InvalidCredentials { .. })
         ));
     }
 }

@@ -205,7 +205,10 @@ impl SimacanAuthLayer {
     /// (counted as passed through) and nothing is refreshed for them; the
     /// token's proactive refresh ahead of expiry goes on. Such a resource
     /// therefore costs one refresh per cooldown per process, never one per
-    /// request, and never a password login.
+    /// request, and never a password login. A 401 does not say which
+    /// resource refused, so the cooldown covers all requests of the token
+    /// state: an early expiry inside it reaches the caller as a 401, and the
+    /// first 401 after it is healed as usual.
     ///
     /// # Example
     ///

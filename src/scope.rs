@@ -436,6 +436,9 @@ fn check_name(name: &str) -> Result<(), &'static str> {
         {
             return Err("is not a host name: only ASCII letters, digits, '-' and '_' may appear between the dots");
         }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("is not a host name: a label cannot start or end with '-'");
+        }
     }
     if name
         .rsplit('.')
@@ -697,6 +700,10 @@ mod tests {
             ".example.com",
             "bücher.example",
             "a.b\u{0}c",
+            "-stg.x.com",
+            "foo-.example.com",
+            "*.-stg.x.com",
+            "api.example-",
         ] {
             let error = TokenScope::hosts([bad]).unwrap_err();
             assert!(

@@ -619,7 +619,7 @@ async fn auth_failures_reach_a_generated_client_as_meaningful_codes() {
         let source = std::error::Error::source(&status)
             .and_then(|e| e.downcast_ref::<simacan_auth::Error>());
         assert!(
-            matches!(source, Some(simacan_auth::Error::InvalidCredentials)),
+            matches!(source, Some(simacan_auth::Error::InvalidCredentials { .. })),
             "{source:?}"
         );
     }

@@ -738,11 +738,28 @@ async fn wrong_credentials_are_not_retried_in_a_loop() {
     let svc = client_through(&layer);
     for _ in 0..10 {
         let error = get(&svc, &mock.url("/trips")).await.unwrap_err();
-        assert!(matches!(auth_error(&error), Error::InvalidCredentials));
+        let error = auth_error(&error);
+        assert!(matches!(error, Error::InvalidCredentials { .. }));
+        // The rejection and every error of the backoff after it tell when
+        // the password is sent again: the longest backoff, 5 minutes.
+        let left = error
+            .retry_after()
+            .expect("the time until the next attempt");
+        assert!(
+            left > Duration::from_secs(290) && left <= Duration::from_secs(300),
+            "{left:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("rejected the username or password; next attempt in"),
+            "{message}"
+        );
     }
     assert!(matches!(
         layer.access_token().await,
-        Err(Error::InvalidCredentials)
+        Err(Error::InvalidCredentials {
+            retry_after: Some(_)
+        })
     ));
     let counts = mock.counts();
     assert_eq!(counts.password, 1);

@@ -456,7 +456,7 @@ async fn a_failure_to_obtain_a_token_is_a_middleware_error_holding_the_typed_err
         assert!(
             matches!(
                 error.downcast_ref::<Error>(),
-                Some(Error::InvalidCredentials)
+                Some(Error::InvalidCredentials { .. })
             ),
             "{error:?}"
         );
@@ -676,7 +676,7 @@ async fn a_failure_to_obtain_a_token_is_not_retried_in_either_order() {
             .await
             .unwrap_err();
         assert!(
-            matches!(auth_error(&error), Error::InvalidCredentials),
+            matches!(auth_error(&error), Error::InvalidCredentials { .. }),
             "{order:?}: {error:?}"
         );
         assert_eq!(mock.counts().password, 1, "{order:?}");

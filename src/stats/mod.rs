@@ -180,7 +180,7 @@ impl Stats {
 /// ```
 /// use simacan_auth::{stats::FailureKind, Error};
 ///
-/// let kind = FailureKind::of(&Error::InvalidCredentials);
+/// let kind = FailureKind::of(&Error::InvalidCredentials { retry_after: None });
 /// assert_eq!(kind, FailureKind::InvalidCredentials);
 /// assert_eq!(kind.as_str(), "invalid_credentials");
 /// ```
@@ -243,7 +243,7 @@ impl FailureKind {
     pub fn of(error: &Error) -> FailureKind {
         // No wildcard: a new error variant must be given its kind here.
         match error {
-            Error::InvalidCredentials => FailureKind::InvalidCredentials,
+            Error::InvalidCredentials { .. } => FailureKind::InvalidCredentials,
             Error::Unreachable { .. } => FailureKind::Unreachable,
             Error::Timeout { .. } => FailureKind::Timeout,
             Error::UnexpectedStatus { .. } => FailureKind::UnexpectedStatus,
@@ -474,7 +474,10 @@ mod tests {
         let uri = http::Uri::from_static("https://auth.example.com/api/v1/auth/password");
         let url: std::sync::Arc<str> = uri.to_string().into();
         let cases = [
-            (Error::InvalidCredentials, FailureKind::InvalidCredentials),
+            (
+                Error::InvalidCredentials { retry_after: None },
+                FailureKind::InvalidCredentials,
+            ),
             (
                 Error::unreachable(Endpoint::Password, &uri, io),
                 FailureKind::Unreachable,
@@ -531,7 +534,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failures_count_by_kind_and_the_backoff_shows_until_it_ends() {
         let counters = Counters::new();
-        counters.failed(&Error::InvalidCredentials);
+        counters.failed(&Error::InvalidCredentials { retry_after: None });
         counters.backing_off(1, Instant::now() + Duration::from_millis(1500));
         let stats = counters.snapshot(Instant::now());
         assert_eq!(stats.failures(FailureKind::InvalidCredentials), 1);
@@ -614,7 +617,7 @@ mod tests {
     #[test]
     fn debug_names_the_failure_kinds() {
         let counters = Counters::new();
-        counters.failed(&Error::InvalidCredentials);
+        counters.failed(&Error::InvalidCredentials { retry_after: None });
         let shown = format!("{:?}", counters.snapshot(Instant::now()));
         assert!(shown.contains("\"invalid_credentials\": 1"), "{shown}");
     }

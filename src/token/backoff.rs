@@ -31,7 +31,7 @@ impl Backoff {
     /// call, so that the process that made it is never held up by its own
     /// notice.
     pub(crate) fn shortest_first(&self, error: &Error) -> Duration {
-        if matches!(error, Error::InvalidCredentials) {
+        if matches!(error, Error::InvalidCredentials { .. }) {
             return self.max;
         }
         let retry_after = error.retry_after().unwrap_or_default().min(self.max);
@@ -40,7 +40,7 @@ impl Backoff {
 
     /// The wait after the `failures`-th consecutive failure (1-based).
     pub(crate) fn delay(&self, failures: u32, error: &Error) -> Duration {
-        if matches!(error, Error::InvalidCredentials) {
+        if matches!(error, Error::InvalidCredentials { .. }) {
             return self.max;
         }
         let doublings = failures.saturating_sub(1).min(30);
@@ -88,6 +88,9 @@ mod tests {
     #[test]
     fn rejected_credentials_wait_the_longest() {
         let backoff = Backoff::default();
-        assert_eq!(backoff.delay(1, &Error::InvalidCredentials), backoff.max);
+        assert_eq!(
+            backoff.delay(1, &Error::InvalidCredentials { retry_after: None }),
+            backoff.max
+        );
     }
 }

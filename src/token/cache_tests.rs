@@ -304,10 +304,12 @@ async fn a_retry_after_from_the_auth_api_is_told_exactly() {
 async fn rejected_password_is_not_retried_until_the_longest_backoff() {
     let api = FakeApi::new(Reply::Status(401));
     let cache = cache(&api);
-    for _ in 0..20 {
+    for waited in (0..200).step_by(10) {
+        // Each error says how long is left of the longest backoff.
+        let left = Duration::from_secs(300 - waited);
         assert!(matches!(
             cache.access_token().await,
-            Err(Error::InvalidCredentials)
+            Err(Error::InvalidCredentials { retry_after: Some(wait) }) if wait == left
         ));
         tokio::time::advance(Duration::from_secs(10)).await;
     }

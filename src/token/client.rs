@@ -81,7 +81,7 @@ impl AuthApi {
                 .map_err(|reason| Error::malformed(endpoint, &url, reason));
         }
         if is_rejection(&response) {
-            return Err(Error::InvalidCredentials);
+            return Err(Error::InvalidCredentials { retry_after: None });
         }
         Err(unexpected(endpoint, &url, &response))
     }

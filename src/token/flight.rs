@@ -184,7 +184,7 @@ impl Shared {
             return Ok(());
         }
         let error = if notice.credentials_rejected() {
-            Error::InvalidCredentials
+            Error::InvalidCredentials { retry_after: None }
         } else {
             Error::Store(StoreError::backing_off(
                 format!(
@@ -205,7 +205,7 @@ impl Shared {
         // password or a configuration of this process's own.
         let from_the_auth_api = matches!(
             error,
-            Error::InvalidCredentials
+            Error::InvalidCredentials { .. }
                 | Error::Unreachable { .. }
                 | Error::Timeout { .. }
                 | Error::UnexpectedStatus { .. }
@@ -216,7 +216,7 @@ impl Shared {
             return;
         }
         let delay = self.settings.backoff.shortest_first(error);
-        let rejected = matches!(error, Error::InvalidCredentials);
+        let rejected = matches!(error, Error::InvalidCredentials { .. });
         let notice = FailureNotice::new(self.key.clone(), generation, delay, rejected);
         if let Err(error) = self.bounded(self.store.save_failure(lease, &notice)).await {
             tracing::warn!(%error, "could not share the failure with other processes");

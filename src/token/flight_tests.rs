@@ -763,7 +763,10 @@ async fn a_stale_rejection_notice_does_not_fail_a_restarted_fleet_with_a_correct
         Arc::clone(&store),
     );
     let error = previous_run.access_token().await.unwrap_err();
-    assert!(matches!(error, Error::InvalidCredentials), "{error:?}");
+    assert!(
+        matches!(error, Error::InvalidCredentials { .. }),
+        "{error:?}"
+    );
     drop(previous_run);
     tokio::time::advance(Duration::from_secs(30)).await;
     let restarted: Vec<_> = (0..4)
@@ -854,5 +857,8 @@ async fn a_rejection_with_a_huge_longest_backoff_is_shared_without_a_panic() {
     };
     let replica = cache_on(&api, settings, shared());
     let error = replica.access_token().await.unwrap_err();
-    assert!(matches!(error, Error::InvalidCredentials), "{error:?}");
+    assert!(
+        matches!(error, Error::InvalidCredentials { .. }),
+        "{error:?}"
+    );
 }

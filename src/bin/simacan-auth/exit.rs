@@ -67,7 +67,7 @@ impl Failure {
         match error {
             // The library's own message speaks of its in-process backoff;
             // each run of this tool tries once.
-            Error::InvalidCredentials => Failure::credentials(format!(
+            Error::InvalidCredentials { .. } => Failure::credentials(format!(
                 "the simacan auth api at {at} rejected the username or password of {username}"
             ))
             .hint(
@@ -157,7 +157,10 @@ mod tests {
 
     #[test]
     fn every_kind_of_failure_has_its_code() {
-        assert_eq!(code_of(Error::InvalidCredentials), Code::Credentials);
+        assert_eq!(
+            code_of(Error::InvalidCredentials { retry_after: None }),
+            Code::Credentials
+        );
         assert_eq!(code_of(Error::PasswordRequired), Code::Credentials);
         assert_eq!(code_of(refused(None)), Code::Unavailable);
         assert_eq!(
@@ -213,8 +216,12 @@ mod tests {
 
     #[test]
     fn rejected_credentials_name_the_user_and_the_environment() {
-        let shown =
-            Failure::of(&Error::InvalidCredentials, &Environment::Staging, "me").to_string();
+        let shown = Failure::of(
+            &Error::InvalidCredentials { retry_after: None },
+            &Environment::Staging,
+            "me",
+        )
+        .to_string();
         assert!(
             shown.contains("rejected the username or password of me"),
             "{shown}"
