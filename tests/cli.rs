@@ -197,6 +197,19 @@ async fn json_output_has_the_token_and_its_expiry_but_never_the_refresh_token() 
     let refresh_token = stored_refresh_token(&runs.token_file());
     assert!(!ran.stdout.contains(&refresh_token), "{json}");
     assert!(!ran.stdout.contains("refresh"), "{json}");
+    // The stored token's expiry is the one its login gave, in every run.
+    let first = runs
+        .run(&["token", "--format", "json", "--force-refresh"])
+        .await;
+    let first: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    let again = runs.run(&["token", "--format", "json"]).await;
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(first["access_token"], again["access_token"]);
+    let seconds = |v: &serde_json::Value| v["expires_in"].as_u64().unwrap();
+    assert!(
+        seconds(&first) - seconds(&again) <= 1,
+        "{first} then {again}"
+    );
     assert_eq!(mock.counts().password, 1);
 }
 
@@ -308,6 +321,54 @@ async fn an_unreachable_auth_api_exits_4_saying_when_to_retry() {
     );
     assert!(ran.stderr.contains("refused"), "the cause: {ran:?}");
     assert!(ran.stderr.contains("try again in 1s"), "{ran:?}");
+    // The library's in-process backoff means nothing to a run that ends.
+    assert!(!ran.stderr.contains("next attempt"), "{ran:?}");
+}
+
+#[tokio::test]
+async fn a_corrupt_token_file_is_moved_aside_with_a_warning_and_replaced() {
+    let mock = mock().await;
+    let runs = Runs::against(&mock);
+    runs.token(&[]).await;
+    let file = runs.token_file();
+    std::fs::write(&file, "not a token record").unwrap();
+    let ran = runs.run(&["token"]).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert!(
+        ran.stderr
+            .starts_with("simacan-auth: warning: moved aside a token file")
+            && ran.stderr.contains(&file.display().to_string()),
+        "{ran:?}"
+    );
+    assert_eq!(mock.counts().password, 2, "one login to replace it");
+    let aside = files_below(&runs.state_dir())
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains(".corrupt-"))
+        .count();
+    assert_eq!(aside, 1);
+    assert!(!stored_refresh_token(&file).is_empty(), "a good file again");
+    let quiet = runs.run(&["token"]).await;
+    assert_eq!((quiet.code, quiet.stderr.as_str()), (Some(0), ""));
+}
+
+#[tokio::test]
+async fn output_that_cannot_be_written_fails_the_run_without_a_panic() {
+    let mock = mock().await;
+    let runs = Runs::against(&mock);
+    runs.token(&[]).await;
+    for command in ["token", "status"] {
+        let mut full = runs.command(&[command]);
+        full.stdout(std::fs::File::create("/dev/full").unwrap())
+            .stderr(Stdio::piped());
+        let child = full.spawn().unwrap();
+        let ran = Ran::from(bounded(child.wait_with_output()).await.unwrap());
+        assert_eq!(ran.code, Some(1), "{command}: {ran:?}");
+        assert!(
+            ran.stderr.starts_with("simacan-auth: error: cannot write")
+                && !ran.stderr.contains("panicked"),
+            "{command}: {ran:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -398,6 +459,17 @@ async fn help_lists_the_subcommands_environments_and_exit_codes() {
             "token --help lacks {needed:?}"
         );
     }
+    let help_token = output({
+        let mut command = Command::new(BIN);
+        command.args(["help", "token"]).env_clear();
+        command
+    })
+    .await;
+    assert_eq!(help_token.code, Some(0), "{help_token:?}");
+    assert!(
+        help_token.stdout.contains("--min-validity"),
+        "{help_token:?}"
+    );
 }
 
 #[tokio::test]

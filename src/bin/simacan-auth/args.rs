@@ -38,7 +38,8 @@ Exit codes:
   1  any other failure (such as a malformed answer from the Auth API)
   2  bad arguments
   3  credentials rejected by the Auth API, or missing
-  4  Auth API unreachable, timing out, or answering 5xx or 429: try again later
+  4  Auth API unreachable, timing out, or answering 5xx or 429, or another
+     run held the token store's lock too long: try again later
   5  token store problem (such as a token file others can read)
   6  not logged in (status)";
 
@@ -61,8 +62,7 @@ else; see simacan-auth --help.";
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = AFTER_HELP,
-    propagate_version = true,
-    disable_help_subcommand = true
+    propagate_version = true
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
@@ -175,8 +175,8 @@ pub(crate) struct TokenArgs {
     pub(crate) renewal: Renewal,
     #[command(flatten)]
     pub(crate) password: PasswordArgs,
-    /// `text`: the token and a newline; `json`: the token, its type and
-    /// expiry (never the refresh token)
+    /// text: the token and a newline; json: the token, its type and expiry
+    /// (never the refresh token)
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,
 }
@@ -191,7 +191,7 @@ pub(crate) struct LoginArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// `text` for people, `json` for scripts
+    /// text for people, json for scripts
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,
 }

@@ -100,12 +100,18 @@ async fn token(account: &Account, args: TokenArgs) -> Result<Code, Failure> {
             format!("{json}\n")
         }
     };
+    print(&output, "the token")?;
+    Ok(Code::Success)
+}
+
+/// Writes `output` to standard output; a closed or full output is a
+/// failure of the run (exit 1), not a panic.
+fn print(output: &str, what: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(output.as_bytes())
         .and_then(|()| stdout.flush())
-        .map_err(|e| Failure::new(Code::Other, format!("cannot write the token: {e}")))?;
-    Ok(Code::Success)
+        .map_err(|e| Failure::new(Code::Other, format!("cannot write {what}: {e}")))
 }
 
 async fn login(account: &Account, args: LoginArgs) -> Result<Code, Failure> {
@@ -181,7 +187,11 @@ async fn obtain_with(
         // No refresh in the background: this process may exit before it
         // lands, and a refresh lost after the Auth API rotated the refresh
         // token would cost a password login. Renewal happens below, awaited.
-        .refresh_before_expiry(Duration::ZERO);
+        .refresh_before_expiry(Duration::ZERO)
+        // The token file is this machine's, read by this machine's clock:
+        // a stored token's expiry is told as the Auth API gave it, the same
+        // in every run and in `status`.
+        .max_clock_skew(Duration::ZERO);
     let mut token = layer.access_token().await?;
     let stats = layer.stats();
     let fresh = stats.logins + stats.refreshes + stats.password_fallbacks > 0;
@@ -239,7 +249,7 @@ async fn status(account: &Account, args: StatusArgs) -> Result<Code, Failure> {
     // Usable: the next `token` needs no password.
     let logged_in = left.is_some() || refresh_token;
     let token_file = account.store.token_path(&key);
-    match args.format {
+    let output = match args.format {
         Format::Json => {
             let json = serde_json::json!({
                 "environment": environment_name(&account.environment),
@@ -251,11 +261,9 @@ async fn status(account: &Account, args: StatusArgs) -> Result<Code, Failure> {
                 "refresh_token_stored": refresh_token,
                 "token_file": token_file.display().to_string(),
             });
-            println!("{json}");
+            format!("{json}\n")
         }
         Format::Text => {
-            println!("environment:   {}", account.describe());
-            println!("user:          {}", account.username);
             let access = match (expires_at, left) {
                 (None, _) => "none stored".to_owned(),
                 (Some(at), Some(left)) => {
@@ -263,7 +271,6 @@ async fn status(account: &Account, args: StatusArgs) -> Result<Code, Failure> {
                 }
                 (Some(at), None) => format!("expired at {}", rfc3339(at)),
             };
-            println!("access token:  {access}");
             let refresh = match (record.is_some(), refresh_token) {
                 (_, true) => "stored (renews the access token without the password)",
                 (true, false) => {
@@ -271,10 +278,16 @@ async fn status(account: &Account, args: StatusArgs) -> Result<Code, Failure> {
                 }
                 (false, false) => "none",
             };
-            println!("refresh token: {refresh}");
-            println!("token file:    {}", token_file.display());
+            format!(
+                "environment:   {}\nuser:          {}\naccess token:  {access}\n\
+                 refresh token: {refresh}\ntoken file:    {}\n",
+                account.describe(),
+                account.username,
+                token_file.display()
+            )
         }
-    }
+    };
+    print(&output, "the status")?;
     if logged_in {
         return Ok(Code::Success);
     }

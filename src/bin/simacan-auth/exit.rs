@@ -85,6 +85,13 @@ impl Failure {
                  or run `simacan-auth login` on a terminal to be asked for it",
             ),
             Error::MissingCredentials { .. } => Failure::credentials(with_causes(error)),
+            // Another run held the lock for longer than this one waits.
+            Error::Store(store) if store.kind() == StoreErrorKind::Contended => {
+                Failure::new(Code::Unavailable, with_causes(error)).hint(
+                    "another simacan-auth run (or a service on the same token store) held the \
+                     token store's lock for longer than --timeout; try again",
+                )
+            }
             // Another run's Auth API call failed moments ago: an Auth API
             // problem, not the store's, told as one below.
             Error::Store(store) if store.kind() != StoreErrorKind::BackingOff => {
@@ -120,15 +127,31 @@ impl fmt::Display for Failure {
     }
 }
 
-/// `error`'s message followed by those of its causes.
+/// `error`'s message followed by those of its causes, without the
+/// library's `; next attempt in …`: that speaks of a process that stays and
+/// tries again, and each run of this tool tries once (the hint says when to
+/// run again).
 pub(crate) fn with_causes(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
+    let mut text = without_next_attempt(error.to_string());
     let mut cause = error.source();
     while let Some(e) = cause {
         text = format!("{text}: {e}");
         cause = e.source();
     }
     text
+}
+
+/// `message` without a trailing `; next attempt in 42s` (or `…ms`).
+fn without_next_attempt(mut message: String) -> String {
+    const NEXT: &str = "; next attempt in ";
+    if let Some(at) = message.rfind(NEXT) {
+        let wait = &message[at + NEXT.len()..];
+        let digits = wait.trim_end_matches("ms").trim_end_matches('s');
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            message.truncate(at);
+        }
+    }
+    message
 }
 
 #[cfg(test)]
@@ -190,6 +213,12 @@ mod tests {
             Code::Store,
             "not an auth api outage"
         );
+        let held = StoreError::contended("lost the lease on the key");
+        assert_eq!(
+            code_of(Error::Store(held)),
+            Code::Unavailable,
+            "a lock held by another run: try again"
+        );
         let concurrent = StoreError::backing_off("another run failed", Duration::from_secs(3));
         assert_eq!(
             code_of(Error::Store(concurrent)),
@@ -208,6 +237,7 @@ mod tests {
         let shown = failure.to_string();
         assert!(shown.contains(": connection refused"), "{shown}");
         assert!(shown.contains("try again in 42s"), "{shown}");
+        assert!(!shown.contains("next attempt"), "one try per run: {shown}");
         assert!(
             shown.starts_with("simacan-auth: error: simacan auth api unreachable"),
             "{shown}"

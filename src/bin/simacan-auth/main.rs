@@ -20,6 +20,7 @@
 //! - [`commands`]: the subcommands.
 //! - [`exit`]: exit codes and messages.
 //! - [`time`]: durations and RFC 3339 times.
+//! - [`warnings`]: the library's warnings on standard error.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -34,6 +35,7 @@ mod commands;
 mod exit;
 mod password;
 mod time;
+mod warnings;
 
 use std::process::ExitCode;
 
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         return refusal.report();
     }
     let cli = args::Cli::parse();
+    warnings::show();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
