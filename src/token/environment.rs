@@ -217,7 +217,7 @@ impl Environment {
         let base = BaseUrl::parse(base_url.as_ref())?;
         if !base.path().rsplit('/').next().is_some_and(is_version) {
             return Err(Error::config(format!(
-                "base url {:?} has no version segment; did you mean {:?}? \
+                "base url {:?} does not end in a version segment such as /api/v1; did you mean {:?}? \
                  (Environment::custom_unversioned takes it as it is)",
                 base.0,
                 base.versioned()
@@ -367,7 +367,7 @@ mod tests {
             "https://auth.example.com/api/v1/auth/password",
         ] {
             assert!(
-                refusal(bad).contains("has no version segment"),
+                refusal(bad).contains("does not end in a version segment"),
                 "{bad:?} was accepted"
             );
         }
@@ -406,7 +406,7 @@ mod tests {
             assert_eq!(
                 reason,
                 format!(
-                    "base url {trimmed:?} has no version segment; did you mean {meant:?}? \
+                    "base url {trimmed:?} does not end in a version segment such as /api/v1; did you mean {meant:?}? \
                      (Environment::custom_unversioned takes it as it is)"
                 )
             );
