@@ -91,6 +91,73 @@ async fn early_expiry_costs_the_fleet_one_refresh_per_revocation<S: TokenStore>(
     assert_eq!(mock.counts().password, 1);
 }
 
+/// A replica that takes a newer token from the store to heal a 401 may find
+/// it revoked as well (the revocation came after another replica stored it):
+/// that refusal is an early expiry, healed with one refresh, not a resource
+/// refusing every token (which would pass 401s through for the cooldown).
+async fn a_stored_token_revoked_too_is_refreshed_not_cooled_down<S: TokenStore>(
+    store: impl Fn() -> S,
+) {
+    let mock = mock().await;
+    let layers = [
+        layer_for(&mock).token_store(store()),
+        layer_for(&mock).token_store(store()),
+    ];
+    let [a, b] = layers.each_ref().map(client_through);
+    for svc in [&a, &b] {
+        assert_eq!(get_status(svc, &mock.url("/trips")).await, StatusCode::OK);
+    }
+    // `a` renews the token; `b` still holds the first one.
+    layers[0].invalidate();
+    assert_eq!(get_status(&a, &mock.url("/trips")).await, StatusCode::OK);
+    assert_eq!(mock.counts().refresh, 1);
+    mock.revoke_access_tokens();
+    for _ in 0..3 {
+        assert_eq!(get_status(&b, &mock.url("/trips")).await, StatusCode::OK);
+    }
+    assert_eq!(get_status(&a, &mock.url("/trips")).await, StatusCode::OK);
+    let counts = mock.counts();
+    assert_eq!(counts.refresh, 2, "one refresh for the revocation");
+    assert_eq!(counts.refresh_rejected, 0);
+    assert_eq!(counts.password, 1);
+    let stats = layers[1].stats();
+    assert_eq!(stats.unauthorized_passed_through, 0, "{stats:?}");
+}
+
+/// A resource that refuses every token costs each replica at most one
+/// refresh per cooldown, and never a password login, whether the replicas
+/// meet it together or one after another.
+async fn a_resource_that_refuses_every_token_costs_a_replica_one_refresh<S: TokenStore>(
+    store: impl Fn() -> S,
+) {
+    let mock = mock().await;
+    let replicas = fleet(&mock, 4, store);
+    traffic(&replicas, &mock.url("/trips"), 1).await;
+    mock.set_target_rejects_every_token(true);
+    let together: Vec<_> = replicas
+        .iter()
+        .map(|svc| {
+            let svc = svc.clone();
+            let url = mock.url("/trips");
+            tokio::spawn(async move { get_status(&svc, &url).await })
+        })
+        .collect();
+    for call in together {
+        assert_eq!(bounded(call).await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(mock.counts().refresh, 1, "replicas meeting it together");
+    for _ in 0..3 {
+        for svc in &replicas {
+            let status = get_status(svc, &mock.url("/trips")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    let counts = mock.counts();
+    assert!(counts.refresh <= 4, "{} refreshes", counts.refresh);
+    assert_eq!(counts.password, 1);
+    assert_eq!(counts.refresh_rejected, 0);
+}
+
 async fn the_fleet_refreshes_ahead_of_expiry_once_per_token<S: TokenStore>(store: impl Fn() -> S) {
     let mock = mock().await;
     mock.set_token_lifetime(Duration::from_secs(2));
@@ -261,6 +328,16 @@ mod memory {
     async fn a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login() {
         super::a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login(shared()).await;
     }
+
+    #[tokio::test]
+    async fn a_stored_token_revoked_too_is_refreshed_not_cooled_down() {
+        super::a_stored_token_revoked_too_is_refreshed_not_cooled_down(shared()).await;
+    }
+
+    #[tokio::test]
+    async fn a_resource_that_refuses_every_token_costs_a_replica_one_refresh() {
+        super::a_resource_that_refuses_every_token_costs_a_replica_one_refresh(shared()).await;
+    }
 }
 
 mod file {
@@ -310,6 +387,12 @@ mod file {
     async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         super::a_lease_holder_killed_mid_refresh_is_taken_over(in_dir(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn a_stored_token_revoked_too_is_refreshed_not_cooled_down() {
+        let dir = tempfile::tempdir().unwrap();
+        super::a_stored_token_revoked_too_is_refreshed_not_cooled_down(in_dir(&dir)).await;
     }
 
     /// Not a test: the body of a child process started by
@@ -447,6 +530,14 @@ mod redis {
             return;
         };
         super::a_cold_fleet_logs_in_once(on(&server)).await;
+    }
+
+    #[tokio::test]
+    async fn a_stored_token_revoked_too_is_refreshed_not_cooled_down() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        super::a_stored_token_revoked_too_is_refreshed_not_cooled_down(on(&server)).await;
     }
 
     #[tokio::test]

@@ -54,6 +54,11 @@ pub(crate) struct Fresh {
     pub(crate) version: u64,
     pub(crate) origin: Origin,
     pub(crate) how: How,
+    /// Taken from a record that was in the store before the flight waited
+    /// on another process: it predates the 401 the flight may be healing
+    /// and may have been revoked with the token refused, so its own refusal
+    /// says nothing of the resource (it is healed, not cooled down).
+    pub(crate) predates_flight: bool,
 }
 
 impl Fresh {
@@ -67,6 +72,7 @@ impl Fresh {
             version,
             origin,
             how,
+            predates_flight: false,
         }
     }
 }

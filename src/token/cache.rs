@@ -511,7 +511,9 @@ impl Shared {
                 control.generation += 1;
                 control.failure = None;
                 let window = self.settings.refresh_before_expiry;
-                let unproven = need == Need::Unauthorized;
+                // A token obtained to heal a 401, unless it is an older one
+                // this process only now learnt of.
+                let unproven = need == Need::Unauthorized && !fresh.predates_flight;
                 let token = Arc::new(Token::new(fresh, now, control.generation, window, unproven));
                 self.current.store(Some(Arc::clone(&token)));
                 Ok(token)

@@ -142,7 +142,10 @@ impl Shared {
     async fn newest(&self, ours: Option<&Token>, need: Need) -> Result<Fresh, Trouble> {
         let record = self.load().await?;
         if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
-            return Ok(fresh);
+            return Ok(Fresh {
+                predates_flight: true,
+                ..fresh
+            });
         }
         let (lease, waited) = match self.lease(ours).await? {
             Leased::Held { lease, waited } => (lease, waited),
@@ -269,7 +272,12 @@ impl Shared {
     ) -> Result<Fresh, Trouble> {
         let mut record = self.load().await?;
         if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
-            return Ok(fresh);
+            // Stored by the holder this process waited on, or there before.
+            let predates_flight = matches!(waited, Waited::No);
+            return Ok(Fresh {
+                predates_flight,
+                ..fresh
+            });
         }
         self.respect_failure(record.as_ref(), waited).await?;
         let called = self.call(lease, &mut record, ours, need).await;
@@ -515,6 +523,7 @@ impl Shared {
             version: record.generation(),
             origin: Origin::Store,
             how: How::Adopted,
+            predates_flight: false,
         })
     }
 
