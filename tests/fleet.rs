@@ -124,9 +124,11 @@ async fn a_stored_token_revoked_too_is_refreshed_not_cooled_down<S: TokenStore>(
     assert_eq!(stats.unauthorized_passed_through, 0, "{stats:?}");
 }
 
-/// A resource that refuses every token costs each replica at most one
-/// refresh per cooldown, and never a password login, whether the replicas
-/// meet it together or one after another.
+/// A resource that refuses every token: replicas that meet it together
+/// share one refresh; a replica that meets it later refreshes once (the
+/// stored token predates its 401 and may have been revoked with it) and then
+/// cools down. Never more than one refresh per replica per cooldown, and
+/// never a password login.
 async fn a_resource_that_refuses_every_token_costs_a_replica_one_refresh<S: TokenStore>(
     store: impl Fn() -> S,
 ) {
@@ -134,7 +136,7 @@ async fn a_resource_that_refuses_every_token_costs_a_replica_one_refresh<S: Toke
     let replicas = fleet(&mock, 4, store);
     traffic(&replicas, &mock.url("/trips"), 1).await;
     mock.set_target_rejects_every_token(true);
-    let together: Vec<_> = replicas
+    let together: Vec<_> = replicas[..2]
         .iter()
         .map(|svc| {
             let svc = svc.clone();
@@ -145,7 +147,21 @@ async fn a_resource_that_refuses_every_token_costs_a_replica_one_refresh<S: Toke
     for call in together {
         assert_eq!(bounded(call).await.unwrap(), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(mock.counts().refresh, 1, "replicas meeting it together");
+    let after_together = mock.counts().refresh;
+    assert!(
+        after_together <= 2,
+        "{after_together} refreshes for two replicas at once"
+    );
+    // The other two, one after the other.
+    for (i, svc) in replicas[2..].iter().enumerate() {
+        assert_eq!(
+            get_status(svc, &mock.url("/trips")).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(mock.counts().refresh, after_together + i + 1);
+    }
+    // Within the cooldown, no replica refreshes again.
+    let met = mock.counts().refresh;
     for _ in 0..3 {
         for svc in &replicas {
             let status = get_status(svc, &mock.url("/trips")).await;
@@ -153,7 +169,7 @@ async fn a_resource_that_refuses_every_token_costs_a_replica_one_refresh<S: Toke
         }
     }
     let counts = mock.counts();
-    assert!(counts.refresh <= 4, "{} refreshes", counts.refresh);
+    assert_eq!(counts.refresh, met, "a refresh inside a cooldown");
     assert_eq!(counts.password, 1);
     assert_eq!(counts.refresh_rejected, 0);
 }
@@ -395,6 +411,12 @@ mod file {
         super::a_stored_token_revoked_too_is_refreshed_not_cooled_down(in_dir(&dir)).await;
     }
 
+    #[tokio::test]
+    async fn a_resource_that_refuses_every_token_costs_a_replica_one_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        super::a_resource_that_refuses_every_token_costs_a_replica_one_refresh(in_dir(&dir)).await;
+    }
+
     /// Not a test: the body of a child process started by
     /// `processes_run_in_a_row_log_in_once`, which names the Auth API, the
     /// store directory and the target in `FLEET_CHILD`. Returns at once
@@ -538,6 +560,14 @@ mod redis {
             return;
         };
         super::a_stored_token_revoked_too_is_refreshed_not_cooled_down(on(&server)).await;
+    }
+
+    #[tokio::test]
+    async fn a_resource_that_refuses_every_token_costs_a_replica_one_refresh() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        super::a_resource_that_refuses_every_token_costs_a_replica_one_refresh(on(&server)).await;
     }
 
     #[tokio::test]

@@ -54,10 +54,12 @@ pub(crate) struct Fresh {
     pub(crate) version: u64,
     pub(crate) origin: Origin,
     pub(crate) how: How,
-    /// Taken from a record that was in the store before the flight waited
-    /// on another process: it predates the 401 the flight may be healing
-    /// and may have been revoked with the token refused, so its own refusal
-    /// says nothing of the resource (it is healed, not cooled down).
+    /// Taken from a record that was in the store when the flight first
+    /// looked: another process stored it before this one set out, so it may
+    /// have been revoked with the token refused, and its own refusal says
+    /// nothing of the resource (it is healed, not cooled down). A record
+    /// found later, while waiting for the lease or under it, was stored by
+    /// a process healing the same 401s.
     pub(crate) predates_flight: bool,
 }
 

@@ -14,7 +14,9 @@
 //!   used straight away. A token obtained to heal a 401 that is refused
 //!   before any request succeeded with it shows that the resource, not the
 //!   token, refuses: that starts a cooldown in which 401s are passed through
-//!   rather than turned into refreshes, whatever the request's body.
+//!   rather than turned into refreshes, whatever the request's body. A token
+//!   another process had stored before the 401 shows nothing of the kind
+//!   (it may have been revoked with the refused one): it is healed again.
 //! - Flights go through the token store (see [`crate::store`]): a token
 //!   another process obtained is adopted, and only the lease holder calls
 //!   the Auth API ([`flight`](super::flight)).
@@ -296,7 +298,9 @@ impl TokenCache {
     /// (an early expiry again), it is healed once more, up to
     /// [`MAX_REPLAYS`]. A token obtained to heal a 401 and refused before
     /// any request succeeded with it starts the cooldown instead: the
-    /// resource, not the token, refuses.
+    /// resource, not the token, refuses. A token taken from a record another
+    /// process had stored before this flight set out does not count as
+    /// obtained to heal (see `Fresh::predates_flight`).
     pub(crate) fn after_unauthorized(&self, generation: u64, attempt: u8) -> AfterUnauthorized {
         let counters = &self.shared.counters;
         let replayed = attempt > 0;

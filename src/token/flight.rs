@@ -271,13 +271,10 @@ impl Shared {
         need: Need,
     ) -> Result<Fresh, Trouble> {
         let mut record = self.load().await?;
+        // Not there at the first look: a process that held the lease since
+        // stored it, most likely healing the same 401s.
         if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
-            // Stored by the holder this process waited on, or there before.
-            let predates_flight = matches!(waited, Waited::No);
-            return Ok(Fresh {
-                predates_flight,
-                ..fresh
-            });
+            return Ok(fresh);
         }
         self.respect_failure(record.as_ref(), waited).await?;
         let called = self.call(lease, &mut record, ours, need).await;

@@ -85,11 +85,12 @@ impl Failure {
                  or run `simacan-auth login` on a terminal to be asked for it",
             ),
             Error::MissingCredentials { .. } => Failure::credentials(with_causes(error)),
-            // Another run held the lock for longer than this one waits.
+            // Another run held the lock for longer than this one waits, or
+            // took it over.
             Error::Store(store) if store.kind() == StoreErrorKind::Contended => {
                 Failure::new(Code::Unavailable, with_causes(error)).hint(
                     "another simacan-auth run (or a service on the same token store) held the \
-                     token store's lock for longer than --timeout; try again",
+                     token store's lock for too long; try again",
                 )
             }
             // Another run's Auth API call failed moments ago: an Auth API
