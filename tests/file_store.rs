@@ -610,6 +610,21 @@ async fn a_symlinked_token_file_is_refused() {
     assert!(elsewhere.exists());
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlinked_lock_file_is_refused_and_not_followed() {
+    let (temp, a) = store();
+    assert!(load(&a).await.unwrap().is_none(), "the directory is made");
+    let lock = a.token_path(&key()).with_extension("lock");
+    let elsewhere = temp.path().join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, &lock).unwrap();
+
+    let error = bounded(a.try_lease(&key(), TTL)).await.unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Insecure);
+    assert!(error.to_string().contains("symbolic link"), "{error}");
+    assert!(!elsewhere.exists(), "the link was followed");
+}
+
 #[tokio::test]
 async fn a_token_path_that_is_not_a_file_is_refused() {
     let (_temp, a) = store();

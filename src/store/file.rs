@@ -44,7 +44,9 @@ use crate::Error;
 /// - a directory that group or others can write to (they could swap a token
 ///   file for their own);
 /// - a token file that is a symbolic link, is not a regular file, or that
-///   group or others can read or write.
+///   group or others can read or write;
+/// - a lock file that is a symbolic link (opening it would create what it
+///   points to).
 ///
 /// Elsewhere (Windows) files get the access control list they inherit from
 /// the directory, which for the default location is the user's own; only the

@@ -190,6 +190,14 @@ pub(super) fn open_private(path: &Path, new: bool) -> io::Result<File> {
 /// Takes the lock on `path` without waiting: `None` when it is held
 /// through another open file, in this process or another.
 pub(super) fn try_lock(path: &Path) -> Result<Option<File>, StoreError> {
+    // Opening creates what a link points to: never follow one.
+    if fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+        let path = path.display();
+        return Err(StoreError::insecure(format!(
+            "lock file {path} is a symbolic link, which is never followed; \
+             delete it (`rm {path}`)"
+        )));
+    }
     let file =
         open_private(path, false).map_err(|e| unavailable("cannot open the lock file", path, e))?;
     // Through the trait by name: std's own `File::try_lock` is newer than
