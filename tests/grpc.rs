@@ -321,10 +321,13 @@ async fn a_client_streaming_call_is_healed_after_unauthenticated() {
     assert_eq!((counts.refresh, counts.target_unauthorized), (1, 1));
 }
 
-/// A gRPC server that answers a refused token with headers, no message and,
-/// `late` after the headers, trailers carrying UNAUTHENTICATED, instead of a
-/// trailers-only response.
-async fn trailers_server(validator: TokenValidator, late: Duration) -> SocketAddr {
+/// An HTTP/2 server on loopback that answers each request with the frames
+/// `answer` sends down the channel it is given, after the response head it
+/// returns; `answer` is told whether `validator` accepts the request's token.
+async fn frames_server<A>(validator: TokenValidator, answer: A) -> SocketAddr
+where
+    A: Fn(bool, Sender) -> http::response::Builder + Clone + Send + Sync + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -333,6 +336,7 @@ async fn trailers_server(validator: TokenValidator, late: Duration) -> SocketAdd
             // Headers and trailers go out in separate writes.
             stream.set_nodelay(true).unwrap();
             let validator = validator.clone();
+            let answer = answer.clone();
             let service =
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                     let header = request
@@ -340,33 +344,13 @@ async fn trailers_server(validator: TokenValidator, late: Duration) -> SocketAdd
                         .get("authorization")
                         .map(|v| v.as_bytes().to_vec());
                     let accepted = validator.check(header.as_deref());
+                    let answer = answer.clone();
                     async move {
-                        let mut trailers = HeaderMap::new();
-                        let mut frames = Vec::new();
-                        if accepted {
-                            // HealthCheckResponse { status: SERVING }, length-prefixed.
-                            frames.push(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1])));
-                            trailers.insert("grpc-status", "0".parse().unwrap());
-                        } else {
-                            trailers.insert("grpc-status", "16".parse().unwrap());
-                            trailers.insert("grpc-message", "token%20refused".parse().unwrap());
-                        }
-                        frames.push(Frame::trailers(trailers));
+                        let _ = request.into_body().collect().await;
                         let (tx, rx) = tokio::sync::mpsc::channel(2);
-                        tokio::spawn(async move {
-                            for frame in frames {
-                                if frame.is_trailers() && !accepted {
-                                    tokio::time::sleep(late).await;
-                                }
-                                let _ = tx.send(Ok::<_, Infallible>(frame)).await;
-                            }
-                        });
+                        let head = answer(accepted, tx).header("content-type", "application/grpc");
                         let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-                        let response = Response::builder()
-                            .header("content-type", "application/grpc")
-                            .body(body.boxed())
-                            .unwrap();
-                        Ok::<_, Infallible>(response)
+                        Ok::<_, Infallible>(head.body(body.boxed()).unwrap())
                     }
                 });
             tokio::spawn(
@@ -376,6 +360,38 @@ async fn trailers_server(validator: TokenValidator, late: Duration) -> SocketAdd
         }
     });
     addr
+}
+
+/// Where a [`frames_server`] answer sends its body's frames.
+type Sender = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
+
+/// A gRPC server that answers a refused token with headers, no message and,
+/// `late` after the headers, trailers carrying UNAUTHENTICATED, instead of a
+/// trailers-only response.
+async fn trailers_server(validator: TokenValidator, late: Duration) -> SocketAddr {
+    frames_server(validator, move |accepted, tx| {
+        let mut trailers = HeaderMap::new();
+        let mut frames = Vec::new();
+        if accepted {
+            // HealthCheckResponse { status: SERVING }, length-prefixed.
+            frames.push(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1])));
+            trailers.insert("grpc-status", "0".parse().unwrap());
+        } else {
+            trailers.insert("grpc-status", "16".parse().unwrap());
+            trailers.insert("grpc-message", "token%20refused".parse().unwrap());
+        }
+        frames.push(Frame::trailers(trailers));
+        tokio::spawn(async move {
+            for frame in frames {
+                if frame.is_trailers() && !accepted {
+                    tokio::time::sleep(late).await;
+                }
+                let _ = tx.send(Ok(frame)).await;
+            }
+        });
+        Response::builder()
+    })
+    .await
 }
 
 #[tokio::test]
@@ -689,49 +705,23 @@ async fn a_server_stream_whose_first_message_is_late_waits_for_the_peek_window_a
 /// response at once; an accepted one gets the response headers at once and
 /// its first message `late` after them, then OK in the trailers.
 async fn late_watch_server(validator: TokenValidator, late: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let validator = validator.clone();
-            let service =
-                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let header = request
-                        .headers()
-                        .get("authorization")
-                        .map(|v| v.as_bytes().to_vec());
-                    let accepted = validator.check(header.as_deref());
-                    async move {
-                        let _ = request.into_body().collect().await;
-                        let (tx, rx) = tokio::sync::mpsc::channel(2);
-                        let mut response =
-                            Response::builder().header("content-type", "application/grpc");
-                        if accepted {
-                            tokio::spawn(async move {
-                                tokio::time::sleep(late).await;
-                                // HealthCheckResponse { status: SERVING }, length-prefixed.
-                                let message = Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1]);
-                                let _ = tx.send(Ok::<_, Infallible>(Frame::data(message))).await;
-                                let mut trailers = HeaderMap::new();
-                                trailers.insert("grpc-status", "0".parse().unwrap());
-                                let _ = tx.send(Ok(Frame::trailers(trailers))).await;
-                            });
-                        } else {
-                            drop(tx);
-                            response = response.header("grpc-status", "16");
-                        }
-                        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-                        Ok::<_, Infallible>(response.body(body.boxed()).unwrap())
-                    }
-                });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
+    frames_server(validator, move |accepted, tx| {
+        if !accepted {
+            // No frames: the channel closes with `tx`.
+            return Response::builder().header("grpc-status", "16");
         }
-    });
-    addr
+        tokio::spawn(async move {
+            tokio::time::sleep(late).await;
+            // HealthCheckResponse { status: SERVING }, length-prefixed.
+            let message = Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1]);
+            let _ = tx.send(Ok(Frame::data(message))).await;
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", "0".parse().unwrap());
+            let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+        });
+        Response::builder()
+    })
+    .await
 }
 
 /// A watch whose first message comes later than the peek window is handed
