@@ -1,13 +1,13 @@
-//! The request path against real servers over loopback: a streamed replay
-//! over HTTP/1.1, the `poll_ready` contract across a replay, and a caller
-//! that gives up while the layer refreshes.
+//! The request path against real servers over loopback: the `poll_ready`
+//! contract across a replay, and a caller that gives up while the layer
+//! refreshes.
 
 mod support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper_util::{
@@ -21,69 +21,6 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 
 type Streamed = BoxBody<Bytes, BoxError>;
 
-/// Over HTTP/1.1 a replayed streaming body keeps its trailers: the replay
-/// goes out chunked, not with a `content-length` that would drop them.
-#[tokio::test]
-async fn http1_replay_keeps_the_trailers() {
-    let mock = mock().await;
-    mock.set_target_reads_body_first(true);
-    let client: Client<HttpConnector, Streamed> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let svc = layer_for(&mock).layer(client);
-    // Warm: log in.
-    let warm = Request::get(mock.url("/warm"))
-        .body(Full::default().map_err(Into::into).boxed())
-        .unwrap();
-    assert_eq!(
-        bounded(svc.clone().oneshot(warm)).await.unwrap().status(),
-        StatusCode::OK
-    );
-
-    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
-    let body = StreamBody::new(ReceiverStream::new(rx)).boxed();
-    let request = Request::post(mock.url("/uploads"))
-        .header("trailer", "x-checksum")
-        .body(body)
-        .unwrap();
-    let call = tokio::spawn(svc.clone().oneshot(request));
-    tx.send(Ok(Frame::data(Bytes::from_static(b"first half, "))))
-        .await
-        .unwrap();
-    mock.revoke_access_tokens();
-    tx.send(Ok(Frame::data(Bytes::from_static(b"second half"))))
-        .await
-        .unwrap();
-    let mut trailers = HeaderMap::new();
-    trailers.insert("x-checksum", "sha256=abc".parse().unwrap());
-    tx.send(Ok(Frame::trailers(trailers.clone())))
-        .await
-        .unwrap();
-    drop(tx);
-    let response = bounded(call).await.unwrap().unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-
-    let recorded = mock.target_requests();
-    let (rejected, replayed) = (&recorded[recorded.len() - 2], &recorded[recorded.len() - 1]);
-    assert!(!rejected.authorized && replayed.authorized);
-    assert_eq!(replayed.body, "first half, second half");
-    assert_eq!(
-        rejected.trailers.as_ref(),
-        Some(&trailers),
-        "the first attempt was chunked and carried its trailers"
-    );
-    assert_eq!(
-        replayed.trailers.as_ref(),
-        Some(&trailers),
-        "the replay lost its trailers; it went out with content-length: {:?}, transfer-encoding: {:?}",
-        replayed.headers.get("content-length"),
-        replayed.headers.get("transfer-encoding"),
-    );
-}
-
-/// The instance polled ready is the one called, on a cold start (the call
-/// waits for the login) and for the replay, which polls its instance ready
-/// again. tower-test's mock panics on a `call` that no `poll_ready` on the
-/// same handle allowed.
 #[tokio::test]
 async fn the_poll_ready_contract_holds_for_the_first_attempt_and_the_replay() {
     let mock = mock().await;
