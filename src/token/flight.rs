@@ -490,9 +490,10 @@ impl Shared {
 
     /// A stored token this cache should use instead of `ours`: one that is
     /// valid (less a margin for clock skew) and newer. Any valid stored
-    /// token is newer than one of this process's own.
+    /// token is newer than one of this process's own. `record` comes from
+    /// [`load`](Self::load), which believes only a record of this key.
     fn adoptable(&self, record: Option<&TokenRecord>, ours: Option<&Token>) -> Option<Fresh> {
-        let record = record.filter(|r| r.key() == &self.key)?;
+        let record = record?;
         let newer =
             ours.is_none_or(|t| t.origin == Origin::Local || record.generation() > t.version);
         if !newer {

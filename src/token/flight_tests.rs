@@ -30,6 +30,8 @@ struct FlakyStore {
     down: Arc<AtomicBool>,
     loses_leases: Arc<AtomicBool>,
     refuses_writes: Arc<AtomicBool>,
+    /// Answers a load with the record under another username.
+    answers_for_another_key: Arc<AtomicBool>,
 }
 
 impl FlakyStore {
@@ -51,7 +53,23 @@ impl TokenStore for FlakyStore {
     ) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>> {
         Box::pin(async move {
             self.check()?;
-            self.inner.load(key).await
+            let record = self.inner.load(key).await?;
+            if !self.answers_for_another_key.load(Ordering::SeqCst) {
+                return Ok(record);
+            }
+            Ok(record.map(|r| {
+                let other = StoreKey::new(key.base_url(), "someone-else");
+                let (access, refresh) = (r.access_token(), r.refresh_token());
+                TokenRecord::new(
+                    other,
+                    r.generation(),
+                    access,
+                    refresh,
+                    r.expires_at(),
+                    r.lifetime(),
+                )
+                .unwrap()
+            }))
         })
     }
 
@@ -159,6 +177,20 @@ async fn a_token_state_starting_with_a_valid_stored_token_calls_no_auth_api() {
         left <= Duration::from_secs(3000) && left > Duration::from_secs(2900),
         "{left:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_the_store_answers_for_another_key_is_not_used() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let flaky = FlakyStore::default();
+    let store: Arc<dyn TokenStore> = Arc::new(flaky.clone());
+    let first = cache_on(&api, Settings::default(), Arc::clone(&store));
+    let token = first.access_token().await.unwrap();
+    flaky.answers_for_another_key.store(true, Ordering::SeqCst);
+    let second = cache_on(&api, Settings::default(), Arc::clone(&store));
+    let own = second.access_token().await.unwrap();
+    assert_ne!(own.expose_secret(), token.expose_secret());
+    assert_eq!(api.calls(Endpoint::Password), 2, "it logged in for itself");
 }
 
 #[tokio::test(start_paused = true)]
