@@ -4,12 +4,15 @@
 use std::{
     borrow::Cow,
     fmt,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, StoreKey};
+use super::{
+    record::{from_unix_millis, unix_millis},
+    StoreError, StoreKey,
+};
 
 /// The lease holder's call to the Auth API failed: for its
 /// [`delay`](Self::delay), the token states that were waiting for that call
@@ -175,10 +178,7 @@ impl FailureNotice {
             base_url: Cow::Borrowed(self.key.base_url()),
             username: Cow::Borrowed(self.key.username()),
             generation: self.generation,
-            until_ms: self
-                .until
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            until_ms: unix_millis(self.until),
             delay_ms: u64::try_from(self.delay.as_millis()).unwrap_or(u64::MAX),
             rejected: self.rejected,
         };
@@ -201,8 +201,7 @@ impl FailureNotice {
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let encoded: Encoded<'_> = serde_json::from_slice(bytes)
             .map_err(|_| StoreError::corrupt("failure notice does not parse"))?;
-        let until = UNIX_EPOCH
-            .checked_add(Duration::from_millis(encoded.until_ms))
+        let until = from_unix_millis(encoded.until_ms)
             .ok_or_else(|| StoreError::corrupt("failure notice time is out of range"))?;
         Ok(FailureNotice {
             key: StoreKey::new(encoded.base_url.into_owned(), encoded.username.into_owned()),

@@ -262,8 +262,7 @@ impl TokenRecord {
             )));
         }
         let key = StoreKey::new(encoded.base_url.into_owned(), encoded.username.into_owned());
-        let expires_at = UNIX_EPOCH
-            .checked_add(Duration::from_millis(encoded.expires_at_ms))
+        let expires_at = from_unix_millis(encoded.expires_at_ms)
             .ok_or_else(|| StoreError::corrupt("token record expiry is out of range"))?;
         TokenRecord::new(
             key,
@@ -287,9 +286,16 @@ impl TokenRecord {
     }
 }
 
-fn unix_millis(at: SystemTime) -> u64 {
+/// `at` as milliseconds since the Unix epoch, as encodings keep times
+/// (saturating; 0 before the epoch).
+pub(super) fn unix_millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The time `millis` after the Unix epoch, if the platform can hold it.
+pub(super) fn from_unix_millis(millis: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_millis(millis))
 }
 
 /// Visible ASCII only, as in a token response.
