@@ -6,7 +6,7 @@ use std::{
     fs::{self, File, Metadata, OpenOptions},
     io::{self, Read, Write},
     path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
+    time::SystemTime,
 };
 
 #[cfg(unix)]
@@ -14,7 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 use zeroize::Zeroizing;
 
-use crate::store::{FailureNotice, StoreError, StoreKey, TokenRecord};
+use crate::store::{record::unix_millis, FailureNotice, StoreError, StoreKey, TokenRecord};
 
 /// Far larger than any token record: a larger file is not one, and is not
 /// read into memory.
@@ -238,7 +238,7 @@ pub(super) fn move_aside(
     if !still_names(&paths.token, read) {
         return Ok(());
     }
-    let aside = paths.beside(&format!(".corrupt-{}", unix_millis()));
+    let aside = paths.beside(&format!(".corrupt-{}", unix_millis(SystemTime::now())));
     fs::rename(&paths.token, &aside)
         .map_err(|e| unavailable("cannot move aside the corrupt token file", &paths.token, e))?;
     tracing::warn!(
@@ -430,12 +430,6 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
-}
-
-fn unix_millis() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
 }
 
 fn unavailable(what: &str, path: &Path, error: io::Error) -> StoreError {
