@@ -256,15 +256,15 @@ async fn a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login<S: 
 }
 
 /// A lease holder killed mid-refresh (its runtime dropped, as a process
-/// dies) leaves its lease to expire; another replica takes over and
-/// refreshes, with no password login.
-async fn a_lease_holder_killed_mid_refresh_is_taken_over<S: TokenStore>(store: impl Fn() -> S) {
+/// dies) leaves its short lease to expire; another replica takes over
+/// within seconds. The dead holder had marked its refresh token as sent, so
+/// the survivor logs in with the password, once, rather than send a token
+/// the Auth API may have rotated.
+async fn a_lease_holder_killed_mid_refresh_costs_one_login_and_no_spent_token<S: TokenStore>(
+    store: impl Fn() -> S,
+) {
     let mock = mock().await;
-    let layer = |store: S| {
-        layer_for(&mock)
-            .auth_timeout(Duration::from_secs(1))
-            .token_store(store)
-    };
+    let layer = |store: S| layer_for(&mock).token_store(store);
     let survivor = client_through(&layer(store()));
     assert_eq!(
         get_status(&survivor, &mock.url("/trips")).await,
@@ -298,15 +298,15 @@ async fn a_lease_holder_killed_mid_refresh_is_taken_over<S: TokenStore>(store: i
         StatusCode::OK
     );
     let counts = mock.counts();
+    assert_eq!(counts.password, 2, "one login after the dead holder");
     assert_eq!(
-        counts.password, 1,
-        "no password login: the refresh token was never spent"
+        counts.refresh, 1,
+        "the marked refresh token was not sent again"
     );
-    assert_eq!(counts.refresh, 2);
-    assert_eq!(counts.refresh_rejected, 0);
-    // The lease lives the Auth API timeout plus up to as much again.
+    assert_eq!((counts.refresh_rejected, counts.refresh_reused), (0, 0));
+    // The lease lives 2.5 s without its holder's renewals.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
@@ -354,6 +354,48 @@ mod memory {
     async fn a_resource_that_refuses_every_token_costs_a_replica_one_refresh() {
         super::a_resource_that_refuses_every_token_costs_a_replica_one_refresh(shared()).await;
     }
+
+    /// A holder that died with the lease stalls the others for its short
+    /// time to live, and a process that waits on it past a second says so
+    /// once, at `warn`, naming the store and the key's fingerprint only.
+    #[tokio::test]
+    async fn a_wait_behind_a_dead_holder_is_bounded_and_said_once() {
+        use std::time::{Duration, Instant};
+
+        use http::StatusCode;
+        use simacan_auth::store::{StoreKey, TokenStore};
+
+        use super::{capture_logs, client_through, get_status, layer_for, mock};
+
+        let (logs, _guard) = capture_logs();
+        let mock = mock().await;
+        let store = MemoryStore::new();
+        let key = StoreKey::new(mock.base_url(), mock.credentials().username());
+        let dead = store
+            .try_lease(&key, Duration::from_millis(2_500))
+            .await
+            .unwrap()
+            .expect("the lease is free");
+        std::mem::forget(dead);
+        let replica = client_through(&layer_for(&mock).token_store(store));
+        let started = Instant::now();
+        assert_eq!(
+            get_status(&replica, &mock.url("/trips")).await,
+            StatusCode::OK
+        );
+        let stalled = started.elapsed();
+        assert!(stalled < Duration::from_secs(3), "{stalled:?}");
+        let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let warnings: Vec<_> = logs
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("waiting for another process"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{logs}");
+        assert!(warnings[0].contains(&key.fingerprint()), "{}", warnings[0]);
+        assert!(warnings[0].contains("MemoryStore"), "{}", warnings[0]);
+        assert!(!logs.contains(simacan_auth::mock::PASSWORD), "{logs}");
+        assert!(!logs.contains("Bearer"), "no token in the logs: {logs}");
+    }
 }
 
 mod file {
@@ -400,9 +442,10 @@ mod file {
     }
 
     #[tokio::test]
-    async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
+    async fn a_lease_holder_killed_mid_refresh_costs_one_login_and_no_spent_token() {
         let dir = tempfile::tempdir().unwrap();
-        super::a_lease_holder_killed_mid_refresh_is_taken_over(in_dir(&dir)).await;
+        super::a_lease_holder_killed_mid_refresh_costs_one_login_and_no_spent_token(in_dir(&dir))
+            .await;
     }
 
     #[tokio::test]
@@ -596,11 +639,12 @@ mod redis {
     }
 
     #[tokio::test]
-    async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
+    async fn a_lease_holder_killed_mid_refresh_costs_one_login_and_no_spent_token() {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        super::a_lease_holder_killed_mid_refresh_is_taken_over(on(&server)).await;
+        super::a_lease_holder_killed_mid_refresh_costs_one_login_and_no_spent_token(on(&server))
+            .await;
     }
 
     #[tokio::test]
@@ -615,8 +659,10 @@ mod redis {
         for _ in 0..3 {
             traffic(&replicas, &mock.url("/trips"), 3).await;
         }
-        // Redis comes back empty (no persistence): the fleet converges on
-        // it at the next need, with one refresh and no second login.
+        // Redis comes back empty (no persistence): it vouches for no
+        // refresh token now, so the fleet converges on it at the next need
+        // with one password login, never a refresh token another replica
+        // may have rotated.
         server.restart();
         mock.revoke_access_tokens();
         traffic(&replicas, &mock.url("/trips"), 3).await;
@@ -626,8 +672,8 @@ mod redis {
             StatusCode::OK
         );
         let counts = mock.counts();
-        assert_eq!(counts.password, 1);
-        assert_eq!(counts.refresh, 1);
-        assert_eq!(counts.refresh_rejected, 0);
+        assert_eq!(counts.password, 2);
+        assert_eq!(counts.refresh, 0);
+        assert_eq!((counts.refresh_rejected, counts.refresh_reused), (0, 0));
     }
 }

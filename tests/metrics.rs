@@ -17,11 +17,14 @@ use std::{
 
 use http::StatusCode;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use simacan_auth::{store::MemoryStore, Credentials, SimacanAuthLayer};
+use simacan_auth::{
+    store::{BoxFuture, Lease, MemoryStore, StoreError, StoreKey, TokenRecord, TokenStore},
+    Credentials, SimacanAuthLayer,
+};
 use support::*;
 
 /// Every metric the crate emits, as documented.
-const COUNTERS: [&str; 8] = [
+const COUNTERS: [&str; 10] = [
     "simacan_auth_logins_total",
     "simacan_auth_refreshes_total",
     "simacan_auth_password_fallbacks_total",
@@ -30,6 +33,8 @@ const COUNTERS: [&str; 8] = [
     "simacan_auth_unauthorized_total",
     "simacan_auth_unauthorized_healed_total",
     "simacan_auth_unauthorized_passed_through_total",
+    "simacan_auth_lease_waits_total",
+    "simacan_auth_lease_waits_long_total",
 ];
 const GAUGES: [&str; 4] = [
     "simacan_auth_consecutive_failures",
@@ -302,6 +307,145 @@ fn adopted_tokens_are_counted_and_every_metric_is_described_and_documented() {
             "{name} is missing from the README's table"
         );
     }
+}
+
+/// A [`MemoryStore`] that can be taken down.
+#[derive(Debug, Clone, Default)]
+struct Switchable {
+    inner: MemoryStore,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Switchable {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(
+                "switched off",
+                std::io::Error::other("down"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TokenStore for Switchable {
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.load(key).await
+        })
+    }
+    fn try_lease<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.try_lease(key, ttl).await
+        })
+    }
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.renew(lease, ttl).await
+        })
+    }
+    fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.release(lease).await
+        })
+    }
+    fn save<'a>(
+        &'a self,
+        lease: &'a Lease,
+        record: &'a TokenRecord,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.save(lease, record, expected).await
+        })
+    }
+    fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.remove(key).await
+        })
+    }
+}
+
+#[test]
+fn refusals_during_a_store_outage_say_the_store_is_the_cause() {
+    let recorded = Recorded::default();
+    with_recorder(&recorded, async {
+        let mock = mock().await;
+        let store = Switchable::default();
+        let layer = layer_for(&mock).token_store(store.clone());
+        let svc = client_through(&layer);
+        assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+        store.down.store(true, Ordering::SeqCst);
+        mock.revoke_access_tokens();
+        // A 401 that starts a flight fails with the store's error; one that
+        // comes during the store's short retry pause is passed through, as
+        // the store's, not as an Auth API backoff.
+        let passed = "simacan_auth_unauthorized_passed_through_total";
+        for _ in 0..50 {
+            match get(&svc, &mock.url("/trips")).await {
+                Err(error) => assert!(
+                    matches!(auth_error(&error), simacan_auth::Error::Store(_)),
+                    "{error:?}"
+                ),
+                Ok(response) => assert_eq!(response.status(), StatusCode::UNAUTHORIZED),
+            }
+            if recorded.counter(passed, &["reason=store_unavailable"]) > 0 {
+                break;
+            }
+        }
+        assert!(recorded.counter(passed, &["reason=store_unavailable"]) > 0);
+        assert_eq!(recorded.counter(passed, &["reason=backoff"]), 0);
+        assert!(recorded.counter("simacan_auth_failures_total", &["kind=store"]) > 0);
+        // The store is back: the next 401 is healed at once.
+        store.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+        assert_eq!(mock.counts().password, 1);
+    });
+}
+
+#[test]
+fn waits_for_another_process_are_counted_and_long_ones_apart() {
+    let recorded = Recorded::default();
+    with_recorder(&recorded, async {
+        let mock = mock().await;
+        let store = MemoryStore::new();
+        let key =
+            simacan_auth::store::StoreKey::new(mock.base_url(), mock.credentials().username());
+        // A holder that died with the lease.
+        let dead = store
+            .try_lease(&key, Duration::from_secs(2))
+            .await
+            .unwrap()
+            .unwrap();
+        std::mem::forget(dead);
+        let layer = layer_for(&mock).token_store(store);
+        bounded(layer.access_token()).await.unwrap();
+        assert_eq!(recorded.counter("simacan_auth_lease_waits_total", &[]), 1);
+        assert_eq!(
+            recorded.counter("simacan_auth_lease_waits_long_total", &[]),
+            1
+        );
+        let stats = layer.stats();
+        assert_eq!((stats.lease_waits, stats.long_lease_waits), (1, 1));
+    });
 }
 
 #[test]

@@ -264,7 +264,7 @@ async fn records_round_trip_between_replicas() {
     let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
     let with_refresh = TokenRecord::new(
         key(1),
-        u64::MAX,
+        TokenRecord::MAX_GENERATION,
         "eyA.b.c",
         Some("eyR"),
         at,
@@ -280,7 +280,7 @@ async fn records_round_trip_between_replicas() {
 
     let loaded = bounded(b.load(&key(1))).await.unwrap().unwrap();
     assert_eq!(loaded.key(), &key(1));
-    assert_eq!(loaded.generation(), u64::MAX);
+    assert_eq!(loaded.generation(), TokenRecord::MAX_GENERATION);
     assert_eq!(loaded.expires_at(), at);
     assert_eq!(loaded.lifetime(), Duration::from_secs(3600));
     assert!(loaded.has_refresh_token());

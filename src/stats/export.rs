@@ -18,6 +18,8 @@ const FAILURES: &str = "simacan_auth_failures_total";
 const UNAUTHORIZED: &str = "simacan_auth_unauthorized_total";
 const HEALED: &str = "simacan_auth_unauthorized_healed_total";
 const PASSED_THROUGH: &str = "simacan_auth_unauthorized_passed_through_total";
+const LEASE_WAITS: &str = "simacan_auth_lease_waits_total";
+const LONG_LEASE_WAITS: &str = "simacan_auth_lease_waits_long_total";
 const CONSECUTIVE_FAILURES: &str = "simacan_auth_consecutive_failures";
 const BACKOFF_UNTIL: &str = "simacan_auth_backoff_until_timestamp_seconds";
 const TOKEN_OBTAINED: &str = "simacan_auth_token_obtained_timestamp_seconds";
@@ -51,6 +53,14 @@ pub(super) fn describe() {
         (
             PASSED_THROUGH,
             "Refusals handed to the caller as they came, by reason.",
+        ),
+        (
+            LEASE_WAITS,
+            "Waits for another process's login or refresh through the token store.",
+        ),
+        (
+            LONG_LEASE_WAITS,
+            "Waits for another process's login or refresh that passed a second.",
         ),
     ];
     for (name, help) in counters {
@@ -92,6 +102,10 @@ pub(super) fn obtained(how: How, expires_in: Duration) {
     gauge!(TOKEN_EXPIRY).set(unix_seconds_in(expires_in));
     gauge!(CONSECUTIVE_FAILURES).set(0.0);
     gauge!(BACKOFF_UNTIL).set(0.0);
+}
+
+pub(super) fn lease_wait(long: bool) {
+    counter!(if long { LONG_LEASE_WAITS } else { LEASE_WAITS }).increment(1);
 }
 
 pub(super) fn failed(kind: FailureKind) {

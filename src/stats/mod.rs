@@ -49,7 +49,9 @@
 //! | `simacan_auth_failures_total` | counter | `kind` | logins and refreshes that obtained no token; `kind` is a [`FailureKind::as_str`] | `failures(kind)` |
 //! | `simacan_auth_unauthorized_total` | counter | | 401s and gRPC UNAUTHENTICATED answered to a request's first attempt | `unauthorized` |
 //! | `simacan_auth_unauthorized_healed_total` | counter | | refusals healed: the replay with a newer token was accepted | `unauthorized_healed` |
-//! | `simacan_auth_unauthorized_passed_through_total` | counter | `reason` | refusals handed to the caller: `cooldown` (a refresh did not help moments ago), `backoff` (the Auth API is backing off), `not_replayable` (the body was not kept), `replay_refused` (the replay was refused too), `no_runtime` (no Tokio runtime to refresh on) | `unauthorized_passed_through`, and `replays_refused` for `replay_refused` |
+//! | `simacan_auth_unauthorized_passed_through_total` | counter | `reason` | refusals handed to the caller: `cooldown` (a refresh did not help moments ago), `backoff` (the Auth API is backing off), `store_unavailable` (the token store is unavailable), `not_replayable` (the body was not kept), `replay_refused` (the replay was refused too), `no_runtime` (no Tokio runtime to refresh on) | `unauthorized_passed_through`, and `replays_refused` for `replay_refused` |
+//! | `simacan_auth_lease_waits_total` | counter | | waits for another process's login or refresh through the token store | `lease_waits` |
+//! | `simacan_auth_lease_waits_long_total` | counter | | those waits that passed a second (each logged at `warn`): a slow lease holder, or a dead one whose lease runs out | `long_lease_waits` |
 //! | `simacan_auth_consecutive_failures` | gauge | | failures since a token was last obtained | `consecutive_failures` |
 //! | `simacan_auth_backoff_until_timestamp_seconds` | gauge | | Unix time at which the current backoff ends; 0 once a token is obtained | `backoff_remaining` |
 //! | `simacan_auth_token_obtained_timestamp_seconds` | gauge | | Unix time at which the current token was obtained | `token_age` |
@@ -129,6 +131,13 @@ pub struct Stats {
     /// Replays refused like their first attempt; part of
     /// [`unauthorized_passed_through`](Self::unauthorized_passed_through).
     pub replays_refused: u64,
+    /// Logins and refreshes that found the [token store](crate::store)'s
+    /// lease held by another process and waited for its result.
+    pub lease_waits: u64,
+    /// Waits for another process's lease that lasted more than a second,
+    /// each logged at `warn`: a lease holder that is slow, or that died and
+    /// whose lease runs out (within 2.5 s).
+    pub long_lease_waits: u64,
     /// Logins and refreshes that failed since a token was last obtained.
     pub consecutive_failures: u64,
     /// How long the backoff after the last failure still lasts; `None` when
@@ -309,6 +318,8 @@ pub(crate) enum PassedThrough {
     Cooldown,
     /// The Auth API is backing off after a failure.
     Backoff,
+    /// The token store is unavailable; it is tried again shortly.
+    StoreUnavailable,
     /// No Tokio runtime to refresh on.
     NoRuntime,
     /// The request's body was not kept for a replay.
@@ -323,6 +334,7 @@ impl PassedThrough {
         match self {
             PassedThrough::Cooldown => "cooldown",
             PassedThrough::Backoff => "backoff",
+            PassedThrough::StoreUnavailable => "store_unavailable",
             PassedThrough::NoRuntime => "no_runtime",
             PassedThrough::NotReplayable => "not_replayable",
             PassedThrough::ReplayRefused => "replay_refused",
@@ -345,6 +357,8 @@ pub(crate) struct Counters {
     unauthorized_healed: AtomicU64,
     unauthorized_passed_through: AtomicU64,
     replays_refused: AtomicU64,
+    lease_waits: AtomicU64,
+    long_lease_waits: AtomicU64,
     failures: [AtomicU64; FailureKind::ALL.len()],
     consecutive_failures: AtomicU64,
     /// When the backoff ends, in nanoseconds after `base`; [`NO_BACKOFF`]
@@ -367,6 +381,8 @@ impl Counters {
             unauthorized_healed: AtomicU64::new(0),
             unauthorized_passed_through: AtomicU64::new(0),
             replays_refused: AtomicU64::new(0),
+            lease_waits: AtomicU64::new(0),
+            long_lease_waits: AtomicU64::new(0),
             failures: Default::default(),
             consecutive_failures: AtomicU64::new(0),
             backoff_until: AtomicU64::new(NO_BACKOFF),
@@ -412,6 +428,20 @@ impl Counters {
         export::backing_off(consecutive, until);
     }
 
+    /// A flight found the store's lease held by another process and waited.
+    pub(crate) fn lease_wait(&self) {
+        self.lease_waits.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        export::lease_wait(false);
+    }
+
+    /// A wait for the lease passed a second.
+    pub(crate) fn long_lease_wait(&self) {
+        self.long_lease_waits.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        export::lease_wait(true);
+    }
+
     /// A response refused the token sent with a request's first attempt.
     pub(crate) fn unauthorized(&self) {
         self.unauthorized.fetch_add(1, Relaxed);
@@ -454,6 +484,8 @@ impl Counters {
             unauthorized_healed: self.unauthorized_healed.load(Relaxed),
             unauthorized_passed_through: self.unauthorized_passed_through.load(Relaxed),
             replays_refused: self.replays_refused.load(Relaxed),
+            lease_waits: self.lease_waits.load(Relaxed),
+            long_lease_waits: self.long_lease_waits.load(Relaxed),
             consecutive_failures: self.consecutive_failures.load(Relaxed),
             backoff_remaining,
             token_age: None,

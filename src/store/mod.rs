@@ -19,52 +19,40 @@
 //! store is consulted only when a token is missing, near expiry or refused
 //! with a 401.
 //!
-//! # The protocol, and the invariant each step keeps
+//! # How the token state uses a store
 //!
-//! A token state that needs a token does this, in order:
+//! A token state that needs a token loads the record and uses it when it
+//! is valid and newer than its own; otherwise it takes the key's
+//! [`Lease`], a short one (2.5 s) renewed every 750 ms while its holder
+//! works, so that only one process at a time calls the Auth API and a dead
+//! holder stalls the others for seconds. The holder marks a refresh token
+//! as sent (saves the record without it) before sending it, saves the new
+//! token with compare-and-swap on the generation, retries a failed save
+//! while it holds the lease, and leaves a [`FailureNotice`] when its call
+//! fails. A store failure is retried on a schedule of its own (50 to
+//! 500 ms), apart from the Auth API's backoff. What each step guarantees,
+//! and what each fault costs, is told in the README's failure-modes table.
 //!
-//! 1. **Load** the record without the lease. If it holds a valid token newer
-//!    than the one the state has (a higher [`generation`](TokenRecord::generation)),
-//!    use it: *a process that starts with a valid stored token makes no Auth
-//!    API call*.
-//! 2. **Take the lease** ([`try_lease`](TokenStore::try_lease)) on the key.
-//!    Only the holder calls the Auth API, for the password grant and the
-//!    refresh grant alike: *one login and one refresh per need, fleet-wide*.
-//!    Others wait, re-reading the record, and use the holder's result.
-//! 3. **Re-read** under the lease; if the record has become newer and valid,
-//!    use it with no Auth API call.
-//! 4. **Renew** the lease right before sending a refresh token, and give up
-//!    if it is no longer held: *a refresh token is sent at most once,
-//!    fleet-wide*. The lease's time to live is longer than one Auth API
-//!    call's timeout plus a margin, and it is renewed while calls are in
-//!    flight. This holds as long as a holder is not paused (a stopped VM, a
-//!    process frozen in a debugger) for longer than the lease's time to
-//!    live between the renewal and the send, and the store's clock for
-//!    lease expiry (Redis's, or the OS for a file lock) runs steadily; a
-//!    refresh token sent twice anyway is refused with 401, and the fleet
-//!    then logs in with the password once.
-//! 5. **Share a failure.** When the holder's call fails, it leaves a
-//!    [`FailureNotice`] ([`save_failure`](TokenStore::save_failure)) until
-//!    its backoff ends; the processes that waited for that call fail fast
-//!    with the same kind of error instead of repeating it: *a rejected
-//!    password is sent once for the fleet, not once per replica*. A notice
-//!    already there when a process began to wait, or found by a process
-//!    that did not wait, is about another call and is ignored.
-//! 6. **Save** the new record with compare-and-swap on the generation read
-//!    in step 3 ([`save`](TokenStore::save)): a write never overwrites a
-//!    record it did not see. A refresh token the Auth API refused is saved
-//!    away (the record keeps no refresh token) before anything else, so no
-//!    one sends it again.
-//! 7. **Release** the lease.
+//! # What a store must guarantee
 //!
-//! A holder that dies mid-call leaves its lease to expire (or, for the file
-//! store, the OS to release its lock); the next holder re-reads the record.
-//! If the Auth API had already rotated the refresh token, `/auth/refresh`
-//! answers 401 and that holder logs in with the password, once, under the
-//! same lease.
-//!
-//! Expiry is stored in wall-clock time; readers subtract a margin for clock
-//! skew between machines, and an early 401 is healed the usual way.
+//! - [`save`](TokenStore::save) is one atomic compare-and-swap on the
+//!   record's generation: it writes only over the generation expected
+//!   (`None`: no record), so that a writer never overwrites a record it did
+//!   not see. The generation is the fence: a holder that lost its lease
+//!   cannot overwrite a newer record.
+//! - [`try_lease`](TokenStore::try_lease) grants at most one unexpired lease
+//!   per key; [`renew`](TokenStore::renew) extends it only for its owner and
+//!   says when it was lost; the lease expires on its own after its time to
+//!   live (or, for a lease that is an OS lock, when its holder dies).
+//! - [`load`](TokenStore::load) returns what the last successful `save`
+//!   wrote, whole, or fails; a store that loses its data may answer `None`,
+//!   and the token state then logs in with the password rather than send a
+//!   refresh token it cannot vouch for.
+//! - [`save_failure`](TokenStore::save_failure) and
+//!   [`load_failure`](TokenStore::load_failure) keep one notice whole. A
+//!   wrapper around another store must pass them through: their defaults
+//!   keep nothing, and a fleet then repeats a failing call once per
+//!   replica.
 //!
 //! # Implementing a store
 //!
@@ -203,8 +191,11 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// `expected` (`None`: there is no record); `false`, writing nothing,
     /// otherwise. Compare and swap in one atomic step. The generation is
     /// what protects the record: the lease is passed so that a store may
-    /// also check it, but need not. A `false` is not retried: the token
-    /// state keeps its new token in its own memory and logs an error.
+    /// also check it, but need not (a holder whose store lost its data puts
+    /// its token back after the lease went with the data). After a `false`
+    /// the token state reads the record again: a newer one wins, and its own
+    /// token stays in its memory; an older one or none (the store lost its
+    /// data) is written over.
     fn save<'a>(
         &'a self,
         lease: &'a Lease,

@@ -75,12 +75,32 @@ struct Encoded<'a> {
 }
 
 impl TokenRecord {
+    /// The highest generation a record may carry: 2^53, the largest integer
+    /// every JSON reader and Redis's Lua numbers hold exactly. A record
+    /// beyond it is refused as corrupt, so that stored data can never make
+    /// the next generation overflow.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use simacan_auth::store::{StoreErrorKind, StoreKey, TokenRecord};
+    ///
+    /// let key = StoreKey::new("https://auth.example.com/api/v1", "user");
+    /// let too_far = TokenRecord::MAX_GENERATION + 1;
+    /// let error = TokenRecord::new(key, too_far, "a", None, SystemTime::now(), Duration::from_secs(60))
+    ///     .unwrap_err();
+    /// assert_eq!(error.kind(), StoreErrorKind::Corrupt);
+    /// ```
+    pub const MAX_GENERATION: u64 = 1 << 53;
+
     /// A record. Tokens must be visible ASCII, as the Auth API issues them.
     ///
     /// # Errors
     ///
     /// A [`StoreError`] of kind [`Corrupt`](super::StoreErrorKind::Corrupt)
-    /// when a token is empty or has characters a token cannot have.
+    /// when a token is empty or has characters a token cannot have, or the
+    /// generation is beyond [`MAX_GENERATION`](Self::MAX_GENERATION).
     ///
     /// # Example
     ///
@@ -101,6 +121,11 @@ impl TokenRecord {
         expires_at: SystemTime,
         lifetime: Duration,
     ) -> Result<TokenRecord, StoreError> {
+        if generation > Self::MAX_GENERATION {
+            return Err(StoreError::corrupt(
+                "token record generation is out of range",
+            ));
+        }
         if !is_token_text(access_token) {
             return Err(StoreError::corrupt("access token is not token text"));
         }
@@ -274,6 +299,14 @@ impl TokenRecord {
         )
     }
 
+    /// The same record as generation `generation`.
+    pub(crate) fn regenerated(&self, generation: u64) -> TokenRecord {
+        TokenRecord {
+            generation,
+            ..self.clone()
+        }
+    }
+
     /// The same record without its refresh token, which the Auth API
     /// refused, expiring at `expires_at`.
     pub(crate) fn spent(&self, generation: u64, expires_at: SystemTime) -> TokenRecord {
@@ -337,6 +370,24 @@ mod tests {
             assert_eq!(again.expires_at(), record(refresh).expires_at());
             assert_eq!(again.lifetime(), Duration::from_secs(3600));
         }
+    }
+
+    #[test]
+    fn a_stored_generation_beyond_the_limit_is_corrupt() {
+        let encoded = String::from_utf8(record(Some("r")).encode().to_vec()).unwrap();
+        for generation in [u64::MAX, TokenRecord::MAX_GENERATION + 1] {
+            let tampered =
+                encoded.replace("\"generation\":9", &format!("\"generation\":{generation}"));
+            assert_ne!(tampered, encoded);
+            let error = TokenRecord::decode(tampered.as_bytes()).unwrap_err();
+            assert_eq!(error.kind(), StoreErrorKind::Corrupt);
+        }
+        let at_limit = encoded.replace(
+            "\"generation\":9",
+            &format!("\"generation\":{}", TokenRecord::MAX_GENERATION),
+        );
+        let record = TokenRecord::decode(at_limit.as_bytes()).unwrap();
+        assert_eq!(record.generation(), TokenRecord::MAX_GENERATION);
     }
 
     #[test]

@@ -115,7 +115,7 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// itself too, and a record found under the right fingerprint but for
 /// another key is logged and treated as absent.
 ///
-/// # How each step of the [protocol](super#the-protocol-and-the-invariant-each-step-keeps) is kept across processes
+/// # How each [guarantee](super#what-a-store-must-guarantee) is kept across processes
 ///
 /// - **One lease holder per key, fleet-wide.** Taking the lease is
 ///   `SET … NX PX ttl` with a fresh random owner, in a Lua script; renewing

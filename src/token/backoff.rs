@@ -7,7 +7,8 @@ use crate::Error;
 
 /// Exponential backoff with "equal jitter": the n-th consecutive failure
 /// waits between half and all of `initial * 2^(n-1)`, capped at `max`, and at
-/// least as long as the Auth API's `Retry-After`. Rejected credentials wait
+/// least as long as the Auth API's `Retry-After` (up to
+/// [`MAX_RETRY_AFTER`], beyond `max`). Rejected credentials wait
 /// `max` straight away: retrying them cannot help and risks locking the
 /// account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,10 @@ impl Default for Backoff {
     }
 }
 
+/// The longest `Retry-After` honoured: an hour. A longer one is read as an
+/// hour, so that one answer cannot stop the token for a day.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 impl Backoff {
     /// The shortest wait [`delay`](Self::delay) can give after a first
     /// failure: how long other processes are asked not to repeat a failed
@@ -34,7 +39,7 @@ impl Backoff {
         if matches!(error, Error::InvalidCredentials { .. }) {
             return self.max;
         }
-        let retry_after = error.retry_after().unwrap_or_default().min(self.max);
+        let retry_after = error.retry_after().unwrap_or_default().min(MAX_RETRY_AFTER);
         (self.initial.min(self.max) / 2).max(retry_after)
     }
 
@@ -46,9 +51,8 @@ impl Backoff {
         let doublings = failures.saturating_sub(1).min(30);
         let full = self.initial.saturating_mul(1 << doublings).min(self.max);
         let jittered = (full / 2).saturating_add((full / 2).mul_f64(fastrand::f64()));
-        // A `Retry-After` is honoured up to the longest backoff: one answer
-        // must not stop the token for an hour.
-        jittered.max(error.retry_after().unwrap_or_default().min(self.max))
+        // Never sooner than the Auth API asked, up to an hour.
+        jittered.max(error.retry_after().unwrap_or_default().min(MAX_RETRY_AFTER))
     }
 }
 
@@ -83,6 +87,20 @@ mod tests {
     fn retry_after_is_honoured() {
         let d = Backoff::default().delay(1, &outage(Some(42)));
         assert_eq!(d, Duration::from_secs(42));
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_longest_backoff_is_honoured_up_to_an_hour() {
+        let backoff = Backoff::default();
+        assert_eq!(
+            backoff.delay(1, &outage(Some(600))),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            backoff.shortest_first(&outage(Some(600))),
+            Duration::from_secs(600)
+        );
+        assert_eq!(backoff.delay(1, &outage(Some(86_400))), MAX_RETRY_AFTER);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod credentials;
 pub mod environment;
 #[cfg(test)]
 mod fake_api;
-mod flight;
+pub(crate) mod flight;
 pub(crate) mod grant;
 mod hyper_transport;
 #[cfg(feature = "rustls")]

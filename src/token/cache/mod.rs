@@ -36,12 +36,12 @@ use super::{
     access_token::{Fresh, How, Token},
     backoff::Backoff,
     client::{AuthApi, Transport},
-    flight::{Failed, SpentTokens},
+    flight::{Failed, Flight, FlightSettings, LeaseTimings, Need},
     AccessToken, AuthClient, Credentials, Environment,
 };
 use crate::{
     stats::{Counters, PassedThrough, Stats},
-    store::{StoreKey, TokenStore},
+    store::{StoreErrorKind, StoreKey, TokenStore},
     Error,
 };
 
@@ -58,6 +58,8 @@ pub(crate) struct Settings {
     pub(crate) max_clock_skew: Duration,
     /// Log in without the store when it is unavailable.
     pub(crate) local_login_on_store_outage: bool,
+    /// The store's lease and retry schedule.
+    pub(crate) lease: LeaseTimings,
 }
 
 impl Default for Settings {
@@ -70,6 +72,7 @@ impl Default for Settings {
             backoff: Backoff::default(),
             max_clock_skew: Duration::from_secs(30),
             local_login_on_store_outage: false,
+            lease: LeaseTimings::default(),
         }
     }
 }
@@ -117,52 +120,59 @@ pub(crate) enum AfterUnauthorized {
     PassThrough,
 }
 
-/// Why a flight starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Need {
-    /// No token, or an expired one.
-    Token,
-    /// The token nears expiry; requests keep using it meanwhile.
-    Proactive,
-    /// The token was refused with a 401.
-    Unauthorized,
-}
-
 /// Shared by every clone of a layer and of its services.
 #[derive(Clone)]
 pub(crate) struct TokenCache {
     shared: Arc<Shared>,
 }
 
-pub(super) struct Shared {
+struct Shared {
     current: ArcSwapOption<Token>,
     control: Mutex<Control>,
-    pub(super) api: AuthApi,
-    pub(super) credentials: Credentials,
-    pub(super) settings: Settings,
-    pub(super) store: Arc<dyn TokenStore>,
-    pub(super) key: StoreKey,
-    /// Refresh tokens this process saw rotated or refused.
-    pub(super) spent: SpentTokens,
-    counters: Counters,
+    flight: Flight,
+    settings: Settings,
+    counters: Arc<Counters>,
 }
 
+/// The cache's state, under its lock.
 #[derive(Default)]
 struct Control {
-    /// The login or refresh in flight, if any.
-    flight: Option<watch::Receiver<Option<Outcome>>>,
-    /// The last failure, while its backoff lasts.
-    failure: Option<Failure>,
+    phase: Phase,
+    /// Failed Auth API calls since a token was last obtained: they grow
+    /// the Auth API's backoff.
+    auth_failures: u32,
+    /// Store failures in a row: they follow the store's own, short,
+    /// schedule and leave the Auth API's backoff alone.
+    store_failures: u32,
     /// Until when 401s pass through without a refresh.
     cooldown_until: Option<Instant>,
     /// The generation of the newest token.
     generation: u64,
 }
 
+/// Where the cache is between tokens.
+#[derive(Default)]
+enum Phase {
+    /// Nothing under way: the next need starts a flight.
+    #[default]
+    Idle,
+    /// A login or refresh is under way; waiters subscribe to it.
+    InFlight(watch::Receiver<Option<Outcome>>),
+    /// The last flight failed; until its time is up, needs fail fast.
+    BackingOff(Failure),
+}
+
 struct Failure {
     error: Error,
     until: Instant,
-    consecutive: u32,
+    cause: Cause,
+}
+
+/// What a failure's backoff waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    AuthApi,
+    Store,
 }
 
 impl Failure {
@@ -197,17 +207,29 @@ impl TokenCache {
     ) -> Self {
         let key = StoreKey::new(environment.base_url(), credentials.username());
         let api = AuthApi::new(environment, transport, settings.auth_timeout);
+        let counters = Arc::new(Counters::new());
+        let flight_settings = FlightSettings {
+            lease: settings.lease,
+            auth_timeout: settings.auth_timeout,
+            backoff: settings.backoff,
+            max_clock_skew: settings.max_clock_skew,
+            local_login_on_store_outage: settings.local_login_on_store_outage,
+        };
+        let flight = Flight::new(
+            api,
+            credentials,
+            store,
+            key,
+            flight_settings,
+            Arc::clone(&counters),
+        );
         TokenCache {
             shared: Arc::new(Shared {
                 current: ArcSwapOption::empty(),
                 control: Mutex::new(Control::default()),
-                api,
-                credentials,
+                flight,
                 settings,
-                store,
-                key,
-                spent: SpentTokens::new(),
-                counters: Counters::new(),
+                counters,
             }),
         }
     }
@@ -255,7 +277,7 @@ impl TokenCache {
         if let Some(wait) = control.join_flight() {
             return Acquired::Wait(wait);
         }
-        if let Some(failure) = control.failure.as_ref().filter(|f| now < f.until) {
+        if let Some(failure) = control.backing_off(now) {
             return Acquired::Failed(failure.error_at(now));
         }
         match self.start_flight(&mut control, Need::Token) {
@@ -332,9 +354,13 @@ impl TokenCache {
         if let Some(wait) = control.join_flight() {
             return AfterUnauthorized::Wait(wait);
         }
-        if control.failure.as_ref().is_some_and(|f| now < f.until) {
-            tracing::debug!("401 passed through: the auth api is backing off");
-            return pass_through(PassedThrough::Backoff);
+        if let Some(failure) = control.backing_off(now) {
+            let reason = match failure.cause {
+                Cause::AuthApi => PassedThrough::Backoff,
+                Cause::Store => PassedThrough::StoreUnavailable,
+            };
+            tracing::debug!(?reason, "401 passed through: no token can be had right now");
+            return pass_through(reason);
         }
         match self.start_flight(&mut control, Need::Unauthorized) {
             Ok(wait) => AfterUnauthorized::Wait(wait),
@@ -409,7 +435,7 @@ impl TokenCache {
         if control.flight_in_progress() || control.generation != generation {
             return;
         }
-        if let Some(failure) = control.failure.as_ref().filter(|f| now < f.until) {
+        if let Some(failure) = control.backing_off(now) {
             if let Some(token) = self.shared.current.load().as_deref() {
                 token.defer_proactive_refresh(failure.until);
             }
@@ -432,10 +458,10 @@ impl TokenCache {
         };
         runtime.spawn(async move {
             guard.started = true;
-            let obtained = guard.shared.obtain(previous.as_deref(), need).await;
+            let obtained = guard.shared.flight.obtain(previous.as_deref(), need).await;
             guard.land(obtained, need);
         });
-        control.flight = Some(rx.clone());
+        control.phase = Phase::InFlight(rx.clone());
         Ok(wait(rx))
     }
 
@@ -500,20 +526,21 @@ impl Shared {
     ) -> Outcome {
         let now = Instant::now();
         let mut control = self.lock();
-        control.flight = None;
+        control.phase = Phase::Idle;
         match obtained {
             Ok(fresh) => {
                 match fresh.how {
                     How::Adopted => tracing::debug!("using the token another process obtained"),
                     How::Refreshed => tracing::debug!("access token refreshed"),
                     How::LoggedIn | How::FellBack => tracing::info!(
-                        username = self.credentials.username(),
+                        username = self.flight.credentials().username(),
                         "logged in to the simacan auth api"
                     ),
                 }
                 self.counters.obtained(fresh.how, fresh.remaining);
                 control.generation += 1;
-                control.failure = None;
+                control.auth_failures = 0;
+                control.store_failures = 0;
                 let window = self.settings.refresh_before_expiry;
                 // A token obtained to heal a 401, unless it is an older one
                 // this process only now learnt of.
@@ -548,23 +575,43 @@ impl Shared {
         }
     }
 
+    /// Records a failed flight: a store outage waits on the store's short
+    /// schedule, anything else on the Auth API's backoff, each counting its
+    /// own failures.
     fn back_off(&self, control: &mut Control, error: Error, now: Instant) -> Error {
-        let consecutive = control.failure.as_ref().map_or(1, |f| f.consecutive + 1);
-        let delay = self.settings.backoff.delay(consecutive, &error);
+        let (cause, delay) = if is_store_outage(&error) {
+            control.store_failures = control.store_failures.saturating_add(1);
+            let timings = self.flight.lease_timings();
+            (Cause::Store, timings.store_retry(control.store_failures))
+        } else {
+            control.store_failures = 0;
+            control.auth_failures = control.auth_failures.saturating_add(1);
+            let delay = self.settings.backoff.delay(control.auth_failures, &error);
+            (Cause::AuthApi, delay)
+        };
+        let consecutive = control.auth_failures.saturating_add(control.store_failures);
         let until = after(now, delay);
         if let Some(token) = self.current.load().as_deref() {
             token.defer_proactive_refresh(until);
         }
-        tracing::warn!(error = %error, ?delay, consecutive, "could not obtain a token; backing off");
+        match cause {
+            Cause::AuthApi => tracing::warn!(
+                error = %error, ?delay, consecutive, "could not obtain a token; backing off"
+            ),
+            Cause::Store => tracing::warn!(
+                error = %error, ?delay, store_failures = control.store_failures,
+                "could not obtain a token: the token store is unavailable; trying it again shortly"
+            ),
+        }
         self.counters.failed(&error);
         self.counters.backing_off(consecutive, until);
         let failure = Failure {
             error,
             until,
-            consecutive,
+            cause,
         };
         let error = failure.error_at(now);
-        control.failure = Some(failure);
+        control.phase = Phase::BackingOff(failure);
         error
     }
 
@@ -575,7 +622,7 @@ impl Shared {
     fn abandon(&self, panicked: bool) -> Outcome {
         let now = Instant::now();
         let mut control = self.lock();
-        control.flight = None;
+        control.phase = Phase::Idle;
         if let Some(token) = self.current.load().as_deref() {
             token.defer_proactive_refresh(now);
         }
@@ -592,25 +639,34 @@ impl Control {
     /// Subscribes to the flight in progress. A flight whose task was dropped
     /// (runtime shutdown) is forgotten so that the next caller starts anew.
     fn join_flight(&mut self) -> Option<TokenWait> {
-        let rx = self.flight.as_ref()?;
-        if rx.has_changed().is_err() {
-            self.flight = None;
+        if !self.flight_in_progress() {
             return None;
         }
+        let Phase::InFlight(rx) = &self.phase else {
+            return None;
+        };
         Some(wait(rx.clone()))
     }
 
     /// Whether a flight is in progress; one whose task was dropped is
     /// forgotten.
     fn flight_in_progress(&mut self) -> bool {
-        let running = self
-            .flight
-            .as_ref()
-            .is_some_and(|rx| rx.has_changed().is_ok());
+        let Phase::InFlight(rx) = &self.phase else {
+            return false;
+        };
+        let running = rx.has_changed().is_ok();
         if !running {
-            self.flight = None;
+            self.phase = Phase::Idle;
         }
         running
+    }
+
+    /// The failure whose backoff lasts at `now`, if any.
+    fn backing_off(&self, now: Instant) -> Option<&Failure> {
+        match &self.phase {
+            Phase::BackingOff(failure) if now < failure.until => Some(failure),
+            _ => None,
+        }
     }
 
     fn in_cooldown(&self, now: Instant) -> bool {
@@ -623,6 +679,15 @@ impl Control {
 pub(super) fn after(now: Instant, duration: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     now.checked_add(duration.min(CENTURY)).unwrap_or(now)
+}
+
+/// A store that did not answer, or a lease lost or held too long: the
+/// store's schedule, not the Auth API's.
+fn is_store_outage(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Store(e) if matches!(e.kind(), StoreErrorKind::Unavailable | StoreErrorKind::Contended)
+    )
 }
 
 fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> TokenWait {
@@ -638,18 +703,16 @@ impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let generation = self.shared.current.load().as_ref().map(|t| t.generation);
         f.debug_struct("TokenCache")
-            .field("credentials", &self.shared.credentials)
+            .field("credentials", self.shared.flight.credentials())
             .field("generation", &generation)
             .field("settings", &self.shared.settings)
-            .field("store", &self.shared.store)
+            .field("store", self.shared.flight.store())
             .finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
-#[path = "cache_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "cache_stats_tests.rs"]
 mod stats_tests;

@@ -1,0 +1,517 @@
+//! One flight: a token newer than the one a cache holds, from the token
+//! store when another process already obtained it, otherwise from the Auth
+//! API under the store's lease.
+//!
+//! A [`Flight`] holds what the cross-process protocol needs (the Auth API
+//! client, the credentials, the store and its key, the refresh tokens this
+//! process saw spent, the lease's timings) and nothing of the token cache:
+//! the cache owns it and spawns [`Flight::obtain`], one at a time.
+//!
+//! # The protocol, and the invariant each step keeps
+//!
+//! 1. **Load** the record without the lease. If it holds a valid token newer
+//!    than the one the process has, use it: *a process that starts with a
+//!    valid stored token makes no Auth API call*.
+//! 2. **Take the lease** on the key. Only the holder calls the Auth API, for
+//!    the password grant and the refresh grant alike: *one login and one
+//!    refresh per need, fleet-wide*. Others wait, re-reading the record, and
+//!    use the holder's result. The lease is short (2.5 s) and renewed every
+//!    750 ms while its holder works, so *a dead holder stalls the others for
+//!    at most the lease's time to live*; a wait longer than a second is
+//!    logged at `warn` and counted ([`Stats::long_lease_waits`]).
+//! 3. **Re-read** under the lease; if the record has become newer and valid,
+//!    use it with no Auth API call.
+//! 4. **Choose what to send.** A refresh token is sent only when the store
+//!    vouches for it: the stored record's own, when that record is at least
+//!    as new as the token this process holds; or a chain this process
+//!    obtained without the store, which no one else knows. A store that
+//!    lost its data (no record, or an older one, under a token that came
+//!    from it) vouches for nothing, and *the process logs in with the
+//!    password rather than send a refresh token another may have spent*.
+//! 5. **Confirm the lease** right before sending the password or a refresh
+//!    token, and give up if it is no longer held.
+//! 6. **Mark the refresh token as sent** before sending it: the record is
+//!    saved again without it, one generation on. *Should the holder die
+//!    after the Auth API rotated the token and before it saved the new one,
+//!    the next holder finds no refresh token and logs in with the password
+//!    once, instead of sending the spent one.* When the Auth API did not
+//!    rotate it (a transport failure, a 5xx), it is put back.
+//! 7. **Save** the new record with compare-and-swap on the generation the
+//!    holder wrote or read: a write never overwrites a record it did not
+//!    see. A failed save is retried on the store's schedule while the lease
+//!    is renewed; a store that lost its data meanwhile gets the token put
+//!    back, the newest generation winning. Only when the store stays away
+//!    (2.5 s) is the token kept in this process's memory alone.
+//! 8. **Share a failure.** When the holder's call fails, it leaves a
+//!    [`FailureNotice`] until its backoff ends; the processes that waited
+//!    for that call fail fast with the same kind of error instead of
+//!    repeating it: *a rejected password is sent once for the fleet, not
+//!    once per replica*. A notice already there when a process began to
+//!    wait, or found by a process that did not wait, is about another call
+//!    and is ignored.
+//! 9. **Release** the lease.
+//!
+//! The lease holds as long as its holder is not paused (a stopped VM, a
+//! process frozen in a debugger) for longer than its time to live between a
+//! renewal and a send, and the store's clock for lease expiry runs
+//! steadily. A holder whose renewals fail while its call is in flight goes
+//! on (a request sent cannot be unsent) and saves with compare-and-swap; a
+//! process that took the lease over meanwhile finds the refresh token
+//! marked as sent and logs in with the password: one login, never a
+//! refresh token sent twice.
+//!
+//! [`Stats::long_lease_waits`]: crate::stats::Stats::long_lease_waits
+
+mod lease;
+mod notice;
+mod save;
+mod spent;
+mod timings;
+
+use std::{sync::Arc, time::Duration};
+
+use zeroize::Zeroizing;
+
+use self::lease::{Leased, Waited};
+pub(crate) use self::{spent::SpentTokens, timings::LeaseTimings};
+use super::{
+    access_token::{Fresh, How, Origin, Token},
+    backoff::Backoff,
+    client::{AuthApi, RefreshError},
+    clock::{until, wall_now},
+    grant::{bearer_header, Grant},
+    Credentials,
+};
+use crate::{
+    stats::Counters,
+    store::{Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
+    Error,
+};
+
+/// Why a flight starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// No token, or an expired one.
+    Token,
+    /// The token nears expiry; requests keep using it meanwhile.
+    Proactive,
+    /// The token was refused with a 401.
+    Unauthorized,
+}
+
+/// Why a flight did not produce a token.
+pub(crate) struct Failed {
+    pub(crate) error: Error,
+    /// The refresh token the flight started from was refused by the Auth
+    /// API: it must never be sent again.
+    pub(crate) refresh_spent: bool,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Failed {
+            error,
+            refresh_spent: false,
+        }
+    }
+}
+
+/// What a flight's steps can fail with: the store (before the Auth API was
+/// called, so a degraded local login is still possible) or the Auth API.
+enum Trouble {
+    Store(StoreError),
+    Auth(Failed),
+}
+
+impl From<StoreError> for Trouble {
+    fn from(error: StoreError) -> Self {
+        Trouble::Store(error)
+    }
+}
+
+impl From<Failed> for Trouble {
+    fn from(failed: Failed) -> Self {
+        Trouble::Auth(failed)
+    }
+}
+
+/// Whose refresh token a holder sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Chain {
+    /// The stored record's: marked as sent in the store first.
+    Stored,
+    /// This process's own, obtained without the store.
+    Own,
+}
+
+/// The settings a flight reads.
+#[derive(Clone, Debug)]
+pub(crate) struct FlightSettings {
+    pub(crate) lease: LeaseTimings,
+    pub(crate) auth_timeout: Duration,
+    pub(crate) backoff: Backoff,
+    pub(crate) max_clock_skew: Duration,
+    pub(crate) local_login_on_store_outage: bool,
+}
+
+/// Everything one login or refresh needs, owned by the token cache.
+pub(crate) struct Flight {
+    api: AuthApi,
+    credentials: Credentials,
+    store: Arc<dyn TokenStore>,
+    key: StoreKey,
+    /// Refresh tokens this process saw rotated or refused.
+    spent: SpentTokens,
+    settings: FlightSettings,
+    counters: Arc<Counters>,
+}
+
+impl Flight {
+    pub(crate) fn new(
+        api: AuthApi,
+        credentials: Credentials,
+        store: Arc<dyn TokenStore>,
+        key: StoreKey,
+        mut settings: FlightSettings,
+        counters: Arc<Counters>,
+    ) -> Self {
+        settings.lease = settings.lease.validated();
+        Flight {
+            api,
+            credentials,
+            store,
+            key,
+            spent: SpentTokens::new(),
+            settings,
+            counters,
+        }
+    }
+
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.store
+    }
+
+    pub(crate) fn lease_timings(&self) -> &LeaseTimings {
+        &self.settings.lease
+    }
+
+    /// A token newer than `ours`, for the reason `need`.
+    pub(crate) async fn obtain(&self, ours: Option<&Token>, need: Need) -> Result<Fresh, Failed> {
+        match self.newest(ours, need).await {
+            Ok(fresh) => Ok(fresh),
+            Err(Trouble::Auth(failed)) => Err(failed),
+            // Only an unreachable store may be done without: a lease held
+            // or lost elsewhere means another process is at the Auth API,
+            // and a corrupt or insecure store needs a person.
+            Err(Trouble::Store(error)) if error.kind() == StoreErrorKind::Unavailable => {
+                self.without_store(error, ours, need).await
+            }
+            Err(Trouble::Store(error)) => Err(Error::Store(error).into()),
+        }
+    }
+
+    async fn newest(&self, ours: Option<&Token>, need: Need) -> Result<Fresh, Trouble> {
+        let record = self.load().await?;
+        if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
+            return Ok(Fresh {
+                predates_flight: true,
+                ..fresh
+            });
+        }
+        let (lease, waited) = match self.lease(ours).await? {
+            Leased::Held { lease, waited } => (lease, waited),
+            Leased::Adopted(fresh) => return Ok(fresh),
+        };
+        let obtained = self
+            .renewing(&lease, self.under_lease(&lease, &waited, ours, need))
+            .await;
+        self.release(lease).await;
+        obtained
+    }
+
+    /// The lease holder's part: re-read, then refresh or log in, and save;
+    /// a failed call is shared.
+    async fn under_lease(
+        &self,
+        lease: &Lease,
+        waited: &Waited,
+        ours: Option<&Token>,
+        need: Need,
+    ) -> Result<Fresh, Trouble> {
+        let mut record = self.load().await?;
+        // Not there at the first look: a process that held the lease since
+        // stored it, most likely healing the same 401s.
+        if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
+            return Ok(fresh);
+        }
+        self.respect_failure(record.as_ref(), waited).await?;
+        let called = self.call(lease, &mut record, ours, need).await;
+        match called {
+            Ok(fresh) => Ok(fresh),
+            Err(Trouble::Auth(failed)) => {
+                let generation = record.as_ref().map(TokenRecord::generation);
+                self.share_failure(lease, generation, &failed.error).await;
+                Err(Trouble::Auth(failed))
+            }
+            Err(store) => Err(store),
+        }
+    }
+
+    /// Refreshes the refresh token the store vouches for, or logs in, and
+    /// saves the token over `record` (updated as the flight writes it).
+    async fn call(
+        &self,
+        lease: &Lease,
+        record: &mut Option<TokenRecord>,
+        ours: Option<&Token>,
+        need: Need,
+    ) -> Result<Fresh, Trouble> {
+        let (grant, how) = match self.refresh_token_to_send(record.as_ref(), ours) {
+            Some((refresh_token, chain)) => {
+                self.refresh_under_lease(lease, record, &refresh_token, chain, need)
+                    .await?
+            }
+            None => {
+                self.confirm(lease, "the password").await?;
+                (self.password(need).await?, How::LoggedIn)
+            }
+        };
+        let expected = record.as_ref().map(TokenRecord::generation);
+        let newest = expected.unwrap_or(0).max(ours.map_or(0, |t| t.version));
+        let version = next_generation(newest)?;
+        let origin = self.save(lease, &grant, version, expected).await;
+        Ok(Fresh::issued(grant, version, origin, how))
+    }
+
+    /// The refresh token the store vouches for, else this process's own
+    /// chain's; never one this process saw spent.
+    fn refresh_token_to_send(
+        &self,
+        record: Option<&TokenRecord>,
+        ours: Option<&Token>,
+    ) -> Option<(Zeroizing<String>, Chain)> {
+        let vouched = match (record, ours) {
+            (Some(stored), Some(ours)) if ours.origin == Origin::Store => {
+                stored.generation() >= ours.version
+            }
+            (Some(_), _) => true,
+            (None, _) => false,
+        };
+        let unspent = |t: &str| !self.spent.contains(t);
+        let stored = record
+            .filter(|_| vouched)
+            .and_then(TokenRecord::refresh_token)
+            .filter(|t| unspent(t));
+        if let Some(token) = stored {
+            return Some((Zeroizing::new(token.to_owned()), Chain::Stored));
+        }
+        if let Some(own) = ours.filter(|t| t.origin == Origin::Local) {
+            let token = own.refresh_token.as_ref().filter(|t| unspent(t))?;
+            return Some((token.clone(), Chain::Own));
+        }
+        if !vouched && ours.is_some_and(|t| t.refresh_token.is_some()) {
+            tracing::info!(
+                key = %self.key.fingerprint(),
+                "the token store no longer holds the token this process has (it lost its data); \
+                 logging in with the password rather than sending a refresh token another process may have spent"
+            );
+        }
+        None
+    }
+
+    /// Sends `refresh_token` under the confirmed lease, marked as sent in
+    /// the store first when it is the stored chain's; falls back to the
+    /// password when the Auth API refuses it.
+    async fn refresh_under_lease(
+        &self,
+        lease: &Lease,
+        record: &mut Option<TokenRecord>,
+        refresh_token: &str,
+        chain: Chain,
+        need: Need,
+    ) -> Result<(Grant, How), Trouble> {
+        self.confirm(lease, "a refresh token").await?;
+        let unmarked = match chain {
+            Chain::Stored => Some(self.mark_sent(lease, record, need).await?),
+            Chain::Own => None,
+        };
+        match self.refresh(refresh_token).await {
+            Ok(grant) => Ok((grant, How::Refreshed)),
+            Err(RefreshError::Failed(error)) => {
+                if let Some(unmarked) = unmarked {
+                    self.unmark(lease, record, unmarked).await;
+                }
+                Err(Failed::from(error).into())
+            }
+            Err(RefreshError::Rejected) => {
+                tracing::warn!("refresh token rejected; logging in with the password again");
+                self.confirm(lease, "the password").await?;
+                let grant = self
+                    .api
+                    .password(&self.credentials)
+                    .await
+                    .map_err(|error| Failed {
+                        error,
+                        refresh_spent: true,
+                    })?;
+                Ok((grant, How::FellBack))
+            }
+        }
+    }
+
+    /// The refresh grant, remembering a refresh token the Auth API rotated
+    /// or refused so that it is never sent again.
+    async fn refresh(&self, refresh_token: &str) -> Result<Grant, RefreshError> {
+        let refreshed = self.api.refresh(refresh_token).await;
+        if matches!(refreshed, Ok(_) | Err(RefreshError::Rejected)) {
+            self.spent.insert(refresh_token);
+        }
+        refreshed
+    }
+
+    async fn password(&self, need: Need) -> Result<Grant, Failed> {
+        if need == Need::Proactive {
+            tracing::debug!("no refresh token to renew with; logging in with the password");
+        }
+        Ok(self.api.password(&self.credentials).await?)
+    }
+
+    /// The store is unavailable. Requests with a valid token go on from
+    /// memory and nothing refreshes without the lease; a process without a
+    /// valid token logs in on its own only when allowed to.
+    async fn without_store(
+        &self,
+        error: StoreError,
+        ours: Option<&Token>,
+        need: Need,
+    ) -> Result<Fresh, Failed> {
+        if !self.settings.local_login_on_store_outage || need == Need::Proactive {
+            return Err(Error::Store(error).into());
+        }
+        tracing::warn!(%error, "token store unavailable; obtaining a token for this process only");
+        let version = ours.map_or(0, |t| t.version);
+        // Only a chain of this process's own may be refreshed without the
+        // lease: the store's is shared.
+        let own = ours.filter(|t| t.origin == Origin::Local);
+        let own_refresh = own
+            .and_then(|t| t.refresh_token.as_ref())
+            .filter(|t| !self.spent.contains(t));
+        if let Some(refresh_token) = own_refresh {
+            match self.refresh(refresh_token).await {
+                Ok(grant) => {
+                    return Ok(Fresh::issued(grant, version, Origin::Local, How::Refreshed))
+                }
+                Err(RefreshError::Failed(error)) => return Err(error.into()),
+                Err(RefreshError::Rejected) => {
+                    let grant = self
+                        .api
+                        .password(&self.credentials)
+                        .await
+                        .map_err(|error| Failed {
+                            error,
+                            refresh_spent: true,
+                        })?;
+                    return Ok(Fresh::issued(grant, version, Origin::Local, How::FellBack));
+                }
+            }
+        }
+        let grant = self.api.password(&self.credentials).await?;
+        Ok(Fresh::issued(grant, version, Origin::Local, How::LoggedIn))
+    }
+
+    /// A stored token this cache should use instead of `ours`: one that is
+    /// valid (less a margin for clock skew) and of a later generation. A
+    /// token of this process's own carries the generation it would have had
+    /// in the store. `record` comes from [`load`](Self::load), which
+    /// believes only a record of this key.
+    fn adoptable(&self, record: Option<&TokenRecord>, ours: Option<&Token>) -> Option<Fresh> {
+        let record = record?;
+        let newer = ours.is_none_or(|t| record.generation() > t.version);
+        if !newer {
+            return None;
+        }
+        // The same access token under a newer generation (its refresh token
+        // marked as sent) is nothing new.
+        if ours.is_some_and(|t| t.access_token() == record.access_token()) {
+            return None;
+        }
+        let margin = self.settings.max_clock_skew.min(record.lifetime() / 10);
+        // No longer than its lifetime, whatever the writer's clock said.
+        let remaining = until(record.expires_at())
+            .min(record.lifetime())
+            .checked_sub(margin)?;
+        if remaining.is_zero() {
+            return None;
+        }
+        let header = bearer_header(record.access_token())?;
+        Some(Fresh {
+            header,
+            refresh_token: record.refresh_token().map(|t| Zeroizing::new(t.to_owned())),
+            lifetime: record.lifetime(),
+            remaining,
+            version: record.generation(),
+            origin: Origin::Store,
+            how: How::Adopted,
+            predates_flight: false,
+        })
+    }
+
+    /// The record of this cache's key (a store that answers with another
+    /// key's record is not believed).
+    async fn load(&self) -> Result<Option<TokenRecord>, StoreError> {
+        let record = self.bounded(self.store.load(&self.key)).await?;
+        Ok(record.filter(|r| r.key() == &self.key))
+    }
+
+    /// A store operation, bounded by the lease's store timeout.
+    async fn bounded<T>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.settings.lease.store_timeout;
+        tokio::time::timeout(limit, operation)
+            .await
+            .unwrap_or_else(|elapsed| {
+                Err(StoreError::unavailable(
+                    format!("token store did not answer within {limit:?}"),
+                    elapsed,
+                ))
+            })
+    }
+}
+
+/// The generation after `generation`, unless that passes the most a record
+/// may carry.
+fn next_generation(generation: u64) -> Result<u64, StoreError> {
+    generation
+        .checked_add(1)
+        .filter(|next| *next <= TokenRecord::MAX_GENERATION)
+        .ok_or_else(|| StoreError::corrupt("token record generation is at its limit"))
+}
+
+/// When the stored access token stops being usable once its refresh token
+/// is marked as sent: it lasts only when it was not refused itself (a
+/// proactive refresh).
+fn expiry_once_marked(stored: &TokenRecord, need: Need) -> std::time::SystemTime {
+    match need {
+        Need::Proactive => stored.expires_at(),
+        Need::Token | Need::Unauthorized => wall_now(),
+    }
+}
+
+impl std::fmt::Debug for Flight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flight")
+            .field("key", &self.key.fingerprint())
+            .field("store", &self.store)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;
