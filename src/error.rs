@@ -75,6 +75,7 @@ use http::{StatusCode, Uri};
 /// assert_eq!(Endpoint::Refresh.to_string(), "/auth/refresh");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Endpoint {
     /// `POST {base}/auth/password`: the password grant.
     Password,

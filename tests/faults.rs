@@ -96,8 +96,11 @@ async fn a_login_cut_off_mid_response_is_a_typed_error_that_backs_off_then_recov
     }
 }
 
+/// A refresh whose connection dropped before its answer may or may not
+/// have been rotated: its refresh token is never sent again, and the next
+/// attempt, after the backoff, logs in with the password once.
 #[tokio::test(start_paused = true)]
-async fn a_refresh_dropped_before_its_answer_keeps_the_refresh_token() {
+async fn a_refresh_dropped_before_its_answer_is_never_sent_again() {
     let _held = hold_clock();
     let mock = mock().await;
     let svc = logged_in(&mock).await;
@@ -122,17 +125,16 @@ async fn a_refresh_dropped_before_its_answer_keeps_the_refresh_token() {
     tokio::time::advance(PAST_BACKOFF - WITHIN_BACKOFF).await;
     assert_eq!(status(&svc, &mock).await, StatusCode::OK);
     let counts = mock.counts();
-    assert_eq!(counts.refresh, 2);
+    assert_eq!(counts.refresh, 1);
+    assert_eq!((counts.refresh_rejected, counts.refresh_reused), (0, 0));
     assert_eq!(
-        (counts.refresh_rejected, counts.refresh_reused),
-        (0, 0),
-        "the unspent refresh token was kept and used"
+        counts.password, 2,
+        "one login instead of a possibly spent token"
     );
-    assert_eq!(counts.password, 1, "no password for a transport failure");
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_rotation_committed_then_lost_recovers_through_exactly_one_password_fallback() {
+async fn a_rotation_committed_then_lost_recovers_through_exactly_one_password_login() {
     let _held = hold_clock();
     for fault in [Fault::CommitThenClose, Fault::CutBody] {
         let mock = mock().await;
@@ -157,11 +159,11 @@ async fn a_rotation_committed_then_lost_recovers_through_exactly_one_password_fa
         assert_eq!(status(&svc, &mock).await, StatusCode::OK, "{fault:?}");
         let counts = mock.counts();
         assert_eq!(
-            counts.refresh_reused, 1,
-            "{fault:?}: the lost rotation's token, once"
+            counts.refresh_reused, 0,
+            "{fault:?}: the lost rotation's token is never sent again"
         );
-        assert_eq!(counts.refresh, 2, "{fault:?}");
-        assert_eq!(counts.password, 2, "{fault:?}: one password fallback");
+        assert_eq!(counts.refresh, 1, "{fault:?}");
+        assert_eq!(counts.password, 2, "{fault:?}: one password login");
 
         // No loop: ten quiet minutes of requests call the Auth API no more,
         // and the next early expiry is healed by a plain refresh.
@@ -180,7 +182,7 @@ async fn a_rotation_committed_then_lost_recovers_through_exactly_one_password_fa
         let last = mock.counts();
         assert_eq!(
             (last.password, last.refresh, last.refresh_reused),
-            (2, 3, 1),
+            (2, 2, 0),
             "{fault:?}"
         );
     }
@@ -340,4 +342,33 @@ async fn an_early_expiry_401_joins_the_proactive_refresh_in_flight() {
     assert!(replayed[7..]
         .iter()
         .all(|r| r.authorized && r.headers[AUTHORIZATION] != before));
+}
+
+/// A `Retry-After` longer than the backoff's longest wait is honoured all
+/// the same: never sooner than the Auth API asked (up to an hour).
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_beyond_the_longest_backoff_is_honoured() {
+    let _held = hold_clock();
+    let mock = mock().await;
+    let unavailable = Response::builder()
+        .status(StatusCode::SERVICE_UNAVAILABLE)
+        .header("retry-after", "600")
+        .body(String::new())
+        .unwrap();
+    mock.respond_next(Route::Password, unavailable);
+    let svc = client_through(&layer_for(&mock));
+    let error = call(&svc, &mock).await.unwrap_err();
+    assert_eq!(
+        auth_error(&error).retry_after(),
+        Some(Duration::from_secs(600))
+    );
+    tokio::time::advance(Duration::from_secs(590)).await;
+    let again = call(&svc, &mock).await.unwrap_err();
+    assert_eq!(
+        auth_error(&again).retry_after(),
+        Some(Duration::from_secs(10))
+    );
+    assert_eq!(mock.counts().password, 1, "nothing before Retry-After ends");
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(status(&svc, &mock).await, StatusCode::OK);
 }

@@ -46,9 +46,10 @@
 //! tells it apart from unknown and expired ones: each call to
 //! `/auth/refresh` with a spent token is counted in
 //! [`Counts::refresh_reused`] (and, being answered 401, in
-//! [`Counts::refresh_rejected`]). A client that stores each rotation sends
-//! a spent token only when it never saw the answer that rotated it, as
-//! here, where the rotation is committed and its answer lost:
+//! [`Counts::refresh_rejected`]). A test asserts it stays 0: here the
+//! rotation is committed and its answer lost, and the layer, which cannot
+//! know whether the token was rotated, logs in with the password rather
+//! than send it again:
 //!
 //! ```
 //! use std::time::Duration;
@@ -66,11 +67,11 @@
 //! layer.invalidate();
 //! assert!(layer.access_token().await.is_err(), "the answer was lost");
 //! tokio::time::sleep(Duration::from_millis(20)).await; // the backoff
-//! layer.access_token().await.expect("the password fallback");
+//! layer.access_token().await.expect("logged in again");
 //!
 //! let counts = mock.counts();
-//! assert_eq!(counts.refresh_reused, 1, "the spent token was sent again, once");
-//! assert_eq!(counts.password, 2);
+//! assert_eq!(counts.refresh_reused, 0, "the spent token was never sent again");
+//! assert_eq!((counts.refresh, counts.password), (1, 2));
 //! # Ok(()) }
 //! ```
 

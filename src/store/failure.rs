@@ -10,7 +10,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    record::{from_unix_millis, unix_millis},
+    record::{from_unix_millis, unix_millis, SCHEMA_VERSION},
     StoreError, StoreKey,
 };
 
@@ -53,6 +53,8 @@ const LONGEST_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 #[derive(Serialize, Deserialize)]
 struct Encoded<'a> {
+    /// [`SCHEMA_VERSION`], as records carry it.
+    schema: u32,
     #[serde(borrow)]
     base_url: Cow<'a, str>,
     #[serde(borrow)]
@@ -175,6 +177,7 @@ impl FailureNotice {
     /// ```
     pub fn encode(&self) -> Vec<u8> {
         let encoded = Encoded {
+            schema: SCHEMA_VERSION,
             base_url: Cow::Borrowed(self.key.base_url()),
             username: Cow::Borrowed(self.key.username()),
             generation: self.generation,
@@ -191,7 +194,8 @@ impl FailureNotice {
     /// # Errors
     ///
     /// A [`StoreError`] of kind [`Corrupt`](super::StoreErrorKind::Corrupt)
-    /// when the bytes are not a notice.
+    /// when the bytes are not a notice of this version's
+    /// [`SCHEMA_VERSION`].
     ///
     /// # Example
     ///
@@ -201,6 +205,12 @@ impl FailureNotice {
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let encoded: Encoded<'_> = serde_json::from_slice(bytes)
             .map_err(|_| StoreError::corrupt("failure notice does not parse"))?;
+        if encoded.schema != SCHEMA_VERSION {
+            return Err(StoreError::corrupt(format!(
+                "failure notice has schema {}, this version reads {SCHEMA_VERSION}",
+                encoded.schema
+            )));
+        }
         let until = from_unix_millis(encoded.until_ms)
             .ok_or_else(|| StoreError::corrupt("failure notice time is out of range"))?;
         Ok(FailureNotice {

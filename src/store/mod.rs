@@ -192,10 +192,12 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// otherwise. Compare and swap in one atomic step. The generation is
     /// what protects the record: the lease is passed so that a store may
     /// also check it, but need not (a holder whose store lost its data puts
-    /// its token back after the lease went with the data). After a `false`
-    /// the token state reads the record again: a newer one wins, and its own
-    /// token stays in its memory; an older one or none (the store lost its
-    /// data) is written over.
+    /// its token back after the lease went with the data). After a `false`,
+    /// or an error, the token state reads the record back: the record it
+    /// wrote (an answer lost after the write) counts as saved; another of
+    /// the same or a later generation wins, and its own token stays in its
+    /// memory; an older one or none (the store lost its data) is written
+    /// over.
     fn save<'a>(
         &'a self,
         lease: &'a Lease,

@@ -11,7 +11,9 @@ use zeroize::Zeroizing;
 
 use super::{StoreError, StoreKey};
 
-/// The version of the encoding written by [`TokenRecord::encode`].
+/// The version of the encodings written by [`TokenRecord::encode`] and
+/// [`FailureNotice::encode`](super::FailureNotice::encode): a reader refuses
+/// either of another version as corrupt.
 ///
 /// # Example
 ///
@@ -297,14 +299,6 @@ impl TokenRecord {
             expires_at,
             Duration::from_secs(encoded.lifetime_secs),
         )
-    }
-
-    /// The same record as generation `generation`.
-    pub(crate) fn regenerated(&self, generation: u64) -> TokenRecord {
-        TokenRecord {
-            generation,
-            ..self.clone()
-        }
     }
 
     /// The same record without its refresh token, which the Auth API

@@ -25,7 +25,7 @@ pub(crate) enum Origin {
     Store,
     /// Known to this process only: obtained while the store was unavailable
     /// (degraded mode) or when saving it failed. Given up for the store's
-    /// chain as soon as the store has a valid token.
+    /// chain as soon as the store has a valid token of a later generation.
     Local,
 }
 

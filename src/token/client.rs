@@ -4,22 +4,19 @@
 //! The HTTP work goes through [`Transport`], so the token cache can be driven
 //! by an in-memory fake in unit tests and by other HTTP stacks later.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri};
 use zeroize::Zeroizing;
 
-use super::{grant::Grant, Credentials, Environment};
+use super::{backoff::MAX_RETRY_AFTER, grant::Grant, Credentials, Environment};
 use crate::{Endpoint, Error};
 
 /// Bodies above this are refused: a token response is a few kilobytes.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// Longest `Retry-After` honoured; a larger one is treated as this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) use crate::store::BoxFuture;
 
 /// What came back from one form POST.
 pub(crate) struct RawResponse {

@@ -598,9 +598,14 @@ impl Shared {
             Cause::AuthApi => tracing::warn!(
                 error = %error, ?delay, consecutive, "could not obtain a token; backing off"
             ),
-            Cause::Store => tracing::warn!(
-                error = %error, ?delay, store_failures = control.store_failures,
+            // Once per outage: it is tried again every half second at most.
+            Cause::Store if control.store_failures == 1 => tracing::warn!(
+                error = %error, ?delay,
                 "could not obtain a token: the token store is unavailable; trying it again shortly"
+            ),
+            Cause::Store => tracing::debug!(
+                error = %error, ?delay, store_failures = control.store_failures,
+                "the token store is still unavailable"
             ),
         }
         self.counters.failed(&error);

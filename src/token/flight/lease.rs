@@ -72,7 +72,7 @@ impl Flight {
                 .into());
             }
             tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
-            pause = (pause * 2).min(timings.poll_max);
+            pause = pause.saturating_mul(2).min(timings.poll_max);
             let record = self.load().await?;
             if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
                 return Ok(Leased::Adopted(fresh));

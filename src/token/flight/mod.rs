@@ -24,24 +24,32 @@
 //! 4. **Choose what to send.** A refresh token is sent only when the store
 //!    vouches for it: the stored record's own, when that record is at least
 //!    as new as the token this process holds; or a chain this process
-//!    obtained without the store, which no one else knows. A store that
-//!    lost its data (no record, or an older one, under a token that came
-//!    from it) vouches for nothing, and *the process logs in with the
-//!    password rather than send a refresh token another may have spent*.
-//! 5. **Confirm the lease** right before sending the password or a refresh
-//!    token, and give up if it is no longer held.
-//! 6. **Mark the refresh token as sent** before sending it: the record is
+//!    obtained without the store (a save that failed), which no one else
+//!    knows, unless the store turns out to hold its access token after all.
+//!    A store that lost its data (no record, or an older one, under a token
+//!    that came from it) vouches for nothing, and *the process logs in with
+//!    the password rather than send a refresh token another may have
+//!    spent*. No generation past [`TokenRecord::MAX_GENERATION`] is ever
+//!    written, and that is checked before anything is sent.
+//! 5. **Mark the refresh token as sent** before sending it: the record is
 //!    saved again without it, one generation on. *Should the holder die
 //!    after the Auth API rotated the token and before it saved the new one,
 //!    the next holder finds no refresh token and logs in with the password
-//!    once, instead of sending the spent one.* When the Auth API did not
-//!    rotate it (a transport failure, a 5xx), it is put back.
+//!    once, instead of sending the spent one.* When the Auth API surely did
+//!    not take it (it answered with a status, a 5xx or 429, or no
+//!    connection was made), it is put back; after a timeout, a dropped
+//!    connection or an unreadable answer, which may hide a rotation, it is
+//!    not, and the next attempt logs in with the password.
+//! 6. **Confirm the lease** right before sending the password or a refresh
+//!    token (after the marking), and give up if it is no longer held.
 //! 7. **Save** the new record with compare-and-swap on the generation the
 //!    holder wrote or read: a write never overwrites a record it did not
-//!    see. A failed save is retried on the store's schedule while the lease
-//!    is renewed; a store that lost its data meanwhile gets the token put
-//!    back, the newest generation winning. Only when the store stays away
-//!    (2.5 s) is the token kept in this process's memory alone.
+//!    see. Every write (the marking, a put-back, the new token) is retried
+//!    on the store's schedule for up to 2.5 s while the lease is renewed,
+//!    and read back when its answer was lost. A store that lost its data
+//!    meanwhile gets the new token put back, the newest generation winning.
+//!    When the store stays away, or already holds a record as new, the
+//!    token is kept in this process's memory alone, as a chain of its own.
 //! 8. **Share a failure.** When the holder's call fails, it leaves a
 //!    [`FailureNotice`] until its backoff ends; the processes that waited
 //!    for that call fail fast with the same kind of error instead of
@@ -270,6 +278,13 @@ impl Flight {
         ours: Option<&Token>,
         need: Need,
     ) -> Result<Fresh, Trouble> {
+        // Room for a marking and a new token, checked before anything is
+        // sent: a grant must never be obtained only to be thrown away.
+        let newest = record
+            .as_ref()
+            .map_or(0, TokenRecord::generation)
+            .max(ours.map_or(0, |t| t.version));
+        next_generation(newest).and_then(next_generation)?;
         let (grant, how) = match self.refresh_token_to_send(record.as_ref(), ours) {
             Some((refresh_token, chain)) => {
                 self.refresh_under_lease(lease, record, &refresh_token, chain, need)
@@ -309,7 +324,13 @@ impl Flight {
         if let Some(token) = stored {
             return Some((Zeroizing::new(token.to_owned()), Chain::Stored));
         }
-        if let Some(own) = ours.filter(|t| t.origin == Origin::Local) {
+        // A chain of this process's own, unless the store knows its access
+        // token after all (a save whose answer was lost): then another
+        // process may hold its refresh token too.
+        let own = ours.filter(|t| {
+            t.origin == Origin::Local && record.is_none_or(|r| r.access_token() != t.access_token())
+        });
+        if let Some(own) = own {
             let token = own.refresh_token.as_ref().filter(|t| unspent(t))?;
             return Some((token.clone(), Chain::Own));
         }
@@ -334,18 +355,35 @@ impl Flight {
         chain: Chain,
         need: Need,
     ) -> Result<(Grant, How), Trouble> {
-        self.confirm(lease, "a refresh token").await?;
+        // Marked first, then the lease confirmed right before the send: a
+        // holder that lost its lease meanwhile sends nothing and leaves the
+        // token marked (the next holder logs in with the password).
         let unmarked = match chain {
             Chain::Stored => Some(self.mark_sent(lease, record, need).await?),
             Chain::Own => None,
         };
+        self.confirm(lease, "a refresh token").await?;
         match self.refresh(refresh_token).await {
             Ok(grant) => Ok((grant, How::Refreshed)),
             Err(RefreshError::Failed(error)) => {
-                if let Some(unmarked) = unmarked {
-                    self.unmark(lease, record, unmarked).await;
+                let untouched = not_taken(&error);
+                if untouched {
+                    if let Some(unmarked) = unmarked {
+                        self.unmark(lease, record, unmarked).await;
+                    }
+                } else {
+                    self.spent.insert(refresh_token);
+                    tracing::warn!(
+                        %error,
+                        "the refresh may have reached the auth api, which then rotated the refresh token: \
+                         it is not sent again, and the next attempt logs in with the password"
+                    );
                 }
-                Err(Failed::from(error).into())
+                Err(Failed {
+                    error,
+                    refresh_spent: !untouched,
+                }
+                .into())
             }
             Err(RefreshError::Rejected) => {
                 tracing::warn!("refresh token rejected; logging in with the password again");
@@ -491,6 +529,31 @@ fn next_generation(generation: u64) -> Result<u64, StoreError> {
         .checked_add(1)
         .filter(|next| *next <= TokenRecord::MAX_GENERATION)
         .ok_or_else(|| StoreError::corrupt("token record generation is at its limit"))
+}
+
+/// Whether a failed refresh shows that the Auth API did not take the
+/// refresh token: it answered with a status (a 5xx, a 429), or no
+/// connection was ever made. A timeout, a connection dropped after the
+/// request went out, or an answer that could not be read may follow a
+/// rotation.
+fn not_taken(error: &Error) -> bool {
+    match error {
+        Error::UnexpectedStatus { .. } => true,
+        Error::Unreachable { source, .. } => never_connected(&**source),
+        _ => false,
+    }
+}
+
+/// Whether `error` is hyper's failure to connect, anywhere in its chain.
+fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(client) = error.downcast_ref::<hyper_util::client::legacy::Error>() {
+            return client.is_connect();
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// When the stored access token stops being usable once its refresh token

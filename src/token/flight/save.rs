@@ -1,5 +1,7 @@
 //! Writing under the lease: a refresh token marked as sent before it is,
-//! and the new token saved, retried while the store is away.
+//! put back when the Auth API did not take it, and the new token saved;
+//! each write retried while the store is away and read back when its answer
+//! was lost.
 
 use tokio::time::Instant;
 
@@ -13,12 +15,28 @@ use crate::{
     },
 };
 
+/// How a write ended.
+enum Written {
+    /// The record is in the store.
+    Saved,
+    /// Another record is, of a generation as new or newer.
+    Superseded,
+    /// The store did not answer for the whole retry window.
+    Failed(StoreError),
+}
+
+/// Whether a record read back is the one written.
+fn same_record(found: &TokenRecord, written: &TokenRecord) -> bool {
+    found.generation() == written.generation()
+        && found.access_token() == written.access_token()
+        && found.refresh_token() == written.refresh_token()
+}
+
 impl Flight {
     /// Saves the stored record without its refresh token, one generation
     /// on, before that token is sent: a holder that dies after the Auth API
-    /// rotated it leaves no spent token behind. A store that fails is tried
-    /// again on its schedule while the lease is held. Returns the record as
-    /// it was, to put back should the Auth API not rotate it.
+    /// rotated it leaves no spent token behind. Returns the record as it
+    /// was, to put back should the Auth API not take the token.
     pub(super) async fn mark_sent(
         &self,
         lease: &Lease,
@@ -26,43 +44,31 @@ impl Flight {
         need: Need,
     ) -> Result<TokenRecord, Trouble> {
         let stored = record
-            .take()
+            .clone()
             .expect("the stored chain's refresh token comes from a record");
-        *record = Some(stored.clone());
         let generation = next_generation(stored.generation())?;
         let marked = stored.spent(generation, expiry_once_marked(&stored, need));
-        let timings = self.settings.lease;
-        let started = Instant::now();
-        let mut failures = 0;
-        loop {
-            let saved = self
-                .bounded(self.store.save(lease, &marked, Some(stored.generation())))
-                .await;
-            match saved {
-                Ok(true) => {
-                    *record = Some(marked);
-                    return Ok(stored);
-                }
-                Ok(false) => {
-                    return Err(StoreError::contended(format!(
-                    "the record of {} changed under the lease before the refresh token was sent",
-                    self.key
-                ))
-                    .into())
-                }
-                Err(error) if started.elapsed() >= timings.save_patience => {
-                    return Err(error.into())
-                }
-                Err(_) => {}
+        match self
+            .write(lease, &marked, Some(stored.generation()), false)
+            .await
+        {
+            Written::Saved => {
+                *record = Some(marked);
+                Ok(stored)
             }
-            failures += 1;
-            tokio::time::sleep(timings.store_retry(failures)).await;
+            Written::Superseded => Err(StoreError::contended(format!(
+                "the record of {} changed under the lease before the refresh token was sent",
+                self.key
+            ))
+            .into()),
+            Written::Failed(error) => Err(error.into()),
         }
     }
 
-    /// The Auth API did not rotate the refresh token marked as sent: put it
+    /// The Auth API did not take the refresh token marked as sent: put it
     /// back, one generation on, so that the next holder refreshes rather
-    /// than logs in.
+    /// than logs in. The access token keeps the expiry the marking gave it
+    /// (a refused one stays expired).
     pub(super) async fn unmark(
         &self,
         lease: &Lease,
@@ -75,14 +81,22 @@ impl Flight {
         let Ok(generation) = next_generation(marked.generation()) else {
             return;
         };
-        let restored = unmarked.regenerated(generation);
-        let saved = self
-            .bounded(self.store.save(lease, &restored, Some(marked.generation())))
-            .await;
-        match saved {
-            Ok(true) => *record = Some(restored),
-            Ok(false) => {}
-            Err(error) => tracing::warn!(
+        let restored = TokenRecord::new(
+            marked.key().clone(),
+            generation,
+            marked.access_token(),
+            unmarked.refresh_token(),
+            marked.expires_at(),
+            marked.lifetime(),
+        );
+        let Ok(restored) = restored else { return };
+        match self
+            .write(lease, &restored, Some(marked.generation()), true)
+            .await
+        {
+            Written::Saved => *record = Some(restored),
+            Written::Superseded => {}
+            Written::Failed(error) => tracing::warn!(
                 %error,
                 "could not put back the refresh token the auth api did not take; \
                  the next attempt logs in with the password"
@@ -91,11 +105,9 @@ impl Flight {
     }
 
     /// Saves a new token as generation `version` over the generation
-    /// `expected`, retrying on the store's schedule for a while: the lease
-    /// is renewed meanwhile, and no other process refreshes. A store that
-    /// lost its data (no record, or an older one) gets the token put back.
-    /// Returns where the token's chain lives: in the store, or, when the
-    /// store stayed away or holds a newer record, in this process only.
+    /// `expected`. Returns where the token's chain lives: in the store, or,
+    /// when the store stayed away or holds a record as new, in this process
+    /// only.
     pub(super) async fn save(
         &self,
         lease: &Lease,
@@ -110,60 +122,88 @@ impl Flight {
                 return Origin::Local;
             }
         };
-        let timings = self.settings.lease;
-        let started = Instant::now();
-        let mut expected = expected;
-        let mut failures = 0;
-        loop {
-            if failures > 0 && started.elapsed() >= timings.save_patience {
+        match self.write(lease, &record, expected, true).await {
+            Written::Saved => Origin::Store,
+            Written::Superseded => {
+                tracing::error!(
+                    "the token store holds a record as new as the token just obtained; \
+                     the new token is kept in this process"
+                );
+                Origin::Local
+            }
+            Written::Failed(error) => {
                 tracing::warn!(
+                    %error,
                     key = %self.key.fingerprint(),
                     "could not save the new token; it is kept in this process, \
                      and the next process to need a token logs in with the password"
                 );
-                return Origin::Local;
+                Origin::Local
             }
-            let saved = self
-                .bounded(self.store.save(lease, &record, expected))
-                .await;
-            match saved {
+        }
+    }
+
+    /// Writes `record` over the generation `expected`, trying a store that
+    /// fails again on its schedule for up to `save_patience` (the lease is
+    /// renewed meanwhile). A write whose answer was lost is recognised by
+    /// reading the record back. When the compare-and-swap fails, a store
+    /// that lost its data (no record, or an older one) gets `record` written
+    /// over what it holds if `put_back`; otherwise the write is superseded.
+    async fn write(
+        &self,
+        lease: &Lease,
+        record: &TokenRecord,
+        mut expected: Option<u64>,
+        put_back: bool,
+    ) -> Written {
+        let timings = self.settings.lease;
+        let started = Instant::now();
+        let mut failures = 0;
+        let mut last_error = None;
+        loop {
+            match self.bounded(self.store.save(lease, record, expected)).await {
                 Ok(true) => {
                     if failures > 0 {
-                        tracing::info!(
-                            failures,
-                            "saved the new token after the token store came back"
-                        );
+                        tracing::info!(failures, "saved to the token store after it came back");
                     }
-                    return Origin::Store;
+                    return Written::Saved;
                 }
                 Ok(false) => match self.load().await {
-                    Ok(now) => {
-                        let found = now.as_ref().map(TokenRecord::generation);
-                        if found.is_some_and(|g| g >= version) {
-                            tracing::error!(
-                                "the token store holds a newer record than the token just obtained; \
-                                 it is kept in this process"
-                            );
-                            return Origin::Local;
+                    Ok(found) => {
+                        if found.as_ref().is_some_and(|f| same_record(f, record)) {
+                            return Written::Saved;
                         }
-                        if found != expected {
-                            tracing::warn!(
-                                key = %self.key.fingerprint(),
-                                "the token store lost the record under the lease; putting the newest token back"
-                            );
-                            expected = found;
-                            failures += 1;
-                            continue;
+                        let generation = found.as_ref().map(TokenRecord::generation);
+                        if !put_back || generation.is_some_and(|g| g >= record.generation()) {
+                            return Written::Superseded;
                         }
+                        tracing::warn!(
+                            key = %self.key.fingerprint(),
+                            "the token store lost the record under the lease; putting the newest token back"
+                        );
+                        expected = generation;
                     }
-                    Err(error) => tracing::debug!(%error, "could not read the record back"),
+                    Err(error) => last_error = Some(error),
                 },
-                Err(error) if failures == 0 => {
-                    tracing::warn!(%error, "could not save the new token; retrying while the lease is held")
+                Err(error) => {
+                    if failures == 0 {
+                        tracing::warn!(%error, "could not write to the token store; retrying while the lease is held");
+                    }
+                    last_error = Some(error);
                 }
-                Err(_) => {}
             }
             failures += 1;
+            if started.elapsed() >= timings.save_patience {
+                // The last answer may have been lost after the write landed.
+                if let Ok(Some(found)) = self.load().await {
+                    if same_record(&found, record) {
+                        return Written::Saved;
+                    }
+                }
+                return Written::Failed(last_error.unwrap_or_else(|| {
+                    StoreError::contended(format!("the record of {} kept changing", self.key))
+                }));
+            }
             tokio::time::sleep(timings.store_retry(failures)).await;
         }
     }

@@ -85,14 +85,15 @@ impl LeaseTimings {
     }
 
     /// How long to wait for a lease another process holds before failing:
-    /// its holder's two Auth API calls (`auth_timeout` each) and store
-    /// operations, its retries of a save, and the lease's expiry should it
-    /// die.
+    /// its holder's two Auth API calls (`auth_timeout` each), its store
+    /// operations, its writes (a marking, then a put-back or a new token,
+    /// each retried for up to `save_patience`), and the lease's expiry
+    /// should it die.
     pub(crate) fn patience(&self, auth_timeout: Duration) -> Duration {
         auth_timeout
             .saturating_mul(2)
-            .saturating_add(self.store_timeout.saturating_mul(8))
-            .saturating_add(self.save_patience)
+            .saturating_add(self.store_timeout.saturating_mul(12))
+            .saturating_add(self.save_patience.saturating_mul(2))
             .saturating_add(self.ttl)
     }
 }
