@@ -443,7 +443,16 @@ impl Flight {
                 Ok(grant) => {
                     return Ok(Fresh::issued(grant, version, Origin::Local, How::Refreshed))
                 }
-                Err(RefreshError::Failed(error)) => return Err(error.into()),
+                Err(RefreshError::Failed(error)) => {
+                    let refresh_spent = !not_taken(&error);
+                    if refresh_spent {
+                        self.spent.insert(refresh_token);
+                    }
+                    return Err(Failed {
+                        error,
+                        refresh_spent,
+                    });
+                }
                 Err(RefreshError::Rejected) => {
                     let grant = self
                         .api
