@@ -366,49 +366,45 @@ impl Flight {
         match self.refresh(refresh_token).await {
             Ok(grant) => Ok((grant, How::Refreshed)),
             Err(RefreshError::Failed(error)) => {
-                let untouched = not_taken(&error);
-                if untouched {
-                    if let Some(unmarked) = unmarked {
-                        self.unmark(lease, record, unmarked).await;
-                    }
-                } else {
-                    self.spent.insert(refresh_token);
-                    tracing::warn!(
-                        %error,
-                        "the refresh may have reached the auth api, which then rotated the refresh token: \
-                         it is not sent again, and the next attempt logs in with the password"
-                    );
+                let failed = failed_refresh(error);
+                if let Some(unmarked) = unmarked.filter(|_| !failed.refresh_spent) {
+                    self.unmark(lease, record, unmarked).await;
                 }
-                Err(Failed {
-                    error,
-                    refresh_spent: !untouched,
-                }
-                .into())
+                Err(failed.into())
             }
             Err(RefreshError::Rejected) => {
                 tracing::warn!("refresh token rejected; logging in with the password again");
                 self.confirm(lease, "the password").await?;
-                let grant = self
-                    .api
-                    .password(&self.credentials)
-                    .await
-                    .map_err(|error| Failed {
-                        error,
-                        refresh_spent: true,
-                    })?;
-                Ok((grant, How::FellBack))
+                Ok((self.fall_back().await?, How::FellBack))
             }
         }
     }
 
-    /// The refresh grant, remembering a refresh token the Auth API rotated
-    /// or refused so that it is never sent again.
+    /// The refresh grant, remembering a refresh token the Auth API rotated,
+    /// refused, or may have rotated (see [`not_taken`]) so that it is never
+    /// sent again.
     async fn refresh(&self, refresh_token: &str) -> Result<Grant, RefreshError> {
         let refreshed = self.api.refresh(refresh_token).await;
-        if matches!(refreshed, Ok(_) | Err(RefreshError::Rejected)) {
+        let spent = match &refreshed {
+            Ok(_) | Err(RefreshError::Rejected) => true,
+            Err(RefreshError::Failed(error)) => !not_taken(error),
+        };
+        if spent {
             self.spent.insert(refresh_token);
         }
         refreshed
+    }
+
+    /// The password grant after the Auth API refused the refresh token,
+    /// which is spent whatever the login's outcome.
+    async fn fall_back(&self) -> Result<Grant, Failed> {
+        self.api
+            .password(&self.credentials)
+            .await
+            .map_err(|error| Failed {
+                error,
+                refresh_spent: true,
+            })
     }
 
     async fn password(&self, need: Need) -> Result<Grant, Failed> {
@@ -443,25 +439,9 @@ impl Flight {
                 Ok(grant) => {
                     return Ok(Fresh::issued(grant, version, Origin::Local, How::Refreshed))
                 }
-                Err(RefreshError::Failed(error)) => {
-                    let refresh_spent = !not_taken(&error);
-                    if refresh_spent {
-                        self.spent.insert(refresh_token);
-                    }
-                    return Err(Failed {
-                        error,
-                        refresh_spent,
-                    });
-                }
+                Err(RefreshError::Failed(error)) => return Err(failed_refresh(error)),
                 Err(RefreshError::Rejected) => {
-                    let grant = self
-                        .api
-                        .password(&self.credentials)
-                        .await
-                        .map_err(|error| Failed {
-                            error,
-                            refresh_spent: true,
-                        })?;
+                    let grant = self.fall_back().await?;
                     return Ok(Fresh::issued(grant, version, Origin::Local, How::FellBack));
                 }
             }
@@ -538,6 +518,23 @@ fn next_generation(generation: u64) -> Result<u64, StoreError> {
         .checked_add(1)
         .filter(|next| *next <= TokenRecord::MAX_GENERATION)
         .ok_or_else(|| StoreError::corrupt("token record generation is at its limit"))
+}
+
+/// A refresh that failed: its token is spent when the Auth API may have
+/// taken it ([`Flight::refresh`] has then put it among the spent ones).
+fn failed_refresh(error: Error) -> Failed {
+    let refresh_spent = !not_taken(&error);
+    if refresh_spent {
+        tracing::warn!(
+            %error,
+            "the refresh may have reached the auth api, which then rotated the refresh token: \
+             it is not sent again, and the next attempt logs in with the password"
+        );
+    }
+    Failed {
+        error,
+        refresh_spent,
+    }
 }
 
 /// Whether a failed refresh shows that the Auth API did not take the

@@ -381,16 +381,10 @@ async fn a_store_that_lost_its_data_mid_rotation_gets_the_newest_token_back() {
     let fleet = replicas(&api, &store, 2);
     all_tokens(&fleet).await;
     flaky.wipes_before_token_save.store(true, Ordering::SeqCst);
-    let generation = fleet[0].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = fleet[0].after_unauthorized(generation, 0) else {
-        panic!("a 401 must refresh");
-    };
+    let wait = refresh_after_401(&fleet[0]);
     let rotated = wait.await.unwrap();
     assert_eq!(rotated.origin, Origin::Store, "put back");
-    let generation = fleet[1].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = fleet[1].after_unauthorized(generation, 0) else {
-        panic!("a 401 must be healed");
-    };
+    let wait = refresh_after_401(&fleet[1]);
     assert_eq!(wait.await.unwrap().access_token(), rotated.access_token());
     assert_eq!(api.reused(), 0, "{:?}", api.forms());
     assert_eq!(
@@ -410,10 +404,7 @@ async fn a_store_that_lost_its_data_is_not_trusted_with_a_refresh_token_from_mem
     all_tokens(&fleet).await;
     store.remove(&key()).await.unwrap();
     for replica in &fleet {
-        let generation = replica.current_generation().unwrap();
-        let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(generation, 0) else {
-            panic!("a 401 must be healed");
-        };
+        let wait = refresh_after_401(replica);
         wait.await.unwrap();
     }
     let tokens = all_tokens(&fleet).await;
@@ -434,16 +425,10 @@ async fn a_rotation_lost_with_the_stores_data_costs_a_login_not_a_spent_token() 
     all_tokens(&fleet).await;
     flaky.wipes_before_token_save.store(true, Ordering::SeqCst);
     flaky.fails_token_saves.store(u32::MAX, Ordering::SeqCst);
-    let generation = fleet[0].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = fleet[0].after_unauthorized(generation, 0) else {
-        panic!("a 401 must refresh");
-    };
+    let wait = refresh_after_401(&fleet[0]);
     assert_eq!(wait.await.unwrap().origin, Origin::Local);
     flaky.fails_token_saves.store(0, Ordering::SeqCst);
-    let generation = fleet[1].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = fleet[1].after_unauthorized(generation, 0) else {
-        panic!("a 401 must be healed");
-    };
+    let wait = refresh_after_401(&fleet[1]);
     wait.await.unwrap();
     assert_eq!(api.reused(), 0, "{:?}", api.forms());
     assert_eq!(api.calls(Endpoint::Password), 2);
@@ -476,10 +461,7 @@ async fn a_record_at_the_generation_limit_fails_as_corrupt_without_a_panic() {
     let adopted = replica.access_token().await.unwrap();
     assert_eq!(adopted.0.version, TokenRecord::MAX_GENERATION);
     for _ in 0..2 {
-        let generation = replica.current_generation().unwrap();
-        let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(generation, 0) else {
-            panic!("a 401 must refresh");
-        };
+        let wait = refresh_after_401(&replica);
         let Err(error) = wait.await else {
             panic!("no generation after the limit");
         };
@@ -509,10 +491,7 @@ async fn a_rotation_whose_answer_was_lost_costs_one_password_login_for_the_fleet
     let replicas = replicas_with(&api, &shared(), 4, settings);
     all_tokens(&replicas).await;
     // The first replica's refresh is committed by the Auth API; its answer is lost.
-    let generation = replicas[0].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = replicas[0].after_unauthorized(generation, 0) else {
-        panic!("a 401 must refresh");
-    };
+    let wait = refresh_after_401(&replicas[0]);
     assert!(wait.await.is_err());
     tokio::time::advance(Duration::from_secs(2)).await;
     // Every replica then meets the revoked token: one password login heals them all.
@@ -543,18 +522,12 @@ async fn a_refused_refresh_token_is_kept_out_of_the_store() {
         .then(Reply::Status(503));
     let replicas = replicas(&api, &shared(), 2);
     all_tokens(&replicas).await;
-    let generation = replicas[0].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = replicas[0].after_unauthorized(generation, 0) else {
-        panic!("a 401 must refresh");
-    };
+    let wait = refresh_after_401(&replicas[0]);
     assert!(wait.await.is_err(), "the password fallback failed");
     // Another replica meets the same 401 once that failure's notice has
     // passed: it must not send the refused token.
     tokio::time::advance(Duration::from_secs(1)).await;
-    let generation = replicas[1].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = replicas[1].after_unauthorized(generation, 0) else {
-        panic!("a 401 must refresh");
-    };
+    let wait = refresh_after_401(&replicas[1]);
     wait.await.unwrap();
     assert_eq!(api.calls(Endpoint::Refresh), 1, "{:?}", api.forms());
     assert_eq!(api.calls(Endpoint::Password), 3);
@@ -762,17 +735,11 @@ async fn a_save_failing_once_after_a_rotation_is_retried_under_the_lease() {
         replica.access_token().await.unwrap();
     }
     flaky.fails_token_saves.store(1, Ordering::SeqCst);
-    let generation = fleet[0].current_generation().unwrap();
-    let AfterUnauthorized::Wait(wait) = fleet[0].after_unauthorized(generation, 0) else {
-        panic!("a 401 must refresh");
-    };
+    let wait = refresh_after_401(&fleet[0]);
     let healed = wait.await.unwrap();
     assert_eq!(healed.origin, Origin::Store, "saved on the second try");
     for replica in &fleet[1..] {
-        let generation = replica.current_generation().unwrap();
-        let AfterUnauthorized::Wait(wait) = replica.after_unauthorized(generation, 0) else {
-            panic!("a 401 must be healed");
-        };
+        let wait = refresh_after_401(replica);
         assert_eq!(wait.await.unwrap().access_token(), healed.access_token());
     }
     assert_eq!(api.reused(), 0, "{:?}", api.forms());
@@ -1202,14 +1169,19 @@ impl TokenStore for AmbiguousStore {
     }
 }
 
-/// A 401 for `replica`'s current token, after it was accepted once.
-fn heal(replica: &TokenCache) -> crate::token::TokenWait {
+/// A 401 for `replica`'s current token: it starts or joins a refresh.
+fn refresh_after_401(replica: &TokenCache) -> crate::token::TokenWait {
     let generation = replica.current_generation().unwrap();
-    replica.accepted(generation);
     match replica.after_unauthorized(generation, 0) {
         AfterUnauthorized::Wait(wait) => wait,
         _ => panic!("a 401 must start or join a refresh"),
     }
+}
+
+/// A 401 for `replica`'s current token, after it was accepted once.
+fn heal(replica: &TokenCache) -> crate::token::TokenWait {
+    replica.accepted(replica.current_generation().unwrap());
+    refresh_after_401(replica)
 }
 
 /// A save that landed but answered with an error is read back and counts

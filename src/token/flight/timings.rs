@@ -99,7 +99,7 @@ impl LeaseTimings {
 }
 
 /// Between half and all of `full`.
-pub(crate) fn jittered(full: Duration) -> Duration {
+fn jittered(full: Duration) -> Duration {
     (full / 2).saturating_add((full / 2).mul_f64(fastrand::f64()))
 }
 
