@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use simacan_auth::{Credentials, Environment, SimacanAuthLayer};
 use tokio::time::timeout;
+use tower::ServiceExt;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -32,8 +33,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     });
 
     let client = simacan_auth::https_client::<Full<Bytes>>();
-    let uri = format!("https://127.0.0.1:{port}/").parse()?;
-    let sent = timeout(PATIENCE, client.get(uri)).await?;
+    let request = http::Request::get(format!("https://127.0.0.1:{port}/")).body(Full::default())?;
+    let sent = timeout(PATIENCE, client.oneshot(request)).await?;
     assert!(sent.is_err(), "the listener answers no handshake");
 
     let auth_api = Environment::custom(format!("https://127.0.0.1:{port}/api/v1"))?;

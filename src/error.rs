@@ -466,7 +466,7 @@ fn tls_hint(error: &(dyn StdError + 'static)) -> Option<&'static str> {
             Some(Tls::InvalidCertificate(CertificateError::UnknownIssuer)) => {
                 return Some(
                     ": its certificate does not chain to a trusted root; for a private ca, \
-                     trust it with auth_root_certificates",
+                     trust it with auth_roots",
                 )
             }
             _ => {}
@@ -694,7 +694,7 @@ mod tests {
             error.to_string(),
             format!(
                 "simacan auth api unreachable at {PASSWORD_URL}: its certificate does not \
-                 chain to a trusted root; for a private ca, trust it with auth_root_certificates"
+                 chain to a trusted root; for a private ca, trust it with auth_roots"
             )
         );
         let expired = rustls::Error::InvalidCertificate(CertificateError::Expired);

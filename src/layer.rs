@@ -129,25 +129,6 @@ impl SimacanAuthLayer {
         Self::from_config(config)
     }
 
-    /// Changes a setting of the built-in Auth API client, which a client
-    /// given to [`auth_client`](Self::auth_client) has replaced.
-    #[cfg(feature = "rustls")]
-    fn configure_built_in(
-        self,
-        method: &str,
-        change: impl FnOnce(&mut crate::token::HyperClient) -> Result<(), Error>,
-    ) -> Result<Self, Error> {
-        let mut config = Config::clone(&self.config);
-        let AuthClient::BuiltIn(client) = &mut config.auth_client else {
-            return Err(Error::config(format!(
-                "{method} configures the built-in auth api client, which auth_client replaced; \
-                 configure the client given to auth_client instead"
-            )));
-        };
-        change(client)?;
-        Ok(Self::from_config(config))
-    }
-
     /// The Auth API to log in to. Unless [`token_scope`](Self::token_scope)
     /// is set, it also decides which hosts get the token (see
     /// [`TokenScope`]). Defaults to [`Environment::Production`].
@@ -377,14 +358,17 @@ impl SimacanAuthLayer {
     /// one: any tower service of `http::Request<Full<Bytes>>`, such as a
     /// hyper-util `Client` with a connector of your own (a proxy, a TLS
     /// setup, a resolver) or a `tower::service_fn` over another HTTP
-    /// library. It replaces the built-in client with its settings
-    /// ([`auth_proxy`](Self::auth_proxy),
-    /// [`auth_root_certificates`](Self::auth_root_certificates) and the
-    /// like, which fail after this). It needs no `rustls` feature: an HTTPS
-    /// client of your own serves an `https` Auth API without it. Defaults to
-    /// the built-in client: hyper-util over rustls with the ring provider,
-    /// through the proxy the environment names (see
-    /// [`auth_proxy_from_env`](Self::auth_proxy_from_env)).
+    /// library. It needs no `rustls` feature: an HTTPS client of your own
+    /// serves an `https` Auth API without it. Defaults to the built-in
+    /// client: hyper-util over rustls with the ring provider, through the
+    /// proxy the environment names (see [`auth_proxy`](Self::auth_proxy)).
+    ///
+    /// The built-in client's settings, [`auth_proxy`](Self::auth_proxy),
+    /// [`no_auth_proxy`](Self::no_auth_proxy) and
+    /// [`auth_roots`](Self::auth_roots), do not apply to `client`, whether
+    /// they are given before or after it: configure `client` itself. The
+    /// layer keeps them, and warns once its token state is made (at its
+    /// first use) that they are ignored.
     ///
     /// Each call to the Auth API clones `client` and sends it one request:
     /// `POST {base}/auth/password` or `/auth/refresh` with a form body. The
@@ -449,99 +433,45 @@ impl SimacanAuthLayer {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let client = AuthClient::custom(client);
-        self.configure(|c| c.auth_client = client)
+        self.configure(|c| c.auth_client.set_custom(client))
     }
 
-    /// Sends the Auth API calls through the HTTP proxy at `url`,
-    /// `http://[user:password@]host[:port]` (a URL without a scheme is taken
-    /// as `http://`), whatever the environment variables say.
+    /// The proxy the built-in Auth API client goes through to an `https`
+    /// Auth API: [`AuthProxy::new`](crate::AuthProxy::new) for one of your
+    /// choice, or [`AuthProxy::from_env`](crate::AuthProxy::from_env) for
+    /// the one the environment names now. A `CONNECT` tunnel carries the TLS
+    /// session with the Auth API; plain `http` (loopback) is never proxied.
+    /// See [`AuthProxy`](crate::AuthProxy).
     ///
-    /// For an `https` Auth API, which every environment but a loopback one
-    /// is, the client asks the proxy for a `CONNECT` tunnel to the Auth API
-    /// and speaks TLS with the Auth API inside it: the proxy sees the host
-    /// name, never the password or a token. Plain `http` (loopback) is never
-    /// proxied. The URL's user name and password, percent-encoded, go to the
-    /// proxy as `Proxy-Authorization: Basic …`; `Debug`, logs and errors
-    /// show the proxy as `http://host:port` only.
-    ///
-    /// Defaults to the environment: see
-    /// [`auth_proxy_from_env`](Self::auth_proxy_from_env).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfiguration`] for a URL that does not parse, has no
-    /// host or another scheme than `http` (`https://` and `socks5://`
-    /// proxies are not supported), and after
-    /// [`auth_client`](Self::auth_client). The message never quotes the URL.
+    /// Defaults to the proxy the environment names when the layer's token
+    /// state is made (its first use, or [`layer`](tower::Layer::layer)),
+    /// read as [`AuthProxy::from_env`](crate::AuthProxy::from_env) reads it;
+    /// an unusable value then fails every login with
+    /// [`Error::InvalidConfiguration`]. The last of this and
+    /// [`no_auth_proxy`](Self::no_auth_proxy) applies. Ignored, with a
+    /// warning, by a client given to [`auth_client`](Self::auth_client).
     ///
     /// # Example
     ///
     /// ```
-    /// use simacan_auth::{Credentials, SimacanAuthLayer};
+    /// use simacan_auth::{AuthProxy, Credentials, SimacanAuthLayer};
     ///
     /// let layer = SimacanAuthLayer::new(Credentials::new("user", "password"))
-    ///     .auth_proxy("http://proxy.example.com:3128")?;
+    ///     .auth_proxy(AuthProxy::new("http://proxy.example.com:3128")?);
     /// # let _ = layer;
     /// # Ok::<(), simacan_auth::Error>(())
     /// ```
     #[cfg(feature = "rustls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-    pub fn auth_proxy(self, url: impl AsRef<str>) -> Result<Self, Error> {
-        let rules = crate::token::ProxyRules::fixed(url.as_ref())?;
-        self.configure_built_in("auth_proxy", |c| {
-            c.proxy = crate::token::ProxyConfig::Rules(rules);
-            Ok(())
-        })
+    pub fn auth_proxy(self, proxy: crate::AuthProxy) -> Self {
+        self.configure(|c| c.auth_client.built_in.proxy = Some(proxy))
     }
 
-    /// Sends the Auth API calls through the proxy the environment names,
-    /// reading it now: `HTTPS_PROXY` (or `https_proxy`), else `ALL_PROXY`
-    /// (or `all_proxy`), unless `NO_PROXY` (or `no_proxy`) lists the Auth
-    /// API's host. An empty variable counts as unset; `HTTP_PROXY` does not
-    /// apply, as plain `http` goes to loopback only and is never proxied.
-    /// `NO_PROXY` is a comma-separated list of host names (each matching
-    /// itself and every name below it; a leading dot is ignored), IP
-    /// addresses, networks (`10.0.0.0/8`) or `*` for every host. The proxy is
-    /// used as [`auth_proxy`](Self::auth_proxy) describes.
-    ///
-    /// This is the default, except that by default the variables are read
-    /// when the layer's token state is made (its first use, or
-    /// [`layer`](tower::Layer::layer)), and an unusable value fails every
-    /// login with [`Error::InvalidConfiguration`]; this method fails at once
-    /// instead. [`no_auth_proxy`](Self::no_auth_proxy) ignores them.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfiguration`], naming the variable but never
-    /// quoting it, for a value that is not valid UTF-8 or not a usable proxy
-    /// URL (see [`auth_proxy`](Self::auth_proxy)), and after
-    /// [`auth_client`](Self::auth_client).
-    ///
-    /// # Example
-    ///
-    /// ```no_run
-    /// use simacan_auth::{Credentials, SimacanAuthLayer};
-    ///
-    /// // HTTPS_PROXY=http://proxy.example.com:3128 NO_PROXY=.internal.example.com
-    /// let layer = SimacanAuthLayer::new(Credentials::from_env()?).auth_proxy_from_env()?;
-    /// # let _ = layer;
-    /// # Ok::<(), simacan_auth::Error>(())
-    /// ```
-    #[cfg(feature = "rustls")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-    pub fn auth_proxy_from_env(self) -> Result<Self, Error> {
-        let rules = crate::token::ProxyRules::from_env()?;
-        self.configure_built_in("auth_proxy_from_env", |c| {
-            c.proxy = crate::token::ProxyConfig::Rules(rules);
-            Ok(())
-        })
-    }
-
-    /// Connects to the Auth API directly, whatever the environment
-    /// variables say. Has no effect on a client given to
-    /// [`auth_client`](Self::auth_client). Defaults to the environment: see
-    /// [`auth_proxy_from_env`](Self::auth_proxy_from_env).
+    /// Connects the built-in Auth API client to the Auth API directly,
+    /// whatever the environment variables say. The last of this and
+    /// [`auth_proxy`](Self::auth_proxy) applies. Ignored, with a warning, by
+    /// a client given to [`auth_client`](Self::auth_client). Defaults to the
+    /// proxy the environment names: see [`auth_proxy`](Self::auth_proxy).
     ///
     /// # Example
     ///
@@ -553,70 +483,35 @@ impl SimacanAuthLayer {
     #[cfg(feature = "rustls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     pub fn no_auth_proxy(self) -> Self {
-        self.configure(|c| {
-            if let AuthClient::BuiltIn(client) = &mut c.auth_client {
-                client.proxy = crate::token::ProxyConfig::Rules(crate::token::ProxyRules::direct());
-            }
-        })
+        self.configure(|c| c.auth_client.built_in.proxy = Some(crate::AuthProxy::direct()))
     }
 
-    /// Trusts the CA certificates in `pem` for the Auth API, in addition to
-    /// the webpki roots (or the platform's, with
-    /// `auth_native_roots`): for an Auth API, or
-    /// a TLS-inspecting proxy, with a certificate from a private CA. `pem`
-    /// holds one or more `-----BEGIN CERTIFICATE-----` sections; other
-    /// sections are skipped. Calls add up. Only the Auth API calls trust
-    /// them, not [`https_client`](crate::https_client). Defaults to none.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfiguration`], adding none of them, for input
-    /// without a certificate, with a section that is not valid PEM, or with
-    /// a certificate that cannot be a root; and after
-    /// [`auth_client`](Self::auth_client).
+    /// The certificates the built-in Auth API client trusts for the Auth
+    /// API: [`AuthRoots::webpki`](crate::AuthRoots::webpki) or
+    /// [`AuthRoots::native`](crate::AuthRoots::native), with CA certificates
+    /// of your own added by [`AuthRoots::with_pem`](crate::AuthRoots::with_pem)
+    /// for an Auth API, or a TLS-inspecting proxy, with a certificate from a
+    /// private CA. Replaces the roots given before. Only the Auth API calls
+    /// trust them, not [`https_client`](crate::https_client). Ignored, with
+    /// a warning, by a client given to [`auth_client`](Self::auth_client).
+    /// Defaults to the webpki roots.
     ///
     /// # Example
     ///
-    /// ```no_run
-    /// use simacan_auth::{Credentials, SimacanAuthLayer};
-    ///
-    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let ca = std::fs::read("/etc/ssl/private-ca.pem")?;
-    /// let layer = SimacanAuthLayer::new(Credentials::from_env()?).auth_root_certificates(ca)?;
-    /// # let _ = layer;
-    /// # Ok(()) }
     /// ```
-    #[cfg(feature = "rustls")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-    pub fn auth_root_certificates(self, pem: impl AsRef<[u8]>) -> Result<Self, Error> {
-        self.configure_built_in("auth_root_certificates", |c| c.roots.add_pem(pem.as_ref()))
-    }
-
-    /// Trusts the platform's certificate store for the Auth API in place of
-    /// the webpki roots, reading it now (through `rustls-native-certs`:
-    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` when set, else the system's
-    /// store). Certificates added with
-    /// [`auth_root_certificates`](Self::auth_root_certificates) are trusted
-    /// as well. The ring provider is still the one given to rustls. Defaults
-    /// to the webpki roots.
+    /// use simacan_auth::{AuthRoots, Credentials, SimacanAuthLayer};
     ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfiguration`] when the store has no usable
-    /// certificate, and after [`auth_client`](Self::auth_client).
-    ///
-    /// # Example
-    ///
-    /// ```no_run
-    /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"))
-    ///     .auth_native_roots()?;
+    /// # let ca = rcgen::generate_simple_self_signed(vec!["ca.corp.example".to_owned()]).unwrap().cert.pem();
+    /// // let ca = std::fs::read("/etc/ssl/private-ca.pem")?;
+    /// let layer = SimacanAuthLayer::new(Credentials::new("user", "password"))
+    ///     .auth_roots(AuthRoots::webpki().with_pem(ca)?);
     /// # let _ = layer;
     /// # Ok::<(), simacan_auth::Error>(())
     /// ```
-    #[cfg(feature = "native-roots")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "native-roots")))]
-    pub fn auth_native_roots(self) -> Result<Self, Error> {
-        self.configure_built_in("auth_native_roots", |c| c.roots.use_native())
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn auth_roots(self, roots: crate::AuthRoots) -> Self {
+        self.configure(|c| c.auth_client.built_in.roots = Some(roots))
     }
 
     /// A valid access token, logging in or refreshing when needed, for use
@@ -712,40 +607,6 @@ impl<S> Layer<S> for SimacanAuthLayer {
             self.config.replay_body_limit,
             self.scope(),
         )
-    }
-}
-
-/// A layer with every option at its default, as [`SimacanAuthLayer::new`]
-/// makes it; for functions that take `impl Into<SimacanAuthLayer>`.
-///
-/// # Example
-///
-/// ```
-/// use simacan_auth::{Credentials, SimacanAuthLayer};
-///
-/// let layer: SimacanAuthLayer = Credentials::new("user", "password").into();
-/// # let _ = layer;
-/// ```
-impl From<Credentials> for SimacanAuthLayer {
-    fn from(credentials: Credentials) -> Self {
-        SimacanAuthLayer::new(credentials)
-    }
-}
-
-/// A clone: it shares the layer's token state.
-///
-/// # Example
-///
-/// ```
-/// use simacan_auth::{Credentials, SimacanAuthLayer};
-///
-/// let layer = SimacanAuthLayer::new(Credentials::new("user", "password"));
-/// let clone = SimacanAuthLayer::from(&layer);
-/// # let _ = clone;
-/// ```
-impl From<&SimacanAuthLayer> for SimacanAuthLayer {
-    fn from(layer: &SimacanAuthLayer) -> Self {
-        layer.clone()
     }
 }
 

@@ -56,12 +56,12 @@
 //! - `rustls` (default): HTTPS to the Auth API through rustls (ring provider,
 //!   webpki roots unless configured otherwise), directly or through an HTTP
 //!   `CONNECT` proxy, and [`https_client`], a client for Simacan's APIs on
-//!   the same TLS setup. See
-//!   [`SimacanAuthLayer::auth_proxy`] and
-//!   [`SimacanAuthLayer::auth_root_certificates`]; any HTTP client can
-//!   replace the built-in one with [`SimacanAuthLayer::auth_client`].
-//! - `native-roots`: `SimacanAuthLayer::auth_native_roots`, the platform's
-//!   certificate store instead of the webpki roots for the Auth API.
+//!   the same TLS setup. See [`AuthProxy`] and [`AuthRoots`], given to
+//!   [`SimacanAuthLayer::auth_proxy`] and [`SimacanAuthLayer::auth_roots`];
+//!   any HTTP client can replace the built-in one with
+//!   [`SimacanAuthLayer::auth_client`].
+//! - `native-roots`: `AuthRoots::native`, the platform's certificate store
+//!   instead of the webpki roots for the Auth API.
 //! - `tonic`: [`ReplayBody`](body::ReplayBody) for `tonic::body::Body`, so a
 //!   tonic `Channel` can be wrapped; UNAUTHENTICATED is healed like a 401.
 //! - `axum`: [`ReplayBody`](body::ReplayBody) for `axum::body::Body`.
@@ -121,11 +121,14 @@ pub use crate::reqwest::SimacanAuthMiddleware;
 pub use error::{Endpoint, Error};
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-pub use https::{https_client, HttpsClient};
+pub use https::{https_client, AuthRoots, HttpsClient};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
 pub use scope::TokenScope;
 pub use service::SimacanAuth;
 pub use stats::{FailureKind, Stats};
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use token::AuthProxy;
 pub use token::{AccessToken, BaseUrl, Credentials, Environment};
 
 /// The README's examples, compiled as doctests.

@@ -28,14 +28,13 @@
 //! # Configuration, and one token for tower and reqwest
 //!
 //! The middleware has no builder methods of its own: configure a
-//! [`SimacanAuthLayer`] and make the middleware from it. A middleware made
-//! from a layer, a reference to it or any of its clones shares the layer's
-//! token state, so a program that calls one Simacan API through a tonic
-//! channel or hyper client and another through reqwest logs in once and
-//! heals a revoked token with one refresh. Made from [`Credentials`] alone,
-//! it has a token state of its own with every default, as
-//! [`SimacanAuthLayer::new`] would. [`SimacanAuthMiddleware::layer`] gives
-//! the layer back, for [`stats`](SimacanAuthLayer::stats),
+//! [`SimacanAuthLayer`] and make the middleware from it with
+//! [`SimacanAuthMiddleware::new`]. The middleware shares the layer's token
+//! state (as do the layer's clones), so a program that calls one Simacan
+//! API through a tonic channel or hyper client and another through reqwest
+//! logs in once and heals a revoked token with one refresh.
+//! [`SimacanAuthMiddleware::layer`] gives the layer back, for
+//! [`stats`](SimacanAuthLayer::stats),
 //! [`access_token`](SimacanAuthLayer::access_token) or a tower stack.
 //!
 //! # With `reqwest-retry`
@@ -163,7 +162,7 @@ use crate::{
     future::accepted,
     stats::PassedThrough,
     token::{AfterUnauthorized, Lookup, TokenCache},
-    Credentials, Error, SimacanAuthLayer, TokenScope,
+    Error, SimacanAuthLayer, TokenScope,
 };
 
 /// Authenticates the requests of a `reqwest_middleware` client to Simacan
@@ -175,11 +174,12 @@ use crate::{
 ///
 /// ```
 /// use reqwest_middleware::ClientBuilder;
-/// use simacan_auth::{Credentials, SimacanAuthMiddleware};
+/// use simacan_auth::{Credentials, SimacanAuthLayer, SimacanAuthMiddleware};
 ///
 /// # fn run(reqwest_client: reqwest::Client) {
+/// let layer = SimacanAuthLayer::new(Credentials::new("user", "password"));
 /// let client = ClientBuilder::new(reqwest_client)
-///     .with(SimacanAuthMiddleware::new(Credentials::new("user", "password")))
+///     .with(SimacanAuthMiddleware::new(&layer))
 ///     .build();
 /// # let _ = client; }
 /// ```
@@ -192,9 +192,7 @@ pub struct SimacanAuthMiddleware {
 
 impl SimacanAuthMiddleware {
     /// A middleware with the configuration and the token state of `layer`:
-    /// a [`SimacanAuthLayer`], a reference to one (the two then share one
-    /// login and one refresh chain), or [`Credentials`] for a token state of
-    /// its own with every default.
+    /// the two share one login and one refresh chain.
     ///
     /// Nothing is sent until the first request.
     ///
@@ -205,16 +203,14 @@ impl SimacanAuthMiddleware {
     ///
     /// let layer = SimacanAuthLayer::new(Credentials::new("user", "password"))
     ///     .environment(Environment::Staging);
-    /// let shared = SimacanAuthMiddleware::new(&layer);      // one token with `layer`
-    /// let own = SimacanAuthMiddleware::new(Credentials::new("user", "password"));
-    /// # let _ = (shared, own);
+    /// let middleware = SimacanAuthMiddleware::new(&layer);
+    /// # let _ = middleware;
     /// ```
-    pub fn new(layer: impl Into<SimacanAuthLayer>) -> Self {
-        let layer = layer.into();
+    pub fn new(layer: &SimacanAuthLayer) -> Self {
         SimacanAuthMiddleware {
             cache: layer.cache().clone(),
             scope: layer.scope(),
-            layer,
+            layer: layer.clone(),
         }
     }
 
@@ -226,9 +222,9 @@ impl SimacanAuthMiddleware {
     /// # Example
     ///
     /// ```
-    /// use simacan_auth::{Credentials, SimacanAuthMiddleware};
+    /// use simacan_auth::{Credentials, SimacanAuthLayer, SimacanAuthMiddleware};
     ///
-    /// let middleware = SimacanAuthMiddleware::new(Credentials::new("user", "password"));
+    /// let middleware = SimacanAuthMiddleware::new(&SimacanAuthLayer::new(Credentials::new("u", "p")));
     /// assert_eq!(middleware.layer().stats().logins, 0);
     /// ```
     pub fn layer(&self) -> &SimacanAuthLayer {
@@ -238,40 +234,6 @@ impl SimacanAuthMiddleware {
     /// Whether a request to `url` gets the token, by the layer's rule.
     fn allows(&self, url: &Url) -> bool {
         scope_uri(url).is_some_and(|uri| self.scope.allows(&uri))
-    }
-}
-
-impl From<Credentials> for SimacanAuthMiddleware {
-    /// A middleware with a token state of its own, every option at its
-    /// default.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use simacan_auth::{Credentials, SimacanAuthMiddleware};
-    ///
-    /// let middleware = SimacanAuthMiddleware::from(Credentials::new("user", "password"));
-    /// # let _ = middleware;
-    /// ```
-    fn from(credentials: Credentials) -> Self {
-        SimacanAuthMiddleware::new(credentials)
-    }
-}
-
-impl From<&SimacanAuthLayer> for SimacanAuthMiddleware {
-    /// A middleware sharing the layer's token state.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use simacan_auth::{Credentials, SimacanAuthLayer, SimacanAuthMiddleware};
-    ///
-    /// let layer = SimacanAuthLayer::new(Credentials::new("user", "password"));
-    /// let middleware = SimacanAuthMiddleware::from(&layer);
-    /// # let _ = middleware;
-    /// ```
-    fn from(layer: &SimacanAuthLayer) -> Self {
-        SimacanAuthMiddleware::new(layer)
     }
 }
 
@@ -397,7 +359,7 @@ fn scope_uri(url: &Url) -> Option<Uri> {
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub fn tls_config() -> rustls::ClientConfig {
-    let mut config = crate::https::client_config(&crate::https::Roots::default());
+    let mut config = crate::https::client_config(&crate::AuthRoots::webpki());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
 }

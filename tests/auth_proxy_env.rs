@@ -10,7 +10,7 @@ mod support;
 
 use std::{future::Future, sync::Mutex};
 
-use simacan_auth::{Error, SimacanAuthLayer};
+use simacan_auth::{AuthProxy, Error, SimacanAuthLayer};
 use support::{
     proxy::{BehindTls, ConnectProxy},
     *,
@@ -130,7 +130,7 @@ fn no_auth_proxy_and_auth_proxy_ignore_the_environment() {
             .await
             .expect("a token");
         assert!(proxy.tunnels().is_empty());
-        let explicit = layer(&api).auth_proxy(other.url()).unwrap();
+        let explicit = layer(&api).auth_proxy(AuthProxy::new(other.url()).unwrap());
         bounded(explicit.access_token()).await.expect("a token");
         assert!(proxy.tunnels().is_empty());
         assert_eq!(other.tunnels(), [target(&api)]);
@@ -138,13 +138,19 @@ fn no_auth_proxy_and_auth_proxy_ignore_the_environment() {
 }
 
 #[test]
-fn auth_proxy_from_env_reads_the_variables_when_called() {
+fn an_auth_proxy_from_env_reads_the_variables_when_made() {
     in_turn(|| async {
         let api = behind_tls().await;
         let proxy = ConnectProxy::start().await;
         set(&[("HTTPS_PROXY", &proxy.url())]);
-        let layer = layer(&api).auth_proxy_from_env().unwrap();
+        let layer = layer(&api).auth_proxy(AuthProxy::from_env().unwrap());
         set(&[]);
+        let none = AuthProxy::from_env().unwrap();
+        assert_eq!(
+            format!("{none:?}"),
+            "Direct",
+            "no variable: a direct connection"
+        );
         bounded(layer.access_token()).await.expect("a token");
         assert_eq!(proxy.tunnels(), [target(&api)]);
     })
@@ -158,7 +164,7 @@ fn an_unusable_variable_is_refused_naming_it_but_never_quoting_it() {
         let expected = "invalid configuration: HTTPS_PROXY: socks proxies are not supported; \
                     use an http:// proxy";
 
-        let early = layer(&api).auth_proxy_from_env().unwrap_err();
+        let early = AuthProxy::from_env().unwrap_err();
         assert!(
             matches!(early, Error::InvalidConfiguration { .. }),
             "{early:?}"
@@ -182,6 +188,8 @@ fn an_unusable_variable_is_refused_naming_it_but_never_quoting_it() {
 #[cfg(feature = "native-roots")]
 #[test]
 fn native_roots_come_from_ssl_cert_file() {
+    use simacan_auth::AuthRoots;
+
     in_turn(|| async {
         let api = behind_tls().await;
         let dir = tempfile::tempdir().unwrap();
@@ -196,13 +204,13 @@ fn native_roots_come_from_ssl_cert_file() {
         set(&[("SSL_CERT_FILE", bundle.to_str().unwrap())]);
         let webpki = bounded(base().access_token()).await.unwrap_err();
         assert!(with_causes(&webpki).contains("UnknownIssuer"), "{webpki}");
-        let native = base().auth_native_roots().unwrap();
+        let native = base().auth_roots(AuthRoots::native().unwrap());
         bounded(native.access_token()).await.expect("a token");
         assert_eq!(api.mock.counts().password, 1);
 
         let missing = dir.path().join("missing.pem");
         std::env::set_var("SSL_CERT_FILE", &missing);
-        let error = base().auth_native_roots().unwrap_err();
+        let error = AuthRoots::native().unwrap_err();
         assert!(
             matches!(error, Error::InvalidConfiguration { .. }),
             "{error:?}"

@@ -13,14 +13,17 @@ use std::{
     convert::Infallible,
     error::Error as _,
     io,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
-use simacan_auth::{Endpoint, Error, SimacanAuthLayer};
+use simacan_auth::{AuthProxy, AuthRoots, Endpoint, Error, SimacanAuthLayer};
 use support::{
     proxy::{BehindTls, ConnectProxy, PrivateCa},
     *,
@@ -36,6 +39,11 @@ async fn behind_tls() -> BehindTls {
     BehindTls::start(&[AUTH_HOST, "127.0.0.1"]).await
 }
 
+/// The proxy at `url`, which must be usable.
+fn via(url: impl AsRef<str>) -> AuthProxy {
+    AuthProxy::new(url).expect("a usable proxy url")
+}
+
 // --- Proxies -------------------------------------------------------------
 
 #[tokio::test]
@@ -43,7 +51,7 @@ async fn logs_in_and_refreshes_through_a_connect_proxy() {
     let api = behind_tls().await;
     let proxy = ConnectProxy::start().await;
     // Only the proxy resolves AUTH_HOST: a direct connection cannot succeed.
-    let layer = api.layer(AUTH_HOST).auth_proxy(proxy.url()).unwrap();
+    let layer = api.layer(AUTH_HOST).auth_proxy(via(proxy.url()));
     bounded(layer.access_token()).await.expect("a token");
     layer.invalidate();
     bounded(layer.access_token())
@@ -62,7 +70,7 @@ async fn logs_in_and_refreshes_through_a_connect_proxy() {
 async fn the_proxy_sees_neither_the_password_nor_a_token() {
     let api = behind_tls().await;
     let proxy = ConnectProxy::start().await;
-    let layer = api.layer(AUTH_HOST).auth_proxy(proxy.url()).unwrap();
+    let layer = api.layer(AUTH_HOST).auth_proxy(via(proxy.url()));
     let token = bounded(layer.access_token()).await.expect("a token");
     layer.invalidate();
     bounded(layer.access_token())
@@ -94,8 +102,7 @@ async fn proxy_credentials_are_sent_and_never_shown() {
 
     let wrong = api
         .layer(AUTH_HOST)
-        .auth_proxy(format!("http://ann:wr0ng-pw@{host_port}"))
-        .unwrap();
+        .auth_proxy(via(format!("http://ann:wr0ng-pw@{host_port}")));
     let error = bounded(wrong.access_token()).await.unwrap_err();
     assert!(
         matches!(
@@ -119,8 +126,7 @@ async fn proxy_credentials_are_sent_and_never_shown() {
 
     let right = api
         .layer(AUTH_HOST)
-        .auth_proxy(format!("http://ann:s3cr%40t@{host_port}"))
-        .unwrap();
+        .auth_proxy(via(format!("http://ann:s3cr%40t@{host_port}")));
     bounded(right.access_token()).await.expect("a token");
     assert_eq!(proxy.tunnels().len(), 1);
     assert_eq!(api.mock.counts().password, 1);
@@ -144,7 +150,7 @@ async fn proxy_credentials_are_sent_and_never_shown() {
 async fn plain_http_to_loopback_never_goes_through_the_proxy() {
     let mock = mock().await;
     let proxy = ConnectProxy::start().await;
-    let layer = layer_for(&mock).auth_proxy(proxy.url()).unwrap();
+    let layer = layer_for(&mock).auth_proxy(via(proxy.url()));
     bounded(layer.access_token()).await.expect("a token");
     assert_eq!(mock.counts().password, 1);
     assert!(proxy.tunnels().is_empty());
@@ -159,8 +165,7 @@ async fn an_unreachable_proxy_is_named_in_the_error() {
     drop(closed);
     let layer = api
         .layer(AUTH_HOST)
-        .auth_proxy(format!("127.0.0.1:{port}"))
-        .unwrap();
+        .auth_proxy(via(format!("127.0.0.1:{port}")));
     let error = bounded(layer.access_token()).await.unwrap_err();
     assert!(matches!(error, Error::Unreachable { .. }), "{error:?}");
     assert!(
@@ -176,7 +181,6 @@ async fn an_unreachable_proxy_is_named_in_the_error() {
 
 #[test]
 fn unusable_proxy_urls_are_refused_at_once_without_quoting_them() {
-    let layer = || SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
     for (url, why) in [
         (
             "https://ann:s3cret@proxy:3128",
@@ -189,7 +193,7 @@ fn unusable_proxy_urls_are_refused_at_once_without_quoting_them() {
         ("http://ann:s3 cret@proxy:3128", "not a url"),
         ("", "not a url"),
     ] {
-        let error = layer().auth_proxy(url).unwrap_err();
+        let error = AuthProxy::new(url).unwrap_err();
         assert!(
             matches!(error, Error::InvalidConfiguration { .. }),
             "{error:?}"
@@ -222,7 +226,7 @@ async fn a_private_ca_is_trusted_only_once_given() {
     assert!(
         error.to_string().starts_with(&format!(
             "simacan auth api unreachable at {}: its certificate does not chain to a \
-             trusted root; for a private ca, trust it with auth_root_certificates",
+             trusted root; for a private ca, trust it with auth_roots",
             api.password_url("127.0.0.1")
         )),
         "{error}"
@@ -233,8 +237,7 @@ async fn a_private_ca_is_trusted_only_once_given() {
     let other_ca = SimacanAuthLayer::new(api.mock.credentials())
         .environment(api.environment("127.0.0.1"))
         .no_auth_proxy()
-        .auth_root_certificates(PrivateCa::new().pem())
-        .unwrap();
+        .auth_roots(PrivateCa::new().roots());
     let error = bounded(other_ca.access_token()).await.unwrap_err();
     assert!(with_causes(&error).contains("UnknownIssuer"), "{error}");
     assert_eq!(api.mock.counts().password, 0);
@@ -245,22 +248,44 @@ async fn a_private_ca_is_trusted_only_once_given() {
 }
 
 #[tokio::test]
-async fn several_certificates_in_one_pem_and_several_calls_add_up() {
+async fn several_certificates_in_one_pem_and_several_pems_add_up() {
     let api = behind_tls().await;
     let bundle = format!("{}{}", PrivateCa::new().pem(), api.ca.pem());
+    let roots = AuthRoots::webpki()
+        .with_pem(bundle)
+        .unwrap()
+        .with_pem(PrivateCa::new().pem())
+        .unwrap();
     let layer = SimacanAuthLayer::new(api.mock.credentials())
         .environment(api.environment("127.0.0.1"))
         .no_auth_proxy()
-        .auth_root_certificates(bundle)
-        .unwrap()
-        .auth_root_certificates(PrivateCa::new().pem())
-        .unwrap();
+        .auth_roots(roots);
     bounded(layer.access_token()).await.expect("a token");
+}
+
+#[tokio::test]
+async fn the_last_roots_given_apply() {
+    let api = behind_tls().await;
+    let base = || {
+        SimacanAuthLayer::new(api.mock.credentials())
+            .environment(api.environment("127.0.0.1"))
+            .no_auth_proxy()
+    };
+    let replaced = base()
+        .auth_roots(api.ca.roots())
+        .auth_roots(PrivateCa::new().roots());
+    let error = bounded(replaced.access_token()).await.unwrap_err();
+    assert!(with_causes(&error).contains("UnknownIssuer"), "{error}");
+    assert_eq!(api.mock.counts().password, 0);
+
+    let last = base()
+        .auth_roots(PrivateCa::new().roots())
+        .auth_roots(api.ca.roots());
+    bounded(last.access_token()).await.expect("a token");
 }
 
 #[test]
 fn pem_without_a_usable_certificate_is_refused_at_once() {
-    let layer = || SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
     let key_only = rcgen::KeyPair::generate().unwrap().serialize_pem();
     for (pem, why) in [
         ("".to_owned(), "no PEM `CERTIFICATE` section"),
@@ -271,7 +296,7 @@ fn pem_without_a_usable_certificate_is_refused_at_once() {
             "root certificate 1: not usable as a root",
         ),
     ] {
-        let error = layer().auth_root_certificates(pem).unwrap_err();
+        let error = AuthRoots::webpki().with_pem(pem).unwrap_err();
         assert!(
             matches!(error, Error::InvalidConfiguration { .. }),
             "{error:?}"
@@ -399,26 +424,80 @@ async fn the_auth_timeout_covers_your_client() {
     );
 }
 
-#[test]
-fn the_built_in_client_settings_are_refused_after_auth_client() {
-    let custom =
-        SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p")).auth_client(client());
-    let proxy = custom.clone().auth_proxy("http://proxy:3128").unwrap_err();
-    assert!(
-        proxy
-            .to_string()
-            .contains("auth_proxy configures the built-in auth api client"),
-        "{proxy}"
-    );
-    let roots = custom
-        .auth_root_certificates(PrivateCa::new().pem())
-        .unwrap_err();
-    assert!(
-        roots
-            .to_string()
-            .contains("auth_root_certificates configures the built-in"),
-        "{roots}"
-    );
+#[tokio::test]
+async fn a_client_of_your_own_wins_over_the_proxy_and_roots_in_either_order() {
+    let api = behind_tls().await;
+    let proxy = ConnectProxy::start().await;
+    let (logs, _guard) = capture_logs();
+    let calls = Arc::new(AtomicUsize::new(0));
+    // Straight to the mock over plain HTTP, whatever URL it is asked for.
+    let own = {
+        let (calls, hyper, mock) = (calls.clone(), client(), api.mock.addr());
+        service_fn(move |mut request: Request<Full<Bytes>>| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let path = request.uri().path().to_owned();
+            *request.uri_mut() = format!("http://{mock}{path}").parse().unwrap();
+            hyper.request(request)
+        })
+    };
+
+    // `api.layer` gives the layer roots; a proxy before or after the client.
+    let before = api
+        .layer(AUTH_HOST)
+        .auth_proxy(via(proxy.url()))
+        .auth_client(own.clone());
+    let after = api
+        .layer(AUTH_HOST)
+        .auth_client(own.clone())
+        .auth_proxy(via(proxy.url()));
+    let direct_after = api
+        .layer(AUTH_HOST)
+        .auth_client(own.clone())
+        .no_auth_proxy();
+    for layer in [before, after, direct_after] {
+        bounded(layer.access_token()).await.expect("a token");
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 3);
+    assert!(proxy.tunnels().is_empty());
+
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let warnings: Vec<&str> = logs.lines().filter(|line| line.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 3, "{logs}");
+    for warning in warnings {
+        assert!(
+            warning.contains(
+                "the auth api proxy and roots given to the layer are ignored: \
+                 they configure the built-in client, which auth_client replaces"
+            ) && warning.contains("proxy=true roots=true"),
+            "{warning}"
+        );
+    }
+
+    // Nothing to ignore, nothing to warn about.
+    let (logs, _guard) = capture_logs();
+    let plain = layer_for(&api.mock).auth_client(own);
+    bounded(plain.access_token()).await.expect("a token");
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(!logs.contains("WARN"), "{logs}");
+}
+
+#[tokio::test]
+async fn the_last_of_auth_proxy_and_no_auth_proxy_applies() {
+    let api = behind_tls().await;
+    let proxy = ConnectProxy::start().await;
+    let direct = api
+        .layer("127.0.0.1")
+        .auth_proxy(via(proxy.url()))
+        .no_auth_proxy();
+    bounded(direct.access_token()).await.expect("a token");
+    assert!(proxy.tunnels().is_empty());
+
+    let proxied = api
+        .layer("127.0.0.1")
+        .no_auth_proxy()
+        .auth_proxy(via(proxy.url()));
+    bounded(proxied.access_token()).await.expect("a token");
+    assert_eq!(proxy.tunnels(), [api.authority("127.0.0.1")]);
 }
 
 #[test]
@@ -426,17 +505,14 @@ fn the_layer_shows_how_it_reaches_the_auth_api() {
     let layer = SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
     assert!(
         format!("{layer:?}").contains(
-            r#"auth_client: HyperClient { proxy: FromEnv, roots: Roots { base: "webpki", added: 0 } }"#
+            r#"auth_client: HyperClient { proxy: FromEnv, roots: AuthRoots { base: "webpki", added: 0 } }"#
         ),
         "{layer:?}"
     );
-    let layer = layer
-        .no_auth_proxy()
-        .auth_root_certificates(PrivateCa::new().pem())
-        .unwrap();
+    let layer = layer.no_auth_proxy().auth_roots(PrivateCa::new().roots());
     assert!(
         format!("{layer:?}").contains(
-            r#"auth_client: HyperClient { proxy: Rules(Direct), roots: Roots { base: "webpki", added: 1 } }"#
+            r#"auth_client: HyperClient { proxy: Direct, roots: AuthRoots { base: "webpki", added: 1 } }"#
         ),
         "{layer:?}"
     );

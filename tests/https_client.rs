@@ -15,6 +15,7 @@ use rustls::{
 };
 use tokio::{net::TcpListener, task::JoinHandle, time::timeout};
 use tokio_rustls::LazyConfigAcceptor;
+use tower::ServiceExt;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -66,6 +67,17 @@ fn self_signed() -> Arc<ServerConfig> {
     Arc::new(config)
 }
 
+/// A GET of `uri` through a new `https_client()`, bounded.
+async fn get(
+    uri: String,
+) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+    let client = simacan_auth::https_client::<Full<Bytes>>();
+    let request = http::Request::get(uri).body(Full::default()).unwrap();
+    timeout(PATIENCE, client.oneshot(request))
+        .await
+        .expect("no hang")
+}
+
 /// The error and everything below it, as text.
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
@@ -81,9 +93,7 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[tokio::test]
 async fn offers_http2_and_http1_by_alpn_and_names_the_host() {
     let (port, server) = server().await;
-    let client = simacan_auth::https_client::<Full<Bytes>>();
-    let uri = format!("https://localhost:{port}/").parse().unwrap();
-    let _ = timeout(PATIENCE, client.get(uri)).await.expect("no hang");
+    let _ = get(format!("https://localhost:{port}/")).await;
     let hello = timeout(PATIENCE, server).await.unwrap().unwrap();
     assert_eq!(hello.server_name.as_deref(), Some("localhost"));
     assert_eq!(hello.alpn, [b"h2".to_vec(), b"http/1.1".to_vec()]);
@@ -92,11 +102,8 @@ async fn offers_http2_and_http1_by_alpn_and_names_the_host() {
 #[tokio::test]
 async fn refuses_a_certificate_outside_the_webpki_roots() {
     let (port, server) = server().await;
-    let client = simacan_auth::https_client::<Full<Bytes>>();
-    let uri = format!("https://localhost:{port}/").parse().unwrap();
-    let error = timeout(PATIENCE, client.get(uri))
+    let error = get(format!("https://localhost:{port}/"))
         .await
-        .expect("no hang")
         .expect_err("a self-signed certificate is not trusted");
     let text = chain(&error);
     assert!(text.contains("invalid peer certificate"), "{text}");
@@ -107,13 +114,22 @@ async fn refuses_a_certificate_outside_the_webpki_roots() {
 async fn refuses_plain_http_without_connecting() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let client = simacan_auth::https_client::<Full<Bytes>>();
-    let uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
-    let error = timeout(PATIENCE, client.get(uri))
+    let error = get(format!("http://127.0.0.1:{port}/"))
         .await
-        .expect("no hang")
         .expect_err("http is refused");
     assert!(error.is_connect(), "{}", chain(&error));
     let accepted = timeout(Duration::from_millis(200), listener.accept()).await;
     assert!(accepted.is_err(), "nothing connected to the plain port");
+}
+
+#[test]
+fn the_client_is_a_clone_send_sync_service_that_shows_no_internals() {
+    fn assert_service<S>(_: &S)
+    where
+        S: tower::Service<http::Request<Full<Bytes>>> + Clone + Send + Sync + std::fmt::Debug,
+    {
+    }
+    let client = simacan_auth::https_client::<Full<Bytes>>();
+    assert_service(&client);
+    assert_eq!(format!("{:?}", client.clone()), "HttpsClient { .. }");
 }

@@ -4,7 +4,7 @@
 //! roots, directly or through an HTTP `CONNECT` proxy
 //! ([`proxy`](super::proxy)); plain HTTP for loopback base URLs either way.
 
-use std::sync::Arc;
+use std::{fmt, sync::Arc};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -21,13 +21,15 @@ use super::{
 use crate::Error;
 
 /// The settings of the built-in client; the client itself is built for one
-/// environment by [`transport`](Self::transport).
-#[derive(Clone, Debug, Default)]
+/// environment by [`transport`](Self::transport). `None` is the default:
+/// the proxy the environment names when the client is built, the webpki
+/// roots.
+#[derive(Clone, Default)]
 pub(crate) struct HyperClient {
     #[cfg(feature = "rustls")]
-    pub(crate) proxy: super::proxy::ProxyConfig,
+    pub(crate) proxy: Option<super::AuthProxy>,
     #[cfg(feature = "rustls")]
-    pub(crate) roots: crate::https::Roots,
+    pub(crate) roots: Option<crate::AuthRoots>,
 }
 
 impl HyperClient {
@@ -41,18 +43,37 @@ impl HyperClient {
         })
     }
 
+    /// Warns about the settings given, which go unused: a client of the
+    /// user's own carries the Auth API calls.
+    pub(crate) fn warn_unused(&self) {
+        #[cfg(feature = "rustls")]
+        if self.proxy.is_some() || self.roots.is_some() {
+            tracing::warn!(
+                proxy = self.proxy.is_some(),
+                roots = self.roots.is_some(),
+                "the auth api proxy and roots given to the layer are ignored: \
+                 they configure the built-in client, which auth_client replaces"
+            );
+        }
+    }
+
     #[cfg(feature = "rustls")]
     fn build(&self, environment: &Environment) -> Result<Arc<dyn Transport>, Error> {
         use crate::https::{connector, tcp, Schemes::HttpsOrHttp};
 
         let url = environment.endpoint_uri(crate::Endpoint::Password)?;
-        let rules = self.proxy.rules()?;
-        Ok(match rules.proxy_for(&url) {
-            None => over(connector(tcp(), &self.roots, HttpsOrHttp)),
+        let proxy = match &self.proxy {
+            Some(proxy) => proxy.clone(),
+            None => super::AuthProxy::from_env()?,
+        };
+        let webpki = crate::AuthRoots::webpki();
+        let roots = self.roots.as_ref().unwrap_or(&webpki);
+        Ok(match proxy.proxy_for(&url) {
+            None => over(connector(tcp(), roots, HttpsOrHttp)),
             Some((intercept, address)) => {
                 tracing::debug!(proxy = %address, "the simacan auth api through a proxy");
                 let tunnel = super::proxy::ProxyTunnel::new(&intercept, address, tcp());
-                over(connector(tunnel, &self.roots, HttpsOrHttp))
+                over(connector(tunnel, roots, HttpsOrHttp))
             }
         })
     }
@@ -79,4 +100,22 @@ where
 {
     let client: Client<C, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     Arc::new(ServiceTransport::new(client))
+}
+
+impl fmt::Debug for HyperClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("HyperClient");
+        #[cfg(feature = "rustls")]
+        {
+            match &self.proxy {
+                Some(proxy) => s.field("proxy", proxy),
+                None => s.field("proxy", &format_args!("FromEnv")),
+            };
+            match &self.roots {
+                Some(roots) => s.field("roots", roots),
+                None => s.field("roots", &crate::AuthRoots::webpki()),
+            };
+        }
+        s.finish()
+    }
 }

@@ -36,13 +36,12 @@ mod transport;
 pub use access_token::AccessToken;
 pub use credentials::{Credentials, PASSWORD_VAR, USERNAME_VAR};
 pub use environment::{BaseUrl, Environment};
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use proxy::AuthProxy;
 
 pub(crate) use access_token::How;
 pub(crate) use backoff::Backoff;
 pub(crate) use cache::{AfterUnauthorized, Lookup, Settings, TokenCache, TokenWait, MAX_REPLAYS};
 pub(crate) use clock::wall_now;
-#[cfg(feature = "rustls")]
-pub(crate) use hyper_transport::HyperClient;
-#[cfg(feature = "rustls")]
-pub(crate) use proxy::{ProxyConfig, ProxyRules};
 pub(crate) use transport::AuthClient;

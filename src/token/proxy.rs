@@ -1,5 +1,5 @@
-//! Which proxy, if any, the built-in Auth API client goes through, and the
-//! tunnel it opens there.
+//! [`AuthProxy`]: which proxy, if any, the built-in Auth API client goes
+//! through, and the tunnel it opens there.
 //!
 //! Only `https` Auth API URLs are proxied, through an HTTP `CONNECT` tunnel
 //! to an `http://` proxy: the TLS session with the Auth API runs inside the
@@ -31,30 +31,36 @@ use hyper_util::client::{
 
 use crate::Error;
 
-/// Where the built-in client's proxy rules come from.
-#[derive(Clone, Debug, Default)]
-pub(crate) enum ProxyConfig {
-    /// `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY`, read when the token state
-    /// is made.
-    #[default]
-    FromEnv,
-    /// Decided already.
-    Rules(ProxyRules),
-}
-
-impl ProxyConfig {
-    /// The rules to build a client with.
-    pub(crate) fn rules(&self) -> Result<ProxyRules, Error> {
-        match self {
-            ProxyConfig::FromEnv => ProxyRules::from_env(),
-            ProxyConfig::Rules(rules) => Ok(rules.clone()),
-        }
-    }
-}
-
-/// A proxy, if any, and the hosts that bypass it.
+/// How the built-in Auth API client reaches an `https` Auth API: through
+/// an HTTP proxy, except for the hosts a bypass list names, or directly.
+/// For [`SimacanAuthLayer::auth_proxy`](crate::SimacanAuthLayer::auth_proxy).
+///
+/// The client asks the proxy for a `CONNECT` tunnel to the Auth API and
+/// speaks TLS with the Auth API inside it: the proxy sees the host name,
+/// never the password or a token. Plain `http` (a loopback Auth API) is
+/// never proxied. The proxy URL's user name and password, percent-encoded,
+/// go to the proxy as `Proxy-Authorization: Basic …` and nowhere else:
+/// `Debug`, logs and errors show the proxy as `http://host:port`.
+///
+/// Every value has been checked when it was made, so a layer given one
+/// cannot fail to build its client on its account.
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::{AuthProxy, Credentials, SimacanAuthLayer};
+///
+/// let proxy = AuthProxy::new("http://svc-planner:p%40ss@proxy.corp.example:3128")?;
+/// assert_eq!(
+///     format!("{proxy:?}"),
+///     r#"AuthProxy { url: "http://proxy.corp.example:3128", credentials: "<redacted>" }"#
+/// );
+/// let layer = SimacanAuthLayer::new(Credentials::new("user", "password")).auth_proxy(proxy);
+/// # let _ = layer;
+/// # Ok::<(), simacan_auth::Error>(())
+/// ```
 #[derive(Clone)]
-pub(crate) struct ProxyRules {
+pub struct AuthProxy {
     /// `None`: no proxy.
     proxy: Option<Proxy>,
     /// `NO_PROXY`, as given: host names (and their subdomains), IP
@@ -71,26 +77,77 @@ struct Proxy {
     with_credentials: bool,
 }
 
-impl ProxyRules {
-    /// No proxy at all.
-    pub(crate) fn direct() -> Self {
-        ProxyRules {
-            proxy: None,
-            no_proxy: String::new(),
-        }
-    }
-
-    /// `url` for every `https` Auth API URL.
-    pub(crate) fn fixed(url: &str) -> Result<Self, Error> {
-        Ok(ProxyRules {
-            proxy: Some(Proxy::parse(url, "", "the auth proxy url")?),
+impl AuthProxy {
+    /// The HTTP proxy at `url`, `http://[user:password@]host[:port]` (a URL
+    /// without a scheme is taken as `http://`), for every `https` Auth API.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfiguration`] for a URL that does not parse, has no
+    /// host or another scheme than `http` (`https://` and `socks5://`
+    /// proxies are not supported). The message never quotes the URL, which
+    /// may hold a password.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{AuthProxy, Error};
+    ///
+    /// let proxy = AuthProxy::new("http://proxy.example.com:3128")?;
+    /// # let _ = proxy;
+    /// let error = AuthProxy::new("socks5://proxy.example.com:1080").unwrap_err();
+    /// assert!(matches!(error, Error::InvalidConfiguration { .. }));
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    pub fn new(url: impl AsRef<str>) -> Result<Self, Error> {
+        Ok(AuthProxy {
+            proxy: Some(Proxy::parse(url.as_ref(), "", "the auth proxy url")?),
             no_proxy: String::new(),
         })
     }
 
-    /// From the process environment: see [`from_vars`](Self::from_vars).
-    pub(crate) fn from_env() -> Result<Self, Error> {
+    /// The proxy the environment names, read now: `HTTPS_PROXY` (or
+    /// `https_proxy`), else `ALL_PROXY` (or `all_proxy`), unless `NO_PROXY`
+    /// (or `no_proxy`) lists the Auth API's host; none of them set (or
+    /// `NO_PROXY=*`) is a direct connection. An empty variable counts as
+    /// unset; `HTTP_PROXY` does not apply, as plain `http` goes to loopback
+    /// only and is never proxied. `NO_PROXY` is a comma-separated list of
+    /// host names (each matching itself and every name below it; a leading
+    /// dot is ignored), IP addresses, networks (`10.0.0.0/8`) or `*` for
+    /// every host.
+    ///
+    /// A layer reads the same variables by default, when its token state is
+    /// made (its first use), and then fails every login on an unusable
+    /// value; this reads them at once, so that such a value fails here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfiguration`], naming the variable but never
+    /// quoting it, for a value that is not valid UTF-8 or not a usable
+    /// proxy URL (see [`new`](Self::new)).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use simacan_auth::{AuthProxy, Credentials, SimacanAuthLayer};
+    ///
+    /// // HTTPS_PROXY=http://proxy.example.com:3128 NO_PROXY=.internal.example.com
+    /// let proxy = AuthProxy::from_env()?;
+    /// println!("the auth api through {proxy:?}");
+    /// let layer = SimacanAuthLayer::new(Credentials::new("user", "password")).auth_proxy(proxy);
+    /// # let _ = layer;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|name| std::env::var(name))
+    }
+
+    /// A direct connection.
+    pub(crate) fn direct() -> Self {
+        AuthProxy {
+            proxy: None,
+            no_proxy: String::new(),
+        }
     }
 
     /// `HTTPS_PROXY` (or `https_proxy`), else `ALL_PROXY` (or `all_proxy`),
@@ -112,7 +169,7 @@ impl ProxyRules {
         // `*` bypasses the proxy for every host; the matcher applies it to
         // names but not to IP addresses.
         let proxy = proxy.filter(|_| !no_proxy.split(',').any(|entry| entry.trim() == "*"));
-        Ok(ProxyRules { proxy, no_proxy })
+        Ok(AuthProxy { proxy, no_proxy })
     }
 
     /// The proxy to reach `uri` through, if any.
@@ -189,12 +246,12 @@ impl Proxy {
     }
 }
 
-impl fmt::Debug for ProxyRules {
+impl fmt::Debug for AuthProxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Some(proxy) = &self.proxy else {
             return f.write_str("Direct");
         };
-        let mut s = f.debug_struct("Proxy");
+        let mut s = f.debug_struct("AuthProxy");
         s.field("url", &proxy.address);
         if proxy.with_credentials {
             s.field("credentials", &"<redacted>");
@@ -297,13 +354,13 @@ mod tests {
         Uri::from_static("https://auth.example.com/api/v1/auth/password")
     }
 
-    fn through(rules: &ProxyRules, uri: &Uri) -> Option<String> {
+    fn through(rules: &AuthProxy, uri: &Uri) -> Option<String> {
         rules.proxy_for(uri).map(|(_, address)| address.to_string())
     }
 
     #[test]
     fn https_proxy_wins_over_all_proxy_and_empty_counts_as_unset() {
-        let rules = ProxyRules::from_vars(vars(&[
+        let rules = AuthProxy::from_vars(vars(&[
             ("HTTPS_PROXY", ""),
             ("https_proxy", "http://lower:3128"),
             ("ALL_PROXY", "http://all:3128"),
@@ -313,12 +370,12 @@ mod tests {
             through(&rules, &auth_api()).as_deref(),
             Some("http://lower:3128")
         );
-        let rules = ProxyRules::from_vars(vars(&[("all_proxy", "all.example:8080")])).unwrap();
+        let rules = AuthProxy::from_vars(vars(&[("all_proxy", "all.example:8080")])).unwrap();
         assert_eq!(
             through(&rules, &auth_api()).as_deref(),
             Some("http://all.example:8080")
         );
-        let rules = ProxyRules::from_vars(vars(&[("HTTP_PROXY", "http://plain:3128")])).unwrap();
+        let rules = AuthProxy::from_vars(vars(&[("HTTP_PROXY", "http://plain:3128")])).unwrap();
         assert_eq!(
             through(&rules, &auth_api()),
             None,
@@ -328,7 +385,7 @@ mod tests {
 
     #[test]
     fn no_proxy_names_hosts_below_it_and_addresses() {
-        let rules = ProxyRules::from_vars(vars(&[
+        let rules = AuthProxy::from_vars(vars(&[
             ("HTTPS_PROXY", "http://proxy:3128"),
             ("NO_PROXY", "example.com, 10.0.0.0/8"),
         ]))
@@ -342,7 +399,7 @@ mod tests {
             through(&rules, &Uri::from_static("https://notexample.com/")).as_deref(),
             Some("http://proxy:3128")
         );
-        let everything = ProxyRules::from_vars(vars(&[
+        let everything = AuthProxy::from_vars(vars(&[
             ("HTTPS_PROXY", "http://proxy:3128"),
             ("no_proxy", "example.org, *"),
         ]))
@@ -356,18 +413,18 @@ mod tests {
 
     #[test]
     fn plain_http_is_never_proxied() {
-        let rules = ProxyRules::fixed("http://proxy:3128").unwrap();
+        let rules = AuthProxy::new("http://proxy:3128").unwrap();
         assert_eq!(
             through(&rules, &Uri::from_static("http://127.0.0.1:4000/")),
             None
         );
         assert!(through(&rules, &auth_api()).is_some());
-        assert_eq!(through(&ProxyRules::direct(), &auth_api()), None);
+        assert_eq!(through(&AuthProxy::direct(), &auth_api()), None);
     }
 
     #[test]
     fn credentials_go_to_the_tunnel_header_only() {
-        let rules = ProxyRules::fixed("http://ann:s3cr%40t@proxy.example:3128").unwrap();
+        let rules = AuthProxy::new("http://ann:s3cr%40t@proxy.example:3128").unwrap();
         let (intercept, address) = rules.proxy_for(&auth_api()).unwrap();
         assert_eq!(&*address, "http://proxy.example:3128");
         let header = intercept.basic_auth().unwrap();
@@ -377,7 +434,7 @@ mod tests {
         let shown = format!("{rules:?}");
         assert_eq!(
             shown,
-            r#"Proxy { url: "http://proxy.example:3128", credentials: "<redacted>" }"#
+            r#"AuthProxy { url: "http://proxy.example:3128", credentials: "<redacted>" }"#
         );
     }
 
@@ -399,7 +456,7 @@ mod tests {
             ("http://ann:s3 cret@proxy:3128", "not a url"),
             ("http://", "not a url"),
         ] {
-            let error = ProxyRules::fixed(url).unwrap_err().to_string();
+            let error = AuthProxy::new(url).unwrap_err().to_string();
             assert!(error.contains(why), "{url}: {error}");
             assert!(
                 error.starts_with("invalid configuration: the auth proxy url: "),
@@ -407,7 +464,7 @@ mod tests {
             );
             assert!(!error.contains("s3"), "{error}");
         }
-        let error = ProxyRules::from_vars(vars(&[("HTTPS_PROXY", "socks5h://ann:s3cret@p:1")]))
+        let error = AuthProxy::from_vars(vars(&[("HTTPS_PROXY", "socks5h://ann:s3cret@p:1")]))
             .unwrap_err()
             .to_string();
         assert_eq!(

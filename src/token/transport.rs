@@ -28,24 +28,19 @@ use crate::{Endpoint, Error};
 
 const USER_AGENT: &str = concat!("simacan-auth/", env!("CARGO_PKG_VERSION"));
 
-/// The Auth API client a layer's token state uses.
-#[derive(Clone)]
-pub(crate) enum AuthClient {
-    /// The crate's own, with these settings.
-    BuiltIn(HyperClient),
-    /// The user's service, adapted.
-    Custom(Arc<dyn Transport>),
-}
-
-impl Default for AuthClient {
-    fn default() -> Self {
-        AuthClient::BuiltIn(HyperClient::default())
-    }
+/// The Auth API client a layer's token state uses: the user's service when
+/// one was given, else the built-in client. The built-in client's settings
+/// are kept either way, so that what a layer does depends on which settings
+/// it was given, never on their order.
+#[derive(Clone, Default)]
+pub(crate) struct AuthClient {
+    pub(crate) built_in: HyperClient,
+    custom: Option<Arc<dyn Transport>>,
 }
 
 impl AuthClient {
-    /// The user's `service`, for every Auth API call.
-    pub(crate) fn custom<S, B>(service: S) -> Self
+    /// Makes the user's `service` carry every Auth API call.
+    pub(crate) fn set_custom<S, B>(&mut self, service: S)
     where
         S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
         S::Future: Send,
@@ -54,23 +49,26 @@ impl AuthClient {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        AuthClient::Custom(Arc::new(ServiceTransport::new(service)))
+        self.custom = Some(Arc::new(ServiceTransport::new(service)));
     }
 
     /// The transport to `environment`'s Auth API.
     pub(crate) fn transport(&self, environment: &Environment) -> Arc<dyn Transport> {
-        match self {
-            AuthClient::BuiltIn(client) => client.transport(environment),
-            AuthClient::Custom(transport) => Arc::clone(transport),
+        match &self.custom {
+            None => self.built_in.transport(environment),
+            Some(custom) => {
+                self.built_in.warn_unused();
+                Arc::clone(custom)
+            }
         }
     }
 }
 
 impl fmt::Debug for AuthClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AuthClient::BuiltIn(client) => fmt::Debug::fmt(client, f),
-            AuthClient::Custom(_) => f.write_str("Custom"),
+        match &self.custom {
+            None => fmt::Debug::fmt(&self.built_in, f),
+            Some(_) => f.write_str("Custom"),
         }
     }
 }

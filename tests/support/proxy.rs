@@ -20,7 +20,7 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
     ServerConfig,
 };
-use simacan_auth::{mock::MockAuthApi, Environment, SimacanAuthLayer};
+use simacan_auth::{mock::MockAuthApi, AuthRoots, Environment, SimacanAuthLayer};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -65,8 +65,7 @@ impl BehindTls {
     pub fn layer(&self, host: &str) -> SimacanAuthLayer {
         SimacanAuthLayer::new(self.mock.credentials())
             .environment(self.environment(host))
-            .auth_root_certificates(self.ca.pem())
-            .expect("the ca's pem")
+            .auth_roots(self.ca.roots())
     }
 }
 
@@ -96,6 +95,13 @@ impl PrivateCa {
     /// The CA certificate, PEM-encoded.
     pub fn pem(&self) -> String {
         self.issuer.pem()
+    }
+
+    /// The webpki roots and this CA.
+    pub fn roots(&self) -> AuthRoots {
+        AuthRoots::webpki()
+            .with_pem(self.pem())
+            .expect("the ca's pem")
     }
 
     /// A server configuration with a certificate for `names` (host names
