@@ -435,24 +435,6 @@ mod tests {
         assert_eq!(store.clone().dir(), store.dir());
     }
 
-    #[tokio::test]
-    async fn tokens_round_trip_through_the_file() {
-        let temp = tempfile::tempdir().unwrap();
-        let store = FileStore::new(temp.path());
-        let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-        let lifetime = Duration::from_secs(60);
-        let expires_at = std::time::UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
-        let record =
-            TokenRecord::new(key.clone(), 4, "eyA.b.c", Some("eyR"), expires_at, lifetime).unwrap();
-        let lease = store.try_lease(&key, lifetime).await.unwrap().unwrap();
-        assert!(store.save(&lease, &record, None).await.unwrap());
-        let loaded = store.load(&key).await.unwrap().unwrap();
-        assert_eq!(loaded.access_token(), "eyA.b.c");
-        assert_eq!(loaded.refresh_token(), Some("eyR"));
-        assert_eq!(loaded.expires_at(), expires_at);
-        assert_eq!(loaded.generation(), 4);
-    }
-
     #[test]
     fn works_without_a_runtime() {
         // No Tokio runtime: the file work runs on the polling thread.
