@@ -21,18 +21,10 @@ async fn the_file_store_keeps_the_contract() {
     // lock file's OS lock, which ignores its time to live.
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("simacan-auth");
-    let make = || FileStore::new(&dir);
-    // Not yet `one_save_wins_a_race`: saves that share one lease are not
-    // one compare-and-swap each (one save deletes another's temporary
-    // file, and two may both write over the same generation).
-    conformance::records_round_trip(make).await;
-    conformance::save_is_compare_and_swap(make).await;
-    conformance::keys_are_kept_apart(make).await;
-    conformance::remove_forgets_the_record(make).await;
-    conformance::one_lease_per_key(make).await;
-    conformance::renew_is_for_the_holder_only(make).await;
-    conformance::a_dropped_lease_is_freed(make).await;
-    conformance::failure_notices_are_kept_whole(make).await;
+    conformance::Suite::new(|| FileStore::new(&dir))
+        .leases_end_with_their_holder()
+        .run()
+        .await;
 }
 
 #[cfg(feature = "redis")]

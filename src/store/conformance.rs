@@ -189,9 +189,12 @@ where
     /// ```
     /// use simacan_auth::store::{conformance::Suite, FileStore};
     ///
-    /// let path = std::env::temp_dir().join("tokens");
-    /// let suite = Suite::new(|| FileStore::new(&path)).leases_end_with_their_holder();
-    /// # let _ = suite;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("tokens");
+    /// Suite::new(|| FileStore::new(&path)).leases_end_with_their_holder().run().await;
+    /// # Ok(()) }
     /// ```
     pub fn leases_end_with_their_holder(mut self) -> Self {
         self.leases_end_with_their_holder = true;
