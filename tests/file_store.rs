@@ -1,11 +1,13 @@
-//! The file store through the `TokenStore` trait: leases as OS locks (held
-//! by stores in this process and by a real child process), compare-and-swap
-//! saves, private files, corrupt and insecure files. Replicas are simulated
-//! as several `FileStore` values on one directory.
+//! What only the file store does, through the `TokenStore` trait: leases as
+//! OS locks (held by stores in this process and by a real child process),
+//! files on disk, private files, corrupt and insecure files. Replicas are
+//! simulated as several `FileStore` values on one directory. The contract
+//! every store keeps is checked in `store_conformance.rs`.
+
+mod support;
 
 use std::{
     fs,
-    future::Future,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -19,10 +21,9 @@ use std::{
 use simacan_auth::store::{
     FileStore, Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore,
 };
+use support::{bounded, PATIENCE};
 use tempfile::TempDir;
 
-/// Every await that could hang is bounded by this.
-const PATIENCE: Duration = Duration::from_secs(10);
 const TTL: Duration = Duration::from_secs(30);
 
 fn key() -> StoreKey {
@@ -53,12 +54,6 @@ fn store() -> (TempDir, FileStore) {
     let temp = tempfile::tempdir().unwrap();
     let store = FileStore::new(temp.path().join("simacan-auth"));
     (temp, store)
-}
-
-async fn bounded<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("a store operation hung")
 }
 
 async fn lease(store: &FileStore) -> Lease {
@@ -163,56 +158,9 @@ fn text(logs: &Arc<Mutex<Vec<u8>>>) -> String {
 // --- Leases ---------------------------------------------------------------
 
 #[tokio::test]
-async fn a_lease_excludes_other_stores_on_the_same_directory() {
-    let (_temp, a) = store();
-    let b = FileStore::new(a.dir());
-    let held = lease(&a).await;
-    assert!(!is_free(&b).await, "another store's lock excludes this one");
-    assert!(
-        !is_free(&a).await,
-        "a second lease through the same store is excluded too"
-    );
-    let other_key = StoreKey::new("https://auth.example.com/api/v1", "other");
-    assert!(
-        bounded(b.try_lease(&other_key, TTL))
-            .await
-            .unwrap()
-            .is_some(),
-        "keys are locked one by one"
-    );
-    bounded(a.release(held)).await.unwrap();
-    assert!(becomes_free(&b).await, "a released lease is free");
-}
-
-#[tokio::test]
-async fn a_dropped_lease_or_an_aborted_holder_frees_the_lock() {
-    let (_temp, a) = store();
-    let b = FileStore::new(a.dir());
-    drop(lease(&a).await);
-    assert!(becomes_free(&b).await, "dropping a lease unlocks it");
-
-    let (taken, was_taken) = tokio::sync::oneshot::channel();
-    let holder = tokio::spawn(async move {
-        let lease = lease(&a).await;
-        let _ = taken.send(());
-        std::future::pending::<()>().await;
-        drop(lease);
-    });
-    bounded(was_taken).await.unwrap();
-    assert!(!is_free(&b).await);
-    holder.abort();
-    assert!(bounded(holder).await.unwrap_err().is_cancelled());
-    assert!(
-        becomes_free(&b).await,
-        "an aborted task's lease is unlocked"
-    );
-}
-
-#[tokio::test]
-async fn renew_is_true_while_the_lock_is_held() {
+async fn a_lease_is_the_lock_of_its_directory_and_key() {
     let (_temp, a) = store();
     let held = lease(&a).await;
-    assert!(bounded(a.renew(&held, TTL)).await.unwrap());
     assert!(
         bounded(FileStore::new(a.dir()).renew(&held, TTL))
             .await
@@ -235,6 +183,15 @@ async fn renew_is_true_while_the_lock_is_held() {
             .await
             .is_err_and(|e| e.kind() == StoreErrorKind::Contended),
         "nor can it save"
+    );
+    let other = StoreKey::new("https://auth.example.com/api/v1", "other");
+    let error = bounded(a.save(&held, &record_of(&other, 1), None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        StoreErrorKind::Contended,
+        "a lease covers its own key only: {error}"
     );
 
     bounded(a.release(held)).await.unwrap();
@@ -333,101 +290,14 @@ async fn a_lease_held_by_a_killed_process_is_freed_by_the_os() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_under_the_lease_never_lose_a_compare_and_swap() {
-    // Each replica repeatedly does what a refresh does: take the lease,
-    // re-read, write the next generation over the one it read.
-    const REPLICAS: usize = 6;
-    const ROUNDS: u64 = 8;
-    let (_temp, first) = store();
-    let holders = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..REPLICAS {
-        let store = FileStore::new(first.dir());
-        let holders = holders.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..ROUNDS {
-                let lease = loop {
-                    if let Some(lease) = store.try_lease(&key(), TTL).await.unwrap() {
-                        break lease;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                };
-                assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "one holder");
-                let stored = store.load(&key()).await.unwrap().map(|r| r.generation());
-                let next = record(stored.unwrap_or(0) + 1);
-                assert!(
-                    store.save(&lease, &next, stored).await.unwrap(),
-                    "no one writes under another's lease"
-                );
-                holders.fetch_sub(1, Ordering::SeqCst);
-                store.release(lease).await.unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        tokio::time::timeout(PATIENCE * 3, task)
-            .await
-            .expect("replicas finish")
-            .unwrap();
-    }
-    let last = load(&first).await.unwrap().unwrap();
-    assert_eq!(last.generation(), REPLICAS as u64 * ROUNDS);
-}
-
 // --- Records ----------------------------------------------------------------
 
 #[tokio::test]
-async fn save_is_compare_and_swap_on_the_generation_on_disk() {
-    let (_temp, a) = store();
-    let b = FileStore::new(a.dir());
-    assert!(load(&a).await.unwrap().is_none());
-
-    let held = lease(&a).await;
-    assert!(!bounded(a.save(&held, &record(1), Some(0))).await.unwrap());
-    assert!(
-        load(&a).await.unwrap().is_none(),
-        "a failed save writes nothing"
-    );
-    assert!(bounded(a.save(&held, &record(1), None)).await.unwrap());
-    assert!(!bounded(a.save(&held, &record(2), None)).await.unwrap());
-    assert!(!bounded(a.save(&held, &record(2), Some(7))).await.unwrap());
-    assert!(bounded(a.save(&held, &record(2), Some(1))).await.unwrap());
-    bounded(a.release(held)).await.unwrap();
-
-    // Another store compares against the same file.
-    let held = lease(&b).await;
-    assert!(!bounded(b.save(&held, &record(3), Some(1))).await.unwrap());
-    assert!(bounded(b.save(&held, &record(3), Some(2))).await.unwrap());
-    let other = StoreKey::new("https://auth.example.com/api/v1", "other");
-    let error = bounded(b.save(&held, &record_of(&other, 1), None))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        error.kind(),
-        StoreErrorKind::Contended,
-        "a lease covers its own key only: {error}"
-    );
-    assert_eq!(load(&a).await.unwrap().unwrap().generation(), 3);
-}
-
-#[tokio::test]
-async fn records_round_trip() {
+async fn the_token_file_is_the_records_encoding() {
     let (_temp, a) = store();
     saved(&a, 1).await;
-    let loaded = load(&FileStore::new(a.dir())).await.unwrap().unwrap();
-    let written = record(1);
-    assert_eq!(loaded.key(), written.key());
-    assert_eq!(loaded.generation(), 1);
-    assert_eq!(loaded.expires_at(), written.expires_at());
-    assert_eq!(loaded.lifetime(), written.lifetime());
-    assert!(loaded.has_refresh_token());
     let bytes = fs::read(a.token_path(&key())).unwrap();
-    assert_eq!(
-        bytes,
-        *written.encode(),
-        "the file is the record's encoding"
-    );
+    assert_eq!(bytes, *record(1).encode());
 }
 
 #[tokio::test]
@@ -734,54 +604,4 @@ fn the_store_is_clone_debug_and_shows_no_token() {
     assert_all::<FileStore>();
     let shown = format!("{:?}", FileStore::new(PathBuf::from("tokens")));
     assert_eq!(shown, r#"FileStore { dir: "tokens" }"#);
-}
-
-/// Strings that JSON escapes (a username with a backslash or a double quote,
-/// a token with `\` or `"`: visible ASCII, so tokens may have them) read
-/// back as they were written.
-#[test]
-fn records_with_json_escapes_round_trip() {
-    let expires_at = UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
-    let lifetime = Duration::from_secs(3600);
-    for (username, access) in [
-        (r"EUROPE\planner", "eyAccess"),
-        (r#"the "planner""#, "eyAccess"),
-        ("planner@example.com", r"ey\Access"),
-    ] {
-        let key = StoreKey::new("https://auth.example.com/api/v1", username);
-        let record =
-            TokenRecord::new(key, 1, access, Some("eyRefresh"), expires_at, lifetime).unwrap();
-        let decoded = TokenRecord::decode(&record.encode());
-        assert!(
-            decoded.is_ok(),
-            "{username:?} / {access:?}: {:?}",
-            decoded.err()
-        );
-    }
-}
-
-/// The same through the file store: the record written by one login is
-/// moved aside as corrupt by the next load, so every process start (and
-/// every need) costs a password login.
-#[tokio::test]
-async fn a_username_with_a_backslash_is_stored_and_found_again() {
-    let (_temp, store) = store();
-    let key = StoreKey::new("https://auth.example.com/api/v1", r"EUROPE\planner");
-    let lease = lease_on(&store, &key).await;
-    assert!(bounded(store.save(&lease, &record_of(&key, 1), None))
-        .await
-        .unwrap());
-    drop(lease);
-    let loaded = bounded(store.load(&key)).await;
-    assert!(
-        matches!(&loaded, Ok(Some(r)) if r.generation() == 1),
-        "{loaded:?}"
-    );
-}
-
-async fn lease_on(store: &FileStore, key: &StoreKey) -> Lease {
-    bounded(store.try_lease(key, TTL))
-        .await
-        .unwrap()
-        .expect("the lease is free")
 }

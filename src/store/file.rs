@@ -8,7 +8,7 @@ use std::{
     fmt,
     fs::{File, Metadata},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -74,12 +74,14 @@ use crate::Error;
 ///
 /// [`save`](TokenStore::save) compares the generation against the file on
 /// disk under the lock, so it needs a lease from a `FileStore` on the same
-/// directory. [`remove`](TokenStore::remove) (a logout) does not wait for
-/// the lock: it deletes the token file (and the failure notice) whoever
-/// holds it, and a holder's later save expects the generation it read,
-/// finds no file, and writes nothing. It tries the lock for up to a second
-/// only to delete leftover temporary files safely; without it, it deletes
-/// only those more than a minute old (a crashed writer's).
+/// directory; saves under one lease take turns, so that each is one
+/// compare-and-swap even when they overlap. [`remove`](TokenStore::remove)
+/// (a logout) does not wait for the lock: it deletes the token file (and
+/// the failure notice) whoever holds it, and a holder's later save expects
+/// the generation it read, finds no file, and writes nothing. It tries the
+/// lock for up to a second only to delete leftover temporary files safely;
+/// without it, it deletes only those more than a minute old (a crashed
+/// writer's).
 ///
 /// Keep the directory on a local file system: network file systems may
 /// emulate or ignore these locks.
@@ -143,6 +145,11 @@ struct LockGuard {
     path: PathBuf,
     /// The lock file as it was locked, to tell whether its path still names it.
     locked: Metadata,
+    /// Taken by each save under the lease: the lock keeps other holders
+    /// out, not the holder's own saves that overlap (a save given up after
+    /// a timeout, and its retry), which would otherwise delete each other's
+    /// temporary file or both write over one generation.
+    saving: Arc<Mutex<()>>,
 }
 
 impl FileStore {
@@ -310,6 +317,7 @@ impl TokenStore for FileStore {
                     file,
                     path: paths.lock,
                     locked,
+                    saving: Arc::default(),
                 }))
             })
             .await?;
@@ -362,12 +370,16 @@ impl TokenStore for FileStore {
             StoreError::unavailable(format!("cannot use {}", guard.path.display()), e)
         });
         let locked = guard.locked.clone();
+        let saving = Arc::clone(&guard.saving);
         let paths = self.paths(record.key());
         let record = record.clone();
         Box::pin(async move {
             let held = held?;
             blocking(move || {
+                // Nothing panics while holding it; recover regardless.
+                let turn = saving.lock().unwrap_or_else(|e| e.into_inner());
                 let saved = disk::save(&paths, &locked, &record, expected);
+                drop(turn);
                 drop(held);
                 saved
             })
@@ -433,24 +445,6 @@ mod tests {
     fn clones_share_the_directory() {
         let store = FileStore::new("tokens");
         assert_eq!(store.clone().dir(), store.dir());
-    }
-
-    #[tokio::test]
-    async fn tokens_round_trip_through_the_file() {
-        let temp = tempfile::tempdir().unwrap();
-        let store = FileStore::new(temp.path());
-        let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-        let lifetime = Duration::from_secs(60);
-        let expires_at = std::time::UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
-        let record =
-            TokenRecord::new(key.clone(), 4, "eyA.b.c", Some("eyR"), expires_at, lifetime).unwrap();
-        let lease = store.try_lease(&key, lifetime).await.unwrap().unwrap();
-        assert!(store.save(&lease, &record, None).await.unwrap());
-        let loaded = store.load(&key).await.unwrap().unwrap();
-        assert_eq!(loaded.access_token(), "eyA.b.c");
-        assert_eq!(loaded.refresh_token(), Some("eyR"));
-        assert_eq!(loaded.expires_at(), expires_at);
-        assert_eq!(loaded.generation(), 4);
     }
 
     #[test]

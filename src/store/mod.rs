@@ -62,6 +62,24 @@
 //! asynchronous and returns a boxed future, so a store can be used as
 //! `Arc<dyn TokenStore>`.
 //!
+//! The feature `conformance` adds `store::conformance`, which checks the
+//! guarantees above from your store's tests, on several handles on one
+//! backend as replicas would use it; the built-in stores pass the same
+//! checks. Turn it on in your dev-dependencies
+//! (`simacan-auth = { version = "0.1", features = ["conformance"] }`):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use simacan_auth::store::{conformance, MemoryStore};
+//!
+//! // In a `#[tokio::test]`: `make` opens a new handle on one shared backend
+//! // each time (a new connection; for a memory store, a clone).
+//! let backend = MemoryStore::new();
+//! conformance::check(move || backend.clone()).await;
+//! # }
+//! ```
+//!
 //! # Example
 //!
 //! ```
@@ -74,6 +92,9 @@
 //! # let _ = (a, b);
 //! ```
 
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod error;
 mod failure;
 mod file;
