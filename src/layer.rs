@@ -488,7 +488,7 @@ impl SimacanAuthLayer {
 
     /// The certificates the built-in Auth API client trusts for the Auth
     /// API: [`AuthRoots::webpki`](crate::AuthRoots::webpki) or
-    /// [`AuthRoots::native`](crate::AuthRoots::native), with CA certificates
+    /// `AuthRoots::native` (feature `native-roots`), with CA certificates
     /// of your own added by [`AuthRoots::with_pem`](crate::AuthRoots::with_pem)
     /// for an Auth API, or a TLS-inspecting proxy, with a certificate from a
     /// private CA. Replaces the roots given before. Only the Auth API calls
