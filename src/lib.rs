@@ -99,8 +99,6 @@ pub mod future;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
-#[cfg(feature = "rustls")]
-mod https;
 pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
@@ -119,13 +117,13 @@ mod unauthorized;
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use crate::reqwest::SimacanAuthMiddleware;
 pub use error::{Endpoint, Error};
-#[cfg(feature = "rustls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-pub use https::{https_client, AuthRoots, HttpsClient};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
 pub use scope::TokenScope;
 pub use service::SimacanAuth;
 pub use stats::{FailureKind, Stats};
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use token::auth_api::{https_client, AuthRoots, HttpsClient};
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub use token::AuthProxy;

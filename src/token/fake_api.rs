@@ -16,8 +16,8 @@ use http::{HeaderMap, StatusCode, Uri};
 use zeroize::Zeroizing;
 
 use super::{
+    auth_api::transport::{BoxFuture, RawResponse, Transport},
     cache::{Lookup, Settings, TokenCache},
-    client::{BoxFuture, RawResponse, Transport},
     Credentials, Environment,
 };
 use crate::{
