@@ -93,6 +93,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+mod clock;
 pub mod error;
 mod failure;
 pub mod future;

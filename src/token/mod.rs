@@ -21,7 +21,6 @@ mod access_token;
 pub(crate) mod auth_api;
 mod backoff;
 pub(crate) mod cache;
-mod clock;
 pub mod credentials;
 pub mod environment;
 #[cfg(test)]
@@ -40,4 +39,3 @@ pub(crate) use access_token::How;
 pub(crate) use auth_api::AuthClient;
 pub(crate) use backoff::Backoff;
 pub(crate) use cache::{AfterUnauthorized, Lookup, Settings, TokenCache, TokenWait, MAX_REPLAYS};
-pub(crate) use clock::wall_now;

@@ -86,11 +86,11 @@ use super::{
     access_token::{Fresh, How, Origin, Token},
     auth_api::{AuthApi, RefreshError},
     backoff::Backoff,
-    clock::{until, wall_now},
     grant::{bearer_header, Grant},
     Credentials,
 };
 use crate::{
+    clock::{until, wall_now},
     stats::Counters,
     store::{Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
     Error,
