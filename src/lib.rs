@@ -107,6 +107,8 @@ pub mod mock;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+#[cfg(any(test, feature = "mock"))]
+mod rotation;
 pub mod scope;
 pub mod service;
 pub mod stats;
