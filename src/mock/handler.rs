@@ -18,8 +18,8 @@ use hyper::body::Incoming;
 use tokio::sync::Notify;
 
 use super::{
+    knobs::{Fault, Route},
     state::{Issued, RecordedRequest, Scripted, State},
-    Fault, Route,
 };
 
 const AUTH_PREFIX: &str = "/api/v1/auth/";

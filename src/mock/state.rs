@@ -10,7 +10,7 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 
-use super::{Fault, Route};
+use super::knobs::{Fault, Route};
 use crate::rotation::Rotation;
 
 /// How often each endpoint of the mock was called.
