@@ -93,14 +93,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+mod clock;
 pub mod error;
 mod failure;
 pub mod future;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
-#[cfg(feature = "rustls")]
-mod https;
 pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
@@ -108,6 +107,8 @@ pub mod mock;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+#[cfg(any(test, feature = "mock"))]
+mod rotation;
 pub mod scope;
 pub mod service;
 pub mod stats;
@@ -119,13 +120,13 @@ mod unauthorized;
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use crate::reqwest::SimacanAuthMiddleware;
 pub use error::{Endpoint, Error};
-#[cfg(feature = "rustls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-pub use https::{https_client, AuthRoots, HttpsClient};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
 pub use scope::TokenScope;
 pub use service::SimacanAuth;
 pub use stats::{FailureKind, Stats};
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use token::auth_api::{https_client, AuthRoots, HttpsClient};
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub use token::AuthProxy;

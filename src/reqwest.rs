@@ -359,7 +359,7 @@ fn scope_uri(url: &Url) -> Option<Uri> {
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub fn tls_config() -> rustls::ClientConfig {
-    let mut config = crate::https::client_config(&crate::AuthRoots::webpki());
+    let mut config = crate::token::auth_api::https::client_config(&crate::AuthRoots::webpki());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
 }

@@ -59,7 +59,7 @@ use http_body_util::{
 };
 
 pub use tee::StreamReplay;
-use tee::{tee, Tee};
+use tee::{fits, tee, Tee};
 
 /// A body that can be sent again. See the [module docs](self).
 ///
@@ -211,11 +211,6 @@ impl ReplayBody for String {
 fn shares_on_clone<D: 'static>() -> bool {
     let data = TypeId::of::<D>();
     data == TypeId::of::<Bytes>() || data == TypeId::of::<&'static [u8]>()
-}
-
-/// Whether a body of `len` bytes fits in `limit`, on any pointer width.
-fn fits(len: u64, limit: usize) -> bool {
-    usize::try_from(len).is_ok_and(|len| len <= limit)
 }
 
 /// Replaces `body` with its tee wrapped back into the body type, or leaves

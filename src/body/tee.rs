@@ -38,8 +38,6 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use super::fits;
-
 /// Splits `source` into the body to send now and its replay handle, or
 /// returns it untouched when its size hint already exceeds `limit`.
 pub(crate) fn tee<B>(source: B, limit: usize) -> Result<(Tee<B>, StreamReplay<B>), B>
@@ -61,6 +59,12 @@ where
         shared: Arc::clone(&shared),
     };
     Ok((Tee { shared }, replay))
+}
+
+/// Whether a body of `len` bytes fits in `limit`, on any pointer width: the
+/// tee's check of a size hint, and that of the bodies copied for a replay.
+pub(super) fn fits(len: u64, limit: usize) -> bool {
+    usize::try_from(len).is_ok_and(|len| len <= limit)
 }
 
 struct State<B> {

@@ -1,5 +1,7 @@
 //! The mock's request handling: routes, grants, the target API, and the
-//! scripted faults.
+//! scripted faults, with the [`Hangup`] through which a fault drops the
+//! connection. The listener in `server` calls [`handle`] and drops the
+//! connection when asked; nothing here knows of it.
 
 use std::{
     convert::Infallible,
@@ -13,11 +15,11 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use tokio::sync::Notify;
 
 use super::{
-    server::Hangup,
+    knobs::{Fault, Route},
     state::{Issued, RecordedRequest, Scripted, State},
-    Fault, Route,
 };
 
 const AUTH_PREFIX: &str = "/api/v1/auth/";
@@ -58,6 +60,32 @@ pub(super) async fn handle(
         Some(Fault::CommitThenClose) => hangup.now().await,
         Some(Fault::CutBody) => response.map(|answer| answer.cut(hangup)),
         _ => response,
+    }
+}
+
+/// Lets a handler drop the connection it is answering on, as a server that
+/// crashes or a proxy that cuts it would. The listener makes one per
+/// connection and drops the connection once [`requested`](Self::requested)
+/// resolves.
+#[derive(Clone, Default)]
+pub(super) struct Hangup(Arc<Notify>);
+
+impl Hangup {
+    /// Asks for the connection to be dropped; what was written so far has
+    /// been flushed.
+    pub(super) fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Drops the connection and never answers.
+    pub(super) async fn now<T>(self) -> T {
+        self.request();
+        std::future::pending().await
+    }
+
+    /// Resolves once a hang-up has been asked for.
+    pub(super) async fn requested(&self) {
+        self.0.notified().await;
     }
 }
 

@@ -9,34 +9,13 @@ use hyper_util::{
 };
 use tokio::{
     net::TcpListener,
-    sync::Notify,
     task::{JoinHandle, JoinSet},
 };
 
-use super::{handler, state::State};
-
-/// Lets a handler drop the connection it is answering on, as a server that
-/// crashes or a proxy that cuts it would.
-#[derive(Clone, Default)]
-pub(super) struct Hangup(Arc<Notify>);
-
-impl Hangup {
-    /// Asks for the connection to be dropped; what was written so far has
-    /// been flushed.
-    pub(super) fn request(&self) {
-        self.0.notify_one();
-    }
-
-    /// Drops the connection and never answers.
-    pub(super) async fn now<T>(self) -> T {
-        self.request();
-        std::future::pending().await
-    }
-
-    async fn requested(&self) {
-        self.0.notified().await;
-    }
-}
+use super::{
+    handler::{self, Hangup},
+    state::State,
+};
 
 /// Binds and serves until the returned task is aborted; aborting it also
 /// ends every open connection.

@@ -1,17 +1,17 @@
-//! What the mock remembers: issued tokens, knobs, counters, recorded
-//! requests.
+//! What the mock remembers: issued tokens (in the crate's one model of
+//! refresh-token rotation), knobs, counters, recorded requests.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
-use tokio::time::Instant;
 
-use super::{Fault, Route};
+use super::knobs::{Fault, Route};
+use crate::rotation::Rotation;
 
 /// How often each endpoint of the mock was called.
 ///
@@ -81,13 +81,9 @@ pub(super) struct State {
 
 struct Inner {
     lifetime: Duration,
-    /// Access token -> when it expires. Revoked tokens are removed.
-    access: HashMap<String, Instant>,
-    /// Refresh tokens that may still be used, each once.
-    refresh: HashSet<String>,
-    /// Refresh tokens a refresh has rotated away: sending one again is a
-    /// reuse, told apart from unknown and expired tokens.
-    spent: HashSet<String>,
+    /// The tokens issued, spent, revoked and expired, and the refreshes
+    /// refused, rejected and reused alike.
+    tokens: Rotation,
     reject_all: bool,
     read_body_first: bool,
     recording: bool,
@@ -95,6 +91,7 @@ struct Inner {
     auth_delays: Option<Arc<DelayScript>>,
     scripted: HashMap<Route, VecDeque<Scripted>>,
     recorded: Vec<RecordedRequest>,
+    /// Every count but the refused refreshes, which `tokens` keeps.
     counts: Counts,
 }
 
@@ -129,9 +126,7 @@ impl State {
             password: password.to_owned(),
             inner: Mutex::new(Inner {
                 lifetime: Duration::from_secs(3600),
-                access: HashMap::new(),
-                refresh: HashSet::new(),
-                spent: HashSet::new(),
+                tokens: Rotation::default(),
                 reject_all: false,
                 read_body_first: false,
                 recording: true,
@@ -153,11 +148,11 @@ impl State {
     }
 
     pub(super) fn revoke_access_tokens(&self) {
-        self.lock().access.clear();
+        self.lock().tokens.revoke_access_tokens();
     }
 
     pub(super) fn expire_refresh_tokens(&self) {
-        self.lock().refresh.clear();
+        self.lock().tokens.expire_refresh_tokens();
     }
 
     pub(super) fn set_reject_all(&self, reject: bool) {
@@ -193,7 +188,12 @@ impl State {
     }
 
     pub(super) fn counts(&self) -> Counts {
-        self.lock().counts
+        let inner = self.lock();
+        Counts {
+            refresh_rejected: inner.tokens.rejected(),
+            refresh_reused: inner.tokens.reused(),
+            ..inner.counts
+        }
     }
 
     pub(super) fn recorded(&self) -> Vec<RecordedRequest> {
@@ -242,14 +242,7 @@ impl State {
     /// The refresh grant: spends `refresh_token` and issues a new pair.
     pub(super) fn refresh_grant(&self, refresh_token: &str) -> Option<Issued> {
         let mut inner = self.lock();
-        if !inner.refresh.remove(refresh_token) {
-            inner.counts.refresh_rejected += 1;
-            if inner.spent.contains(refresh_token) {
-                inner.counts.refresh_reused += 1;
-            }
-            return None;
-        }
-        inner.spent.insert(refresh_token.to_owned());
+        inner.tokens.rotate(refresh_token).ok()?;
         Some(inner.issue())
     }
 
@@ -259,11 +252,7 @@ impl State {
             .and_then(|v| v.strip_prefix(b"Bearer "))
             .and_then(|t| std::str::from_utf8(t).ok());
         let inner = self.lock();
-        let now = Instant::now();
-        !inner.reject_all
-            && token
-                .and_then(|t| inner.access.get(t))
-                .is_some_and(|expires_at| now < *expires_at)
+        !inner.reject_all && token.is_some_and(|t| inner.tokens.accepts(t))
     }
 
     /// Counts a target request checked outside the mock's own HTTP server.
@@ -295,9 +284,11 @@ impl Inner {
             id: jwt_like(),
             expires_in,
         };
-        let expires_at = Instant::now() + Duration::from_secs(expires_in);
-        self.access.insert(issued.access.clone(), expires_at);
-        self.refresh.insert(issued.refresh.clone());
+        self.tokens.issue(
+            &issued.access,
+            &issued.refresh,
+            Duration::from_secs(expires_in),
+        );
         issued
     }
 }

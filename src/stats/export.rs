@@ -8,7 +8,7 @@ use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 use tokio::time::Instant;
 
 use super::{FailureKind, PassedThrough};
-use crate::token::{wall_now, How};
+use crate::{clock::wall_now, token::How};
 
 const LOGINS: &str = "simacan_auth_logins_total";
 const REFRESHES: &str = "simacan_auth_refreshes_total";

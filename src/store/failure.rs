@@ -85,7 +85,7 @@ impl FailureNotice {
         FailureNotice {
             key,
             generation,
-            until: crate::token::wall_now() + delay,
+            until: crate::clock::wall_now() + delay,
             delay,
             rejected,
         }

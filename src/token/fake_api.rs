@@ -1,9 +1,16 @@
 //! An Auth API in memory for unit tests of the token machinery: scripted
-//! replies, a delay per call, rotation of refresh tokens (a spent one is
-//! answered 401, as the real API does) and a record of every form.
+//! replies, a delay per call, rotation of refresh tokens and a record of
+//! every form.
+//!
+//! Rotation is the crate's one model of it, the mock's too
+//! ([`Rotation`]): a spent refresh token is answered 401 and counted as a
+//! reuse, before any script. Other refresh tokens are answered as the
+//! script says, including tokens the fake never issued (ones a test put in
+//! a store itself); a refresh that takes effect spends the token it was
+//! sent.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::VecDeque,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
@@ -16,11 +23,12 @@ use http::{HeaderMap, StatusCode, Uri};
 use zeroize::Zeroizing;
 
 use super::{
+    auth_api::transport::{BoxFuture, RawResponse, Transport},
     cache::{Lookup, Settings, TokenCache},
-    client::{BoxFuture, RawResponse, Transport},
     Credentials, Environment,
 };
 use crate::{
+    rotation::{Rotation, Standing},
     store::{MemoryStore, TokenStore},
     Endpoint, Error,
 };
@@ -46,9 +54,8 @@ pub(crate) struct FakeApi {
     delay: Duration,
     issued: AtomicUsize,
     calls: Mutex<Vec<(Endpoint, String)>>,
-    /// Refresh tokens sent so far: each may be used once.
-    spent: Mutex<HashSet<String>>,
-    reused: AtomicUsize,
+    /// The pairs issued and the refresh tokens spent.
+    tokens: Mutex<Rotation>,
 }
 
 impl FakeApi {
@@ -63,8 +70,7 @@ impl FakeApi {
             delay,
             issued: AtomicUsize::new(0),
             calls: Mutex::new(Vec::new()),
-            spent: Mutex::new(HashSet::new()),
-            reused: AtomicUsize::new(0),
+            tokens: Mutex::new(Rotation::default()),
         })
     }
 
@@ -88,16 +94,7 @@ impl FakeApi {
 
     /// Refresh tokens that were sent after they had been used once.
     pub(crate) fn reused(&self) -> usize {
-        self.reused.load(Ordering::SeqCst)
-    }
-
-    /// Whether the refresh token in `form` was spent before; counts it.
-    fn is_spent(&self, form: &str) -> bool {
-        let reused = self.spent.lock().unwrap().contains(refresh_token_of(form));
-        if reused {
-            self.reused.fetch_add(1, Ordering::SeqCst);
-        }
-        reused
+        self.tokens.lock().unwrap().reused()
     }
 }
 
@@ -112,22 +109,30 @@ impl Transport for FakeApi {
             .lock()
             .unwrap()
             .push((endpoint, form.to_string()));
-        let reply = if endpoint == Endpoint::Refresh && self.is_spent(&form) {
-            Reply::Status(401)
-        } else {
-            self.script
+        let refresh_token = (endpoint == Endpoint::Refresh).then(|| refresh_token_of(&form));
+        let mut tokens = self.tokens.lock().unwrap();
+        let reply = match refresh_token {
+            Some(sent) if tokens.standing(sent) == Standing::Spent => {
+                tokens.refuse(sent);
+                Reply::Status(401)
+            }
+            _ => self
+                .script
                 .lock()
                 .unwrap()
                 .pop_front()
-                .unwrap_or(self.otherwise)
+                .unwrap_or(self.otherwise),
         };
-        if endpoint == Endpoint::Refresh && matches!(reply, Reply::Token(_) | Reply::CommitThenDown)
-        {
+        if let (Some(sent), Reply::Token(_) | Reply::CommitThenDown) = (refresh_token, reply) {
             // Rotation: the refresh token sent is spent once a new pair is issued.
-            let spent = refresh_token_of(&form).to_owned();
-            self.spent.lock().unwrap().insert(spent);
+            tokens.spend(sent);
         }
         let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let (access, refresh) = (format!("access-{n}"), format!("refresh-{n}"));
+        if let Reply::Token(secs) = reply {
+            tokens.issue(&access, &refresh, Duration::from_secs(secs));
+        }
+        drop(tokens);
         let delay = self.delay;
         Box::pin(async move {
             tokio::time::sleep(delay).await;
@@ -135,7 +140,7 @@ impl Transport for FakeApi {
                 Reply::Token(secs) => (
                     200,
                     format!(
-                        r#"{{"access_token":"access-{n}","refresh_token":"refresh-{n}","token_type":"bearer","expires_in":{secs}}}"#
+                        r#"{{"access_token":"{access}","refresh_token":"{refresh}","token_type":"bearer","expires_in":{secs}}}"#
                     ),
                 ),
                 Reply::Status(status) => (status, String::new()),
@@ -155,6 +160,8 @@ impl Transport for FakeApi {
         })
     }
 }
+
+/// The refresh token in a refresh grant's form.
 fn refresh_token_of(form: &str) -> &str {
     form.trim_start_matches("refresh_token=")
 }

@@ -18,30 +18,24 @@
 //! ```
 
 mod access_token;
+pub(crate) mod auth_api;
 mod backoff;
 pub(crate) mod cache;
-mod client;
-mod clock;
 pub mod credentials;
 pub mod environment;
 #[cfg(test)]
 mod fake_api;
 pub(crate) mod flight;
 pub(crate) mod grant;
-mod hyper_transport;
-#[cfg(feature = "rustls")]
-mod proxy;
-mod transport;
 
 pub use access_token::AccessToken;
-pub use credentials::{Credentials, PASSWORD_VAR, USERNAME_VAR};
-pub use environment::{BaseUrl, Environment};
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-pub use proxy::AuthProxy;
+pub use auth_api::AuthProxy;
+pub use credentials::{Credentials, PASSWORD_VAR, USERNAME_VAR};
+pub use environment::{BaseUrl, Environment};
 
 pub(crate) use access_token::How;
+pub(crate) use auth_api::AuthClient;
 pub(crate) use backoff::Backoff;
 pub(crate) use cache::{AfterUnauthorized, Lookup, Settings, TokenCache, TokenWait, MAX_REPLAYS};
-pub(crate) use clock::wall_now;
-pub(crate) use transport::AuthClient;

@@ -18,11 +18,10 @@ use tracing_subscriber::{
 };
 
 /// The library's modules whose warnings a run shows.
-const SHOWN: [&str; 4] = [
+const SHOWN: [&str; 3] = [
     "simacan_auth::store",
     "simacan_auth::token::flight",
-    "simacan_auth::token::hyper_transport",
-    "simacan_auth::https",
+    "simacan_auth::token::auth_api",
 ];
 
 /// Sends the library's warnings to standard error for the rest of the run.

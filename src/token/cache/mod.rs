@@ -34,8 +34,8 @@ use tokio::{sync::watch, time::Instant};
 
 use super::{
     access_token::{Fresh, How, Token},
+    auth_api::{AuthApi, Transport},
     backoff::Backoff,
-    client::{AuthApi, Transport},
     flight::{Failed, Flight, FlightSettings, LeaseTimings, Need},
     AccessToken, AuthClient, Credentials, Environment,
 };

@@ -8,7 +8,7 @@ use super::*;
 use crate::{
     store::MemoryStore,
     token::{
-        client::{BoxFuture, RawResponse, Transport},
+        auth_api::transport::{BoxFuture, RawResponse, Transport},
         fake_api::*,
     },
     Endpoint,

@@ -84,13 +84,13 @@ use self::lease::{Leased, Waited};
 pub(crate) use self::{spent::SpentTokens, timings::LeaseTimings};
 use super::{
     access_token::{Fresh, How, Origin, Token},
+    auth_api::{AuthApi, RefreshError},
     backoff::Backoff,
-    client::{AuthApi, RefreshError},
-    clock::{until, wall_now},
     grant::{bearer_header, Grant},
     Credentials,
 };
 use crate::{
+    clock::{until, wall_now},
     stats::Counters,
     store::{Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
     Error,

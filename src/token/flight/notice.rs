@@ -3,8 +3,8 @@
 
 use super::{lease::Waited, Failed, Flight, Trouble};
 use crate::{
+    clock::until,
     store::{FailureNotice, Lease, StoreError, TokenRecord},
-    token::clock::until,
     Error,
 };
 

@@ -7,10 +7,10 @@ use tokio::time::Instant;
 
 use super::{expiry_once_marked, next_generation, Flight, Need, Trouble};
 use crate::{
+    clock::wall_now,
     store::{Lease, StoreError, TokenRecord},
     token::{
         access_token::{bare_token, Origin},
-        clock::wall_now,
         grant::Grant,
     },
 };

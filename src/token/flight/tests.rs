@@ -451,7 +451,7 @@ async fn a_record_at_the_generation_limit_fails_as_corrupt_without_a_panic() {
         TokenRecord::MAX_GENERATION,
         "stored-access",
         Some("stored-refresh"),
-        crate::token::wall_now() + Duration::from_secs(3600),
+        crate::clock::wall_now() + Duration::from_secs(3600),
         Duration::from_secs(3600),
     )
     .unwrap();
@@ -1250,7 +1250,7 @@ async fn a_record_at_the_generation_limit_does_not_send_the_password_for_nothing
         TokenRecord::MAX_GENERATION,
         "stored-access",
         None,
-        crate::token::wall_now(),
+        crate::clock::wall_now(),
         Duration::from_secs(3600),
     )
     .unwrap();

@@ -1,76 +1,49 @@
-//! What carries the Auth API calls: any tower service of
-//! `http::Request<Full<Bytes>>`, adapted to [`Transport`] by
-//! [`ServiceTransport`]. The built-in client
-//! ([`HyperClient`](super::hyper_transport::HyperClient)) is one such
-//! service; a user's own, given to
+//! What carries the Auth API calls: the [`Transport`] trait, which sends one
+//! form POST and reads the whole answer, and [`ServiceTransport`], which
+//! adapts any tower service of `http::Request<Full<Bytes>>` to it. The
+//! built-in client ([`HyperClient`](super::built_in::HyperClient)) is one
+//! such service; a user's own, given to
 //! [`SimacanAuthLayer::auth_client`](crate::SimacanAuthLayer::auth_client),
-//! is another.
+//! is another; the unit tests' fake Auth API implements the trait directly.
 //!
 //! The adapter builds the form POST, sends it once (a redirect is an answer
 //! like any other, never followed) and reads at most
 //! [`MAX_RESPONSE_BYTES`] of the answer. The per-call timeout and the errors
-//! that name the URL stay in [`AuthApi`](super::client::AuthApi).
+//! that name the URL stay in [`AuthApi`](super::grants::AuthApi).
 
-use std::{fmt, future::poll_fn, sync::Arc};
+use std::future::poll_fn;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, Uri};
+use http::{header, HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use tower::{BoxError, Service};
 use zeroize::Zeroizing;
 
-use super::{
-    client::{BoxFuture, RawResponse, Transport, MAX_RESPONSE_BYTES},
-    hyper_transport::HyperClient,
-    Environment,
-};
 use crate::{Endpoint, Error};
+
+pub(crate) use crate::store::BoxFuture;
+
+/// Bodies above this are refused: a token response is a few kilobytes.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 const USER_AGENT: &str = concat!("simacan-auth/", env!("CARGO_PKG_VERSION"));
 
-/// The Auth API client a layer's token state uses: the user's service when
-/// one was given, else the built-in client. The built-in client's settings
-/// are kept either way, so that what a layer does depends on which settings
-/// it was given, never on their order.
-#[derive(Clone, Default)]
-pub(crate) struct AuthClient {
-    pub(crate) built_in: HyperClient,
-    custom: Option<Arc<dyn Transport>>,
+/// What came back from one form POST.
+pub(crate) struct RawResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
-impl AuthClient {
-    /// Makes the user's `service` carry every Auth API call.
-    pub(crate) fn set_custom<S, B>(&mut self, service: S)
-    where
-        S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send,
-        S::Error: Into<BoxError>,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
-        self.custom = Some(Arc::new(ServiceTransport::new(service)));
-    }
-
-    /// The transport to `environment`'s Auth API.
-    pub(crate) fn transport(&self, environment: &Environment) -> Arc<dyn Transport> {
-        match &self.custom {
-            None => self.built_in.transport(environment),
-            Some(custom) => {
-                self.built_in.warn_unused();
-                Arc::clone(custom)
-            }
-        }
-    }
-}
-
-impl fmt::Debug for AuthClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.custom {
-            None => fmt::Debug::fmt(&self.built_in, f),
-            Some(_) => f.write_str("Custom"),
-        }
-    }
+/// Sends a form-urlencoded POST and reads the whole answer, up to
+/// [`MAX_RESPONSE_BYTES`]. Never follows redirects.
+pub(crate) trait Transport: Send + Sync + 'static {
+    fn post_form(
+        &self,
+        endpoint: Endpoint,
+        uri: Uri,
+        form: Zeroizing<String>,
+    ) -> BoxFuture<'static, Result<RawResponse, Error>>;
 }
 
 /// A tower service of form POSTs as a [`Transport`]. See the

@@ -1,40 +1,19 @@
-//! The Auth API client: form POSTs to `/auth/password` and `/auth/refresh`,
+//! The grant calls: form POSTs to `/auth/password` and `/auth/refresh`,
 //! each with its own timeout, and what their answers mean.
 //!
 //! The HTTP work goes through [`Transport`], so the token cache can be driven
-//! by an in-memory fake in unit tests and by other HTTP stacks later.
+//! by an in-memory fake in unit tests and by other HTTP stacks.
 
 use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use http::{HeaderMap, StatusCode, Uri};
+use http::{StatusCode, Uri};
 use zeroize::Zeroizing;
 
-use super::{backoff::MAX_RETRY_AFTER, grant::Grant, Credentials, Environment};
-use crate::{Endpoint, Error};
-
-/// Bodies above this are refused: a token response is a few kilobytes.
-pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-pub(crate) use crate::store::BoxFuture;
-
-/// What came back from one form POST.
-pub(crate) struct RawResponse {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Bytes,
-}
-
-/// Sends a form-urlencoded POST and reads the whole answer, up to
-/// [`MAX_RESPONSE_BYTES`]. Never follows redirects.
-pub(crate) trait Transport: Send + Sync + 'static {
-    fn post_form(
-        &self,
-        endpoint: Endpoint,
-        uri: Uri,
-        form: Zeroizing<String>,
-    ) -> BoxFuture<'static, Result<RawResponse, Error>>;
-}
+use super::transport::{RawResponse, Transport};
+use crate::{
+    token::{backoff::MAX_RETRY_AFTER, grant::Grant, Credentials, Environment},
+    Endpoint, Error,
+};
 
 /// Why a refresh grant did not produce a token.
 pub(crate) enum RefreshError {
@@ -162,6 +141,9 @@ fn unexpected(endpoint: Endpoint, url: &Uri, response: &RawResponse) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use http::HeaderMap;
+
     use super::*;
 
     fn url() -> Uri {

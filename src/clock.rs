@@ -1,4 +1,6 @@
-//! Wall-clock time that follows tokio's clock.
+//! Wall-clock time that follows tokio's clock, for every part of the crate
+//! that reads the wall clock: the token cache's flights, the stores'
+//! failure notices and the stats' token age.
 //!
 //! Stored expiries are wall-clock times, because a monotonic instant means
 //! nothing to another process. The cache itself runs on tokio's monotonic

@@ -1,7 +1,7 @@
 //! The built-in Auth API client: a hyper-util client, adapted by
 //! [`ServiceTransport`]. With the `rustls` feature it speaks HTTPS through
-//! the crate's one TLS setup ([`crate::https`]), trusting the configured
-//! roots, directly or through an HTTP `CONNECT` proxy
+//! the crate's one TLS setup ([`https`](super::https)), trusting the
+//! configured roots, directly or through an HTTP `CONNECT` proxy
 //! ([`proxy`](super::proxy)); plain HTTP for loopback base URLs either way.
 
 use std::{fmt, sync::Arc};
@@ -13,12 +13,10 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-use super::{
-    client::Transport,
-    transport::{Refuse, ServiceTransport},
-    Environment,
-};
-use crate::Error;
+use super::transport::{Refuse, ServiceTransport, Transport};
+#[cfg(feature = "rustls")]
+use super::{https::AuthRoots, proxy::AuthProxy};
+use crate::{token::Environment, Error};
 
 /// The settings of the built-in client; the client itself is built for one
 /// environment by [`transport`](Self::transport). `None` is the default:
@@ -27,9 +25,9 @@ use crate::Error;
 #[derive(Clone, Default)]
 pub(crate) struct HyperClient {
     #[cfg(feature = "rustls")]
-    pub(crate) proxy: Option<super::AuthProxy>,
+    pub(crate) proxy: Option<AuthProxy>,
     #[cfg(feature = "rustls")]
-    pub(crate) roots: Option<crate::AuthRoots>,
+    pub(crate) roots: Option<AuthRoots>,
 }
 
 impl HyperClient {
@@ -59,20 +57,23 @@ impl HyperClient {
 
     #[cfg(feature = "rustls")]
     fn build(&self, environment: &Environment) -> Result<Arc<dyn Transport>, Error> {
-        use crate::https::{connector, tcp, Schemes::HttpsOrHttp};
+        use super::{
+            https::{connector, tcp, Schemes::HttpsOrHttp},
+            proxy::ProxyTunnel,
+        };
 
         let url = environment.endpoint_uri(crate::Endpoint::Password)?;
         let proxy = match &self.proxy {
             Some(proxy) => proxy.clone(),
-            None => super::AuthProxy::from_env()?,
+            None => AuthProxy::from_env()?,
         };
-        let webpki = crate::AuthRoots::webpki();
+        let webpki = AuthRoots::webpki();
         let roots = self.roots.as_ref().unwrap_or(&webpki);
         Ok(match proxy.proxy_for(&url) {
             None => over(connector(tcp(), roots, HttpsOrHttp)),
             Some((intercept, address)) => {
                 tracing::debug!(proxy = %address, "the simacan auth api through a proxy");
-                let tunnel = super::proxy::ProxyTunnel::new(&intercept, address, tcp());
+                let tunnel = ProxyTunnel::new(&intercept, address, tcp());
                 over(connector(tunnel, roots, HttpsOrHttp))
             }
         })
@@ -113,7 +114,7 @@ impl fmt::Debug for HyperClient {
             };
             match &self.roots {
                 Some(roots) => s.field("roots", roots),
-                None => s.field("roots", &crate::AuthRoots::webpki()),
+                None => s.field("roots", &AuthRoots::webpki()),
             };
         }
         s.finish()
