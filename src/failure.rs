@@ -53,30 +53,32 @@ mod tests {
 
     #[test]
     fn rejected_credentials_are_unauthenticated_and_outages_unavailable() {
-        let status = status_of(Error::InvalidCredentials { retry_after: None });
+        let status = status_of(Error::invalid_credentials());
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
-        let outage = Error::Timeout {
-            endpoint: crate::Endpoint::Password,
-            url: "https://auth.example.com/api/v1/auth/password".into(),
-            after: std::time::Duration::from_secs(30),
-            retry_after: None,
-        };
+        let outage = Error::timeout(
+            crate::Endpoint::Password,
+            &http::Uri::from_static("https://auth.example.com/api/v1/auth/password"),
+            std::time::Duration::from_secs(30),
+        );
         assert_eq!(status_of(outage).code(), tonic::Code::Unavailable);
     }
 
     #[test]
     fn the_typed_error_stays_reachable() {
-        let status = status_of(Error::InvalidCredentials { retry_after: None });
+        let status = status_of(Error::invalid_credentials());
         let source = status.source().and_then(|e| e.downcast_ref::<Error>());
-        assert!(matches!(source, Some(Error::InvalidCredentials { .. })));
+        assert_eq!(
+            source.map(Error::kind),
+            Some(crate::ErrorKind::InvalidCredentials)
+        );
     }
 
     #[test]
     fn other_bodies_get_the_error_itself() {
-        let boxed = auth_failure::<String>(Error::InvalidCredentials { retry_after: None });
-        assert!(matches!(
-            boxed.downcast_ref::<Error>(),
-            Some(Error::InvalidCredentials { .. })
-        ));
+        let boxed = auth_failure::<String>(Error::invalid_credentials());
+        assert_eq!(
+            boxed.downcast_ref::<Error>().map(Error::kind),
+            Some(crate::ErrorKind::InvalidCredentials)
+        );
     }
 }

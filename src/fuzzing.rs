@@ -37,7 +37,7 @@ pub struct ParsedGrant {
 ///
 /// # Errors
 ///
-/// What the parser refuses, as [`Error::MalformedResponse`].
+/// What the parser refuses, as an error of kind [`UnexpectedResponse`](crate::ErrorKind::UnexpectedResponse).
 pub fn parse_grant(body: &[u8]) -> Result<ParsedGrant, Error> {
     let uri = http::Uri::from_static("https://auth.invalid/api/v1/auth/password");
     Grant::parse(body)

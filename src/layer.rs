@@ -311,7 +311,7 @@ impl SimacanAuthLayer {
     /// the [`token_store`](Self::token_store) is unavailable (degraded
     /// mode). Its token then serves this process only and is given up for
     /// the store's as soon as the store has a valid one. When off, such a
-    /// process fails fast with [`Error::Store`] and keeps trying with the
+    /// process fails fast with an error of kind [`Store`](crate::ErrorKind::Store) and keeps trying with the
     /// usual backoff. Either way, requests with a valid token go on from
     /// memory. Defaults to off: a fleet that shares one credential should
     /// not log in once per replica because Redis is down.
@@ -374,14 +374,14 @@ impl SimacanAuthLayer {
     /// `POST {base}/auth/password` or `/auth/refresh` with a form body. The
     /// layer reads at most 64 KiB of the answer and applies
     /// [`auth_timeout`](Self::auth_timeout) to the whole call. An error of
-    /// `client` reaches callers as [`Error::Unreachable`], with the URL, and
+    /// `client` reaches callers as an error of kind [`AuthApiUnavailable`](crate::ErrorKind::AuthApiUnavailable), with the URL, and
     /// the error as its [`source()`](std::error::Error::source).
     ///
     /// **The request carries secrets.** Its body holds the password or the
     /// refresh token: `client` must not log bodies, and it must not follow
     /// redirects, which would send the form wherever a `Location` header
-    /// points. The layer follows none either: a 3xx is an
-    /// [`Error::UnexpectedStatus`].
+    /// points. The layer follows none either: a 3xx is an error of kind
+    /// [`UnexpectedResponse`](crate::ErrorKind::UnexpectedResponse).
     ///
     /// # Example
     ///
@@ -447,7 +447,7 @@ impl SimacanAuthLayer {
     /// state is made (its first use, or [`layer`](tower::Layer::layer)),
     /// read as [`AuthProxy::from_env`](crate::AuthProxy::from_env) reads it;
     /// an unusable value then fails every login with
-    /// [`Error::InvalidConfiguration`]. The last of this and
+    /// An error of kind [`Configuration`](crate::ErrorKind::Configuration). The last of this and
     /// [`no_auth_proxy`](Self::no_auth_proxy) applies. Ignored, with a
     /// warning, by a client given to [`auth_client`](Self::auth_client).
     ///

@@ -119,11 +119,11 @@ mod unauthorized;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use crate::reqwest::SimacanAuthMiddleware;
-pub use error::{Endpoint, Error};
+pub use error::{Endpoint, Error, ErrorKind};
 pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
 pub use scope::TokenScope;
 pub use service::SimacanAuth;
-pub use stats::{FailureKind, Stats};
+pub use stats::Stats;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub use token::auth_api::{https_client, AuthRoots, HttpsClient};

@@ -130,7 +130,7 @@ impl TokenScope {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfiguration`] when `patterns` is empty (use
+    /// An error of kind [`Configuration`](crate::ErrorKind::Configuration) when `patterns` is empty (use
     /// [`TokenScope::any_host`] to attach the token everywhere), or when a
     /// pattern is not one of the above: `*`, `*.com`, `*.*.example.com`,
     /// `api*.example.com`, a URL, a host with a port, a name with spaces or
@@ -482,6 +482,7 @@ impl fmt::Debug for Pattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
     use proptest::prelude::*;
 
     fn allows(scope: &TokenScope, uri: &str) -> bool {
@@ -707,7 +708,7 @@ mod tests {
         ] {
             let error = TokenScope::hosts([bad]).unwrap_err();
             assert!(
-                matches!(error, Error::InvalidConfiguration { .. }),
+                error.kind() == ErrorKind::Configuration,
                 "{bad:?}: {error:?}"
             );
         }

@@ -10,7 +10,8 @@ mod support;
 
 use std::{future::Future, sync::Mutex};
 
-use simacan_auth::{AuthProxy, Error, SimacanAuthLayer};
+use simacan_auth::ErrorKind;
+use simacan_auth::{AuthProxy, SimacanAuthLayer};
 use support::{
     proxy::{BehindTls, ConnectProxy},
     *,
@@ -165,20 +166,14 @@ fn an_unusable_variable_is_refused_naming_it_but_never_quoting_it() {
                     use an http:// proxy";
 
         let early = AuthProxy::from_env().unwrap_err();
-        assert!(
-            matches!(early, Error::InvalidConfiguration { .. }),
-            "{early:?}"
-        );
+        assert!(early.kind() == ErrorKind::Configuration, "{early:?}");
         assert_eq!(early.to_string(), expected);
 
         // By default the variables are read with the token state: every login
         // fails with the same error, and nothing is sent.
         let layer = layer(&api);
         let late = bounded(layer.access_token()).await.unwrap_err();
-        assert!(
-            matches!(late, Error::InvalidConfiguration { .. }),
-            "{late:?}"
-        );
+        assert!(late.kind() == ErrorKind::Configuration, "{late:?}");
         assert_eq!(late.to_string(), expected);
         assert!(!format!("{late:?} {layer:?}").contains("s3cret"));
         assert_eq!(api.mock.counts().password, 0);
@@ -211,10 +206,7 @@ fn native_roots_come_from_ssl_cert_file() {
         let missing = dir.path().join("missing.pem");
         std::env::set_var("SSL_CERT_FILE", &missing);
         let error = AuthRoots::native().unwrap_err();
-        assert!(
-            matches!(error, Error::InvalidConfiguration { .. }),
-            "{error:?}"
-        );
+        assert!(error.kind() == ErrorKind::Configuration, "{error:?}");
         assert!(
             error
                 .to_string()

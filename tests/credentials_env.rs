@@ -3,12 +3,17 @@
 
 use simacan_auth::{
     token::{PASSWORD_VAR, USERNAME_VAR},
-    Credentials, Error,
+    Credentials, ErrorKind,
 };
 
 fn missing() -> Option<&'static str> {
     match Credentials::from_env() {
-        Err(Error::MissingCredentials { variable }) => Some(variable),
+        Err(error) if error.kind() == ErrorKind::Configuration => {
+            let message = error.to_string();
+            [USERNAME_VAR, PASSWORD_VAR].into_iter().find(|variable| {
+                message == format!("environment variable {variable} is not set or empty")
+            })
+        }
         Err(other) => panic!("unexpected error: {other}"),
         Ok(_) => None,
     }

@@ -3,6 +3,7 @@
 
 use std::{env, path::PathBuf};
 
+use simacan_auth::ErrorKind;
 use simacan_auth::{store::FileStore, Error};
 
 fn dir() -> Result<PathBuf, Error> {
@@ -18,7 +19,7 @@ fn default_location_follows_the_environment() {
         env::remove_var(name);
     }
     assert!(
-        matches!(dir(), Err(Error::InvalidConfiguration { .. })),
+        dir().is_err_and(|e| e.kind() == ErrorKind::Configuration),
         "no home, no default location"
     );
 

@@ -242,7 +242,7 @@ async fn a_rotation_whose_answer_was_lost_costs_the_fleet_one_password_login<S: 
                 .downcast_ref::<Error>()
                 .expect("a typed error from the layer");
             assert!(error.is_transient(), "{error}");
-            assert!(error.retry_after().is_some(), "{error}");
+            assert!(error.next_attempt_in().is_some(), "{error}");
         }
     }
     // The refresh token whose answer was lost may have been rotated: it is
@@ -558,7 +558,7 @@ mod file {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let next = client_through(&layer_for(&mock).token_store(FileStore::new(dir.path())));
         let error = get(&next, &mock.url("/trips")).await.unwrap_err();
-        let simacan_auth::Error::Store(store_error) = auth_error(&error) else {
+        let Some(store_error) = auth_error(&error).store_error() else {
             panic!("expected a store error, got {error}");
         };
         assert_eq!(store_error.kind(), StoreErrorKind::Insecure);

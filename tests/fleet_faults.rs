@@ -50,7 +50,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use simacan_auth::{
     mock::{Counts, MockAuthApi, PASSWORD, USERNAME},
-    stats::FailureKind,
     store::{
         BoxFuture, FailureNotice, Lease, RedisStore, StoreError, StoreKey, TokenRecord, TokenStore,
     },
@@ -383,8 +382,10 @@ async fn send_one(service: &Authed, url: &str) -> Result<(), String> {
 
 fn failure_reason(error: &BoxError) -> String {
     match error.downcast_ref::<simacan_auth::Error>() {
-        Some(simacan_auth::Error::Store(store)) => format!("store {:?}", store.kind()),
-        Some(error) => format!("auth {}", FailureKind::of(error)),
+        Some(error) => match error.store_error() {
+            Some(store) => format!("store {:?}", store.kind()),
+            None => format!("auth {}", error.kind()),
+        },
         None => {
             let mut text = format!("transport: {error}");
             text.truncate(60);
@@ -394,7 +395,7 @@ fn failure_reason(error: &BoxError) -> String {
 }
 
 fn describe_stats(stats: &Stats) -> String {
-    let failures: Vec<_> = FailureKind::ALL
+    let failures: Vec<_> = simacan_auth::ErrorKind::ALL
         .iter()
         .filter(|kind| stats.failures(**kind) > 0)
         .map(|kind| format!("{kind}:{}", stats.failures(*kind)))

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
-use simacan_auth::{stats::FailureKind, Credentials, SimacanAuthLayer, Stats};
+use simacan_auth::{Credentials, ErrorKind, SimacanAuthLayer, Stats};
 use support::*;
 use tower::{Layer, ServiceExt};
 
@@ -155,7 +155,7 @@ async fn a_rejected_password_counts_its_kind_once_and_shows_the_backoff() {
     }
     assert_eq!(mock.counts().password, 1);
     let stats = layer.stats();
-    assert_eq!(stats.failures(FailureKind::InvalidCredentials), 1);
+    assert_eq!(stats.failures(ErrorKind::InvalidCredentials), 1);
     assert_eq!(
         stats.failures_total(),
         1,
@@ -172,7 +172,7 @@ async fn a_rejected_password_counts_its_kind_once_and_shows_the_backoff() {
 }
 
 #[tokio::test]
-async fn an_unreachable_auth_api_counts_as_unreachable() {
+async fn an_unreachable_auth_api_counts_as_unavailable() {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -182,7 +182,7 @@ async fn an_unreachable_auth_api_counts_as_unreachable() {
     let layer = SimacanAuthLayer::new(Credentials::new("u", "p")).environment(environment);
     assert!(bounded(layer.access_token()).await.is_err());
     let stats = layer.stats();
-    assert_eq!(stats.failures(FailureKind::Unreachable), 1);
+    assert_eq!(stats.failures(ErrorKind::AuthApiUnavailable), 1);
     assert_eq!(stats.failures_total(), 1);
     assert!(stats.backoff_remaining.is_some());
 }

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use simacan_auth::{fuzzing::parse_grant, Error};
+use simacan_auth::{fuzzing::parse_grant, ErrorKind};
 
 const MAX_LIFETIME: u64 = 366 * 24 * 3600;
 
@@ -49,8 +49,13 @@ fuzz_target!(|body: &[u8]| {
             assert_eq!(grant.refresh_token, expected.refresh_token);
             assert_eq!(grant.lifetime.as_secs(), expected.expires_in);
         }
-        (Err(Error::MalformedResponse { reason, .. }), None) => {
+        (Err(error), None) if error.kind() == ErrorKind::UnexpectedResponse => {
             // Reasons are fixed phrases about field names, never body text.
+            let message = error.to_string();
+            let reason = message
+                .split_once("/auth/password: ")
+                .map_or("", |(_, reason)| reason);
+            assert!(!reason.is_empty(), "{message}");
             assert!(
                 reason
                     .bytes()

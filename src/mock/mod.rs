@@ -463,7 +463,8 @@ impl MockAuthApi {
     ///     .backoff(Duration::from_millis(10), Duration::from_millis(10));
     /// mock.fail_next(Route::Password, Fault::CutBody);
     /// let error = layer.access_token().await.unwrap_err();
-    /// assert!(matches!(error, Error::Unreachable { endpoint: Endpoint::Password, .. }), "{error}");
+    /// assert_eq!(error.kind(), simacan_auth::ErrorKind::AuthApiUnavailable, "{error}");
+    /// assert_eq!(error.endpoint(), Some(Endpoint::Password));
     /// tokio::time::sleep(Duration::from_millis(20)).await;
     /// layer.access_token().await.expect("the next login is answered");
     /// assert_eq!(mock.counts().password, 2);

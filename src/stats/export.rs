@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 use tokio::time::Instant;
 
-use super::{FailureKind, PassedThrough};
-use crate::{clock::wall_now, token::How};
+use super::PassedThrough;
+use crate::{clock::wall_now, token::How, ErrorKind};
 
 const LOGINS: &str = "simacan_auth_logins_total";
 const REFRESHES: &str = "simacan_auth_refreshes_total";
@@ -108,7 +108,7 @@ pub(super) fn lease_wait(long: bool) {
     counter!(if long { LONG_LEASE_WAITS } else { LEASE_WAITS }).increment(1);
 }
 
-pub(super) fn failed(kind: FailureKind) {
+pub(super) fn failed(kind: ErrorKind) {
     counter!(FAILURES, "kind" => kind.as_str()).increment(1);
 }
 

@@ -19,7 +19,7 @@
 //! [`logins`](Stats::logins), [`refreshes`](Stats::refreshes),
 //! [`password_fallbacks`](Stats::password_fallbacks) and
 //! [`tokens_adopted`](Stats::tokens_adopted); every one that obtains no
-//! token is a failure of one [`FailureKind`]. Every refusal of the token (an
+//! token is a failure of one [`ErrorKind`]. Every refusal of the token (an
 //! HTTP 401, or gRPC UNAUTHENTICATED) answered to a request's first attempt
 //! counts in [`unauthorized`](Stats::unauthorized), and ends healed by a
 //! replay, passed through to the caller, or as an error (the refresh failed,
@@ -46,7 +46,7 @@
 //! | `simacan_auth_refreshes_total` | counter | | tokens obtained with the refresh grant (proactive, expired or after a 401) | `refreshes` |
 //! | `simacan_auth_password_fallbacks_total` | counter | | password logins after the Auth API refused the refresh token | `password_fallbacks` |
 //! | `simacan_auth_tokens_adopted_total` | counter | | tokens read from the token store, obtained by another process or layer | `tokens_adopted` |
-//! | `simacan_auth_failures_total` | counter | `kind` | logins and refreshes that obtained no token; `kind` is a [`FailureKind::as_str`] | `failures(kind)` |
+//! | `simacan_auth_failures_total` | counter | `kind` | logins and refreshes that obtained no token; `kind` is a [`ErrorKind::as_str`] | `failures(kind)` |
 //! | `simacan_auth_unauthorized_total` | counter | | 401s and gRPC UNAUTHENTICATED answered to a request's first attempt | `unauthorized` |
 //! | `simacan_auth_unauthorized_healed_total` | counter | | refusals healed: the replay with a newer token was accepted | `unauthorized_healed` |
 //! | `simacan_auth_unauthorized_passed_through_total` | counter | `reason` | refusals handed to the caller: `cooldown` (a refresh did not help moments ago), `backoff` (the Auth API is backing off), `store_unavailable` (the token store is unavailable), `not_replayable` (the body was not kept), `replay_refused` (the replay was refused too), `no_runtime` (no Tokio runtime to refresh on) | `unauthorized_passed_through`, and `replays_refused` for `replay_refused` |
@@ -62,7 +62,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use simacan_auth::{mock::MockAuthApi, stats::FailureKind, SimacanAuthLayer};
+//! use simacan_auth::{mock::MockAuthApi, ErrorKind, SimacanAuthLayer};
 //!
 //! let mock = MockAuthApi::start().await?;
 //! let layer = SimacanAuthLayer::new(mock.credentials()).environment(mock.environment());
@@ -70,7 +70,7 @@
 //!
 //! let stats = layer.stats();
 //! assert_eq!(stats.logins, 1);
-//! assert_eq!(stats.failures(FailureKind::Unreachable), 0);
+//! assert_eq!(stats.failures(ErrorKind::AuthApiUnavailable), 0);
 //! assert!(stats.backoff_remaining.is_none());
 //! assert!(stats.token_expires_in.is_some());
 //! # Ok(()) }
@@ -84,7 +84,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use crate::{token::How, Error};
+use crate::{token::How, Error, ErrorKind};
 
 #[cfg(feature = "metrics")]
 mod export;
@@ -159,13 +159,13 @@ impl Stats {
     /// # Example
     ///
     /// ```
-    /// use simacan_auth::stats::FailureKind;
+    /// use simacan_auth::ErrorKind;
     ///
     /// let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
-    /// assert_eq!(layer.stats().failures(FailureKind::InvalidCredentials), 0);
+    /// assert_eq!(layer.stats().failures(ErrorKind::InvalidCredentials), 0);
     /// ```
-    pub fn failures(&self, kind: FailureKind) -> u64 {
-        self.failures.0[kind as usize]
+    pub fn failures(&self, kind: ErrorKind) -> u64 {
+        self.failures.0[kind.index()]
     }
 
     /// Logins and refreshes that obtained no token, of every kind.
@@ -181,130 +181,17 @@ impl Stats {
     }
 }
 
-/// Why a login or refresh obtained no token: the `kind` label of
-/// `simacan_auth_failures_total`. See the [module docs](self).
-///
-/// # Example
-///
-/// ```
-/// use simacan_auth::{stats::FailureKind, Error};
-///
-/// let kind = FailureKind::of(&Error::InvalidCredentials { retry_after: None });
-/// assert_eq!(kind, FailureKind::InvalidCredentials);
-/// assert_eq!(kind.as_str(), "invalid_credentials");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum FailureKind {
-    /// The Auth API rejected the username and password
-    /// ([`Error::InvalidCredentials`]).
-    InvalidCredentials,
-    /// The Auth API could not be reached ([`Error::Unreachable`]).
-    Unreachable,
-    /// The Auth API did not answer in time ([`Error::Timeout`]).
-    Timeout,
-    /// The Auth API answered with a status the protocol does not expect
-    /// ([`Error::UnexpectedStatus`]).
-    UnexpectedStatus,
-    /// The Auth API's answer was not a valid token response
-    /// ([`Error::MalformedResponse`], [`Error::ResponseTooLarge`]).
-    MalformedResponse,
-    /// The token store failed ([`Error::Store`]).
-    Store,
-    /// Anything else: no Tokio runtime to run on, a configuration error, or
-    /// a password login needed by credentials without a password.
-    Other,
-}
-
-impl FailureKind {
-    /// Every kind, in the order of their declaration.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
-    /// use simacan_auth::stats::FailureKind;
-    ///
-    /// let stats = layer.stats();
-    /// for kind in FailureKind::ALL {
-    ///     println!("{}: {}", kind.as_str(), stats.failures(kind));
-    /// }
-    /// ```
-    pub const ALL: [FailureKind; 7] = [
-        FailureKind::InvalidCredentials,
-        FailureKind::Unreachable,
-        FailureKind::Timeout,
-        FailureKind::UnexpectedStatus,
-        FailureKind::MalformedResponse,
-        FailureKind::Store,
-        FailureKind::Other,
-    ];
-
-    /// The kind of `error`.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use simacan_auth::{stats::FailureKind, Error};
-    ///
-    /// assert_eq!(FailureKind::of(&Error::NoRuntime), FailureKind::Other);
-    /// ```
-    pub fn of(error: &Error) -> FailureKind {
-        // No wildcard: a new error variant must be given its kind here.
-        match error {
-            Error::InvalidCredentials { .. } => FailureKind::InvalidCredentials,
-            Error::Unreachable { .. } => FailureKind::Unreachable,
-            Error::Timeout { .. } => FailureKind::Timeout,
-            Error::UnexpectedStatus { .. } => FailureKind::UnexpectedStatus,
-            Error::MalformedResponse { .. } | Error::ResponseTooLarge { .. } => {
-                FailureKind::MalformedResponse
-            }
-            Error::Store(_) => FailureKind::Store,
-            Error::MissingCredentials { .. }
-            | Error::PasswordRequired
-            | Error::InvalidConfiguration { .. }
-            | Error::NoRuntime => FailureKind::Other,
-        }
-    }
-
-    /// Its name in snake case: the `kind` label value of
-    /// `simacan_auth_failures_total`.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// assert_eq!(simacan_auth::stats::FailureKind::UnexpectedStatus.as_str(), "unexpected_status");
-    /// ```
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::InvalidCredentials => "invalid_credentials",
-            FailureKind::Unreachable => "unreachable",
-            FailureKind::Timeout => "timeout",
-            FailureKind::UnexpectedStatus => "unexpected_status",
-            FailureKind::MalformedResponse => "malformed_response",
-            FailureKind::Store => "store",
-            FailureKind::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for FailureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Failures by kind, shown by name.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
-struct FailureCounts([u64; FailureKind::ALL.len()]);
+struct FailureCounts([u64; ErrorKind::ALL.len()]);
 
 impl fmt::Debug for FailureCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
             .entries(
-                FailureKind::ALL
+                ErrorKind::ALL
                     .iter()
-                    .map(|k| (k.as_str(), self.0[*k as usize])),
+                    .map(|k| (k.as_str(), self.0[k.index()])),
             )
             .finish()
     }
@@ -359,7 +246,7 @@ pub(crate) struct Counters {
     replays_refused: AtomicU64,
     lease_waits: AtomicU64,
     long_lease_waits: AtomicU64,
-    failures: [AtomicU64; FailureKind::ALL.len()],
+    failures: [AtomicU64; ErrorKind::ALL.len()],
     consecutive_failures: AtomicU64,
     /// When the backoff ends, in nanoseconds after `base`; [`NO_BACKOFF`]
     /// for none. A lock-free copy of the deadline the cache keeps under its
@@ -410,8 +297,8 @@ impl Counters {
 
     /// A login or refresh obtained no token.
     pub(crate) fn failed(&self, error: &Error) {
-        let kind = FailureKind::of(error);
-        self.failures[kind as usize].fetch_add(1, Relaxed);
+        let kind = error.kind();
+        self.failures[kind.index()].fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         export::failed(kind);
     }
@@ -501,75 +388,70 @@ mod tests {
     use crate::{store::StoreError, Endpoint};
 
     #[test]
-    fn every_error_has_a_kind_and_every_kind_a_distinct_name() {
+    fn every_error_has_a_kind() {
         let io = std::io::Error::other("refused");
         let uri = http::Uri::from_static("https://auth.example.com/api/v1/auth/password");
-        let url: std::sync::Arc<str> = uri.to_string().into();
         let cases = [
-            (
-                Error::InvalidCredentials { retry_after: None },
-                FailureKind::InvalidCredentials,
-            ),
+            (Error::invalid_credentials(), ErrorKind::InvalidCredentials),
             (
                 Error::unreachable(Endpoint::Password, &uri, io),
-                FailureKind::Unreachable,
+                ErrorKind::AuthApiUnavailable,
             ),
             (
-                Error::Timeout {
-                    endpoint: Endpoint::Refresh,
-                    url: url.clone(),
-                    after: Duration::from_secs(1),
-                    retry_after: None,
-                },
-                FailureKind::Timeout,
+                Error::timeout(Endpoint::Refresh, &uri, Duration::from_secs(1)),
+                ErrorKind::AuthApiUnavailable,
             ),
             (
-                Error::UnexpectedStatus {
-                    endpoint: Endpoint::Password,
-                    url: url.clone(),
-                    status: http::StatusCode::BAD_GATEWAY,
-                    retry_after: None,
-                },
-                FailureKind::UnexpectedStatus,
+                Error::unexpected_status(
+                    Endpoint::Password,
+                    &uri,
+                    http::StatusCode::BAD_GATEWAY,
+                    None,
+                ),
+                ErrorKind::AuthApiUnavailable,
+            ),
+            (
+                Error::unexpected_status(
+                    Endpoint::Password,
+                    &uri,
+                    http::StatusCode::NOT_FOUND,
+                    None,
+                ),
+                ErrorKind::UnexpectedResponse,
             ),
             (
                 Error::malformed(Endpoint::Password, &uri, "not json"),
-                FailureKind::MalformedResponse,
+                ErrorKind::UnexpectedResponse,
             ),
             (
-                Error::ResponseTooLarge {
-                    endpoint: Endpoint::Password,
-                    url,
-                    limit: 1,
-                    retry_after: None,
-                },
-                FailureKind::MalformedResponse,
+                Error::too_large(Endpoint::Password, &uri, 1),
+                ErrorKind::UnexpectedResponse,
             ),
             (
-                Error::Store(StoreError::contended("held elsewhere")),
-                FailureKind::Store,
+                Error::store(StoreError::contended("held elsewhere")),
+                ErrorKind::Store,
             ),
-            (Error::NoRuntime, FailureKind::Other),
-            (Error::config("bad"), FailureKind::Other),
+            (Error::no_runtime(), ErrorKind::NoRuntime),
+            (Error::config("bad"), ErrorKind::Configuration),
+            (Error::missing_variable("X"), ErrorKind::Configuration),
+            (Error::password_required(), ErrorKind::PasswordRequired),
         ];
+        let counters = Counters::new();
         for (error, kind) in cases {
-            assert_eq!(FailureKind::of(&error), kind, "{error}");
-        }
-        let names: std::collections::HashSet<_> =
-            FailureKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(names.len(), FailureKind::ALL.len());
-        for (index, kind) in FailureKind::ALL.into_iter().enumerate() {
-            assert_eq!(kind as usize, index, "ALL indexes the counts");
+            assert_eq!(error.kind(), kind, "{error}");
+            let before = counters.snapshot(Instant::now()).failures(kind);
+            counters.failed(&error);
+            assert_eq!(counters.snapshot(Instant::now()).failures(kind), before + 1);
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn failures_count_by_kind_and_the_backoff_shows_until_it_ends() {
         let counters = Counters::new();
-        counters.failed(&Error::InvalidCredentials { retry_after: None });
+        counters.failed(&Error::invalid_credentials());
         counters.backing_off(1, Instant::now() + Duration::from_millis(1500));
         let stats = counters.snapshot(Instant::now());
-        assert_eq!(stats.failures(FailureKind::InvalidCredentials), 1);
+        assert_eq!(stats.failures(ErrorKind::InvalidCredentials), 1);
         assert_eq!(stats.failures_total(), 1);
         assert_eq!(stats.consecutive_failures, 1);
         assert_eq!(stats.backoff_remaining, Some(Duration::from_millis(1500)));
@@ -595,7 +477,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_token_obtained_ends_the_backoff_at_once() {
         let counters = Counters::new();
-        counters.failed(&Error::NoRuntime);
+        counters.failed(&Error::no_runtime());
         counters.backing_off(2, Instant::now() + Duration::from_secs(60));
         assert!(counters
             .snapshot(Instant::now())
@@ -605,7 +487,7 @@ mod tests {
         let stats = counters.snapshot(Instant::now());
         assert_eq!(stats.backoff_remaining, None);
         assert_eq!(stats.tokens_adopted, 1);
-        assert_eq!(stats.failures(FailureKind::Other), 1);
+        assert_eq!(stats.failures(ErrorKind::NoRuntime), 1);
     }
 
     #[test]
@@ -649,7 +531,7 @@ mod tests {
     #[test]
     fn debug_names_the_failure_kinds() {
         let counters = Counters::new();
-        counters.failed(&Error::InvalidCredentials { retry_after: None });
+        counters.failed(&Error::invalid_credentials());
         let shown = format!("{:?}", counters.snapshot(Instant::now()));
         assert!(shown.contains("\"invalid_credentials\": 1"), "{shown}");
     }

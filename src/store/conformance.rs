@@ -1115,7 +1115,7 @@ pub async fn failure_notices_are_kept_whole<S: TokenStore>(make: impl Fn() -> S)
         key.clone(),
         Some(3),
         Duration::from_secs(60),
-        false,
+        crate::ErrorKind::AuthApiUnavailable,
     ));
     done("save_failure", writer.save_failure(&lease, &first)).await;
     let found = done("load_failure", reader.load_failure(&key)).await;
@@ -1135,7 +1135,7 @@ pub async fn failure_notices_are_kept_whole<S: TokenStore>(make: impl Fn() -> S)
         key.clone(),
         None,
         Duration::from_secs(120),
-        true,
+        crate::ErrorKind::InvalidCredentials,
     ));
     done("save_failure", writer.save_failure(&lease, &second)).await;
     let loaded = done("load_failure", reader.load_failure(&key)).await;
@@ -1152,7 +1152,7 @@ pub async fn failure_notices_are_kept_whole<S: TokenStore>(make: impl Fn() -> S)
         other_key.clone(),
         Some(1),
         Duration::from_secs(90),
-        false,
+        crate::ErrorKind::AuthApiUnavailable,
     ));
     done("save_failure", writer.save_failure(&other_lease, &other)).await;
     let loaded = done("load_failure", reader.load_failure(&other_key)).await;

@@ -1,6 +1,6 @@
 //! [`StoreError`]: why a store could not do what was asked.
 
-use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
+use std::{error::Error as StdError, fmt, sync::Arc};
 
 /// What kind of failure a [`StoreError`] is.
 ///
@@ -25,9 +25,6 @@ pub enum StoreErrorKind {
     /// Another process held the lease for longer than a login or refresh
     /// can take.
     Contended,
-    /// Another process's call to the Auth API failed moments ago; this one
-    /// waits out that call's backoff instead of repeating it.
-    BackingOff,
 }
 
 /// Why a [`TokenStore`](super::TokenStore) failed. Cheap to clone; its
@@ -48,9 +45,6 @@ pub struct StoreError {
     kind: StoreErrorKind,
     message: String,
     source: Option<Arc<dyn StdError + Send + Sync>>,
-    /// Set by the token cache while it backs off after this failure; read
-    /// through [`Error::retry_after`](crate::Error::retry_after).
-    pub(crate) retry_after: Option<Duration>,
 }
 
 impl StoreError {
@@ -71,7 +65,6 @@ impl StoreError {
             kind: StoreErrorKind::Unavailable,
             message: what.into(),
             source: Some(Arc::from(source.into())),
-            retry_after: None,
         }
     }
 
@@ -112,29 +105,11 @@ impl StoreError {
         Self::without_source(StoreErrorKind::Contended, reason)
     }
 
-    /// Another process's call to the Auth API failed moments ago; the next
-    /// attempt is after `retry_after`.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let error = simacan_auth::store::StoreError::backing_off("another replica's refresh failed", Duration::from_secs(2));
-    /// assert!(error.is_transient());
-    /// ```
-    pub fn backing_off(reason: impl Into<String>, retry_after: Duration) -> Self {
-        StoreError {
-            retry_after: Some(retry_after),
-            ..Self::without_source(StoreErrorKind::BackingOff, reason)
-        }
-    }
-
     fn without_source(kind: StoreErrorKind, message: impl Into<String>) -> Self {
         StoreError {
             kind,
             message: message.into(),
             source: None,
-            retry_after: None,
         }
     }
 
@@ -161,7 +136,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.kind,
-            StoreErrorKind::Unavailable | StoreErrorKind::Contended | StoreErrorKind::BackingOff
+            StoreErrorKind::Unavailable | StoreErrorKind::Contended
         )
     }
 }
@@ -173,7 +148,6 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Insecure => "token store refused",
             StoreErrorKind::Corrupt => "token store holds a corrupt record",
             StoreErrorKind::Contended => "token store lease contended",
-            StoreErrorKind::BackingOff => "backing off",
         };
         write!(f, "{what}: {}", self.message)
     }
@@ -185,7 +159,6 @@ impl fmt::Debug for StoreError {
             .field("kind", &self.kind)
             .field("message", &self.message)
             .field("source", &self.source)
-            .field("retry_after", &self.retry_after)
             .finish()
     }
 }

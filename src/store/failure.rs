@@ -13,6 +13,7 @@ use super::{
     record::{from_unix_millis, unix_millis, SCHEMA_VERSION},
     StoreError, StoreKey,
 };
+use crate::ErrorKind;
 
 /// The lease holder's call to the Auth API failed: for its
 /// [`delay`](Self::delay), the token states that were waiting for that call
@@ -28,12 +29,12 @@ use super::{
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use simacan_auth::store::{FailureNotice, StoreKey};
+/// use simacan_auth::{store::{FailureNotice, StoreKey}, ErrorKind};
 ///
 /// let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-/// let notice = FailureNotice::new(key, None, Duration::from_secs(300), true);
+/// let notice = FailureNotice::new(key, None, Duration::from_secs(300), ErrorKind::InvalidCredentials);
 /// let again = FailureNotice::decode(&notice.encode())?;
-/// assert!(again.credentials_rejected());
+/// assert_eq!(again.kind(), ErrorKind::InvalidCredentials);
 /// assert_eq!(again.delay(), Duration::from_secs(300));
 /// assert!(again.until() > SystemTime::now());
 /// # Ok::<(), simacan_auth::store::StoreError>(())
@@ -44,7 +45,7 @@ pub struct FailureNotice {
     generation: Option<u64>,
     until: SystemTime,
     delay: Duration,
-    rejected: bool,
+    kind: ErrorKind,
 }
 
 /// The longest delay a notice holds: a year, so that its end is a time
@@ -62,32 +63,33 @@ struct Encoded<'a> {
     generation: Option<u64>,
     until_ms: u64,
     delay_ms: u64,
-    rejected: bool,
+    /// [`ErrorKind::as_str`].
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
 }
 
 impl FailureNotice {
     /// A notice for `key`: the call failed while the record was at
     /// `generation` (`None`: there was none), and is not to be repeated for
-    /// `delay` (at most a year) from now; `rejected` when the Auth API
-    /// refused the credentials.
+    /// `delay` (at most a year) from now, with an error of `kind`.
     ///
     /// # Example
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use simacan_auth::store::{FailureNotice, StoreKey};
+    /// # use simacan_auth::{store::{FailureNotice, StoreKey}, ErrorKind};
     /// let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// let notice = FailureNotice::new(key, Some(4), Duration::from_secs(2), false);
+    /// let notice = FailureNotice::new(key, Some(4), Duration::from_secs(2), ErrorKind::AuthApiUnavailable);
     /// assert_eq!(notice.generation(), Some(4));
     /// ```
-    pub fn new(key: StoreKey, generation: Option<u64>, delay: Duration, rejected: bool) -> Self {
+    pub fn new(key: StoreKey, generation: Option<u64>, delay: Duration, kind: ErrorKind) -> Self {
         let delay = delay.min(LONGEST_DELAY);
         FailureNotice {
             key,
             generation,
             until: crate::clock::wall_now() + delay,
             delay,
-            rejected,
+            kind,
         }
     }
 
@@ -97,9 +99,9 @@ impl FailureNotice {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use simacan_auth::store::{FailureNotice, StoreKey};
+    /// # use simacan_auth::{store::{FailureNotice, StoreKey}, ErrorKind};
     /// # let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// let notice = FailureNotice::new(key, None, Duration::MAX, true);
+    /// let notice = FailureNotice::new(key, None, Duration::MAX, ErrorKind::InvalidCredentials);
     /// assert_eq!(notice.delay(), Duration::from_secs(365 * 24 * 60 * 60));
     /// ```
     pub fn delay(&self) -> Duration {
@@ -112,9 +114,9 @@ impl FailureNotice {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use simacan_auth::store::{FailureNotice, StoreKey};
+    /// # use simacan_auth::{store::{FailureNotice, StoreKey}, ErrorKind};
     /// let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// assert_eq!(FailureNotice::new(key.clone(), None, Duration::ZERO, false).key(), &key);
+    /// assert_eq!(FailureNotice::new(key.clone(), None, Duration::ZERO, ErrorKind::AuthApiUnavailable).key(), &key);
     /// ```
     pub fn key(&self) -> &StoreKey {
         &self.key
@@ -126,9 +128,9 @@ impl FailureNotice {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use simacan_auth::store::{FailureNotice, StoreKey};
+    /// # use simacan_auth::{store::{FailureNotice, StoreKey}, ErrorKind};
     /// # let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// assert_eq!(FailureNotice::new(key, None, Duration::ZERO, false).generation(), None);
+    /// assert_eq!(FailureNotice::new(key, None, Duration::ZERO, ErrorKind::AuthApiUnavailable).generation(), None);
     /// ```
     pub fn generation(&self) -> Option<u64> {
         self.generation
@@ -140,28 +142,29 @@ impl FailureNotice {
     ///
     /// ```
     /// # use std::time::{Duration, SystemTime};
-    /// # use simacan_auth::store::{FailureNotice, StoreKey};
+    /// # use simacan_auth::{store::{FailureNotice, StoreKey}, ErrorKind};
     /// # let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// let notice = FailureNotice::new(key, None, Duration::from_secs(60), false);
+    /// let notice = FailureNotice::new(key, None, Duration::from_secs(60), ErrorKind::AuthApiUnavailable);
     /// assert!(notice.until() <= SystemTime::now() + Duration::from_secs(60));
     /// ```
     pub fn until(&self) -> SystemTime {
         self.until
     }
 
-    /// Whether the Auth API rejected the credentials (otherwise the failure
-    /// was transient: an outage, a timeout, a 5xx or 429).
+    /// The kind of the failed call's error: the Auth API rejected the
+    /// credentials, was unavailable, or answered unexpectedly.
     ///
     /// # Example
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use simacan_auth::store::{FailureNotice, StoreKey};
+    /// # use simacan_auth::{store::{FailureNotice, StoreKey}, ErrorKind};
     /// # let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// assert!(!FailureNotice::new(key, None, Duration::ZERO, false).credentials_rejected());
+    /// let notice = FailureNotice::new(key, None, Duration::ZERO, ErrorKind::AuthApiUnavailable);
+    /// assert_eq!(notice.kind(), ErrorKind::AuthApiUnavailable);
     /// ```
-    pub fn credentials_rejected(&self) -> bool {
-        self.rejected
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
     }
 
     /// The notice as bytes (JSON): what a store keeps.
@@ -170,9 +173,9 @@ impl FailureNotice {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use simacan_auth::store::{FailureNotice, StoreKey};
+    /// # use simacan_auth::{store::{FailureNotice, StoreKey}, ErrorKind};
     /// # let key = StoreKey::new("https://auth.example.com/api/v1", "user");
-    /// let bytes = FailureNotice::new(key, None, Duration::from_secs(1), true).encode();
+    /// let bytes = FailureNotice::new(key, None, Duration::from_secs(1), ErrorKind::InvalidCredentials).encode();
     /// assert!(bytes.starts_with(b"{"));
     /// ```
     pub fn encode(&self) -> Vec<u8> {
@@ -183,7 +186,7 @@ impl FailureNotice {
             generation: self.generation,
             until_ms: unix_millis(self.until),
             delay_ms: u64::try_from(self.delay.as_millis()).unwrap_or(u64::MAX),
-            rejected: self.rejected,
+            kind: Cow::Borrowed(self.kind.as_str()),
         };
         // Plain strings, integers and booleans always serialise.
         serde_json::to_vec(&encoded).unwrap_or_default()
@@ -218,7 +221,8 @@ impl FailureNotice {
             generation: encoded.generation,
             until,
             delay: Duration::from_millis(encoded.delay_ms).min(LONGEST_DELAY),
-            rejected: encoded.rejected,
+            kind: ErrorKind::from_name(&encoded.kind)
+                .ok_or_else(|| StoreError::corrupt("failure notice has an unknown kind"))?,
         })
     }
 }
@@ -230,7 +234,7 @@ impl fmt::Debug for FailureNotice {
             .field("generation", &self.generation)
             .field("until", &self.until)
             .field("delay", &self.delay)
-            .field("credentials_rejected", &self.rejected)
+            .field("kind", &self.kind)
             .finish()
     }
 }

@@ -187,7 +187,7 @@ impl FileStore {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfiguration`] when the variables it needs are unset
+    /// An error of kind [`Configuration`](crate::ErrorKind::Configuration) when the variables it needs are unset
     /// or not absolute paths (a service account without a home, say); give
     /// [`new`](Self::new) a directory instead.
     ///

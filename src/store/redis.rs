@@ -193,7 +193,7 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfiguration`] when the URL does not parse, has
+    /// An error of kind [`Configuration`](crate::ErrorKind::Configuration) when the URL does not parse, has
     /// another scheme, has a fragment (such as `#insecure`: certificates are
     /// always verified), or does not name a Redis server. The reason never
     /// repeats the URL.
@@ -206,11 +206,11 @@ impl RedisStore {
     /// assert!(RedisStore::open("redis://127.0.0.1:6379").is_ok());
     /// assert!(RedisStore::open("rediss://redis.internal:6380/1").is_ok());
     /// let refused = RedisStore::open("http://:secret@127.0.0.1:6379").unwrap_err();
-    /// assert!(matches!(refused, Error::InvalidConfiguration { .. }));
+    /// assert!(refused.kind() == simacan_auth::ErrorKind::Configuration);
     /// assert!(!refused.to_string().contains("secret"));
     /// ```
     pub fn open(url: impl AsRef<str>) -> Result<RedisStore, Error> {
-        let invalid = |reason: String| Error::InvalidConfiguration { reason };
+        let invalid = Error::config;
         let parsed = url::Url::parse(url.as_ref())
             .map_err(|e| invalid(format!("redis url does not parse: {e}")))?;
         if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix") {
@@ -597,7 +597,10 @@ mod tests {
 
     fn reason(url: &str) -> String {
         match RedisStore::open(url) {
-            Err(Error::InvalidConfiguration { reason }) => reason,
+            Err(error) if error.kind() == crate::ErrorKind::Configuration => error
+                .to_string()
+                .trim_start_matches("invalid configuration: ")
+                .to_owned(),
             other => panic!("{url} gave {other:?}"),
         }
     }

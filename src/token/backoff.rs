@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::Error;
+use crate::{Error, ErrorKind};
 
 /// Exponential backoff with "equal jitter": the n-th consecutive failure
 /// waits between half and all of `initial * 2^(n-1)`, capped at `max`, and at
@@ -36,7 +36,7 @@ impl Backoff {
     /// call, so that the process that made it is never held up by its own
     /// notice.
     pub(crate) fn shortest_first(&self, error: &Error) -> Duration {
-        if matches!(error, Error::InvalidCredentials { .. }) {
+        if error.kind() == ErrorKind::InvalidCredentials {
             return self.max;
         }
         let retry_after = error.retry_after().unwrap_or_default().min(MAX_RETRY_AFTER);
@@ -45,7 +45,7 @@ impl Backoff {
 
     /// The wait after the `failures`-th consecutive failure (1-based).
     pub(crate) fn delay(&self, failures: u32, error: &Error) -> Duration {
-        if matches!(error, Error::InvalidCredentials { .. }) {
+        if error.kind() == ErrorKind::InvalidCredentials {
             return self.max;
         }
         let doublings = failures.saturating_sub(1).min(30);
@@ -63,12 +63,12 @@ mod tests {
     use http::StatusCode;
 
     fn outage(retry_after: Option<u64>) -> Error {
-        Error::UnexpectedStatus {
-            endpoint: Endpoint::Refresh,
-            url: "https://auth.example.com/api/v1/auth/refresh".into(),
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            retry_after: retry_after.map(Duration::from_secs),
-        }
+        Error::unexpected_status(
+            Endpoint::Refresh,
+            &http::Uri::from_static("https://auth.example.com/api/v1/auth/refresh"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            retry_after.map(Duration::from_secs),
+        )
     }
 
     #[test]
@@ -106,9 +106,6 @@ mod tests {
     #[test]
     fn rejected_credentials_wait_the_longest() {
         let backoff = Backoff::default();
-        assert_eq!(
-            backoff.delay(1, &Error::InvalidCredentials { retry_after: None }),
-            backoff.max
-        );
+        assert_eq!(backoff.delay(1, &Error::invalid_credentials()), backoff.max);
     }
 }

@@ -79,7 +79,7 @@ impl Credentials {
     /// it with the stored refresh token, but never logs in with the
     /// password: when it would have to (nothing usable is stored, or the
     /// Auth API refused the refresh token), it fails with
-    /// [`Error::PasswordRequired`] without calling the Auth API.
+    /// An error of kind [`PasswordRequired`](crate::ErrorKind::PasswordRequired) without calling the Auth API.
     ///
     /// For a tool that asks for the password only when a login is really
     /// needed: try without it first, and on `PasswordRequired` ask, then
@@ -107,7 +107,7 @@ impl Credentials {
     ///
     /// # Errors
     ///
-    /// [`Error::MissingCredentials`] naming the first variable that is
+    /// An error of kind [`Configuration`](crate::ErrorKind::Configuration) naming the first variable that is
     /// unset, empty or not valid UTF-8: an empty password would be sent to
     /// the Auth API, refused, and then wait out the longest backoff.
     ///
@@ -122,7 +122,7 @@ impl Credentials {
             std::env::var(variable)
                 .ok()
                 .filter(|value| !value.is_empty())
-                .ok_or(Error::MissingCredentials { variable })
+                .ok_or_else(|| Error::missing_variable(variable))
         };
         let username = read(USERNAME_VAR)?;
         let password = Some(Zeroizing::new(read(PASSWORD_VAR)?));

@@ -193,7 +193,7 @@ impl Environment {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfiguration`] when `base_url` is not an absolute
+    /// An error of kind [`Configuration`](crate::ErrorKind::Configuration) when `base_url` is not an absolute
     /// `http(s)` URL, carries a query, fragment or user info, is plain
     /// `http://` to a host other than a loopback address, or does not end in
     /// a version segment.
@@ -201,17 +201,16 @@ impl Environment {
     /// # Example
     ///
     /// ```
-    /// use simacan_auth::{Environment, Error};
+    /// use simacan_auth::{Environment, ErrorKind};
     ///
     /// assert!(Environment::custom("https://auth.example.com/api/v1").is_ok());
     /// assert!(Environment::custom("http://[::1]:4000/api/v1").is_ok());
     /// assert!(Environment::custom("auth.example.com").is_err());
     /// assert!(Environment::custom("ftp://auth.example.com/api/v1").is_err());
     ///
-    /// let Err(Error::InvalidConfiguration { reason }) = Environment::custom("https://auth.example.com") else {
-    ///     unreachable!()
-    /// };
-    /// assert!(reason.contains(r#"did you mean "https://auth.example.com/api/v1"?"#));
+    /// let error = Environment::custom("https://auth.example.com").unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::Configuration);
+    /// assert!(error.to_string().contains(r#"did you mean "https://auth.example.com/api/v1"?"#));
     /// ```
     pub fn custom(base_url: impl AsRef<str>) -> Result<Environment, Error> {
         let base = BaseUrl::parse(base_url.as_ref())?;
@@ -234,7 +233,7 @@ impl Environment {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfiguration`] when `base_url` is not an absolute
+    /// An error of kind [`Configuration`](crate::ErrorKind::Configuration) when `base_url` is not an absolute
     /// `http(s)` URL, carries a query, fragment or user info, or is plain
     /// `http://` to a host other than a loopback address.
     ///
@@ -343,7 +342,10 @@ mod tests {
 
     fn refusal(base_url: &str) -> String {
         match Environment::custom(base_url) {
-            Err(Error::InvalidConfiguration { reason }) => reason,
+            Err(error) if error.kind() == crate::ErrorKind::Configuration => error
+                .to_string()
+                .trim_start_matches("invalid configuration: ")
+                .to_owned(),
             other => panic!("{base_url:?} gave {other:?}"),
         }
     }

@@ -4,7 +4,7 @@
 //! `refresh_token` that are valid header characters, `token_type` equal to
 //! `bearer` in any case, and a positive integer `expires_in` of at most a
 //! year. Anything else is refused with a reason, which never repeats the
-//! body; the client makes it an [`Error::MalformedResponse`](crate::Error::MalformedResponse).
+//! body; the client makes it an an error of kind [`UnexpectedResponse`](crate::ErrorKind::UnexpectedResponse).
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use simacan_auth::{Environment, Error};
+use simacan_auth::Environment;
 
 use crate::{exit::Failure, time::parse_duration};
 
@@ -240,13 +240,16 @@ pub(crate) enum Format {
 }
 
 fn parse_auth_url(url: &str) -> Result<Environment, String> {
-    Environment::custom(url).map_err(|error| match error {
+    Environment::custom(url).map_err(|error| {
         // The library's reason ends with advice for its API, which a
         // command line has no use for.
-        Error::InvalidConfiguration { reason } => reason
+        let message = error.to_string();
+        let reason = message
+            .strip_prefix("invalid configuration: ")
+            .unwrap_or(&message);
+        reason
             .replace(" (Environment::custom_unversioned takes it as it is)", "")
-            .replace("base url", "auth url"),
-        other => other.to_string(),
+            .replace("base url", "auth url")
     })
 }
 

@@ -9,7 +9,7 @@ use std::{
 
 use simacan_auth::{
     store::{FileStore, StoreKey, TokenStore},
-    AccessToken, Credentials, Environment, Error, SimacanAuthLayer,
+    AccessToken, Credentials, Environment, Error, ErrorKind, SimacanAuthLayer,
 };
 
 use crate::{
@@ -155,10 +155,10 @@ async fn obtain(
 ) -> Result<(AccessToken, How), Failure> {
     let credentials = password.credentials(&account.username);
     let obtained = match obtain_with(account, renewal, credentials).await {
-        Err(Error::PasswordRequired) => {
+        Err(error) if error.kind() == ErrorKind::PasswordRequired => {
             match password.prompt(&account.username, account.environment.base_url()) {
                 Some(credentials) => obtain_with(account, renewal, credentials?).await,
-                None => Err(Error::PasswordRequired),
+                None => Err(error),
             }
         }
         other => other,
@@ -218,7 +218,7 @@ async fn logout(account: &Account) -> Result<Code, Failure> {
         .store
         .remove(&key)
         .await
-        .map_err(|e| account.failure(&Error::Store(e)))?;
+        .map_err(|e| account.failure(&e.into()))?;
     if stored {
         eprintln!(
             "logged out: deleted the stored tokens of {} at {}",
@@ -241,7 +241,7 @@ async fn status(account: &Account, args: StatusArgs) -> Result<Code, Failure> {
         .store
         .load(&key)
         .await
-        .map_err(|e| account.failure(&Error::Store(e)))?;
+        .map_err(|e| account.failure(&e.into()))?;
     let now = SystemTime::now();
     let expires_at = record.as_ref().map(|r| r.expires_at());
     let left = expires_at.and_then(|at| at.duration_since(now).ok());

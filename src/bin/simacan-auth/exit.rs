@@ -3,7 +3,10 @@
 
 use std::{error::Error as StdError, fmt, process::ExitCode};
 
-use simacan_auth::{store::StoreErrorKind, Environment, Error};
+use simacan_auth::{
+    store::{StoreError, StoreErrorKind},
+    Environment, Error, ErrorKind,
+};
 
 /// The exit codes, as `--help` and the README list them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +67,11 @@ impl Failure {
     /// The failure of obtaining a token for `username` in `environment`.
     pub(crate) fn of(error: &Error, environment: &Environment, username: &str) -> Self {
         let at = environment.base_url();
-        match error {
+        let store = error.store_error().map(StoreError::kind);
+        match error.kind() {
             // The library's own message speaks of its in-process backoff;
             // each run of this tool tries once.
-            Error::InvalidCredentials { .. } => Failure::credentials(format!(
+            ErrorKind::InvalidCredentials => Failure::credentials(format!(
                 "the simacan auth api at {at} rejected the username or password of {username}"
             ))
             .hint(
@@ -76,7 +80,7 @@ impl Failure {
                  have separate credentials. Each run sends the password once: do not retry \
                  in a loop",
             ),
-            Error::PasswordRequired => Failure::credentials(format!(
+            ErrorKind::PasswordRequired => Failure::credentials(format!(
                 "a password is needed to log in as {username} at {at}, \
                  and none was given: no usable token is stored"
             ))
@@ -84,22 +88,17 @@ impl Failure {
                 "set SIMACAN_PASSWORD, use --password-file PATH or --password-stdin, \
                  or run `simacan-auth login` on a terminal to be asked for it",
             ),
-            Error::MissingCredentials { .. } => Failure::credentials(with_causes(error)),
             // Another run held the lock for longer than this one waits, or
             // took it over.
-            Error::Store(store) if store.kind() == StoreErrorKind::Contended => {
+            ErrorKind::Store if store == Some(StoreErrorKind::Contended) => {
                 Failure::new(Code::Unavailable, with_causes(error)).hint(
                     "another simacan-auth run (or a service on the same token store) held the \
                      token store's lock for too long; try again",
                 )
             }
-            // Another run's Auth API call failed moments ago: an Auth API
-            // problem, not the store's, told as one below.
-            Error::Store(store) if store.kind() != StoreErrorKind::BackingOff => {
-                Failure::new(Code::Store, with_causes(error))
-            }
+            ErrorKind::Store => Failure::new(Code::Store, with_causes(error)),
             _ if error.is_transient() => {
-                let when = match error.retry_after() {
+                let when = match error.next_attempt_in() {
                     Some(wait) => format!("try again in {}s", wait.as_secs().max(1)),
                     None => "try again later".into(),
                 };
@@ -128,12 +127,9 @@ impl fmt::Display for Failure {
     }
 }
 
-/// `error`'s message followed by those of its causes, without the
-/// library's `; next attempt in …`: that speaks of a process that stays and
-/// tries again, and each run of this tool tries once (the hint says when to
-/// run again).
+/// `error`'s message followed by those of its causes.
 pub(crate) fn with_causes(error: &(dyn StdError + 'static)) -> String {
-    let mut text = without_next_attempt(error.to_string());
+    let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
         text = format!("{text}: {e}");
@@ -142,27 +138,9 @@ pub(crate) fn with_causes(error: &(dyn StdError + 'static)) -> String {
     text
 }
 
-/// `message` without a trailing `; next attempt in 42s` (or `…ms`).
-fn without_next_attempt(mut message: String) -> String {
-    const NEXT: &str = "; next attempt in ";
-    if let Some(at) = message.rfind(NEXT) {
-        let wait = &message[at + NEXT.len()..];
-        let digits = wait.trim_end_matches("ms").trim_end_matches('s');
-        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            message.truncate(at);
-        }
-    }
-    message
-}
-
 #[cfg(test)]
 mod tests {
-    use std::{sync::Arc, time::Duration};
-
-    use simacan_auth::{
-        store::{StoreError, StoreErrorKind},
-        Endpoint,
-    };
+    use simacan_auth::{store::StoreError, Credentials, SimacanAuthLayer};
 
     use super::*;
 
@@ -170,93 +148,41 @@ mod tests {
         Failure::of(&error, &Environment::Staging, "user").code
     }
 
-    fn refused(retry_after: Option<Duration>) -> Error {
-        Error::Unreachable {
-            endpoint: Endpoint::Password,
-            url: "https://auth.example.com/api/v1/auth/password".into(),
-            source: Arc::new(std::io::Error::other("connection refused")),
-            retry_after,
-        }
+    /// A real failure: nothing listens on port 9 of the loopback address.
+    async fn refused() -> Error {
+        let layer = SimacanAuthLayer::new(Credentials::new("user", "password"))
+            .environment(Environment::custom("http://127.0.0.1:9/api/v1").unwrap());
+        layer.access_token().await.unwrap_err()
     }
 
-    #[test]
-    fn every_kind_of_failure_has_its_code() {
-        assert_eq!(
-            code_of(Error::InvalidCredentials { retry_after: None }),
-            Code::Credentials
-        );
-        assert_eq!(code_of(Error::PasswordRequired), Code::Credentials);
-        assert_eq!(code_of(refused(None)), Code::Unavailable);
-        assert_eq!(
-            code_of(Error::UnexpectedStatus {
-                endpoint: Endpoint::Refresh,
-                url: "https://auth.example.com/api/v1/auth/refresh".into(),
-                status: http::StatusCode::TOO_MANY_REQUESTS,
-                retry_after: None,
-            }),
-            Code::Unavailable
-        );
-        assert_eq!(
-            code_of(Error::UnexpectedStatus {
-                endpoint: Endpoint::Password,
-                url: "https://auth.example.com/api/v1/auth/password".into(),
-                status: http::StatusCode::NOT_FOUND,
-                retry_after: None,
-            }),
-            Code::Other
-        );
+    #[tokio::test]
+    async fn every_kind_of_failure_has_its_code() {
+        assert_eq!(code_of(refused().await), Code::Unavailable);
+        let misconfigured = Environment::custom("ftp://auth.example.com/api/v1").unwrap_err();
+        assert_eq!(code_of(misconfigured), Code::Other);
         let insecure = StoreError::insecure("token file is readable by others");
-        assert_eq!(insecure.kind(), StoreErrorKind::Insecure);
-        assert_eq!(code_of(Error::Store(insecure)), Code::Store);
+        assert_eq!(code_of(insecure.into()), Code::Store);
         let down = StoreError::unavailable("file store", std::io::Error::other("disk full"));
-        assert_eq!(
-            code_of(Error::Store(down)),
-            Code::Store,
-            "not an auth api outage"
-        );
+        assert_eq!(code_of(down.into()), Code::Store, "not an auth api outage");
         let held = StoreError::contended("lost the lease on the key");
         assert_eq!(
-            code_of(Error::Store(held)),
+            code_of(held.into()),
             Code::Unavailable,
             "a lock held by another run: try again"
         );
-        let concurrent = StoreError::backing_off("another run failed", Duration::from_secs(3));
-        assert_eq!(
-            code_of(Error::Store(concurrent)),
-            Code::Unavailable,
-            "another run's auth api failure is an auth api outage"
-        );
     }
 
-    #[test]
-    fn messages_carry_the_causes_and_when_to_retry() {
-        let failure = Failure::of(
-            &refused(Some(Duration::from_secs(42))),
-            &Environment::Staging,
-            "user",
-        );
-        let shown = failure.to_string();
-        assert!(shown.contains(": connection refused"), "{shown}");
-        assert!(shown.contains("try again in 42s"), "{shown}");
+    #[tokio::test]
+    async fn messages_carry_the_causes_and_when_to_retry() {
+        let error = refused().await;
+        let wait = error.next_attempt_in().expect("a backoff").as_secs().max(1);
+        let shown = Failure::of(&error, &Environment::Staging, "user").to_string();
+        assert!(shown.contains("refused"), "the cause is shown: {shown}");
+        assert!(shown.contains(&format!("try again in {wait}s")), "{shown}");
         assert!(!shown.contains("next attempt"), "one try per run: {shown}");
         assert!(
             shown.starts_with("simacan-auth: error: simacan auth api unreachable"),
             "{shown}"
         );
-    }
-
-    #[test]
-    fn rejected_credentials_name_the_user_and_the_environment() {
-        let shown = Failure::of(
-            &Error::InvalidCredentials { retry_after: None },
-            &Environment::Staging,
-            "me",
-        )
-        .to_string();
-        assert!(
-            shown.contains("rejected the username or password of me"),
-            "{shown}"
-        );
-        assert!(shown.contains(Environment::Staging.base_url()), "{shown}");
     }
 }

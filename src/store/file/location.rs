@@ -142,7 +142,8 @@ mod tests {
         ] {
             let error = dir(platform, &[]).unwrap_err();
             assert!(
-                matches!(&error, Error::InvalidConfiguration { reason } if reason.contains(variable)),
+                error.kind() == crate::ErrorKind::Configuration
+                    && error.to_string().contains(variable),
                 "{error}"
             );
             assert!(error.to_string().contains("FileStore::new"), "{error}");

@@ -45,11 +45,13 @@ impl AuthApi {
         }
     }
 
-    /// The password grant; [`Error::PasswordRequired`], without a call,
+    /// The password grant; an error of kind [`PasswordRequired`](crate::ErrorKind::PasswordRequired), without a call,
     /// for credentials without a password.
     pub(crate) async fn password(&self, credentials: &Credentials) -> Result<Grant, Error> {
         let endpoint = Endpoint::Password;
-        let form = credentials.password_form().ok_or(Error::PasswordRequired)?;
+        let form = credentials
+            .password_form()
+            .ok_or_else(Error::password_required)?;
         let url = self.environment.endpoint_uri(endpoint)?;
         let response = self.post(endpoint, &url, form).await?;
         if response.status == StatusCode::OK {
@@ -57,7 +59,7 @@ impl AuthApi {
                 .map_err(|reason| Error::malformed(endpoint, &url, reason));
         }
         if is_rejection(&response) {
-            return Err(Error::InvalidCredentials { retry_after: None });
+            return Err(Error::invalid_credentials());
         }
         Err(unexpected(endpoint, &url, &response))
     }
@@ -99,12 +101,7 @@ impl AuthApi {
         let call = self.transport.post_form(endpoint, url.clone(), form);
         tokio::time::timeout(self.timeout, call)
             .await
-            .map_err(|_| Error::Timeout {
-                endpoint,
-                url: crate::error::url_of(url),
-                after: self.timeout,
-                retry_after: None,
-            })?
+            .map_err(|_| Error::timeout(endpoint, url, self.timeout))?
     }
 }
 
@@ -131,12 +128,7 @@ fn unexpected(endpoint: Endpoint, url: &Uri, response: &RawResponse) -> Error {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
-    Error::UnexpectedStatus {
-        endpoint,
-        url: crate::error::url_of(url),
-        status: response.status,
-        retry_after,
-    }
+    Error::unexpected_status(endpoint, url, response.status, retry_after)
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ impl AuthProxy {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfiguration`] for a URL that does not parse, has no
+    /// An error of kind [`Configuration`](crate::ErrorKind::Configuration) for a URL that does not parse, has no
     /// host or another scheme than `http` (`https://` and `socks5://`
     /// proxies are not supported). The message never quotes the URL, which
     /// may hold a password.
@@ -96,7 +96,7 @@ impl AuthProxy {
     /// let proxy = AuthProxy::new("http://proxy.example.com:3128")?;
     /// # let _ = proxy;
     /// let error = AuthProxy::new("socks5://proxy.example.com:1080").unwrap_err();
-    /// assert!(matches!(error, Error::InvalidConfiguration { .. }));
+    /// assert!(error.kind() == simacan_auth::ErrorKind::Configuration);
     /// # Ok::<(), simacan_auth::Error>(())
     /// ```
     pub fn new(url: impl AsRef<str>) -> Result<Self, Error> {
@@ -122,7 +122,7 @@ impl AuthProxy {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfiguration`], naming the variable but never
+    /// An error of kind [`Configuration`](crate::ErrorKind::Configuration), naming the variable but never
     /// quoting it, for a value that is not valid UTF-8 or not a usable
     /// proxy URL (see [`new`](Self::new)).
     ///

@@ -98,12 +98,7 @@ where
                 .await
                 .map_err(|e| {
                     if e.is::<http_body_util::LengthLimitError>() {
-                        Error::ResponseTooLarge {
-                            endpoint,
-                            url: crate::error::url_of(&uri),
-                            limit: MAX_RESPONSE_BYTES,
-                            retry_after: None,
-                        }
+                        Error::too_large(endpoint, &uri, MAX_RESPONSE_BYTES)
                     } else {
                         unreachable(e)
                     }

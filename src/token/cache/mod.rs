@@ -180,7 +180,7 @@ impl Failure {
     /// attempt.
     fn error_at(&self, now: Instant) -> Error {
         let wait = self.until.saturating_duration_since(now);
-        self.error.clone().next_attempt_in(wait)
+        self.error.clone().with_next_attempt_in(wait)
     }
 }
 
@@ -447,7 +447,7 @@ impl TokenCache {
     }
 
     fn start_flight(&self, control: &mut Control, need: Need) -> Result<TokenWait, Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::no_runtime())?;
         let (tx, rx) = watch::channel(None);
         let previous = self.shared.current.load_full();
         let mut guard = FlightGuard {
@@ -632,11 +632,11 @@ impl Shared {
             token.defer_proactive_refresh(now);
         }
         if panicked {
-            return Err(self.back_off(&mut control, Error::NoRuntime, now));
+            return Err(self.back_off(&mut control, Error::no_runtime(), now));
         }
         tracing::warn!("the token flight was dropped before it finished (its runtime shut down)");
-        self.counters.failed(&Error::NoRuntime);
-        Err(Error::NoRuntime)
+        self.counters.failed(&Error::no_runtime());
+        Err(Error::no_runtime())
     }
 }
 
@@ -689,17 +689,19 @@ pub(super) fn after(now: Instant, duration: Duration) -> Instant {
 /// A store that did not answer, or a lease lost or held too long: the
 /// store's schedule, not the Auth API's.
 fn is_store_outage(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Store(e) if matches!(e.kind(), StoreErrorKind::Unavailable | StoreErrorKind::Contended)
-    )
+    error.store_error().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            StoreErrorKind::Unavailable | StoreErrorKind::Contended
+        )
+    })
 }
 
 fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> TokenWait {
     Box::pin(async move {
         match rx.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().unwrap_or(Err(Error::NoRuntime)),
-            Err(_) => Err(Error::NoRuntime),
+            Ok(outcome) => outcome.clone().unwrap_or(Err(Error::no_runtime())),
+            Err(_) => Err(Error::no_runtime()),
         }
     })
 }

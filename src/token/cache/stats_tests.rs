@@ -3,10 +3,9 @@
 
 use super::*;
 use crate::{
-    stats::FailureKind,
     store::MemoryStore,
     token::{backoff::Backoff, fake_api::*},
-    Endpoint,
+    Endpoint, ErrorKind,
 };
 
 /// Bounds an await: on the paused clock a lost wake-up would hang silently.
@@ -141,7 +140,7 @@ async fn failures_count_by_kind_once_each_and_show_the_backoff() {
         assert!(matches!(cache.lookup(), Lookup::Failed(_)));
     }
     let stats = cache.stats();
-    assert_eq!(stats.failures(FailureKind::UnexpectedStatus), 1);
+    assert_eq!(stats.failures(ErrorKind::AuthApiUnavailable), 1);
     assert_eq!(stats.failures_total(), 1);
     assert_eq!(stats.consecutive_failures, 1);
     let left = stats.backoff_remaining.expect("backing off");
@@ -153,7 +152,11 @@ async fn failures_count_by_kind_once_each_and_show_the_backoff() {
     assert_eq!(cache.stats().backoff_remaining, None);
     assert!(bounded(cache.access_token()).await.is_err());
     let stats = cache.stats();
-    assert_eq!(stats.failures(FailureKind::Unreachable), 1);
+    assert_eq!(
+        stats.failures(ErrorKind::AuthApiUnavailable),
+        2,
+        "a 503, then a refused connection"
+    );
     assert_eq!(stats.consecutive_failures, 2);
     assert!(stats.backoff_remaining.is_some());
     tokio::time::advance(Duration::from_secs(10)).await;

@@ -91,6 +91,7 @@ use super::{
 };
 use crate::{
     clock::{until, wall_now},
+    error::Detail,
     stats::Counters,
     store::{Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
     Error,
@@ -218,7 +219,7 @@ impl Flight {
             Err(Trouble::Store(error)) if error.kind() == StoreErrorKind::Unavailable => {
                 self.without_store(error, ours, need).await
             }
-            Err(Trouble::Store(error)) => Err(Error::Store(error).into()),
+            Err(Trouble::Store(error)) => Err(Error::store(error).into()),
         }
     }
 
@@ -424,7 +425,7 @@ impl Flight {
         need: Need,
     ) -> Result<Fresh, Failed> {
         if !self.settings.local_login_on_store_outage || need == Need::Proactive {
-            return Err(Error::Store(error).into());
+            return Err(Error::store(error).into());
         }
         tracing::warn!(%error, "token store unavailable; obtaining a token for this process only");
         let version = ours.map_or(0, |t| t.version);
@@ -543,9 +544,9 @@ fn failed_refresh(error: Error) -> Failed {
 /// request went out, or an answer that could not be read may follow a
 /// rotation.
 fn not_taken(error: &Error) -> bool {
-    match error {
-        Error::UnexpectedStatus { .. } => true,
-        Error::Unreachable { source, .. } => never_connected(&**source),
+    match error.detail() {
+        Detail::Status { .. } => true,
+        Detail::Unreachable(source) => never_connected(&**source),
         _ => false,
     }
 }

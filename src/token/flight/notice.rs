@@ -4,8 +4,8 @@
 use super::{lease::Waited, Failed, Flight, Trouble};
 use crate::{
     clock::until,
-    store::{FailureNotice, Lease, StoreError, TokenRecord},
-    Error,
+    store::{FailureNotice, Lease, TokenRecord},
+    Error, ErrorKind,
 };
 
 impl Flight {
@@ -35,17 +35,7 @@ impl Flight {
         if left.is_zero() {
             return Ok(());
         }
-        let error = if notice.credentials_rejected() {
-            Error::InvalidCredentials { retry_after: None }
-        } else {
-            Error::Store(StoreError::backing_off(
-                format!(
-                    "the auth api call of another process for {} failed moments ago",
-                    self.key
-                ),
-                left,
-            ))
-        };
+        let error = Error::elsewhere(notice.kind(), &self.key).with_next_attempt_in(left);
         tracing::debug!(%error, "not repeating another process's failed auth api call");
         Err(Failed::from(error).into())
     }
@@ -61,20 +51,16 @@ impl Flight {
         // Only what the Auth API answered (or failed to): not a missing
         // password or a configuration of this process's own.
         let from_the_auth_api = matches!(
-            error,
-            Error::InvalidCredentials { .. }
-                | Error::Unreachable { .. }
-                | Error::Timeout { .. }
-                | Error::UnexpectedStatus { .. }
-                | Error::MalformedResponse { .. }
-                | Error::ResponseTooLarge { .. }
+            error.kind(),
+            ErrorKind::InvalidCredentials
+                | ErrorKind::AuthApiUnavailable
+                | ErrorKind::UnexpectedResponse
         );
         if !from_the_auth_api {
             return;
         }
         let delay = self.settings.backoff.shortest_first(error);
-        let rejected = matches!(error, Error::InvalidCredentials { .. });
-        let notice = FailureNotice::new(self.key.clone(), generation, delay, rejected);
+        let notice = FailureNotice::new(self.key.clone(), generation, delay, error.kind());
         if let Err(error) = self.bounded(self.store.save_failure(lease, &notice)).await {
             tracing::warn!(%error, "could not share the failure with other processes");
         }
