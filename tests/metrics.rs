@@ -304,8 +304,8 @@ fn adopted_tokens_are_counted_and_every_metric_is_described_and_documented() {
     assert!(recorded.label_keys().is_empty());
     for name in &documented {
         assert!(
-            include_str!("../README.md").contains(&format!("`{name}`")),
-            "{name} is missing from the README's table"
+            include_str!("../docs/guide/observability.md").contains(&format!("`{name}`")),
+            "{name} is missing from the observability guide's table"
         );
     }
 }

@@ -465,7 +465,7 @@ async fn inside_follow_redirect_the_scope_holds_even_when_the_policy_keeps_crede
 
 /// With a custom environment and no scope of its own, the layer's scope is
 /// any host: inside `FollowRedirect` it hands the token to whatever https
-/// host a redirect names, as the README warns. A scope keeps it in.
+/// host a redirect names, as the token scope guide warns. A scope keeps it in.
 #[tokio::test]
 async fn inside_follow_redirect_only_a_scope_keeps_the_token_from_other_hosts() {
     let mock = mock().await;

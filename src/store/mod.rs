@@ -31,7 +31,7 @@
 //! while it holds the lease, and leaves a [`FailureNotice`] when its call
 //! fails. A store failure is retried on a schedule of its own (50 to
 //! 500 ms), apart from the Auth API's backoff. What each step guarantees,
-//! and what each fault costs, is told in the README's failure-modes table.
+//! and what each fault costs, is told in the stores guide's failure-modes table (`guide::stores`).
 //!
 //! # What a store must guarantee
 //!

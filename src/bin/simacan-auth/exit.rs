@@ -8,7 +8,7 @@ use simacan_auth::{
     Environment, Error, ErrorKind,
 };
 
-/// The exit codes, as `--help` and the README list them.
+/// The exit codes, as `--help` and the command-line guide list them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Code {
     /// The command did its job.
