@@ -41,12 +41,21 @@ use crate::Error;
 /// [`Insecure`](super::StoreErrorKind::Insecure) that names the path and
 /// the fix:
 ///
-/// - a directory that group or others can write to (they could swap a token
-///   file for their own);
-/// - a token file that is a symbolic link, is not a regular file, or that
-///   group or others can read or write;
+/// - a directory that another user owns (they could plant a token file of
+///   their own account there, which this process would then send, or read
+///   this user's), or that group or others can write to (they could swap a
+///   token file for their own);
+/// - a token file that another user owns, that is a symbolic link, is not a
+///   regular file, or that group or others can read or write;
 /// - a lock file that is a symbolic link (opening it would create what it
 ///   points to).
+///
+/// The checks and the open are one step: the directory is opened and
+/// checked, the token file is opened through it without following a link
+/// and without waiting (a FIFO or device put in its place is refused, not
+/// waited on), and what was opened is checked, so nothing can be swapped in
+/// between. Keep the store out of shared directories such as `/tmp` all the
+/// same: the directories above the store's are not checked.
 ///
 /// Elsewhere (Windows) files get the access control list they inherit from
 /// the directory, which for the default location is the user's own; only the

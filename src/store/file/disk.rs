@@ -74,7 +74,8 @@ pub(super) enum OnDisk {
 }
 
 /// Creates `dir` (0700 on Unix) unless it exists, and refuses one that
-/// others could write to: they could swap a token file for their own.
+/// another user owns or others could write to: they could swap a token
+/// file for their own.
 pub(super) fn prepare_dir(dir: &Path) -> Result<(), StoreError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -87,40 +88,109 @@ pub(super) fn prepare_dir(dir: &Path) -> Result<(), StoreError> {
     {
         let meta = fs::metadata(dir)
             .map_err(|e| unavailable("cannot inspect the token directory", dir, e))?;
-        let mode = meta.mode() & 0o777;
-        if mode & 0o022 != 0 {
-            return Err(StoreError::insecure(format!(
-                "token directory {dir} can be written by group or others (mode {mode:03o}); \
-                 restrict it with `chmod 700 {dir}`",
-                dir = dir.display()
-            )));
-        }
+        check_dir(dir, &meta)?;
     }
     Ok(())
+}
+
+/// The token directory must be this user's, and only its owner may write
+/// to it.
+#[cfg(unix)]
+fn check_dir(dir: &Path, meta: &Metadata) -> Result<(), StoreError> {
+    let dir = dir.display();
+    if !meta.is_dir() {
+        return Err(StoreError::insecure(format!(
+            "token directory {dir} is not a directory"
+        )));
+    }
+    let (owner, me) = (meta.uid(), current_uid());
+    if owner != me {
+        return Err(StoreError::insecure(format!(
+            "token directory {dir} is owned by another user (uid {owner}, not {me}), who could \
+             plant or read token files there; use a directory of this user's own"
+        )));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(StoreError::insecure(format!(
+            "token directory {dir} can be written by group or others (mode {mode:03o}); \
+             restrict it with `chmod 700 {dir}`"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Opens the private file `name` of `paths` for reading, in one step with
+/// its checks: the directory is opened and checked first, then the file is
+/// opened through it without following a link and without waiting (a FIFO
+/// or device put in its place does not block), and what was opened is
+/// checked. `None` when there is no such file.
+#[cfg(unix)]
+fn open_checked(paths: &Paths, name: &str) -> Result<Option<(File, Metadata)>, StoreError> {
+    use rustix::{fs::OFlags, io::Errno};
+    let path = paths.dir.join(name);
+    let dir = rustix::fs::open(
+        &paths.dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| unavailable("cannot open the token directory", &paths.dir, e.into()))?;
+    let dir = File::from(dir);
+    let dir_meta = dir
+        .metadata()
+        .map_err(|e| unavailable("cannot inspect the token directory", &paths.dir, e))?;
+    check_dir(&paths.dir, &dir_meta)?;
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let file = match rustix::fs::openat(&dir, name, flags, rustix::fs::Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::NOENT) => return Ok(None),
+        // What O_NOFOLLOW answers for a link (EMLINK on FreeBSD).
+        Err(Errno::LOOP | Errno::MLINK) => return Err(symlink_refused(&path)),
+        Err(e) => return Err(unavailable("cannot open the token file", &path, e.into())),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| unavailable("cannot inspect the token file", &path, e))?;
+    check_private(&path, &meta)?;
+    Ok(Some((file, meta)))
+}
+
+// Elsewhere: checked before opening, and again after.
+#[cfg(not(unix))]
+fn open_checked(paths: &Paths, name: &str) -> Result<Option<(File, Metadata)>, StoreError> {
+    let path = paths.dir.join(name);
+    let link = match fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unavailable("cannot inspect the token file", &path, e)),
+    };
+    check_private(&path, &link)?;
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        // Removed since: a logout.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unavailable("cannot open the token file", &path, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| unavailable("cannot inspect the token file", &path, e))?;
+    check_private(&path, &meta)?;
+    Ok(Some((file, meta)))
 }
 
 /// Reads the token file of `paths` for `key`, refusing one that is not
 /// private.
 pub(super) fn read(paths: &Paths, key: &StoreKey) -> Result<OnDisk, StoreError> {
     let path = &paths.token;
-    let link = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OnDisk::Absent),
-        Err(e) => return Err(unavailable("cannot inspect the token file", path, e)),
+    let Some((mut file, meta)) = open_checked(paths, &paths.name)? else {
+        return Ok(OnDisk::Absent);
     };
-    // Checked before opening: a symlink is not followed, a FIFO not waited
-    // on, a file others can read not read.
-    check_private(path, &link)?;
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        // Removed since: a logout.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OnDisk::Absent),
-        Err(e) => return Err(unavailable("cannot open the token file", path, e)),
-    };
-    let meta = file
-        .metadata()
-        .map_err(|e| unavailable("cannot inspect the token file", path, e))?;
-    check_private(path, &meta)?;
     if meta.len() > MAX_RECORD_LEN {
         let reason = StoreError::corrupt("token file is larger than any token record");
         return Ok(OnDisk::Corrupt { reason, read: meta });
@@ -143,16 +213,21 @@ pub(super) fn read(paths: &Paths, key: &StoreKey) -> Result<OnDisk, StoreError> 
     })
 }
 
-/// A token file must be a regular file (not a symlink) that only its owner
-/// can read or write.
-fn check_private(path: &Path, meta: &Metadata) -> Result<(), StoreError> {
+fn symlink_refused(path: &Path) -> StoreError {
     let path = path.display();
+    StoreError::insecure(format!(
+        "token file {path} is a symbolic link, which is never followed; \
+         delete it (`rm {path}`) and log in again"
+    ))
+}
+
+/// A token file must be a regular file (not a symlink) of this user's that
+/// only its owner can read or write.
+fn check_private(path: &Path, meta: &Metadata) -> Result<(), StoreError> {
     if meta.file_type().is_symlink() {
-        return Err(StoreError::insecure(format!(
-            "token file {path} is a symbolic link, which is never followed; \
-             delete it (`rm {path}`) and log in again"
-        )));
+        return Err(symlink_refused(path));
     }
+    let path = path.display();
     if !meta.is_file() {
         return Err(StoreError::insecure(format!(
             "token file {path} is not a regular file; remove it and log in again"
@@ -160,6 +235,13 @@ fn check_private(path: &Path, meta: &Metadata) -> Result<(), StoreError> {
     }
     #[cfg(unix)]
     {
+        let (owner, me) = (meta.uid(), current_uid());
+        if owner != me {
+            return Err(StoreError::insecure(format!(
+                "token file {path} is owned by another user (uid {owner}, not {me}), whose \
+                 tokens it may hold; delete it (`rm {path}`) and log in again"
+            )));
+        }
         let mode = meta.mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(StoreError::insecure(format!(
@@ -183,7 +265,9 @@ pub(super) fn open_private(path: &Path, new: bool) -> io::Result<File> {
         options.create(true).truncate(false);
     }
     #[cfg(unix)]
-    options.mode(0o600);
+    options
+        .mode(0o600)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32);
     options.open(path)
 }
 
@@ -349,11 +433,13 @@ pub(super) fn save_failure(paths: &Paths, notice: &FailureNotice) -> Result<(), 
 /// The failure notice, if one can be read. Advisory: a missing, unreadable
 /// or insecure notice is none.
 pub(super) fn load_failure(paths: &Paths, key: &StoreKey) -> Option<FailureNotice> {
-    let meta = fs::symlink_metadata(&paths.failure).ok()?;
-    if check_private(&paths.failure, &meta).is_err() || meta.len() > MAX_RECORD_LEN {
+    let name = paths.failure.file_name()?.to_str()?;
+    let (file, meta) = open_checked(paths, name).ok().flatten()?;
+    if meta.len() > MAX_RECORD_LEN {
         return None;
     }
-    let bytes = fs::read(&paths.failure).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_RECORD_LEN).read_to_end(&mut bytes).ok()?;
     FailureNotice::decode(&bytes)
         .ok()
         .filter(|notice| notice.key() == key)
