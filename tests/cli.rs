@@ -496,6 +496,39 @@ async fn the_password_is_never_a_flag() {
     assert_eq!(mock.counts().password, 0);
 }
 
+/// A password given as the value of a flag, or as a stray word after one,
+/// is refused without being repeated: clap's own errors would echo it.
+#[tokio::test]
+async fn a_value_that_may_be_the_password_is_never_repeated() {
+    let mock = mock().await;
+    let runs = Runs::against(&mock);
+    let secret = "hunter2-secret";
+    for args in [
+        &["token", &format!("--password-stdin={secret}")][..],
+        &[&format!("--password-stdin={secret}"), "login"],
+        &["login", "--password-stdin", secret],
+        &["token", secret],
+        &["token", "--password-stdin", "--password-stdin", secret],
+    ] {
+        let ran = runs.run(args).await;
+        assert_eq!(ran.code, Some(2), "{args:?}: {ran:?}");
+        assert!(
+            !ran.stderr.contains(secret) && !ran.stderr.contains("hunter2"),
+            "a value was repeated: {ran:?}"
+        );
+        assert!(
+            ran.stderr.starts_with("error:") || ran.stderr.contains("simacan-auth:"),
+            "{ran:?}"
+        );
+        assert_eq!(ran.stdout, "");
+    }
+    assert_eq!(mock.counts().password, 0);
+    // Values that are no secret are still shown, to help.
+    let ran = runs.run(&["token", "--min-validity", "soon"]).await;
+    assert_eq!(ran.code, Some(2));
+    assert!(ran.stderr.contains("soon"), "{ran:?}");
+}
+
 #[tokio::test]
 async fn tokens_are_private_and_no_file_holds_the_password() {
     let mock = mock().await;
