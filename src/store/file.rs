@@ -27,8 +27,10 @@ use crate::Error;
 /// [`TokenRecord`] in its versioned encoding: the access and refresh
 /// tokens, their expiry and generation, the key. Never the password. Beside
 /// it, `token-<fingerprint>.lock` (see [`lock_path`](Self::lock_path)), an
-/// empty file that is only ever locked, and never deleted: a lock file
-/// deleted while locked would let a second process lock a new one.
+/// empty file that is only ever locked, and deleted only by a logout
+/// ([`remove`](TokenStore::remove)) while it holds the lock: a lock file
+/// deleted while another holds it would let a second process lock a new
+/// one.
 ///
 /// [`default_location`](Self::default_location) picks the platform's
 /// per-user state directory; [`new`](Self::new) takes any directory.
@@ -85,10 +87,12 @@ use crate::Error;
 /// disk under the lock, so it needs a lease from a `FileStore` on the same
 /// directory; saves under one lease take turns, so that each is one
 /// compare-and-swap even when they overlap. [`remove`](TokenStore::remove)
-/// (a logout) does not wait for the lock: it deletes the token file (and
-/// the failure notice) whoever holds it, and a holder's later save expects
+/// (a logout) does not wait for the lock: it deletes the token file, the
+/// failure notice and the token files moved aside as corrupt (which may
+/// still hold tokens) whoever holds it, and a holder's later save expects
 /// the generation it read, finds no file, and writes nothing. It tries the
-/// lock for up to a second only to delete leftover temporary files safely;
+/// lock for up to a second only to delete leftover temporary files and the
+/// lock file safely;
 /// without it, it deletes only those more than a minute old (a crashed
 /// writer's).
 ///
@@ -261,6 +265,38 @@ impl FileStore {
         self.paths(key).lock
     }
 
+    /// The record of `key`, read without changing anything on disk: no
+    /// directory is created, and a corrupt token file is not moved aside
+    /// (it is none, with a warning). For tools that only look, such as the
+    /// command line's `status`; the token state uses
+    /// [`load`](TokenStore::load). The same checks as `load`'s apply.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](TokenStore::load): a [`StoreError`] of kind
+    /// [`Insecure`](super::StoreErrorKind::Insecure) for a file or directory
+    /// that is not private, or [`Unavailable`](super::StoreErrorKind::Unavailable).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::store::{FileStore, StoreKey};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let temp = tempfile::tempdir()?;
+    /// let store = FileStore::new(temp.path().join("not-yet"));
+    /// let key = StoreKey::new("https://auth.example.com/api/v1", "user");
+    /// assert!(store.peek(&key).await?.is_none());
+    /// assert!(!store.dir().exists(), "nothing was created");
+    /// # Ok(()) }
+    /// ```
+    pub async fn peek(&self, key: &StoreKey) -> Result<Option<TokenRecord>, StoreError> {
+        let paths = self.paths(key);
+        let key = key.clone();
+        blocking(move || disk::peek(&paths, &key)).await
+    }
+
     fn paths(&self, key: &StoreKey) -> Paths {
         Paths::new(&self.dir, key)
     }
@@ -396,9 +432,10 @@ impl TokenStore for FileStore {
         })
     }
 
-    /// Deletes the token file and the failure notice without waiting for
-    /// the lock (see the type's docs), and temporary files a crashed writer
-    /// left.
+    /// Deletes the token file, the failure notice and token files moved
+    /// aside as corrupt without waiting for the lock (see the type's docs),
+    /// and temporary files a crashed writer left and the lock file when the
+    /// lock can be had within a moment.
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         let paths = self.paths(key);
         Box::pin(blocking(move || disk::remove(&paths)))

@@ -6,7 +6,7 @@ use std::{
     fs::{self, File, Metadata, OpenOptions},
     io::{self, Read, Write},
     path::{Path, PathBuf},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 
 #[cfg(unix)]
@@ -26,7 +26,8 @@ pub(super) struct Paths {
     pub(super) dir: PathBuf,
     /// `token-<fingerprint>.json`: the record.
     pub(super) token: PathBuf,
-    /// `token-<fingerprint>.lock`: locked by the lease holder, never deleted.
+    /// `token-<fingerprint>.lock`: locked by the lease holder, deleted only
+    /// by a logout that holds the lock.
     pub(super) lock: PathBuf,
     /// `token-<fingerprint>.failure`: the last failed Auth API call's notice.
     pub(super) failure: PathBuf,
@@ -55,6 +56,14 @@ impl Paths {
         file_name
             .strip_prefix(&self.name)
             .is_some_and(|rest| rest.starts_with(".tmp-"))
+    }
+
+    /// A token file [moved aside](move_aside) as corrupt: it may still hold
+    /// tokens.
+    fn is_aside(&self, file_name: &str) -> bool {
+        file_name
+            .strip_prefix(&self.name)
+            .is_some_and(|rest| rest.starts_with(".corrupt-"))
     }
 }
 
@@ -388,31 +397,38 @@ pub(super) fn save(
     if stored != expected {
         return Ok(false);
     }
-    remove_temporaries(paths, std::time::Duration::ZERO);
+    remove_temporaries(paths, Duration::ZERO);
     write_atomically(paths, &record.encode())?;
     Ok(true)
 }
 
-/// Deletes the token file and the failure notice, and, when the lock can be
-/// had within a moment (no holder is writing), temporary files a crashed
-/// writer left: they may hold tokens too. A holder's write in progress is
-/// never cut; its temporary file goes with the next save.
+/// Deletes every file of the key: the token file, the failure notice,
+/// token files moved aside as corrupt (they may still hold tokens) and,
+/// when the lock can be had within a moment (no holder is writing),
+/// temporary files a crashed writer left and the lock file. A holder's
+/// write in progress is never cut; its temporary file goes with the next
+/// save, or the next logout.
 pub(super) fn remove(paths: &Paths) -> Result<(), StoreError> {
     let _ = fs::remove_file(&paths.failure);
+    remove_matching(paths, |name| paths.is_aside(name), Duration::ZERO);
     let locked = (0..20).find_map(|attempt| {
         if attempt > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50));
         }
         try_lock(&paths.lock).ok().flatten()
     });
     match locked {
         Some(lock) => {
-            remove_temporaries(paths, std::time::Duration::ZERO);
+            remove_temporaries(paths, Duration::ZERO);
+            // Deleted while locked, so that no one holds it meanwhile: a
+            // process that opened it before, and locks it after, finds it
+            // gone at its save, and writes nothing.
+            let _ = fs::remove_file(&paths.lock);
             drop(lock);
         }
         // A write takes moments: a temporary file a minute old is a
         // crashed writer's, whoever holds the lock now.
-        None => remove_temporaries(paths, std::time::Duration::from_secs(60)),
+        None => remove_temporaries(paths, Duration::from_secs(60)),
     }
     match fs::remove_file(&paths.token) {
         Ok(()) => {
@@ -422,6 +438,31 @@ pub(super) fn remove(paths: &Paths) -> Result<(), StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(unavailable("cannot delete the token file", &paths.token, e)),
     }
+}
+
+/// The record for `key`, if the file holds one, changing nothing on disk:
+/// no directory is created and a corrupt file stays where it is.
+pub(super) fn peek(paths: &Paths, key: &StoreKey) -> Result<Option<TokenRecord>, StoreError> {
+    match fs::symlink_metadata(&paths.dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
+    Ok(match read(paths, key)? {
+        OnDisk::Record(record) => Some(record),
+        OnDisk::Absent => None,
+        OnDisk::Foreign => {
+            warn_foreign(paths);
+            None
+        }
+        OnDisk::Corrupt { reason, .. } => {
+            tracing::warn!(
+                file = %paths.token.display(),
+                %reason,
+                "token file is not a token record; the next login replaces it"
+            );
+            None
+        }
+    })
 }
 
 /// Writes the failure notice, as the token file is written (private,
@@ -478,15 +519,18 @@ fn write_atomically_to(paths: &Paths, target: &Path, bytes: &[u8]) -> Result<(),
 
 /// Temporary files of this key are a crashed writer's: writers hold the
 /// lock, or are a logout.
-fn remove_temporaries(paths: &Paths, older_than: std::time::Duration) {
+fn remove_temporaries(paths: &Paths, older_than: Duration) {
+    remove_matching(paths, |name| paths.is_temporary(name), older_than);
+}
+
+/// Deletes the files of the directory whose names `matches`, if they are
+/// at least `older_than`.
+fn remove_matching(paths: &Paths, matches: impl Fn(&str) -> bool, older_than: Duration) {
     let Ok(entries) = fs::read_dir(&paths.dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let temporary = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| paths.is_temporary(name));
+        let matching = entry.file_name().to_str().is_some_and(&matches);
         let old_enough = older_than.is_zero()
             || entry
                 .metadata()
@@ -494,7 +538,7 @@ fn remove_temporaries(paths: &Paths, older_than: std::time::Duration) {
                 .ok()
                 .and_then(|modified| modified.elapsed().ok())
                 .is_some_and(|age| age >= older_than);
-        if temporary && old_enough {
+        if matching && old_enough {
             let _ = fs::remove_file(entry.path());
         }
     }
