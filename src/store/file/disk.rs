@@ -576,16 +576,18 @@ mod tests {
         let paths = Paths::new(Path::new("dir"), &key);
         assert_eq!(
             paths.token,
-            Path::new("dir").join("token-41a37992454d8ce7.json")
+            Path::new("dir").join("token-c899cab5b66fb71d17f0ca301e7a9d64.json")
         );
         assert_eq!(
             paths.lock,
-            Path::new("dir").join("token-41a37992454d8ce7.lock")
+            Path::new("dir").join("token-c899cab5b66fb71d17f0ca301e7a9d64.lock")
         );
-        assert!(paths.is_temporary("token-41a37992454d8ce7.json.tmp-0123456789abcdef"));
-        assert!(!paths.is_temporary("token-41a37992454d8ce7.json"));
-        assert!(!paths.is_temporary("token-41a37992454d8ce7.json.corrupt-1"));
-        assert!(!paths.is_temporary("token-0000000000000000.json.tmp-0"));
+        assert!(
+            paths.is_temporary("token-c899cab5b66fb71d17f0ca301e7a9d64.json.tmp-0123456789abcdef")
+        );
+        assert!(!paths.is_temporary("token-c899cab5b66fb71d17f0ca301e7a9d64.json"));
+        assert!(!paths.is_temporary("token-c899cab5b66fb71d17f0ca301e7a9d64.json.corrupt-1"));
+        assert!(!paths.is_temporary("token-00000000000000000000000000000000.json.tmp-0"));
     }
 
     #[cfg(unix)]
