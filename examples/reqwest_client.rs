@@ -36,17 +36,19 @@ async fn main() -> Result<(), BoxError> {
 
     let reqwest_client = reqwest::Client::builder()
         .tls_backend_preconfigured(tls_config())
+        // The mock is plain http on loopback: no proxy, so it may get the token.
+        .no_proxy()
         .build()?;
     // Retry outside, authentication inside: every attempt gets the current
     // token, and a 401 is healed within the attempt.
     let policy = ExponentialBackoff::builder().build_with_max_retries(3);
     let client = ClientBuilder::new(reqwest_client.clone())
         .with(RetryTransientMiddleware::new_with_policy(policy))
-        .with(SimacanAuthMiddleware::new(&layer))
+        .with(SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true))
         .build();
     // `reqwest-retry` refuses bodies it cannot clone: streams go without it.
     let streaming = ClientBuilder::new(reqwest_client)
-        .with(SimacanAuthMiddleware::new(&layer))
+        .with(SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true))
         .build();
     let url = mock.url("/api/trips");
 

@@ -10,6 +10,12 @@
 //!   outside the scope is sent untouched, and its response, a 401 included,
 //!   is the caller's. The scope reads the URL's scheme and host; a URL that
 //!   does not convert to an [`http::Uri`] is outside it.
+//! - **Plain `http` only without a proxy.** reqwest 0.13 sends plain-`http`
+//!   requests, loopback ones included, to the proxy `HTTP_PROXY` or
+//!   `ALL_PROXY` names unless `NO_PROXY` excludes them, and the token would
+//!   reach that proxy in clear text. So only `https` requests get the token,
+//!   unless [`client_uses_no_proxy`](SimacanAuthMiddleware::client_uses_no_proxy)
+//!   says that the client sends plain `http` to no proxy.
 //! - **401 heals.** One refresh for every concurrent user of the token state
 //!   (layers, services and middlewares alike), then one replay with the new
 //!   token: the same method, URL, headers and body. A 401 on the replay goes
@@ -188,6 +194,8 @@ pub struct SimacanAuthMiddleware {
     layer: SimacanAuthLayer,
     cache: TokenCache,
     scope: TokenScope,
+    /// Whether plain-http requests in the scope get the token.
+    no_proxy: bool,
 }
 
 impl SimacanAuthMiddleware {
@@ -211,7 +219,37 @@ impl SimacanAuthMiddleware {
             cache: layer.cache().clone(),
             scope: layer.scope(),
             layer: layer.clone(),
+            no_proxy: false,
         }
+    }
+
+    /// Says that the reqwest client this middleware is used with sends
+    /// plain-`http` requests to no proxy (it was built with
+    /// [`no_proxy`](reqwest::ClientBuilder::no_proxy), or `NO_PROXY` covers
+    /// the hosts), so that plain-`http` requests in the token scope (to a
+    /// loopback address) get the token too.
+    ///
+    /// Without it, only `https` requests get the token: reqwest 0.13 sends
+    /// plain-`http` requests, loopback ones included, to the proxy that
+    /// `HTTP_PROXY` or `ALL_PROXY` names unless `NO_PROXY` excludes them,
+    /// and the token would travel to that proxy in clear text. Plain-`http`
+    /// requests are then sent as they are. Defaults to `false`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{Credentials, SimacanAuthLayer, SimacanAuthMiddleware};
+    ///
+    /// let layer = SimacanAuthLayer::new(Credentials::new("user", "password"));
+    /// // A client that never uses a proxy, so a local plain-http API may get the token.
+    /// let client = reqwest::Client::builder().no_proxy();
+    /// let middleware = SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true);
+    /// # let _ = (client, middleware);
+    /// ```
+    #[must_use]
+    pub fn client_uses_no_proxy(mut self, no_proxy: bool) -> Self {
+        self.no_proxy = no_proxy;
+        self
     }
 
     /// The layer this middleware was made from, sharing its token state: for
@@ -233,7 +271,9 @@ impl SimacanAuthMiddleware {
 
     /// Whether a request to `url` gets the token, by the layer's rule.
     fn allows(&self, url: &Url) -> bool {
-        scope_uri(url).is_some_and(|uri| self.scope.allows(&uri))
+        // Plain http may go through a proxy, in clear text.
+        (self.no_proxy || url.scheme() == "https")
+            && scope_uri(url).is_some_and(|uri| self.scope.allows(&uri))
     }
 }
 
@@ -369,6 +409,7 @@ impl fmt::Debug for SimacanAuthMiddleware {
         f.debug_struct("SimacanAuthMiddleware")
             .field("cache", &self.cache)
             .field("scope", &self.scope)
+            .field("client_uses_no_proxy", &self.no_proxy)
             .finish()
     }
 }

@@ -351,6 +351,70 @@ async fn a_corrupt_token_file_is_moved_aside_with_a_warning_and_replaced() {
     assert_eq!((quiet.code, quiet.stderr.as_str()), (Some(0), ""));
 }
 
+/// `logout` leaves nothing of the user's behind, not even a corrupt file
+/// moved aside (it may still hold tokens); other users' files stay.
+#[tokio::test]
+async fn logout_deletes_every_file_of_the_user() {
+    let mock = mock().await;
+    let runs = Runs::against(&mock);
+    // Another user in the same store directory.
+    let mut other_user = runs.command(&["token", "--username", "someone-else"]);
+    other_user.env("HOME", runs.home.path());
+    let _ = output(other_user).await;
+    let others_files = files_below(&runs.state_dir()).len();
+
+    runs.token(&[]).await;
+    let file = runs.token_file();
+    let refresh = stored_refresh_token(&file);
+    std::fs::write(&file, format!("{{\"refresh_token\":\"{refresh}\",")).unwrap();
+    let ran = runs.run(&["token"]).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(
+        files_holding(&runs.state_dir(), &refresh).len(),
+        1,
+        "moved aside"
+    );
+
+    let ran = runs.run(&["logout"]).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let left = files_below(&runs.state_dir());
+    assert!(
+        files_holding(&runs.state_dir(), &refresh).is_empty(),
+        "{left:?}"
+    );
+    assert_eq!(
+        left.len(),
+        others_files,
+        "only the other user's files stay: {left:?}"
+    );
+}
+
+/// `status` only reads: it creates no directory and moves no file.
+#[tokio::test]
+async fn status_changes_nothing_on_disk() {
+    let mock = mock().await;
+    let runs = Runs::against(&mock);
+    let ran = runs.run(&["status"]).await;
+    assert_eq!(ran.code, Some(6), "{ran:?}");
+    assert!(
+        !runs.state_dir().exists(),
+        "status created the store directory"
+    );
+
+    runs.token(&[]).await;
+    let file = runs.token_file();
+    std::fs::write(&file, "not a token record").unwrap();
+    let before = files_below(&runs.state_dir());
+    let ran = runs.run(&["status"]).await;
+    assert_eq!(ran.code, Some(6), "{ran:?}");
+    assert_eq!(
+        files_below(&runs.state_dir()),
+        before,
+        "status moved a file"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a token record");
+}
+
 #[tokio::test]
 async fn output_that_cannot_be_written_fails_the_run_without_a_panic() {
     let mock = mock().await;
@@ -494,6 +558,39 @@ async fn the_password_is_never_a_flag() {
         assert_eq!(ran.stdout, "");
     }
     assert_eq!(mock.counts().password, 0);
+}
+
+/// A password given as the value of a flag, or as a stray word after one,
+/// is refused without being repeated: clap's own errors would echo it.
+#[tokio::test]
+async fn a_value_that_may_be_the_password_is_never_repeated() {
+    let mock = mock().await;
+    let runs = Runs::against(&mock);
+    let secret = "hunter2-secret";
+    for args in [
+        &["token", &format!("--password-stdin={secret}")][..],
+        &[&format!("--password-stdin={secret}"), "login"],
+        &["login", "--password-stdin", secret],
+        &["token", secret],
+        &["token", "--password-stdin", "--password-stdin", secret],
+    ] {
+        let ran = runs.run(args).await;
+        assert_eq!(ran.code, Some(2), "{args:?}: {ran:?}");
+        assert!(
+            !ran.stderr.contains(secret) && !ran.stderr.contains("hunter2"),
+            "a value was repeated: {ran:?}"
+        );
+        assert!(
+            ran.stderr.starts_with("error:") || ran.stderr.contains("simacan-auth:"),
+            "{ran:?}"
+        );
+        assert_eq!(ran.stdout, "");
+    }
+    assert_eq!(mock.counts().password, 0);
+    // Values that are no secret are still shown, to help.
+    let ran = runs.run(&["token", "--min-validity", "soon"]).await;
+    assert_eq!(ran.code, Some(2));
+    assert!(ran.stderr.contains("soon"), "{ran:?}");
 }
 
 #[tokio::test]

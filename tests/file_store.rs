@@ -458,6 +458,106 @@ async fn a_token_file_others_can_read_is_refused() {
     assert_eq!(load(&a).await.unwrap().unwrap().generation(), 1);
 }
 
+/// The uid files planted by "another user" are given: nobody's.
+#[cfg(unix)]
+const OTHER_UID: u32 = 65534;
+
+/// Gives `path` to another user, as a planted file would be; `false` (with
+/// a note) when this process may not, which only root may. Under CI the
+/// tests run as root, and this must work.
+#[cfg(unix)]
+fn give_away(path: &Path) -> bool {
+    match std::os::unix::fs::chown(path, Some(OTHER_UID), None) {
+        Ok(()) => true,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "skipped: cannot give {} to another user ({e}); run as root",
+                path.display()
+            );
+            false
+        }
+        Err(e) => panic!(
+            "cannot give {} to another user under CI: {e}",
+            path.display()
+        ),
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_token_file_owned_by_another_user_is_refused() {
+    let (_temp, a) = store();
+    saved(&a, 1).await;
+    let path = a.token_path(&key());
+    if !give_away(&path) {
+        return;
+    }
+    assert_eq!(mode(&path), 0o600, "private, but not ours");
+
+    let error = load(&a).await.unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Insecure);
+    let message = error.to_string();
+    assert!(message.contains("owned by another user"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(!message.contains("eyAccess") && !message.contains("eyRefresh"));
+
+    let held = lease(&a).await;
+    let error = bounded(a.save(&held, &record(2), Some(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Insecure, "nor written over");
+}
+
+/// Another user's directory on a shared path, such as `/tmp`, with a token
+/// file of theirs in it: a process using that path as its store would
+/// otherwise send their token, and upload into their account.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_directory_owned_by_another_user_is_refused() {
+    let (_temp, a) = store();
+    fs::create_dir(a.dir()).unwrap();
+    set_mode(a.dir(), 0o755);
+    let planted = a.token_path(&key());
+    plant(&planted, &record(1).encode());
+    if !give_away(&planted) || !give_away(a.dir()) {
+        return;
+    }
+
+    for result in [
+        load(&a).await.map(drop),
+        bounded(a.try_lease(&key(), TTL)).await.map(drop),
+    ] {
+        let error = result.unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::Insecure);
+        let message = error.to_string();
+        assert!(message.contains("owned by another user"), "{message}");
+        assert!(
+            message.contains(&a.dir().display().to_string()),
+            "{message}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_fifo_in_place_of_the_token_file_is_refused_without_waiting() {
+    let (_temp, a) = store();
+    saved(&a, 1).await;
+    let path = a.token_path(&key());
+    fs::remove_file(&path).unwrap();
+    let made = Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Bounded: an open that waited for a writer would hang here.
+    let error = load(&a).await.unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Insecure);
+    assert!(error.to_string().contains("not a regular file"), "{error}");
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn a_symlinked_token_file_is_refused() {

@@ -28,6 +28,7 @@ use support::{bounded, hosts, layer_for, mock, with_causes};
 fn reqwest_client() -> reqwest::Client {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls_config())
+        .no_proxy()
         .build()
         .expect("a client with the ring configuration")
 }
@@ -39,7 +40,7 @@ fn client_with(middleware: SimacanAuthMiddleware) -> ClientWithMiddleware {
 }
 
 fn client_for(mock: &MockAuthApi) -> ClientWithMiddleware {
-    client_with(SimacanAuthMiddleware::new(&layer_for(mock)))
+    client_with(SimacanAuthMiddleware::new(&layer_for(mock)).client_uses_no_proxy(true))
 }
 
 async fn get_status(client: &ClientWithMiddleware, url: &str) -> StatusCode {
@@ -95,7 +96,7 @@ async fn cold_start_burst_shares_one_login() {
 async fn every_request_carries_the_bearer_token_replacing_any_other() {
     let mock = mock().await;
     let layer = layer_for(&mock);
-    let client = client_with(SimacanAuthMiddleware::new(&layer));
+    let client = client_with(SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true));
     let response = bounded(
         client
             .get(mock.url("/trips"))
@@ -138,7 +139,7 @@ async fn the_header_is_marked_sensitive_on_the_first_attempt_and_the_replay() {
     let mock = mock().await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let client = ClientBuilder::new(reqwest_client())
-        .with(SimacanAuthMiddleware::new(&layer_for(&mock)))
+        .with(SimacanAuthMiddleware::new(&layer_for(&mock)).client_uses_no_proxy(true))
         .with(Sensitivity(seen.clone()))
         .build();
     assert_eq!(
@@ -157,7 +158,7 @@ async fn the_header_is_marked_sensitive_on_the_first_attempt_and_the_replay() {
 async fn early_expiry_is_healed_by_one_refresh_for_a_burst() {
     let mock = mock().await;
     let layer = layer_for(&mock);
-    let client = client_with(SimacanAuthMiddleware::new(&layer));
+    let client = client_with(SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true));
     assert_eq!(
         get_status(&client, &mock.url("/trips")).await,
         StatusCode::OK
@@ -261,7 +262,7 @@ async fn a_streamed_body_is_sent_once_its_401_goes_to_the_caller_and_the_token_i
 {
     let mock = mock().await;
     let layer = layer_for(&mock);
-    let client = client_with(SimacanAuthMiddleware::new(&layer));
+    let client = client_with(SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true));
     assert_eq!(
         get_status(&client, &mock.url("/trips")).await,
         StatusCode::OK
@@ -301,7 +302,7 @@ async fn a_streamed_body_is_sent_once_its_401_goes_to_the_caller_and_the_token_i
 async fn a_resource_that_refuses_every_token_costs_one_refresh() {
     let mock = mock().await;
     let layer = layer_for(&mock);
-    let client = client_with(SimacanAuthMiddleware::new(&layer));
+    let client = client_with(SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true));
     assert_eq!(
         get_status(&client, &mock.url("/trips")).await,
         StatusCode::OK
@@ -331,7 +332,7 @@ async fn a_resource_that_refuses_every_token_costs_one_refresh() {
 async fn requests_outside_the_scope_are_sent_untouched() {
     let mock = mock().await;
     let layer = layer_for(&mock).token_scope(TokenScope::hosts(["api.example.com"]).unwrap());
-    let client = client_with(SimacanAuthMiddleware::new(&layer));
+    let client = client_with(SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true));
     let response = bounded(
         client
             .get(mock.url("/trips"))
@@ -446,7 +447,7 @@ async fn a_failure_to_obtain_a_token_is_a_middleware_error_holding_the_typed_err
     let mock = mock().await;
     let layer = SimacanAuthLayer::new(Credentials::new("planner@example.com", "wrong"))
         .environment(mock.environment());
-    let client = client_with(SimacanAuthMiddleware::new(&layer));
+    let client = client_with(SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true));
     for _ in 0..3 {
         let error = bounded(client.get(mock.url("/trips")).send())
             .await
@@ -510,9 +511,11 @@ async fn a_layer_and_middlewares_made_from_it_share_one_login_and_one_refresh() 
     let layer = layer_for(&mock);
     let hyper = support::client_through(&layer);
     let middlewares = [
-        SimacanAuthMiddleware::new(&layer),
-        SimacanAuthMiddleware::new(&layer.clone()),
-        SimacanAuthMiddleware::new(&layer).clone(),
+        SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true),
+        SimacanAuthMiddleware::new(&layer.clone()).client_uses_no_proxy(true),
+        SimacanAuthMiddleware::new(&layer)
+            .client_uses_no_proxy(true)
+            .clone(),
     ];
     let [a, b, c] = middlewares.clone().map(client_with);
     let url = mock.url("/trips");
@@ -555,7 +558,8 @@ async fn a_layer_and_middlewares_made_from_it_share_one_login_and_one_refresh() 
 #[tokio::test]
 async fn middlewares_made_from_separate_layers_keep_separate_tokens() {
     let mock = mock().await;
-    let made = |_| client_with(SimacanAuthMiddleware::new(&layer_for(&mock)));
+    let made =
+        |_| client_with(SimacanAuthMiddleware::new(&layer_for(&mock)).client_uses_no_proxy(true));
     for client in (0..2).map(made) {
         assert_eq!(
             get_status(&client, &mock.url("/trips")).await,
@@ -585,7 +589,7 @@ enum Order {
 }
 
 fn with_retry(order: Order, layer: &SimacanAuthLayer) -> ClientWithMiddleware {
-    let auth = SimacanAuthMiddleware::new(layer);
+    let auth = SimacanAuthMiddleware::new(layer).client_uses_no_proxy(true);
     let builder = ClientBuilder::new(reqwest_client());
     match order {
         Order::RetryOutsideAuth => builder.with(retry()).with(auth),
@@ -682,7 +686,7 @@ async fn a_failure_to_obtain_a_token_is_not_retried_in_either_order() {
 #[tokio::test]
 async fn secrets_never_show_in_debug_or_errors() {
     let mock = mock().await;
-    let middleware = SimacanAuthMiddleware::new(&layer_for(&mock));
+    let middleware = SimacanAuthMiddleware::new(&layer_for(&mock)).client_uses_no_proxy(true);
     let client = client_with(middleware.clone());
     assert_eq!(
         get_status(&client, &mock.url("/trips")).await,

@@ -27,8 +27,10 @@ use crate::Error;
 /// [`TokenRecord`] in its versioned encoding: the access and refresh
 /// tokens, their expiry and generation, the key. Never the password. Beside
 /// it, `token-<fingerprint>.lock` (see [`lock_path`](Self::lock_path)), an
-/// empty file that is only ever locked, and never deleted: a lock file
-/// deleted while locked would let a second process lock a new one.
+/// empty file that is only ever locked, and deleted only by a logout
+/// ([`remove`](TokenStore::remove)) while it holds the lock: a lock file
+/// deleted while another holds it would let a second process lock a new
+/// one.
 ///
 /// [`default_location`](Self::default_location) picks the platform's
 /// per-user state directory; [`new`](Self::new) takes any directory.
@@ -41,12 +43,21 @@ use crate::Error;
 /// [`Insecure`](super::StoreErrorKind::Insecure) that names the path and
 /// the fix:
 ///
-/// - a directory that group or others can write to (they could swap a token
-///   file for their own);
-/// - a token file that is a symbolic link, is not a regular file, or that
-///   group or others can read or write;
+/// - a directory that another user owns (they could plant a token file of
+///   their own account there, which this process would then send, or read
+///   this user's), or that group or others can write to (they could swap a
+///   token file for their own);
+/// - a token file that another user owns, that is a symbolic link, is not a
+///   regular file, or that group or others can read or write;
 /// - a lock file that is a symbolic link (opening it would create what it
 ///   points to).
+///
+/// The checks and the open are one step: the directory is opened and
+/// checked, the token file is opened through it without following a link
+/// and without waiting (a FIFO or device put in its place is refused, not
+/// waited on), and what was opened is checked, so nothing can be swapped in
+/// between. Keep the store out of shared directories such as `/tmp` all the
+/// same: the directories above the store's are not checked.
 ///
 /// Elsewhere (Windows) files get the access control list they inherit from
 /// the directory, which for the default location is the user's own; only the
@@ -76,10 +87,12 @@ use crate::Error;
 /// disk under the lock, so it needs a lease from a `FileStore` on the same
 /// directory; saves under one lease take turns, so that each is one
 /// compare-and-swap even when they overlap. [`remove`](TokenStore::remove)
-/// (a logout) does not wait for the lock: it deletes the token file (and
-/// the failure notice) whoever holds it, and a holder's later save expects
+/// (a logout) does not wait for the lock: it deletes the token file, the
+/// failure notice and the token files moved aside as corrupt (which may
+/// still hold tokens) whoever holds it, and a holder's later save expects
 /// the generation it read, finds no file, and writes nothing. It tries the
-/// lock for up to a second only to delete leftover temporary files safely;
+/// lock for up to a second only to delete leftover temporary files and the
+/// lock file safely;
 /// without it, it deletes only those more than a minute old (a crashed
 /// writer's).
 ///
@@ -252,6 +265,38 @@ impl FileStore {
         self.paths(key).lock
     }
 
+    /// The record of `key`, read without changing anything on disk: no
+    /// directory is created, and a corrupt token file is not moved aside
+    /// (it is none, with a warning). For tools that only look, such as the
+    /// command line's `status`; the token state uses
+    /// [`load`](TokenStore::load). The same checks as `load`'s apply.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](TokenStore::load): a [`StoreError`] of kind
+    /// [`Insecure`](super::StoreErrorKind::Insecure) for a file or directory
+    /// that is not private, or [`Unavailable`](super::StoreErrorKind::Unavailable).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::store::{FileStore, StoreKey};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let temp = tempfile::tempdir()?;
+    /// let store = FileStore::new(temp.path().join("not-yet"));
+    /// let key = StoreKey::new("https://auth.example.com/api/v1", "user");
+    /// assert!(store.peek(&key).await?.is_none());
+    /// assert!(!store.dir().exists(), "nothing was created");
+    /// # Ok(()) }
+    /// ```
+    pub async fn peek(&self, key: &StoreKey) -> Result<Option<TokenRecord>, StoreError> {
+        let paths = self.paths(key);
+        let key = key.clone();
+        blocking(move || disk::peek(&paths, &key)).await
+    }
+
     fn paths(&self, key: &StoreKey) -> Paths {
         Paths::new(&self.dir, key)
     }
@@ -387,9 +432,10 @@ impl TokenStore for FileStore {
         })
     }
 
-    /// Deletes the token file and the failure notice without waiting for
-    /// the lock (see the type's docs), and temporary files a crashed writer
-    /// left.
+    /// Deletes the token file, the failure notice and token files moved
+    /// aside as corrupt without waiting for the lock (see the type's docs),
+    /// and temporary files a crashed writer left and the lock file when the
+    /// lock can be had within a moment.
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         let paths = self.paths(key);
         Box::pin(blocking(move || disk::remove(&paths)))

@@ -13,7 +13,7 @@ use std::fmt;
 ///
 /// let key = StoreKey::new("https://auth-service-stg.services.simacan.com/api/v1", "planner@example.com");
 /// assert_eq!(key.username(), "planner@example.com");
-/// assert_eq!(key.fingerprint().len(), 16);
+/// assert_eq!(key.fingerprint().len(), 32);
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct StoreKey {
@@ -61,10 +61,17 @@ impl StoreKey {
         &self.username
     }
 
-    /// A stable 16-hex-digit digest of the key, the same in every process
-    /// and on every platform: safe in file names and Redis keys. Stores
-    /// keep the key itself in the record too, so a collision is detected
-    /// rather than served.
+    /// A stable 32-hex-digit digest of the key, the same in every process
+    /// and on every platform: safe in file names and Redis keys. It is the
+    /// first 128 bits of SHA-256 over the base URL, a newline and the
+    /// username, so that no one can choose a username whose digest is
+    /// another key's, and take its file or Redis key on a shared store.
+    /// Stores keep the key itself in the record too, so a collision would
+    /// be detected rather than served.
+    ///
+    /// Earlier builds used a 64-bit FNV-1a digest, which can be collided on
+    /// purpose. Tokens they stored are not looked up: each user logs in once
+    /// more, and the old Redis records expire with their time to live.
     ///
     /// # Example
     ///
@@ -74,21 +81,23 @@ impl StoreKey {
     /// let a = StoreKey::new("https://auth.example.com/api/v1", "user");
     /// let b = StoreKey::new("https://auth.example.com/api/v1", "other");
     /// assert_ne!(a.fingerprint(), b.fingerprint());
+    /// assert_eq!(a.fingerprint().len(), 32);
     /// assert!(a.fingerprint().bytes().all(|c| c.is_ascii_hexdigit()));
     /// ```
     pub fn fingerprint(&self) -> String {
-        // FNV-1a, 64 bits, over "base_url \n username": fixed and portable.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let bytes = self
-            .base_url
-            .bytes()
-            .chain(std::iter::once(b'\n'))
-            .chain(self.username.bytes());
-        for byte in bytes {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        format!("{hash:016x}")
+        use sha2::{Digest, Sha256};
+        use std::fmt::Write;
+        let digest = Sha256::new()
+            .chain_update(self.base_url.as_bytes())
+            .chain_update(b"\n")
+            .chain_update(self.username.as_bytes())
+            .finalize();
+        digest[..16]
+            .iter()
+            .fold(String::with_capacity(32), |mut hex, byte| {
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            })
     }
 }
 
@@ -115,7 +124,16 @@ mod tests {
     fn the_fingerprint_is_stable_across_versions() {
         // Files and Redis keys written by one release must be found by the next.
         let key = StoreKey::new("https://auth-service.services.simacan.com/api/v1", "u");
-        assert_eq!(key.fingerprint(), "41a37992454d8ce7");
+        assert_eq!(key.fingerprint(), "c899cab5b66fb71d17f0ca301e7a9d64");
+    }
+
+    #[test]
+    fn the_fingerprint_is_128_bits_of_sha_256() {
+        // SHA-256("https://a/api/v1\nuser"), its first 16 bytes.
+        let key = StoreKey::new("https://a/api/v1", "user");
+        assert_eq!(key.fingerprint().len(), 32);
+        let expected = "9da03b3f706048108fdcae43148880ac";
+        assert_eq!(key.fingerprint(), expected);
     }
 
     #[test]

@@ -643,8 +643,11 @@ mod tests {
         let store = RedisStore::open("redis://127.0.0.1")
             .unwrap()
             .key_prefix("p:");
-        assert_eq!(store.record_key(&key), "p:41a37992454d8ce7");
-        assert_eq!(store.lease_key(&key), "p:41a37992454d8ce7:lease");
+        assert_eq!(store.record_key(&key), "p:c899cab5b66fb71d17f0ca301e7a9d64");
+        assert_eq!(
+            store.lease_key(&key),
+            "p:c899cab5b66fb71d17f0ca301e7a9d64:lease"
+        );
     }
 
     #[test]

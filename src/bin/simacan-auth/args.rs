@@ -283,6 +283,47 @@ pub(crate) fn refuse_password_flag(args: impl IntoIterator<Item = OsString>) -> 
         })
 }
 
+/// Clap's error, or, where clap would repeat a value that may be a
+/// password, a usage failure that does not: a value given to
+/// `--password-stdin` or `--password-file` where none belongs, and a stray
+/// word (such as a password typed after `--password-stdin`). Flags and the
+/// values of other options (URLs, durations, formats) are no secret, and
+/// clap's message for them is kept.
+pub(crate) fn without_secrets(error: clap::Error) -> Result<clap::Error, Failure> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let invalid = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.as_str(),
+        _ => "",
+    };
+    let flag = invalid.split([' ', '=']).next().unwrap_or_default();
+    let password_flag = matches!(flag, "--password-stdin" | "--password-file");
+    let repeats_a_value = error.get(ContextKind::InvalidValue).is_some();
+    if password_flag && repeats_a_value {
+        return Err(Failure::usage(format!(
+            "{flag} was given a value, which is not repeated here in case it is the password"
+        ))
+        .hint(
+            "--password-stdin reads the password from standard input and takes no value;              --password-file takes the path of a file holding it",
+        ));
+    }
+    let stray_word = matches!(
+        error.kind(),
+        ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand
+    ) && !invalid.is_empty()
+        && !invalid.starts_with('-');
+    if stray_word {
+        return Err(Failure::usage(
+            "unexpected argument, not repeated here in case it is the password",
+        )
+        .hint(
+            "the password is never taken on the command line: set SIMACAN_PASSWORD, \
+             use --password-file PATH or --password-stdin, or answer the prompt on a terminal; \
+             see simacan-auth --help",
+        ));
+    }
+    Ok(error)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -377,5 +418,22 @@ mod tests {
             parse(&["token", "--password", "hunter2"]).is_err(),
             "clap has no such flag"
         );
+    }
+
+    #[test]
+    fn values_that_may_be_the_password_are_not_repeated() {
+        for given in [
+            &["token", "--password-stdin=hunter2"][..],
+            &["login", "--password-stdin", "hunter2"],
+            &["token", "hunter2"],
+        ] {
+            let error = parse(given).unwrap_err();
+            let failure = without_secrets(error).expect_err("refused without clap's message");
+            assert_eq!(failure.code, crate::exit::Code::Usage);
+            assert!(!failure.to_string().contains("hunter2"), "{failure}");
+        }
+        let kept = without_secrets(parse(&["token", "--format", "yaml"]).unwrap_err())
+            .expect("no secret in it");
+        assert!(kept.to_string().contains("yaml"), "{kept}");
     }
 }

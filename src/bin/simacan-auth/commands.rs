@@ -237,9 +237,10 @@ async fn logout(account: &Account) -> Result<Code, Failure> {
 
 async fn status(account: &Account, args: StatusArgs) -> Result<Code, Failure> {
     let key = account.key();
+    // Only a look: nothing on disk changes.
     let record = account
         .store
-        .load(&key)
+        .peek(&key)
         .await
         .map_err(|e| account.failure(&e.into()))?;
     let now = SystemTime::now();

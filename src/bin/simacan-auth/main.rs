@@ -47,7 +47,14 @@ fn main() -> ExitCode {
     if let Some(refusal) = args::refuse_password_flag(std::env::args_os()) {
         return refusal.report();
     }
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version too: clap prints them and exits with 0.
+        Err(error) => match args::without_secrets(error) {
+            Ok(error) => error.exit(),
+            Err(refusal) => return refusal.report(),
+        },
+    };
     warnings::show();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -6,7 +6,7 @@ use std::{
     fs::{self, File, Metadata, OpenOptions},
     io::{self, Read, Write},
     path::{Path, PathBuf},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 
 #[cfg(unix)]
@@ -26,7 +26,8 @@ pub(super) struct Paths {
     pub(super) dir: PathBuf,
     /// `token-<fingerprint>.json`: the record.
     pub(super) token: PathBuf,
-    /// `token-<fingerprint>.lock`: locked by the lease holder, never deleted.
+    /// `token-<fingerprint>.lock`: locked by the lease holder, deleted only
+    /// by a logout that holds the lock.
     pub(super) lock: PathBuf,
     /// `token-<fingerprint>.failure`: the last failed Auth API call's notice.
     pub(super) failure: PathBuf,
@@ -56,6 +57,14 @@ impl Paths {
             .strip_prefix(&self.name)
             .is_some_and(|rest| rest.starts_with(".tmp-"))
     }
+
+    /// A token file [moved aside](move_aside) as corrupt: it may still hold
+    /// tokens.
+    fn is_aside(&self, file_name: &str) -> bool {
+        file_name
+            .strip_prefix(&self.name)
+            .is_some_and(|rest| rest.starts_with(".corrupt-"))
+    }
 }
 
 /// What the token file holds.
@@ -74,7 +83,8 @@ pub(super) enum OnDisk {
 }
 
 /// Creates `dir` (0700 on Unix) unless it exists, and refuses one that
-/// others could write to: they could swap a token file for their own.
+/// another user owns or others could write to: they could swap a token
+/// file for their own.
 pub(super) fn prepare_dir(dir: &Path) -> Result<(), StoreError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -87,40 +97,109 @@ pub(super) fn prepare_dir(dir: &Path) -> Result<(), StoreError> {
     {
         let meta = fs::metadata(dir)
             .map_err(|e| unavailable("cannot inspect the token directory", dir, e))?;
-        let mode = meta.mode() & 0o777;
-        if mode & 0o022 != 0 {
-            return Err(StoreError::insecure(format!(
-                "token directory {dir} can be written by group or others (mode {mode:03o}); \
-                 restrict it with `chmod 700 {dir}`",
-                dir = dir.display()
-            )));
-        }
+        check_dir(dir, &meta)?;
     }
     Ok(())
+}
+
+/// The token directory must be this user's, and only its owner may write
+/// to it.
+#[cfg(unix)]
+fn check_dir(dir: &Path, meta: &Metadata) -> Result<(), StoreError> {
+    let dir = dir.display();
+    if !meta.is_dir() {
+        return Err(StoreError::insecure(format!(
+            "token directory {dir} is not a directory"
+        )));
+    }
+    let (owner, me) = (meta.uid(), current_uid());
+    if owner != me {
+        return Err(StoreError::insecure(format!(
+            "token directory {dir} is owned by another user (uid {owner}, not {me}), who could \
+             plant or read token files there; use a directory of this user's own"
+        )));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(StoreError::insecure(format!(
+            "token directory {dir} can be written by group or others (mode {mode:03o}); \
+             restrict it with `chmod 700 {dir}`"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Opens the private file `name` of `paths` for reading, in one step with
+/// its checks: the directory is opened and checked first, then the file is
+/// opened through it without following a link and without waiting (a FIFO
+/// or device put in its place does not block), and what was opened is
+/// checked. `None` when there is no such file.
+#[cfg(unix)]
+fn open_checked(paths: &Paths, name: &str) -> Result<Option<(File, Metadata)>, StoreError> {
+    use rustix::{fs::OFlags, io::Errno};
+    let path = paths.dir.join(name);
+    let dir = rustix::fs::open(
+        &paths.dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| unavailable("cannot open the token directory", &paths.dir, e.into()))?;
+    let dir = File::from(dir);
+    let dir_meta = dir
+        .metadata()
+        .map_err(|e| unavailable("cannot inspect the token directory", &paths.dir, e))?;
+    check_dir(&paths.dir, &dir_meta)?;
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let file = match rustix::fs::openat(&dir, name, flags, rustix::fs::Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::NOENT) => return Ok(None),
+        // What O_NOFOLLOW answers for a link (EMLINK on FreeBSD).
+        Err(Errno::LOOP | Errno::MLINK) => return Err(symlink_refused(&path)),
+        Err(e) => return Err(unavailable("cannot open the token file", &path, e.into())),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| unavailable("cannot inspect the token file", &path, e))?;
+    check_private(&path, &meta)?;
+    Ok(Some((file, meta)))
+}
+
+// Elsewhere: checked before opening, and again after.
+#[cfg(not(unix))]
+fn open_checked(paths: &Paths, name: &str) -> Result<Option<(File, Metadata)>, StoreError> {
+    let path = paths.dir.join(name);
+    let link = match fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unavailable("cannot inspect the token file", &path, e)),
+    };
+    check_private(&path, &link)?;
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        // Removed since: a logout.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unavailable("cannot open the token file", &path, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| unavailable("cannot inspect the token file", &path, e))?;
+    check_private(&path, &meta)?;
+    Ok(Some((file, meta)))
 }
 
 /// Reads the token file of `paths` for `key`, refusing one that is not
 /// private.
 pub(super) fn read(paths: &Paths, key: &StoreKey) -> Result<OnDisk, StoreError> {
     let path = &paths.token;
-    let link = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OnDisk::Absent),
-        Err(e) => return Err(unavailable("cannot inspect the token file", path, e)),
+    let Some((mut file, meta)) = open_checked(paths, &paths.name)? else {
+        return Ok(OnDisk::Absent);
     };
-    // Checked before opening: a symlink is not followed, a FIFO not waited
-    // on, a file others can read not read.
-    check_private(path, &link)?;
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        // Removed since: a logout.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OnDisk::Absent),
-        Err(e) => return Err(unavailable("cannot open the token file", path, e)),
-    };
-    let meta = file
-        .metadata()
-        .map_err(|e| unavailable("cannot inspect the token file", path, e))?;
-    check_private(path, &meta)?;
     if meta.len() > MAX_RECORD_LEN {
         let reason = StoreError::corrupt("token file is larger than any token record");
         return Ok(OnDisk::Corrupt { reason, read: meta });
@@ -143,16 +222,21 @@ pub(super) fn read(paths: &Paths, key: &StoreKey) -> Result<OnDisk, StoreError> 
     })
 }
 
-/// A token file must be a regular file (not a symlink) that only its owner
-/// can read or write.
-fn check_private(path: &Path, meta: &Metadata) -> Result<(), StoreError> {
+fn symlink_refused(path: &Path) -> StoreError {
     let path = path.display();
+    StoreError::insecure(format!(
+        "token file {path} is a symbolic link, which is never followed; \
+         delete it (`rm {path}`) and log in again"
+    ))
+}
+
+/// A token file must be a regular file (not a symlink) of this user's that
+/// only its owner can read or write.
+fn check_private(path: &Path, meta: &Metadata) -> Result<(), StoreError> {
     if meta.file_type().is_symlink() {
-        return Err(StoreError::insecure(format!(
-            "token file {path} is a symbolic link, which is never followed; \
-             delete it (`rm {path}`) and log in again"
-        )));
+        return Err(symlink_refused(path));
     }
+    let path = path.display();
     if !meta.is_file() {
         return Err(StoreError::insecure(format!(
             "token file {path} is not a regular file; remove it and log in again"
@@ -160,6 +244,13 @@ fn check_private(path: &Path, meta: &Metadata) -> Result<(), StoreError> {
     }
     #[cfg(unix)]
     {
+        let (owner, me) = (meta.uid(), current_uid());
+        if owner != me {
+            return Err(StoreError::insecure(format!(
+                "token file {path} is owned by another user (uid {owner}, not {me}), whose \
+                 tokens it may hold; delete it (`rm {path}`) and log in again"
+            )));
+        }
         let mode = meta.mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(StoreError::insecure(format!(
@@ -183,7 +274,9 @@ pub(super) fn open_private(path: &Path, new: bool) -> io::Result<File> {
         options.create(true).truncate(false);
     }
     #[cfg(unix)]
-    options.mode(0o600);
+    options
+        .mode(0o600)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32);
     options.open(path)
 }
 
@@ -304,31 +397,38 @@ pub(super) fn save(
     if stored != expected {
         return Ok(false);
     }
-    remove_temporaries(paths, std::time::Duration::ZERO);
+    remove_temporaries(paths, Duration::ZERO);
     write_atomically(paths, &record.encode())?;
     Ok(true)
 }
 
-/// Deletes the token file and the failure notice, and, when the lock can be
-/// had within a moment (no holder is writing), temporary files a crashed
-/// writer left: they may hold tokens too. A holder's write in progress is
-/// never cut; its temporary file goes with the next save.
+/// Deletes every file of the key: the token file, the failure notice,
+/// token files moved aside as corrupt (they may still hold tokens) and,
+/// when the lock can be had within a moment (no holder is writing),
+/// temporary files a crashed writer left and the lock file. A holder's
+/// write in progress is never cut; its temporary file goes with the next
+/// save, or the next logout.
 pub(super) fn remove(paths: &Paths) -> Result<(), StoreError> {
     let _ = fs::remove_file(&paths.failure);
+    remove_matching(paths, |name| paths.is_aside(name), Duration::ZERO);
     let locked = (0..20).find_map(|attempt| {
         if attempt > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50));
         }
         try_lock(&paths.lock).ok().flatten()
     });
     match locked {
         Some(lock) => {
-            remove_temporaries(paths, std::time::Duration::ZERO);
+            remove_temporaries(paths, Duration::ZERO);
+            // Deleted while locked, so that no one holds it meanwhile: a
+            // process that opened it before, and locks it after, finds it
+            // gone at its save, and writes nothing.
+            let _ = fs::remove_file(&paths.lock);
             drop(lock);
         }
         // A write takes moments: a temporary file a minute old is a
         // crashed writer's, whoever holds the lock now.
-        None => remove_temporaries(paths, std::time::Duration::from_secs(60)),
+        None => remove_temporaries(paths, Duration::from_secs(60)),
     }
     match fs::remove_file(&paths.token) {
         Ok(()) => {
@@ -340,6 +440,31 @@ pub(super) fn remove(paths: &Paths) -> Result<(), StoreError> {
     }
 }
 
+/// The record for `key`, if the file holds one, changing nothing on disk:
+/// no directory is created and a corrupt file stays where it is.
+pub(super) fn peek(paths: &Paths, key: &StoreKey) -> Result<Option<TokenRecord>, StoreError> {
+    match fs::symlink_metadata(&paths.dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
+    Ok(match read(paths, key)? {
+        OnDisk::Record(record) => Some(record),
+        OnDisk::Absent => None,
+        OnDisk::Foreign => {
+            warn_foreign(paths);
+            None
+        }
+        OnDisk::Corrupt { reason, .. } => {
+            tracing::warn!(
+                file = %paths.token.display(),
+                %reason,
+                "token file is not a token record; the next login replaces it"
+            );
+            None
+        }
+    })
+}
+
 /// Writes the failure notice, as the token file is written (private,
 /// atomically).
 pub(super) fn save_failure(paths: &Paths, notice: &FailureNotice) -> Result<(), StoreError> {
@@ -349,11 +474,13 @@ pub(super) fn save_failure(paths: &Paths, notice: &FailureNotice) -> Result<(), 
 /// The failure notice, if one can be read. Advisory: a missing, unreadable
 /// or insecure notice is none.
 pub(super) fn load_failure(paths: &Paths, key: &StoreKey) -> Option<FailureNotice> {
-    let meta = fs::symlink_metadata(&paths.failure).ok()?;
-    if check_private(&paths.failure, &meta).is_err() || meta.len() > MAX_RECORD_LEN {
+    let name = paths.failure.file_name()?.to_str()?;
+    let (file, meta) = open_checked(paths, name).ok().flatten()?;
+    if meta.len() > MAX_RECORD_LEN {
         return None;
     }
-    let bytes = fs::read(&paths.failure).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_RECORD_LEN).read_to_end(&mut bytes).ok()?;
     FailureNotice::decode(&bytes)
         .ok()
         .filter(|notice| notice.key() == key)
@@ -392,15 +519,18 @@ fn write_atomically_to(paths: &Paths, target: &Path, bytes: &[u8]) -> Result<(),
 
 /// Temporary files of this key are a crashed writer's: writers hold the
 /// lock, or are a logout.
-fn remove_temporaries(paths: &Paths, older_than: std::time::Duration) {
+fn remove_temporaries(paths: &Paths, older_than: Duration) {
+    remove_matching(paths, |name| paths.is_temporary(name), older_than);
+}
+
+/// Deletes the files of the directory whose names `matches`, if they are
+/// at least `older_than`.
+fn remove_matching(paths: &Paths, matches: impl Fn(&str) -> bool, older_than: Duration) {
     let Ok(entries) = fs::read_dir(&paths.dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let temporary = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| paths.is_temporary(name));
+        let matching = entry.file_name().to_str().is_some_and(&matches);
         let old_enough = older_than.is_zero()
             || entry
                 .metadata()
@@ -408,7 +538,7 @@ fn remove_temporaries(paths: &Paths, older_than: std::time::Duration) {
                 .ok()
                 .and_then(|modified| modified.elapsed().ok())
                 .is_some_and(|age| age >= older_than);
-        if temporary && old_enough {
+        if matching && old_enough {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -446,16 +576,18 @@ mod tests {
         let paths = Paths::new(Path::new("dir"), &key);
         assert_eq!(
             paths.token,
-            Path::new("dir").join("token-41a37992454d8ce7.json")
+            Path::new("dir").join("token-c899cab5b66fb71d17f0ca301e7a9d64.json")
         );
         assert_eq!(
             paths.lock,
-            Path::new("dir").join("token-41a37992454d8ce7.lock")
+            Path::new("dir").join("token-c899cab5b66fb71d17f0ca301e7a9d64.lock")
         );
-        assert!(paths.is_temporary("token-41a37992454d8ce7.json.tmp-0123456789abcdef"));
-        assert!(!paths.is_temporary("token-41a37992454d8ce7.json"));
-        assert!(!paths.is_temporary("token-41a37992454d8ce7.json.corrupt-1"));
-        assert!(!paths.is_temporary("token-0000000000000000.json.tmp-0"));
+        assert!(
+            paths.is_temporary("token-c899cab5b66fb71d17f0ca301e7a9d64.json.tmp-0123456789abcdef")
+        );
+        assert!(!paths.is_temporary("token-c899cab5b66fb71d17f0ca301e7a9d64.json"));
+        assert!(!paths.is_temporary("token-c899cab5b66fb71d17f0ca301e7a9d64.json.corrupt-1"));
+        assert!(!paths.is_temporary("token-00000000000000000000000000000000.json.tmp-0"));
     }
 
     #[cfg(unix)]
