@@ -50,12 +50,14 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         (&Method::GET, "") => Ok(info(state, &parts)),
         (&Method::GET, "/counts") => Ok(counts(state.counts())),
         (&Method::POST, "/counts/reset") => Ok(counts(state.reset_counts())),
-        (&Method::POST, "/revoke-access-tokens") => {
-            empty(&body).map(|()| Done::from(state.revoke_access_tokens()))
-        }
-        (&Method::POST, "/expire-refresh-tokens") => {
-            empty(&body).map(|()| Done::from(state.expire_refresh_tokens()))
-        }
+        (&Method::POST, "/revoke-access-tokens") => empty(&body).map(|()| {
+            state.revoke_access_tokens();
+            Done::Ok
+        }),
+        (&Method::POST, "/expire-refresh-tokens") => empty(&body).map(|()| {
+            state.expire_refresh_tokens();
+            Done::Ok
+        }),
         (&Method::POST, "/token-lifetime") => token_lifetime(state, &body),
         (&Method::POST, "/delay") => delay(state, &body),
         (&Method::POST, "/respond-next") => respond_next(state, &body),
@@ -76,12 +78,6 @@ enum Done {
     Ok,
     /// A JSON document.
     Json(serde_json::Value),
-}
-
-impl From<()> for Done {
-    fn from((): ()) -> Self {
-        Done::Ok
-    }
 }
 
 impl From<Done> for Response<Answer> {
