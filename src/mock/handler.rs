@@ -1,5 +1,5 @@
 //! The mock's request handling: routes, grants, the target API, and the
-//! scripted faults, with the [`Hangup`] through which a fault drops the
+//! scripted faults (the control API's paths go to `control`), with the [`Hangup`] through which a fault drops the
 //! connection. The listener in `server` calls [`handle`] and drops the
 //! connection when asked; nothing here knows of it.
 
@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use tokio::sync::Notify;
 
 use super::{
+    control,
     knobs::{Fault, Route},
     state::{Issued, RecordedRequest, Scripted, State},
 };
@@ -32,6 +33,9 @@ pub(super) async fn handle(
     request: Request<Incoming>,
     hangup: Hangup,
 ) -> Response<Answer> {
+    if control::owns(request.uri().path()) {
+        return control::handle(&state, request).await;
+    }
     let route = match request.uri().path().strip_prefix(AUTH_PREFIX) {
         Some("password") => Route::Password,
         Some("refresh") => Route::Refresh,
@@ -327,7 +331,7 @@ fn status(status: StatusCode, body: &'static str) -> Response<Answer> {
     json(status, body.to_owned())
 }
 
-fn json(status: StatusCode, body: String) -> Response<Answer> {
+pub(super) fn json(status: StatusCode, body: String) -> Response<Answer> {
     let mut response = Response::new(Answer::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(

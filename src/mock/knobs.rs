@@ -14,7 +14,8 @@ pub enum Route {
     Password,
     /// `POST {base}/auth/refresh`.
     Refresh,
-    /// Every other path: the target API.
+    /// Every other path but the control API's (`/_mock/…`): the target
+    /// API.
     Target,
 }
 

@@ -1,5 +1,5 @@
-//! A faithful mock of the Simacan Auth API, and a small target API, on an
-//! ephemeral loopback port. Feature `mock`.
+//! A faithful mock of the Simacan Auth API, and a small target API, on a
+//! loopback port, with a control API over HTTP. Feature `mock`.
 //!
 //! The mock behaves like the real service as its documentation describes it:
 //!
@@ -9,7 +9,8 @@
 //! - `POST {base}/auth/refresh` takes a form-urlencoded `refresh_token` and
 //!   rotates it: the answer carries a new refresh token, and the one sent is
 //!   spent. A spent, unknown or expired refresh token is answered 401.
-//! - Every other path is the target API: it checks
+//! - Every other path but the [control API](#the-control-api)'s
+//!   (`/_mock` and below) is the target API: it checks
 //!   `Authorization: Bearer <access_token>` from the headers alone, answers
 //!   401 for a missing, unknown, expired or revoked token, and otherwise 200
 //!   echoing the request body. After a 401 it reads and drops the rest of
@@ -74,13 +75,130 @@
 //! assert_eq!((counts.refresh, counts.password), (1, 2));
 //! # Ok(()) }
 //! ```
+//!
+//! # On a port of your choice, or in a process of its own
+//!
+//! [`MockAuthApi::start`] binds an ephemeral port; [`MockAuthApi::builder`]
+//! binds the loopback address you give, so that a service restarted
+//! against the mock finds it at the same URL:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! # let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+//! let mock = simacan_auth::mock::MockAuthApi::builder()
+//!     .listen(([127, 0, 0, 1], port).into())
+//!     .start()
+//!     .await?;
+//! assert_eq!(mock.addr().port(), port);
+//! # Ok(()) }
+//! ```
+//!
+//! For everything that is not a Rust test (other services, scripts, a
+//! fleet of replica processes), the command-line tool runs the same mock
+//! as a server until Ctrl-C or SIGTERM (feature `cli`):
+//!
+//! ```text
+//! $ simacan-auth mock --listen 127.0.0.1:8765
+//! auth url:    http://127.0.0.1:8765/api/v1
+//! target url:  http://127.0.0.1:8765
+//! control url: http://127.0.0.1:8765/_mock
+//! username:    planner@example.com
+//! password:    p@ss w0rd&=%+
+//! ```
+//!
+//! With `--format json` it prints those as one JSON line instead
+//! (`addr`, `auth_url`, `target_url`, `control_url`, `username`,
+//! `password`), for a script to read.
+//!
+//! # The control API
+//!
+//! Every knob and count of [`MockAuthApi`] is also on HTTP, under `/_mock`
+//! on the mock's own port ([`MockAuthApi::control_url`]), so that a process
+//! without the handle (`curl`, a script, another service's test) can drive
+//! it. `GET` reads, `POST` changes; bodies are JSON (whatever the
+//! `content-type`, so `curl -d` will do), answers are JSON, and a change
+//! answers `{"ok":true}`.
+//!
+//! | call | body | does | on the handle |
+//! |---|---|---|---|
+//! | `GET /_mock` | | the URLs and the credentials the mock accepts | [`base_url`](MockAuthApi::base_url), [`credentials`](MockAuthApi::credentials) |
+//! | `GET /_mock/counts` | | the [`Counts`], as an object with the same field names | [`counts`](MockAuthApi::counts) |
+//! | `POST /_mock/counts/reset` | | zeroes the counts and forgets the recorded requests; answers the counts before | [`reset_counts`](MockAuthApi::reset_counts) |
+//! | `POST /_mock/revoke-access-tokens` | | the target API answers every access token issued so far 401 | [`revoke_access_tokens`](MockAuthApi::revoke_access_tokens) |
+//! | `POST /_mock/expire-refresh-tokens` | | `/auth/refresh` answers every refresh token issued so far 401 | [`expire_refresh_tokens`](MockAuthApi::expire_refresh_tokens) |
+//! | `POST /_mock/token-lifetime` | `{"secs": 4}` | tokens issued from now on live 4 s (`secs` ≥ 1) | [`set_token_lifetime`](MockAuthApi::set_token_lifetime) |
+//! | `POST /_mock/delay` | `{"route": "refresh", "ms": 200}` | every answer of the route waits 200 ms (0 turns it off) | [`set_delay`](MockAuthApi::set_delay) |
+//! | `POST /_mock/respond-next` | `{"route": "password", "status": 503, "retry_after": 2, "times": 3}` | the next 3 calls of the route are answered 503 with `Retry-After: 2`; optional `body` (then `content-type: application/json` unless `content_type` says otherwise), `retry_after` as seconds or text, `times` defaults to 1 | [`respond_next`](MockAuthApi::respond_next) |
+//! | `POST /_mock/fail-next` | `{"route": "refresh", "fault": "commit_then_close", "times": 1}` | the next calls of the route drop the connection: `fault` is `close`, `commit_then_close` or `cut_body` (see [`Fault`]) | [`fail_next`](MockAuthApi::fail_next) |
+//! | `POST /_mock/target` | `{"rejects_every_token": true, "reads_body_first": false, "recording": true}` | the target API's switches, each optional | [`set_target_rejects_every_token`](MockAuthApi::set_target_rejects_every_token), [`set_target_reads_body_first`](MockAuthApi::set_target_reads_body_first), [`set_target_recording`](MockAuthApi::set_target_recording) |
+//! | `GET /_mock/target-requests` | | the recorded requests: `method`, `path`, `headers` (name to list of values), `body` (text; bytes that are not UTF-8 shown as U+FFFD), `authorized` | [`target_requests`](MockAuthApi::target_requests) |
+//!
+//! `route` is `password`, `refresh` or `target` ([`Route`]). Scripted
+//! answers and faults queued by either side are used in order. A bad call
+//! (malformed JSON, an unknown field, a route or fault that does not exist,
+//! `times` of 0) is answered 400 with `{"error": "…"}` saying what is wrong;
+//! an unknown path under `/_mock` 404, a wrong method 405. Control calls
+//! are not counted, delayed or scripted. Two knobs stay Rust-only: a delay
+//! script ([`set_auth_delays`](MockAuthApi::set_auth_delays) takes a
+//! closure) and the [`validator`](MockAuthApi::validator), whose checks any
+//! request to the target API makes as well.
+//!
+//! The control API takes the paths `/_mock` and `/_mock/…` from the target
+//! API and nothing from the Auth API: `{base}/auth/…` behaves as before.
+//! It has no authentication, which is why the mock listens on loopback
+//! only.
+//!
+//! ```shell
+//! control=http://127.0.0.1:8765/_mock
+//! curl -s $control/counts
+//! # {"password":1,"password_rejected":0,"refresh":0,"refresh_rejected":0,"refresh_reused":0,"target":3,"target_unauthorized":0}
+//! curl -s -X POST $control/revoke-access-tokens
+//! curl -s -d '{"secs": 5}' $control/token-lifetime
+//! curl -s -d '{"route": "refresh", "status": 503, "retry_after": 2, "times": 2}' $control/respond-next
+//! curl -s -d '{"route": "password", "fault": "close"}' $control/fail-next
+//! curl -s -d '{"route": "target", "ms": 300}' $control/delay
+//! curl -s -X POST $control/counts/reset
+//! ```
+//!
+//! The same from Rust, with any HTTP client:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mock = simacan_auth::mock::MockAuthApi::start().await?;
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let script = r#"{"route": "password", "status": 503, "retry_after": 2}"#;
+//! let request = http::Request::post(format!("{}/respond-next", mock.control_url()))
+//!     .body(Full::from(script))?;
+//! assert_eq!(client.request(request).await?.status(), 200);
+//!
+//! let layer = simacan_auth::SimacanAuthLayer::new(mock.credentials()).environment(mock.environment());
+//! let error = layer.access_token().await.unwrap_err();
+//! assert_eq!(error.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+//!
+//! let counts = client.get(format!("{}/counts", mock.control_url()).parse()?).await?;
+//! let counts: serde_json::Value = serde_json::from_slice(&counts.into_body().collect().await?.to_bytes())?;
+//! assert_eq!(counts["password"], 1);
+//! # Ok(()) }
+//! ```
 
+mod control;
 mod handler;
 mod knobs;
 mod server;
 mod state;
 
-use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use http::Response;
 use tokio::task::JoinHandle;
@@ -118,7 +236,9 @@ pub const PASSWORD: &str = "p@ss w0rd&=%+";
 
 /// A running mock Auth API and target API. See the [module docs](self).
 ///
-/// The server stops when this handle is dropped.
+/// [`start`](Self::start) runs it on an ephemeral port;
+/// [`builder`](Self::builder) on a port of your choice, with credentials of
+/// your choice. The server stops when this handle is dropped.
 ///
 /// # Example
 ///
@@ -139,7 +259,8 @@ pub struct MockAuthApi {
 impl MockAuthApi {
     /// Starts the mock on `127.0.0.1:0`, accepting [`USERNAME`] and
     /// [`PASSWORD`], issuing tokens valid for an hour. Serves HTTP/1.1 and
-    /// HTTP/2 (prior knowledge).
+    /// HTTP/2 (prior knowledge). The same as
+    /// `MockAuthApi::builder().start()`.
     ///
     /// # Errors
     ///
@@ -155,13 +276,30 @@ impl MockAuthApi {
     /// # Ok(()) }
     /// ```
     pub async fn start() -> std::io::Result<MockAuthApi> {
-        let state = Arc::new(State::new(USERNAME, PASSWORD));
-        let (addr, server) = server::serve(Arc::clone(&state)).await?;
-        Ok(MockAuthApi {
-            addr,
-            state,
-            server,
-        })
+        MockAuthApi::builder().start().await
+    }
+
+    /// A builder for a mock on an address or with credentials of your
+    /// choice.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::builder()
+    ///     .credentials("ops@example.com", "s3cret")
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(mock.credentials().username(), "ops@example.com");
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> MockAuthApiBuilder {
+        MockAuthApiBuilder {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            username: USERNAME.to_owned(),
+            password: PASSWORD.to_owned(),
+        }
     }
 
     /// The address it listens on.
@@ -221,7 +359,23 @@ impl MockAuthApi {
     /// # Ok(()) }
     /// ```
     pub fn credentials(&self) -> Credentials {
-        Credentials::new(USERNAME, PASSWORD)
+        Credentials::new(self.state.username(), self.state.password())
+    }
+
+    /// The base URL of the [control API](self#the-control-api),
+    /// `http://127.0.0.1:PORT/_mock`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// assert_eq!(mock.control_url(), format!("http://{}/_mock", mock.addr()));
+    /// # Ok(()) }
+    /// ```
+    pub fn control_url(&self) -> String {
+        self.url(control::PREFIX)
     }
 
     /// The URL of `path` on the target API, e.g. `url("/trips")`.
@@ -489,6 +643,25 @@ impl MockAuthApi {
         self.state.counts()
     }
 
+    /// Zeroes the counts and forgets the [recorded
+    /// requests](Self::target_requests), as one step; gives the counts as
+    /// they were. Tokens and knobs are left as they are.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::start().await?;
+    /// assert!(!mock.validator().check(None));
+    /// assert_eq!(mock.reset_counts().target, 1);
+    /// assert_eq!(mock.counts().target, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn reset_counts(&self) -> Counts {
+        self.state.reset_counts()
+    }
+
     /// Every request the target API received, in order of arrival, with the
     /// body it read (empty for requests it rejected before reading).
     ///
@@ -503,6 +676,126 @@ impl MockAuthApi {
     /// ```
     pub fn target_requests(&self) -> Vec<RecordedRequest> {
         self.state.recorded()
+    }
+}
+
+/// Starts a [`MockAuthApi`] on an address or with credentials of your
+/// choice. Made by [`MockAuthApi::builder`].
+///
+/// # Example
+///
+/// A fixed port, so that a service restarted against it finds it at the
+/// same URL:
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use simacan_auth::mock::MockAuthApi;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// # let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+/// # let port = free.port();
+/// let addr = SocketAddr::from(([127, 0, 0, 1], port));
+/// let mock = MockAuthApi::builder().listen(addr).start().await?;
+/// assert_eq!(mock.base_url(), format!("http://127.0.0.1:{port}/api/v1"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct MockAuthApiBuilder {
+    listen: SocketAddr,
+    username: String,
+    password: String,
+}
+
+impl MockAuthApiBuilder {
+    /// The address to listen on: a loopback address (IPv4 or IPv6), with
+    /// port 0 for an ephemeral port. Loopback only, because the control API
+    /// takes orders from anyone who can reach it, and the crate sends tokens
+    /// over plain `http` to loopback only. Defaults to `127.0.0.1:0`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mock = simacan_auth::mock::MockAuthApi::builder()
+    ///     .listen("[::1]:0".parse().unwrap())
+    ///     .start()
+    ///     .await;
+    /// if let Ok(mock) = mock {
+    ///     // IPv6 may be off on this machine.
+    ///     assert!(mock.base_url().starts_with("http://[::1]:"));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The username and password `/auth/password` accepts. Defaults to
+    /// [`USERNAME`] and [`PASSWORD`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let builder = simacan_auth::mock::MockAuthApi::builder().credentials("ops@example.com", "s3cret");
+    /// # let _ = builder;
+    /// ```
+    pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.username = username.into();
+        self.password = password.into();
+        self
+    }
+
+    /// Binds the address and starts serving, as [`MockAuthApi::start`]
+    /// describes.
+    ///
+    /// # Errors
+    ///
+    /// An error of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput)
+    /// for an address that is not a loopback address, or the I/O error of
+    /// binding it (such as [`AddrInUse`](std::io::ErrorKind::AddrInUse)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let refused = simacan_auth::mock::MockAuthApi::builder()
+    ///     .listen("0.0.0.0:0".parse().unwrap())
+    ///     .start()
+    ///     .await;
+    /// assert_eq!(refused.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    /// # }
+    /// ```
+    pub async fn start(self) -> std::io::Result<MockAuthApi> {
+        if !self.listen.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the mock listens on loopback addresses only, not {}",
+                    self.listen
+                ),
+            ));
+        }
+        let state = Arc::new(State::new(&self.username, &self.password));
+        let (addr, server) = server::serve(Arc::clone(&state), self.listen).await?;
+        Ok(MockAuthApi {
+            addr,
+            state,
+            server,
+        })
+    }
+}
+
+impl fmt::Debug for MockAuthApiBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockAuthApiBuilder")
+            .field("listen", &self.listen)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,4 +1,4 @@
-//! The mock's listener: HTTP/1.1 and HTTP/2 on `127.0.0.1:0`.
+//! The mock's listener: HTTP/1.1 and HTTP/2 on a loopback address.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -17,10 +17,13 @@ use super::{
     state::State,
 };
 
-/// Binds and serves until the returned task is aborted; aborting it also
-/// ends every open connection.
-pub(super) async fn serve(state: Arc<State>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+/// Binds `addr` and serves until the returned task is aborted; aborting it
+/// also ends every open connection.
+pub(super) async fn serve(
+    state: Arc<State>,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move {
         let mut connections = JoinSet::new();

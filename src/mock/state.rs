@@ -21,7 +21,7 @@ use crate::rotation::Rotation;
 /// let counts = simacan_auth::mock::Counts::default();
 /// assert_eq!(counts.password + counts.refresh, 0);
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     /// Calls to `/auth/password`.
     pub password: usize,
@@ -93,6 +93,9 @@ struct Inner {
     recorded: Vec<RecordedRequest>,
     /// Every count but the refused refreshes, which `tokens` keeps.
     counts: Counts,
+    /// What `tokens` had counted of rejected and reused refresh tokens when
+    /// the counts were last reset.
+    rotation_baseline: (usize, usize),
 }
 
 /// The delay of the n-th Auth API call (1-based, both grants counted
@@ -135,8 +138,17 @@ impl State {
                 scripted: HashMap::new(),
                 recorded: Vec::new(),
                 counts: Counts::default(),
+                rotation_baseline: (0, 0),
             }),
         }
+    }
+
+    pub(super) fn username(&self) -> &str {
+        &self.username
+    }
+
+    pub(super) fn password(&self) -> &str {
+        &self.password
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -188,12 +200,18 @@ impl State {
     }
 
     pub(super) fn counts(&self) -> Counts {
-        let inner = self.lock();
-        Counts {
-            refresh_rejected: inner.tokens.rejected(),
-            refresh_reused: inner.tokens.reused(),
-            ..inner.counts
-        }
+        self.lock().counts()
+    }
+
+    /// Zeroes the counts and forgets the recorded requests; gives the
+    /// counts as they were, read in the same step.
+    pub(super) fn reset_counts(&self) -> Counts {
+        let mut inner = self.lock();
+        let before = inner.counts();
+        inner.counts = Counts::default();
+        inner.rotation_baseline = (inner.tokens.rejected(), inner.tokens.reused());
+        inner.recorded.clear();
+        before
     }
 
     pub(super) fn recorded(&self) -> Vec<RecordedRequest> {
@@ -276,6 +294,15 @@ impl State {
 }
 
 impl Inner {
+    fn counts(&self) -> Counts {
+        let (rejected, reused) = self.rotation_baseline;
+        Counts {
+            refresh_rejected: self.tokens.rejected() - rejected,
+            refresh_reused: self.tokens.reused() - reused,
+            ..self.counts
+        }
+    }
+
     fn issue(&mut self) -> Issued {
         let expires_in = self.lifetime.as_secs().max(1);
         let issued = Issued {

@@ -167,6 +167,26 @@ pub(crate) enum Command {
     /// Exits with 6 when there is no usable stored token (the next `token`
     /// would need the password).
     Status(StatusArgs),
+    /// Run the mock Simacan Auth API and a target API on loopback until
+    /// Ctrl-C or SIGTERM
+    ///
+    /// Prints the URLs of the Auth API, the target API and the control API,
+    /// and the credentials the mock accepts. The control API (under /_mock)
+    /// reads and resets the counts, revokes tokens and scripts failures;
+    /// its endpoints are listed in the rustdoc of simacan_auth::mock. Takes
+    /// no environment or account flags.
+    Mock(MockArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MockArgs {
+    /// The loopback address and port to listen on; port 0 picks a free one
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// text for people, json for scripts: one line with addr, auth_url,
+    /// target_url, control_url, username and password
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 //! The subcommands, each a few calls into the library: a
 //! [`SimacanAuthLayer`] on a [`FileStore`] for `token` and `login`, the
-//! store itself for `status` and `logout`.
+//! store itself for `status` and `logout`; `mock` has a module of its own.
 
 use std::{
     io::Write,
@@ -76,12 +76,13 @@ impl Account {
 /// Runs the command; `Ok` carries the exit code of a run that did its job
 /// (`status` reports "not logged in" with one of its own).
 pub(crate) async fn run(cli: Cli) -> Result<Code, Failure> {
-    let account = Account::from_args(&cli.common)?;
+    let account = || Account::from_args(&cli.common);
     match cli.command {
-        Command::Token(args) => token(&account, args).await,
-        Command::Login(args) => login(&account, args).await,
-        Command::Logout => logout(&account).await,
-        Command::Status(args) => status(&account, args).await,
+        Command::Token(args) => token(&account()?, args).await,
+        Command::Login(args) => login(&account()?, args).await,
+        Command::Logout => logout(&account()?).await,
+        Command::Status(args) => status(&account()?, args).await,
+        Command::Mock(args) => crate::mock::serve(args).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! ```text
 //! simacan-auth token [--staging | --production | --auth-url URL] [--min-validity 5m] [--force-refresh] [--format text|json]
 //! simacan-auth login | logout | status
+//! simacan-auth mock [--listen 127.0.0.1:PORT] [--format text|json]
 //! ```
 //!
 //! A thin layer over the library: `token` and `login` ask a
@@ -18,6 +19,7 @@
 //! - [`args`]: the command line and its help.
 //! - [`password`]: where the password comes from; never the command line.
 //! - [`commands`]: the subcommands.
+//! - [`mock`]: the mock Auth API as a server until Ctrl-C or SIGTERM.
 //! - [`exit`]: exit codes and messages.
 //! - [`time`]: durations and RFC 3339 times.
 //! - [`warnings`]: the library's warnings on standard error.
@@ -33,6 +35,7 @@
 mod args;
 mod commands;
 mod exit;
+mod mock;
 mod password;
 mod time;
 mod warnings;
