@@ -268,7 +268,15 @@ impl Middleware for SimacanAuthMiddleware {
             // `None` for a streamed body: the request is then sent once.
             let replay = request.try_clone();
             request.headers_mut().insert(AUTHORIZATION, header);
-            let response = next.clone().run(request, extensions).await?;
+            let response = next
+                .clone()
+                .run(request, extensions)
+                .await
+                .inspect_err(|_| {
+                    if attempt > 0 {
+                        cache.counters().unauthorized_error();
+                    }
+                })?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 accepted(cache, generation, unproven, attempt > 0);
                 return Ok(response);
@@ -295,7 +303,10 @@ impl Middleware for SimacanAuthMiddleware {
                     token
                 }
                 Err(wait) => {
-                    let token = wait.await.map_err(failure)?;
+                    let token = wait.await.map_err(|error| {
+                        cache.counters().unauthorized_error();
+                        failure(error)
+                    })?;
                     tracing::debug!("token refreshed after a 401; replaying the request");
                     token
                 }

@@ -22,10 +22,16 @@
 //! token is a failure of one [`ErrorKind`]. Every refusal of the token (an
 //! HTTP 401, or gRPC UNAUTHENTICATED) answered to a request's first attempt
 //! counts in [`unauthorized`](Stats::unauthorized), and ends healed by a
-//! replay, passed through to the caller, or as an error (the refresh failed,
-//! counted as a failure, or the inner service failed); except a gRPC replay
-//! handed over before its first frame showed how it went, which counts as
-//! none of these.
+//! replay ([`unauthorized_healed`](Stats::unauthorized_healed)), passed
+//! through to the caller
+//! ([`unauthorized_passed_through`](Stats::unauthorized_passed_through)),
+//! or as an error ([`unauthorized_errors`](Stats::unauthorized_errors): the
+//! refresh failed, also counted as a failure, or the inner service failed
+//! on the replay). Once every request has its answer,
+//! `unauthorized = unauthorized_healed + unauthorized_passed_through +
+//! unauthorized_errors`, except for a gRPC replay handed over before its
+//! first frame showed how it went, which counts as none of the three, and
+//! a request dropped by its caller while it was being healed.
 //!
 //! # Metrics
 //!
@@ -50,6 +56,7 @@
 //! | `simacan_auth_unauthorized_total` | counter | | 401s and gRPC UNAUTHENTICATED answered to a request's first attempt | `unauthorized` |
 //! | `simacan_auth_unauthorized_healed_total` | counter | | refusals healed: the replay with a newer token was accepted | `unauthorized_healed` |
 //! | `simacan_auth_unauthorized_passed_through_total` | counter | `reason` | refusals handed to the caller: `cooldown` (a refresh did not help moments ago), `backoff` (the Auth API is backing off), `store_unavailable` (the token store is unavailable), `not_replayable` (the body was not kept), `replay_refused` (the replay was refused too), `no_runtime` (no Tokio runtime to refresh on) | `unauthorized_passed_through`, and `replays_refused` for `replay_refused` |
+//! | `simacan_auth_unauthorized_errors_total` | counter | | refusals that ended as an error: the refresh failed (a failure, counted by kind too), or the inner service failed on the replay | `unauthorized_errors` |
 //! | `simacan_auth_lease_waits_total` | counter | | waits for another process's login or refresh through the token store | `lease_waits` |
 //! | `simacan_auth_lease_waits_long_total` | counter | | those waits that passed a second (each logged at `warn`): a slow lease holder, or a dead one whose lease runs out | `long_lease_waits` |
 //! | `simacan_auth_consecutive_failures` | gauge | | failures since a token was last obtained | `consecutive_failures` |
@@ -131,6 +138,11 @@ pub struct Stats {
     /// Replays refused like their first attempt; part of
     /// [`unauthorized_passed_through`](Self::unauthorized_passed_through).
     pub replays_refused: u64,
+    /// Refusals that ended as an error for the caller: no token could be
+    /// had to heal them (the refresh failed; see
+    /// [`failures`](Self::failures) for why), or the inner service failed
+    /// on the replay.
+    pub unauthorized_errors: u64,
     /// Logins and refreshes that found the [token store](crate::store)'s
     /// lease held by another process and waited for its result.
     pub lease_waits: u64,
@@ -244,6 +256,7 @@ pub(crate) struct Counters {
     unauthorized_healed: AtomicU64,
     unauthorized_passed_through: AtomicU64,
     replays_refused: AtomicU64,
+    unauthorized_errors: AtomicU64,
     lease_waits: AtomicU64,
     long_lease_waits: AtomicU64,
     failures: [AtomicU64; ErrorKind::ALL.len()],
@@ -268,6 +281,7 @@ impl Counters {
             unauthorized_healed: AtomicU64::new(0),
             unauthorized_passed_through: AtomicU64::new(0),
             replays_refused: AtomicU64::new(0),
+            unauthorized_errors: AtomicU64::new(0),
             lease_waits: AtomicU64::new(0),
             long_lease_waits: AtomicU64::new(0),
             failures: Default::default(),
@@ -353,6 +367,14 @@ impl Counters {
         export::passed_through(reason);
     }
 
+    /// A refusal ended as an error: the refresh to heal it failed, or the
+    /// inner service failed on the replay.
+    pub(crate) fn unauthorized_error(&self) {
+        self.unauthorized_errors.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        export::unauthorized_error();
+    }
+
     /// The counts and the backoff as of `now`; no token yet.
     pub(crate) fn snapshot(&self, now: Instant) -> Stats {
         let backoff_until = self.backoff_until.load(Relaxed);
@@ -371,6 +393,7 @@ impl Counters {
             unauthorized_healed: self.unauthorized_healed.load(Relaxed),
             unauthorized_passed_through: self.unauthorized_passed_through.load(Relaxed),
             replays_refused: self.replays_refused.load(Relaxed),
+            unauthorized_errors: self.unauthorized_errors.load(Relaxed),
             lease_waits: self.lease_waits.load(Relaxed),
             long_lease_waits: self.long_lease_waits.load(Relaxed),
             consecutive_failures: self.consecutive_failures.load(Relaxed),
@@ -521,7 +544,9 @@ mod tests {
         counters.passed_through(PassedThrough::Cooldown);
         counters.passed_through(PassedThrough::ReplayRefused);
         counters.healed();
+        counters.unauthorized_error();
         let stats = counters.snapshot(Instant::now());
+        assert_eq!(stats.unauthorized_errors, 1);
         assert_eq!(stats.unauthorized, 2);
         assert_eq!(stats.unauthorized_passed_through, 2);
         assert_eq!(stats.replays_refused, 1);
