@@ -64,6 +64,22 @@
 //! | `simacan_auth_token_obtained_timestamp_seconds` | gauge | | Unix time at which the current token was obtained | `token_age` |
 //! | `simacan_auth_token_expiry_timestamp_seconds` | gauge | | Unix time at which the current token expires by its `expires_in` | `token_expires_in` |
 //!
+//! # Serialization
+//!
+//! [`Stats`] implements [`serde::Serialize`], for a health or status
+//! endpoint: the counts as numbers under their field names, durations
+//! (`backoff_remaining`, `token_age`, `token_expires_in`) as seconds with a
+//! fraction (`1.5`), or `null` when absent, and the failures as a map from
+//! each [`ErrorKind::as_str`] to its count.
+//!
+//! ```
+//! let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
+//! let json = serde_json::to_value(layer.stats()).unwrap();
+//! assert_eq!(json["logins"], 0);
+//! assert_eq!(json["token_age"], serde_json::Value::Null);
+//! assert_eq!(json["failures"]["auth_api_unavailable"], 0);
+//! ```
+//!
 //! # Example
 //!
 //! ```
@@ -89,6 +105,7 @@ use std::{
     time::Duration,
 };
 
+use serde::{ser::SerializeMap, Serialize, Serializer};
 use tokio::time::Instant;
 
 use crate::{token::How, Error, ErrorKind};
@@ -107,7 +124,7 @@ mod export;
 /// assert_eq!(stats.logins + stats.refreshes, 0);
 /// assert_eq!(stats.token_age, None, "no token yet");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Password logins: the first one, and any made without a refresh token
@@ -154,13 +171,16 @@ pub struct Stats {
     pub consecutive_failures: u64,
     /// How long the backoff after the last failure still lasts; `None` when
     /// no backoff is on. During it, requests without a valid token fail fast.
+    #[serde(serialize_with = "seconds")]
     pub backoff_remaining: Option<Duration>,
     /// How long ago this layer obtained its current token (logged in,
     /// refreshed, or adopted it from the store); `None` before the first.
+    #[serde(serialize_with = "seconds")]
     pub token_age: Option<Duration>,
     /// How long until the current token expires by its `expires_in` (zero
     /// once expired or invalidated; the Auth API may revoke it earlier);
     /// `None` before the first token.
+    #[serde(serialize_with = "seconds")]
     pub token_expires_in: Option<Duration>,
     failures: FailureCounts,
 }
@@ -206,6 +226,24 @@ impl fmt::Debug for FailureCounts {
                     .map(|k| (k.as_str(), self.0[k.index()])),
             )
             .finish()
+    }
+}
+
+impl Serialize for FailureCounts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for kind in ErrorKind::ALL {
+            map.serialize_entry(kind.as_str(), &self.0[kind.index()])?;
+        }
+        map.end()
+    }
+}
+
+/// A duration as seconds with a fraction; `None` as a unit (`null`).
+fn seconds<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => serializer.serialize_f64(duration.as_secs_f64()),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -551,6 +589,28 @@ mod tests {
         assert_eq!(stats.unauthorized_passed_through, 2);
         assert_eq!(stats.replays_refused, 1);
         assert_eq!(stats.unauthorized_healed, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn serializes_durations_as_seconds_and_failures_by_kind_name() {
+        let counters = Counters::new();
+        counters.obtained(How::Refreshed, Duration::from_secs(60));
+        counters.failed(&Error::invalid_credentials());
+        counters.failed(&Error::invalid_credentials());
+        counters.backing_off(2, Instant::now() + Duration::from_millis(1500));
+        let mut stats = counters.snapshot(Instant::now());
+        stats.token_age = Some(Duration::from_millis(250));
+        let json = serde_json::to_value(&stats).unwrap();
+        assert_eq!(json["refreshes"], 1);
+        assert_eq!(json["consecutive_failures"], 2);
+        assert_eq!(json["backoff_remaining"], 1.5);
+        assert_eq!(json["token_age"], 0.25);
+        assert_eq!(json["token_expires_in"], serde_json::Value::Null);
+        let failures = json["failures"].as_object().unwrap();
+        assert_eq!(failures.len(), ErrorKind::ALL.len());
+        assert_eq!(failures["invalid_credentials"], 2);
+        assert_eq!(failures["store"], 0);
+        assert_eq!(json["unauthorized_errors"], 0);
     }
 
     #[test]
