@@ -267,7 +267,12 @@ where
                 }
                 StateProj::Calling { future } => {
                     let attempt = *this.replays;
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    let response = ready!(future.poll(cx)).map_err(|error| {
+                        if attempt > 0 {
+                            this.cache.counters().unauthorized_error();
+                        }
+                        error.into()
+                    })?;
                     let verdict = verdict(&response);
                     if verdict != Verdict::Accepted && attempt == 0 {
                         // Asked now, while the replay handle is still here.
@@ -314,7 +319,10 @@ where
                     }
                 }
                 StateProj::Refreshing { wait, request } => {
-                    let token = ready!(wait.as_mut().poll(cx)).map_err(auth_failure::<R>)?;
+                    let token = ready!(wait.as_mut().poll(cx)).map_err(|error| {
+                        this.cache.counters().unauthorized_error();
+                        auth_failure::<R>(error)
+                    })?;
                     tracing::debug!("token refreshed after a 401; replaying the request");
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
                     *this.generation = token.generation;
@@ -328,7 +336,10 @@ where
                     continue;
                 }
                 StateProj::ReadyToReplay { request } => {
-                    ready!(this.service.poll_ready(cx)).map_err(Into::into)?;
+                    ready!(this.service.poll_ready(cx)).map_err(|error| {
+                        this.cache.counters().unauthorized_error();
+                        error.into()
+                    })?;
                     let request = request.take().expect(POLLED_AFTER_COMPLETION);
                     let future = this.service.call(*request);
                     *this.replays += 1;

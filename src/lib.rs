@@ -53,7 +53,8 @@
 //!
 //! # Features
 //!
-//! - `rustls` (default): HTTPS to the Auth API through rustls (ring provider,
+//! - `rustls` (default): HTTPS to the Auth API through rustls (the
+//!   process-wide crypto provider when the application installed one, else ring;
 //!   webpki roots unless configured otherwise), directly or through an HTTP
 //!   `CONNECT` proxy, and [`https_client`], a client for Simacan's APIs on
 //!   the same TLS setup. See [`AuthProxy`] and [`AuthRoots`], given to
@@ -94,6 +95,8 @@
 
 pub mod body;
 mod clock;
+#[cfg(any(feature = "rustls", feature = "redis"))]
+mod crypto;
 pub mod error;
 mod failure;
 pub mod future;

@@ -123,8 +123,11 @@
 //! ```
 //!
 //! A client built without a configuration under `rustls-no-provider`
-//! panics unless a default provider was installed
-//! (`rustls::crypto::ring::default_provider().install_default()`).
+//! panics unless a default provider was installed. rustls 0.23.48
+//! deprecates ring's `default_provider` (ring has no post-quantum key
+//! exchange); to install a provider, prefer aws-lc-rs (rustls' feature
+//! `aws-lc-rs`, then `rustls::crypto::aws_lc_rs::default_provider().install_default()`
+//! at the start of `main`), which this crate's TLS then uses too.
 //!
 //! # Example
 //!
@@ -308,7 +311,15 @@ impl Middleware for SimacanAuthMiddleware {
             // `None` for a streamed body: the request is then sent once.
             let replay = request.try_clone();
             request.headers_mut().insert(AUTHORIZATION, header);
-            let response = next.clone().run(request, extensions).await?;
+            let response = next
+                .clone()
+                .run(request, extensions)
+                .await
+                .inspect_err(|_| {
+                    if attempt > 0 {
+                        cache.counters().unauthorized_error();
+                    }
+                })?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 accepted(cache, generation, unproven, attempt > 0);
                 return Ok(response);
@@ -335,7 +346,10 @@ impl Middleware for SimacanAuthMiddleware {
                     token
                 }
                 Err(wait) => {
-                    let token = wait.await.map_err(failure)?;
+                    let token = wait.await.map_err(|error| {
+                        cache.counters().unauthorized_error();
+                        failure(error)
+                    })?;
                     tracing::debug!("token refreshed after a 401; replaying the request");
                     token
                 }
@@ -372,8 +386,9 @@ fn scope_uri(url: &Url) -> Option<Uri> {
     Uri::from_parts(parts).ok()
 }
 
-/// A rustls client configuration with the crate's TLS setup: the ring
-/// provider, Mozilla's roots (webpki-roots), TLS 1.2 and 1.3, ALPN
+/// A rustls client configuration with the crate's TLS setup: the
+/// process-wide crypto provider when the application installed one, else
+/// ring, Mozilla's roots (webpki-roots), TLS 1.2 and 1.3, ALPN
 /// `http/1.1`. For reqwest built with `rustls-no-provider`, through
 /// [`ClientBuilder::tls_backend_preconfigured`], so that the application
 /// uses one crypto provider and no client panics looking for one. See
@@ -516,7 +531,7 @@ mod tests {
     fn the_tls_config_uses_ring_and_speaks_http1() {
         let config = tls_config();
         assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
-        let ring = rustls::crypto::ring::default_provider();
+        let ring = crate::crypto::ring();
         let names = |p: &rustls::crypto::CryptoProvider| {
             p.cipher_suites
                 .iter()

@@ -25,7 +25,7 @@ use simacan_auth::{
 use support::*;
 
 /// Every metric the crate emits, as documented.
-const COUNTERS: [&str; 10] = [
+const COUNTERS: [&str; 11] = [
     "simacan_auth_logins_total",
     "simacan_auth_refreshes_total",
     "simacan_auth_password_fallbacks_total",
@@ -34,6 +34,7 @@ const COUNTERS: [&str; 10] = [
     "simacan_auth_unauthorized_total",
     "simacan_auth_unauthorized_healed_total",
     "simacan_auth_unauthorized_passed_through_total",
+    "simacan_auth_unauthorized_errors_total",
     "simacan_auth_lease_waits_total",
     "simacan_auth_lease_waits_long_total",
 ];
@@ -399,9 +400,13 @@ fn refusals_during_a_store_outage_say_the_store_is_the_cause() {
         // comes during the store's short retry pause is passed through, as
         // the store's, not as an Auth API backoff.
         let passed = "simacan_auth_unauthorized_passed_through_total";
+        let mut errors = 0;
         for _ in 0..50 {
             match get(&svc, &mock.url("/trips")).await {
-                Err(error) => assert!(auth_error(&error).kind() == ErrorKind::Store, "{error:?}"),
+                Err(error) => {
+                    assert!(auth_error(&error).kind() == ErrorKind::Store, "{error:?}");
+                    errors += 1;
+                }
                 Ok(response) => assert_eq!(response.status(), StatusCode::UNAUTHORIZED),
             }
             if recorded.counter(passed, &["reason=store_unavailable"]) > 0 {
@@ -411,6 +416,20 @@ fn refusals_during_a_store_outage_say_the_store_is_the_cause() {
         assert!(recorded.counter(passed, &["reason=store_unavailable"]) > 0);
         assert_eq!(recorded.counter(passed, &["reason=backoff"]), 0);
         assert!(recorded.counter("simacan_auth_failures_total", &["kind=store"]) > 0);
+        // Every refusal ended passed through or as the store's error.
+        let unauthorized_errors = recorded.counter("simacan_auth_unauthorized_errors_total", &[]);
+        assert!(errors > 0);
+        assert_eq!(unauthorized_errors, errors);
+        let passed_through: u64 = ["store_unavailable", "backoff", "cooldown"]
+            .iter()
+            .map(|reason| recorded.counter(passed, &[&format!("reason={reason}")]))
+            .sum();
+        assert_eq!(
+            recorded.counter("simacan_auth_unauthorized_total", &[]),
+            recorded.counter("simacan_auth_unauthorized_healed_total", &[])
+                + passed_through
+                + unauthorized_errors
+        );
         // The store is back: the next 401 is healed at once.
         store.down.store(false, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(600)).await;

@@ -725,3 +725,32 @@ fn the_middleware_is_clone_send_sync_debug() {
     fn assert_all<T: Clone + Send + Sync + std::fmt::Debug + 'static>() {}
     assert_all::<SimacanAuthMiddleware>();
 }
+
+#[tokio::test]
+async fn a_401_whose_refresh_fails_counts_as_an_error() {
+    let mock = mock().await;
+    let layer = layer_for(&mock);
+    let client = client_with(SimacanAuthMiddleware::new(&layer));
+    assert_eq!(
+        get_status(&client, &mock.url("/trips")).await,
+        StatusCode::OK
+    );
+    mock.revoke_access_tokens();
+    mock.respond_next(
+        Route::Refresh,
+        Response::builder().status(503).body(String::new()).unwrap(),
+    );
+    bounded(client.get(mock.url("/trips")).send())
+        .await
+        .unwrap_err();
+    let stats = layer.stats();
+    assert_eq!(
+        (
+            stats.unauthorized,
+            stats.unauthorized_errors,
+            stats.unauthorized_healed + stats.unauthorized_passed_through
+        ),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+}

@@ -22,9 +22,10 @@ fn assert_untouched(stats: &Stats) {
             stats.unauthorized_healed,
             stats.unauthorized_passed_through,
             stats.replays_refused,
+            stats.unauthorized_errors,
             stats.failures_total(),
         ],
-        [0; 9],
+        [0; 10],
         "{stats:?}"
     );
 }
@@ -204,4 +205,85 @@ async fn clones_share_one_set_of_counts_and_a_configured_layer_has_its_own() {
     let stats = configured.stats();
     assert_eq!((stats.logins, stats.tokens_adopted), (0, 1));
     assert_eq!(mock.counts().password, 1);
+}
+
+/// A 401 healed, one passed through, one whose refresh failed and one whose
+/// replay failed: every 401 ends in exactly one of the three counts.
+#[tokio::test]
+async fn every_401_ends_healed_passed_through_or_as_an_error() {
+    use std::{
+        collections::HashSet,
+        sync::{Arc, Mutex},
+    };
+
+    use http::Response;
+    use hyper::body::Incoming;
+    use simacan_auth::mock::Route;
+    use tower::{service_fn, BoxError};
+
+    let mock = mock().await;
+    let layer = layer_for(&mock)
+        .backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .unauthorized_cooldown(Duration::ZERO);
+    // Requests carry an id; a second sending of one (a replay) fails in the
+    // inner service while `fail_replays` is on.
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let fail_replays = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let inner = {
+        let client = client();
+        let (seen, fail_replays) = (seen.clone(), fail_replays.clone());
+        service_fn(move |request: Request<_>| {
+            let id = request.headers()["x-id"].to_str().unwrap().to_owned();
+            let replay = !seen.lock().unwrap().insert(id);
+            let fail = replay && fail_replays.load(std::sync::atomic::Ordering::SeqCst);
+            let client = client.clone();
+            async move {
+                if fail {
+                    return Err::<Response<Incoming>, BoxError>("the replay failed".into());
+                }
+                Ok(client.request(request).await?)
+            }
+        })
+    };
+    let svc = layer.layer(inner);
+    let mut next_id = 0;
+    let mut send = || {
+        next_id += 1;
+        let request = Request::get(mock.url("/trips"))
+            .header("x-id", next_id.to_string())
+            .body(http_body_util::Full::default())
+            .unwrap();
+        bounded(svc.clone().oneshot(request))
+    };
+    assert_eq!(send().await.unwrap().status(), StatusCode::OK);
+
+    // Healed: the refresh and the replay succeed.
+    mock.revoke_access_tokens();
+    assert_eq!(send().await.unwrap().status(), StatusCode::OK);
+    // An error: the replay fails in the inner service.
+    fail_replays.store(true, std::sync::atomic::Ordering::SeqCst);
+    mock.revoke_access_tokens();
+    assert_eq!(send().await.unwrap_err().to_string(), "the replay failed");
+    // Passed through: the token obtained to heal was refused before it was
+    // ever accepted (a cooldown, here of zero).
+    mock.revoke_access_tokens();
+    assert_eq!(send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // An error: the refresh fails (a failure of its own kind too).
+    let outage = Response::builder().status(503).body(String::new()).unwrap();
+    mock.respond_next(Route::Refresh, outage);
+    let error = send().await.unwrap_err();
+    assert_eq!(auth_error(&error).kind(), ErrorKind::AuthApiUnavailable);
+    // Passed through: the Auth API is backing off.
+    assert_eq!(send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    let stats = layer.stats();
+    assert_eq!(stats.unauthorized, 5, "{stats:?}");
+    assert_eq!(stats.unauthorized_healed, 1, "{stats:?}");
+    assert_eq!(stats.unauthorized_errors, 2, "{stats:?}");
+    assert_eq!(stats.unauthorized_passed_through, 2, "{stats:?}");
+    assert_eq!(
+        stats.unauthorized,
+        stats.unauthorized_healed + stats.unauthorized_passed_through + stats.unauthorized_errors
+    );
+    assert_eq!(stats.failures(ErrorKind::AuthApiUnavailable), 1);
 }

@@ -27,7 +27,7 @@
 //! password or a token. The underlying cause of an unreachable Auth API
 //! (connection refused, a DNS failure, a TLS error) is the error's
 //! [`source()`](std::error::Error::source), not part of its message: print
-//! the whole chain, as the last example shows.
+//! the whole chain with [`with_causes`], as the last example shows.
 //!
 //! While the token cache backs off after a failure, requests without a valid
 //! token fail fast with the same error, and [`Error::next_attempt_in`] says
@@ -51,23 +51,12 @@
 //! assert_eq!(explain(&Box::new(error)), "see the error's message");
 //! ```
 //!
-//! Printing an error with its causes:
+//! Printing an error with its causes, each once, with [`with_causes`]:
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! use std::error::Error as _;
-//! use simacan_auth::{Credentials, Environment, ErrorKind, SimacanAuthLayer};
-//!
-//! fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-//!     let mut text = error.to_string();
-//!     let mut cause = error.source();
-//!     while let Some(e) = cause {
-//!         text = format!("{text}: {e}");
-//!         cause = e.source();
-//!     }
-//!     text
-//! }
+//! use simacan_auth::{error::with_causes, Credentials, Environment, ErrorKind, SimacanAuthLayer};
 //!
 //! // Nothing listens on port 9 of the loopback address.
 //! let layer = SimacanAuthLayer::new(Credentials::new("user", "password"))
@@ -75,6 +64,7 @@
 //! let error = layer.access_token().await.unwrap_err();
 //! assert_eq!(error.kind(), ErrorKind::AuthApiUnavailable);
 //! assert!(with_causes(&error)
+//!     .to_string()
 //!     .starts_with("simacan auth api unreachable at http://127.0.0.1:9/api/v1/auth/password: "));
 //! # }
 //! ```
@@ -85,11 +75,13 @@ use http::{StatusCode, Uri};
 
 use crate::store::StoreError;
 
+mod causes;
 mod hint;
 mod kind;
 #[cfg(test)]
 mod tests;
 
+pub use causes::{with_causes, WithCauses};
 pub use kind::ErrorKind;
 
 /// The Auth API endpoint a request went to. See the [module docs](self).

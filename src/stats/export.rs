@@ -18,6 +18,7 @@ const FAILURES: &str = "simacan_auth_failures_total";
 const UNAUTHORIZED: &str = "simacan_auth_unauthorized_total";
 const HEALED: &str = "simacan_auth_unauthorized_healed_total";
 const PASSED_THROUGH: &str = "simacan_auth_unauthorized_passed_through_total";
+const UNAUTHORIZED_ERRORS: &str = "simacan_auth_unauthorized_errors_total";
 const LEASE_WAITS: &str = "simacan_auth_lease_waits_total";
 const LONG_LEASE_WAITS: &str = "simacan_auth_lease_waits_long_total";
 const CONSECUTIVE_FAILURES: &str = "simacan_auth_consecutive_failures";
@@ -53,6 +54,10 @@ pub(super) fn describe() {
         (
             PASSED_THROUGH,
             "Refusals handed to the caller as they came, by reason.",
+        ),
+        (
+            UNAUTHORIZED_ERRORS,
+            "Refusals that ended as an error: the refresh or the replay failed.",
         ),
         (
             LEASE_WAITS,
@@ -128,6 +133,10 @@ pub(super) fn healed() {
 
 pub(super) fn passed_through(reason: PassedThrough) {
     counter!(PASSED_THROUGH, "reason" => reason.as_str()).increment(1);
+}
+
+pub(super) fn unauthorized_error() {
+    counter!(UNAUTHORIZED_ERRORS).increment(1);
 }
 
 /// The Unix time `from_now` after now, by the clock the cache runs on.

@@ -22,10 +22,16 @@
 //! token is a failure of one [`ErrorKind`]. Every refusal of the token (an
 //! HTTP 401, or gRPC UNAUTHENTICATED) answered to a request's first attempt
 //! counts in [`unauthorized`](Stats::unauthorized), and ends healed by a
-//! replay, passed through to the caller, or as an error (the refresh failed,
-//! counted as a failure, or the inner service failed); except a gRPC replay
-//! handed over before its first frame showed how it went, which counts as
-//! none of these.
+//! replay ([`unauthorized_healed`](Stats::unauthorized_healed)), passed
+//! through to the caller
+//! ([`unauthorized_passed_through`](Stats::unauthorized_passed_through)),
+//! or as an error ([`unauthorized_errors`](Stats::unauthorized_errors): the
+//! refresh failed, also counted as a failure, or the inner service failed
+//! on the replay). Once every request has its answer,
+//! `unauthorized = unauthorized_healed + unauthorized_passed_through +
+//! unauthorized_errors`, except for a gRPC replay handed over before its
+//! first frame showed how it went, which counts as none of the three, and
+//! a request dropped by its caller while it was being healed.
 //!
 //! # Metrics
 //!
@@ -50,12 +56,29 @@
 //! | `simacan_auth_unauthorized_total` | counter | | 401s and gRPC UNAUTHENTICATED answered to a request's first attempt | `unauthorized` |
 //! | `simacan_auth_unauthorized_healed_total` | counter | | refusals healed: the replay with a newer token was accepted | `unauthorized_healed` |
 //! | `simacan_auth_unauthorized_passed_through_total` | counter | `reason` | refusals handed to the caller: `cooldown` (a refresh did not help moments ago), `backoff` (the Auth API is backing off), `store_unavailable` (the token store is unavailable), `not_replayable` (the body was not kept), `replay_refused` (the replay was refused too), `no_runtime` (no Tokio runtime to refresh on) | `unauthorized_passed_through`, and `replays_refused` for `replay_refused` |
+//! | `simacan_auth_unauthorized_errors_total` | counter | | refusals that ended as an error: the refresh failed (a failure, counted by kind too), or the inner service failed on the replay | `unauthorized_errors` |
 //! | `simacan_auth_lease_waits_total` | counter | | waits for another process's login or refresh through the token store | `lease_waits` |
 //! | `simacan_auth_lease_waits_long_total` | counter | | those waits that passed a second (each logged at `warn`): a slow lease holder, or a dead one whose lease runs out | `long_lease_waits` |
 //! | `simacan_auth_consecutive_failures` | gauge | | failures since a token was last obtained | `consecutive_failures` |
 //! | `simacan_auth_backoff_until_timestamp_seconds` | gauge | | Unix time at which the current backoff ends; 0 once a token is obtained | `backoff_remaining` |
 //! | `simacan_auth_token_obtained_timestamp_seconds` | gauge | | Unix time at which the current token was obtained | `token_age` |
 //! | `simacan_auth_token_expiry_timestamp_seconds` | gauge | | Unix time at which the current token expires by its `expires_in` | `token_expires_in` |
+//!
+//! # Serialization
+//!
+//! [`Stats`] implements [`serde::Serialize`], for a health or status
+//! endpoint: the counts as numbers under their field names, durations
+//! (`backoff_remaining`, `token_age`, `token_expires_in`) as seconds with a
+//! fraction (`1.5`), or `null` when absent, and the failures as a map from
+//! each [`ErrorKind::as_str`] to its count.
+//!
+//! ```
+//! let layer = simacan_auth::SimacanAuthLayer::new(simacan_auth::Credentials::new("u", "p"));
+//! let json = serde_json::to_value(layer.stats()).unwrap();
+//! assert_eq!(json["logins"], 0);
+//! assert_eq!(json["token_age"], serde_json::Value::Null);
+//! assert_eq!(json["failures"]["auth_api_unavailable"], 0);
+//! ```
 //!
 //! # Example
 //!
@@ -82,6 +105,7 @@ use std::{
     time::Duration,
 };
 
+use serde::{ser::SerializeMap, Serialize, Serializer};
 use tokio::time::Instant;
 
 use crate::{token::How, Error, ErrorKind};
@@ -100,7 +124,7 @@ mod export;
 /// assert_eq!(stats.logins + stats.refreshes, 0);
 /// assert_eq!(stats.token_age, None, "no token yet");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Password logins: the first one, and any made without a refresh token
@@ -131,6 +155,11 @@ pub struct Stats {
     /// Replays refused like their first attempt; part of
     /// [`unauthorized_passed_through`](Self::unauthorized_passed_through).
     pub replays_refused: u64,
+    /// Refusals that ended as an error for the caller: no token could be
+    /// had to heal them (the refresh failed; see
+    /// [`failures`](Self::failures) for why), or the inner service failed
+    /// on the replay.
+    pub unauthorized_errors: u64,
     /// Logins and refreshes that found the [token store](crate::store)'s
     /// lease held by another process and waited for its result.
     pub lease_waits: u64,
@@ -142,13 +171,16 @@ pub struct Stats {
     pub consecutive_failures: u64,
     /// How long the backoff after the last failure still lasts; `None` when
     /// no backoff is on. During it, requests without a valid token fail fast.
+    #[serde(serialize_with = "seconds")]
     pub backoff_remaining: Option<Duration>,
     /// How long ago this layer obtained its current token (logged in,
     /// refreshed, or adopted it from the store); `None` before the first.
+    #[serde(serialize_with = "seconds")]
     pub token_age: Option<Duration>,
     /// How long until the current token expires by its `expires_in` (zero
     /// once expired or invalidated; the Auth API may revoke it earlier);
     /// `None` before the first token.
+    #[serde(serialize_with = "seconds")]
     pub token_expires_in: Option<Duration>,
     failures: FailureCounts,
 }
@@ -194,6 +226,24 @@ impl fmt::Debug for FailureCounts {
                     .map(|k| (k.as_str(), self.0[k.index()])),
             )
             .finish()
+    }
+}
+
+impl Serialize for FailureCounts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for kind in ErrorKind::ALL {
+            map.serialize_entry(kind.as_str(), &self.0[kind.index()])?;
+        }
+        map.end()
+    }
+}
+
+/// A duration as seconds with a fraction; `None` as a unit (`null`).
+fn seconds<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => serializer.serialize_f64(duration.as_secs_f64()),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -244,6 +294,7 @@ pub(crate) struct Counters {
     unauthorized_healed: AtomicU64,
     unauthorized_passed_through: AtomicU64,
     replays_refused: AtomicU64,
+    unauthorized_errors: AtomicU64,
     lease_waits: AtomicU64,
     long_lease_waits: AtomicU64,
     failures: [AtomicU64; ErrorKind::ALL.len()],
@@ -268,6 +319,7 @@ impl Counters {
             unauthorized_healed: AtomicU64::new(0),
             unauthorized_passed_through: AtomicU64::new(0),
             replays_refused: AtomicU64::new(0),
+            unauthorized_errors: AtomicU64::new(0),
             lease_waits: AtomicU64::new(0),
             long_lease_waits: AtomicU64::new(0),
             failures: Default::default(),
@@ -353,6 +405,14 @@ impl Counters {
         export::passed_through(reason);
     }
 
+    /// A refusal ended as an error: the refresh to heal it failed, or the
+    /// inner service failed on the replay.
+    pub(crate) fn unauthorized_error(&self) {
+        self.unauthorized_errors.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        export::unauthorized_error();
+    }
+
     /// The counts and the backoff as of `now`; no token yet.
     pub(crate) fn snapshot(&self, now: Instant) -> Stats {
         let backoff_until = self.backoff_until.load(Relaxed);
@@ -371,6 +431,7 @@ impl Counters {
             unauthorized_healed: self.unauthorized_healed.load(Relaxed),
             unauthorized_passed_through: self.unauthorized_passed_through.load(Relaxed),
             replays_refused: self.replays_refused.load(Relaxed),
+            unauthorized_errors: self.unauthorized_errors.load(Relaxed),
             lease_waits: self.lease_waits.load(Relaxed),
             long_lease_waits: self.long_lease_waits.load(Relaxed),
             consecutive_failures: self.consecutive_failures.load(Relaxed),
@@ -521,11 +582,35 @@ mod tests {
         counters.passed_through(PassedThrough::Cooldown);
         counters.passed_through(PassedThrough::ReplayRefused);
         counters.healed();
+        counters.unauthorized_error();
         let stats = counters.snapshot(Instant::now());
+        assert_eq!(stats.unauthorized_errors, 1);
         assert_eq!(stats.unauthorized, 2);
         assert_eq!(stats.unauthorized_passed_through, 2);
         assert_eq!(stats.replays_refused, 1);
         assert_eq!(stats.unauthorized_healed, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn serializes_durations_as_seconds_and_failures_by_kind_name() {
+        let counters = Counters::new();
+        counters.obtained(How::Refreshed, Duration::from_secs(60));
+        counters.failed(&Error::invalid_credentials());
+        counters.failed(&Error::invalid_credentials());
+        counters.backing_off(2, Instant::now() + Duration::from_millis(1500));
+        let mut stats = counters.snapshot(Instant::now());
+        stats.token_age = Some(Duration::from_millis(250));
+        let json = serde_json::to_value(&stats).unwrap();
+        assert_eq!(json["refreshes"], 1);
+        assert_eq!(json["consecutive_failures"], 2);
+        assert_eq!(json["backoff_remaining"], 1.5);
+        assert_eq!(json["token_age"], 0.25);
+        assert_eq!(json["token_expires_in"], serde_json::Value::Null);
+        let failures = json["failures"].as_object().unwrap();
+        assert_eq!(failures.len(), ErrorKind::ALL.len());
+        assert_eq!(failures["invalid_credentials"], 2);
+        assert_eq!(failures["store"], 0);
+        assert_eq!(json["unauthorized_errors"], 0);
     }
 
     #[test]

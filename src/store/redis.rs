@@ -328,7 +328,7 @@ impl RedisStore {
         if self.redis.tls && rustls::crypto::CryptoProvider::get_default().is_none() {
             // redis-rs builds its TLS configuration on the process-wide
             // provider; with more than one compiled in, rustls cannot pick.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            let _ = crate::crypto::ring().install_default();
         }
         // Reconnecting is retried by `call`, within the operation's time.
         let config = ConnectionManagerConfig::new()

@@ -81,16 +81,10 @@ pub fn auth_error(error: &BoxError) -> &simacan_auth::Error {
         .unwrap_or_else(|| panic!("expected a simacan_auth::Error, got {error:?}"))
 }
 
-/// An error's message followed by those of its causes, as the README shows
-/// printing it.
+/// An error's message followed by those of its causes, each once, as the
+/// crate prints them.
 pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text = format!("{text}: {e}");
-        cause = e.source();
-    }
-    text
+    simacan_auth::error::with_causes(error).to_string()
 }
 
 /// Calls `svc` `n` times at once and returns the statuses.

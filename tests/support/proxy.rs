@@ -16,7 +16,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rustls::{
-    crypto::ring::default_provider,
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
     ServerConfig,
 };
@@ -115,7 +114,7 @@ impl PrivateCa {
             .expect("a server certificate");
         let chain = vec![CertificateDer::from(cert.der().to_vec())];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let mut config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+        let mut config = ServerConfig::builder_with_provider(Arc::new(ring_provider()))
             .with_safe_default_protocol_versions()
             .expect("ring supports the default versions")
             .with_no_client_auth()
@@ -330,4 +329,12 @@ async fn tunnel(mut client: TcpStream, authorization: Option<&str>, seen: Arc<Mu
     }
     let _ = to_upstream.shutdown().await;
     let _ = down.await;
+}
+
+/// Ring's provider for the tests' TLS servers and clients. rustls 0.23.48
+/// deprecates its constructor (ring has no post-quantum key exchange) and
+/// offers no other.
+#[allow(deprecated)]
+fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }

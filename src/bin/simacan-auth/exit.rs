@@ -127,15 +127,9 @@ impl fmt::Display for Failure {
     }
 }
 
-/// `error`'s message followed by those of its causes.
+/// `error`'s message followed by those of its causes, each once.
 pub(crate) fn with_causes(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text = format!("{text}: {e}");
-        cause = e.source();
-    }
-    text
+    simacan_auth::error::with_causes(error).to_string()
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ impl HyperClient {
     /// one whose every call fails with why.
     pub(crate) fn transport(&self, environment: &Environment) -> Arc<dyn Transport> {
         self.build(environment).unwrap_or_else(|error| {
-            tracing::warn!(%error, "the simacan auth api client cannot be built");
+            tracing::warn!(error = %crate::error::with_causes(&error), "the simacan auth api client cannot be built");
             Arc::new(Refuse(error))
         })
     }

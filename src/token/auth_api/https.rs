@@ -94,7 +94,8 @@ where
 
 /// A hyper-util client for Simacan's APIs, ready to wrap in
 /// [`SimacanAuthLayer`](crate::SimacanAuthLayer): HTTPS only, HTTP/2 or
-/// HTTP/1.1 as the server chooses by ALPN, rustls with the ring provider and
+/// HTTP/1.1 as the server chooses by ALPN, rustls with the process-wide
+/// crypto provider when the application installed one (else ring) and
 /// the webpki roots (Mozilla's root certificates, compiled in).
 ///
 /// It uses the same TLS setup as the layer's own calls to the Auth API, with
@@ -165,12 +166,13 @@ pub(crate) fn connector<C>(tcp: C, roots: &AuthRoots, schemes: Schemes) -> Https
     builder.enable_http1().enable_http2().wrap_connector(tcp)
 }
 
-/// The crate's rustls configuration: the ring provider given explicitly,
-/// TLS 1.2 and 1.3, trusting `roots`, no ALPN (the caller sets it).
+/// The crate's rustls configuration: the [crypto provider](crate::crypto::provider) given
+/// explicitly, TLS 1.2 and 1.3, trusting `roots`, no ALPN (the caller sets
+/// it).
 pub(crate) fn client_config(roots: &AuthRoots) -> ClientConfig {
-    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    ClientConfig::builder_with_provider(crate::crypto::provider())
         .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default TLS versions")
+        .expect("rustls' providers support the default TLS versions")
         .with_root_certificates(roots.store())
         .with_no_client_auth()
 }
@@ -183,8 +185,9 @@ pub(crate) fn client_config(roots: &AuthRoots) -> ClientConfig {
 ///
 /// Every certificate is checked when it is added, so a layer given these
 /// roots cannot fail to build its client on their account. They serve the
-/// Auth API calls only, not [`https_client`]. Whatever the roots, the ring
-/// provider is the one given to rustls.
+/// Auth API calls only, not [`https_client`]. Whatever the roots, the
+/// provider given to rustls is the process-wide default when the
+/// application installed one, else ring.
 ///
 /// # Example
 ///

@@ -596,15 +596,15 @@ impl Shared {
         }
         match cause {
             Cause::AuthApi => tracing::warn!(
-                error = %error, ?delay, consecutive, "could not obtain a token; backing off"
+                error = %crate::error::with_causes(&error), ?delay, consecutive, "could not obtain a token; backing off"
             ),
             // Once per outage: it is tried again every half second at most.
             Cause::Store if control.store_failures == 1 => tracing::warn!(
-                error = %error, ?delay,
+                error = %crate::error::with_causes(&error), ?delay,
                 "could not obtain a token: the token store is unavailable; trying it again shortly"
             ),
             Cause::Store => tracing::debug!(
-                error = %error, ?delay, store_failures = control.store_failures,
+                error = %crate::error::with_causes(&error), ?delay, store_failures = control.store_failures,
                 "the token store is still unavailable"
             ),
         }

@@ -125,7 +125,7 @@ impl Flight {
                 }
                 Err(error) if !warned => {
                     warned = true;
-                    tracing::warn!(%error, "could not renew the token store lease");
+                    tracing::warn!(error = %crate::error::with_causes(&error), "could not renew the token store lease");
                 }
                 _ => {}
             }
@@ -134,7 +134,7 @@ impl Flight {
 
     pub(super) async fn release(&self, lease: Lease) {
         if let Err(error) = self.bounded(self.store.release(lease)).await {
-            tracing::warn!(%error, "could not release the token store lease; it expires on its own");
+            tracing::warn!(error = %crate::error::with_causes(&error), "could not release the token store lease; it expires on its own");
         }
     }
 }

@@ -427,7 +427,7 @@ impl Flight {
         if !self.settings.local_login_on_store_outage || need == Need::Proactive {
             return Err(Error::store(error).into());
         }
-        tracing::warn!(%error, "token store unavailable; obtaining a token for this process only");
+        tracing::warn!(error = %crate::error::with_causes(&error), "token store unavailable; obtaining a token for this process only");
         let version = ours.map_or(0, |t| t.version);
         // Only a chain of this process's own may be refreshed without the
         // lease: the store's is shared.
@@ -527,7 +527,7 @@ fn failed_refresh(error: Error) -> Failed {
     let refresh_spent = !not_taken(&error);
     if refresh_spent {
         tracing::warn!(
-            %error,
+            error = %crate::error::with_causes(&error),
             "the refresh may have reached the auth api, which then rotated the refresh token: \
              it is not sent again, and the next attempt logs in with the password"
         );

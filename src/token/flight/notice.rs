@@ -36,7 +36,7 @@ impl Flight {
             return Ok(());
         }
         let error = Error::elsewhere(notice.kind(), &self.key).with_next_attempt_in(left);
-        tracing::debug!(%error, "not repeating another process's failed auth api call");
+        tracing::debug!(error = %crate::error::with_causes(&error), "not repeating another process's failed auth api call");
         Err(Failed::from(error).into())
     }
 
@@ -62,7 +62,7 @@ impl Flight {
         let delay = self.settings.backoff.shortest_first(error);
         let notice = FailureNotice::new(self.key.clone(), generation, delay, error.kind());
         if let Err(error) = self.bounded(self.store.save_failure(lease, &notice)).await {
-            tracing::warn!(%error, "could not share the failure with other processes");
+            tracing::warn!(error = %crate::error::with_causes(&error), "could not share the failure with other processes");
         }
     }
 }

@@ -97,7 +97,7 @@ impl Flight {
             Written::Saved => *record = Some(restored),
             Written::Superseded => {}
             Written::Failed(error) => tracing::warn!(
-                %error,
+                error = %crate::error::with_causes(&error),
                 "could not put back the refresh token the auth api did not take; \
                  the next attempt logs in with the password"
             ),
@@ -118,7 +118,7 @@ impl Flight {
         let record = match self.record_of(grant, version) {
             Ok(record) => record,
             Err(error) => {
-                tracing::error!(%error, "could not make a token record");
+                tracing::error!(error = %crate::error::with_causes(&error), "could not make a token record");
                 return Origin::Local;
             }
         };
@@ -133,7 +133,7 @@ impl Flight {
             }
             Written::Failed(error) => {
                 tracing::warn!(
-                    %error,
+                    error = %crate::error::with_causes(&error),
                     key = %self.key.fingerprint(),
                     "could not save the new token; it is kept in this process, \
                      and the next process to need a token logs in with the password"
@@ -187,7 +187,7 @@ impl Flight {
                 },
                 Err(error) => {
                     if failures == 0 {
-                        tracing::warn!(%error, "could not write to the token store; retrying while the lease is held");
+                        tracing::warn!(error = %crate::error::with_causes(&error), "could not write to the token store; retrying while the lease is held");
                     }
                     last_error = Some(error);
                 }
