@@ -14,6 +14,7 @@ use http_body_util::{Empty, Full};
 use simacan_auth::ErrorKind;
 use simacan_auth::{
     mock::{Counts, Route},
+    store::{MemoryStore, StoreKey, TokenStore},
     Credentials, Endpoint, Environment, Error, SimacanAuth, SimacanAuthLayer,
 };
 use support::*;
@@ -908,6 +909,52 @@ async fn invalidate_forces_a_refresh_not_a_login() {
 }
 
 #[tokio::test]
+async fn the_id_token_is_exposed_but_never_sent_stored_or_shown() {
+    let mock = mock().await;
+    let store = MemoryStore::new();
+    let first = layer_for(&mock).token_store(store.clone());
+    let svc = client_through(&first);
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    let token = first.access_token().await.unwrap();
+    let id_token = token
+        .expose_id_token()
+        .expect("the login answer carries an id_token")
+        .to_owned();
+    assert!(id_token.starts_with("ey") && id_token.split('.').count() == 3);
+    assert_ne!(id_token, token.expose_secret());
+    assert!(!format!("{token:?}").contains(&id_token));
+    let sent = &mock.target_requests()[0];
+    assert!(sent
+        .headers
+        .values()
+        .all(|v| !String::from_utf8_lossy(v.as_bytes()).contains(&id_token)));
+
+    // The store's record has no place for it: a layer that adopts the
+    // token from the store has none.
+    let key = StoreKey::new(mock.base_url(), mock.credentials().username());
+    let record = bounded(store.load(&key)).await.unwrap().expect("stored");
+    assert!(!String::from_utf8_lossy(&record.encode()).contains(&id_token));
+    let second = layer_for(&mock).token_store(store);
+    let adopted = second.access_token().await.unwrap();
+    assert_eq!(adopted.expose_secret(), token.expose_secret());
+    assert_eq!(adopted.expose_id_token(), None);
+    assert_eq!(mock.counts().password, 1, "adopted, not logged in again");
+
+    // A refresh answer carries a new one.
+    first.invalidate();
+    assert_eq!(get_status(&svc, &mock.url("/trips")).await, StatusCode::OK);
+    let refreshed = first.access_token().await.unwrap();
+    assert_eq!(mock.counts().refresh, 1);
+    let new_id_token = refreshed.expose_id_token().expect("the refresh answer too");
+    assert_ne!(new_id_token, id_token);
+    assert_eq!(
+        token.expose_id_token(),
+        Some(id_token.as_str()),
+        "a token handed out keeps its own"
+    );
+}
+
+#[tokio::test]
 async fn errors_of_the_inner_service_pass_through_unchanged() {
     let mock = mock().await;
     #[derive(Debug)]
@@ -955,6 +1002,8 @@ async fn secrets_never_show_in_debug_errors_or_logs() {
         simacan_auth::mock::PASSWORD,
         first.expose_secret(),
         last.expose_secret(),
+        first.expose_id_token().unwrap(),
+        last.expose_id_token().unwrap(),
     ] {
         assert!(!shown.contains(secret), "a secret leaked");
     }

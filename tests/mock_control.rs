@@ -450,13 +450,11 @@ async fn bad_calls_are_answered_with_a_json_error_and_change_nothing() {
     let pair = login(&client, &mock).await;
     assert_eq!(pair.status, StatusCode::OK);
     assert_eq!(pair.json["expires_in"], 3600);
-    assert_eq!(
-        mock.counts(),
-        Counts {
-            password: 1,
-            ..Counts::default()
-        }
-    );
+    let counts = mock.counts();
+    assert_eq!(counts.password, 1);
+    let mut others = counts;
+    others.password = 0;
+    assert_eq!(others, Counts::default(), "nothing else was counted");
 }
 
 #[tokio::test]
@@ -491,15 +489,15 @@ async fn the_control_api_is_not_reachable_through_the_auth_api_and_leaves_it_alo
     assert_eq!(lookalike.status(), StatusCode::UNAUTHORIZED);
     control(&client, &mock, Method::GET, "", "").await;
     control(&client, &mock, Method::GET, "/counts", "").await;
+    let counts = mock.counts();
     assert_eq!(
-        mock.counts(),
-        Counts {
-            target: 2,
-            target_unauthorized: 2,
-            ..Counts::default()
-        },
+        (counts.target, counts.target_unauthorized),
+        (2, 2),
         "control calls are not counted"
     );
+    let mut others = counts;
+    (others.target, others.target_unauthorized) = (0, 0);
+    assert_eq!(others, Counts::default(), "nothing else was counted");
 }
 
 #[tokio::test]

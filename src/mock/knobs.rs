@@ -1,7 +1,8 @@
 //! The vocabulary of the mock's knobs: which endpoint a knob applies to,
 //! and the faults it can inject.
 
-/// Which of the mock's endpoints a knob applies to.
+/// Which of the mock's endpoints a knob applies to. More may be added as
+/// the mock learns more of the Auth API, so a `match` on it needs a `_` arm.
 ///
 /// # Example
 ///
@@ -9,6 +10,7 @@
 /// assert_ne!(simacan_auth::mock::Route::Password, simacan_auth::mock::Route::Target);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Route {
     /// `POST {base}/auth/password`.
     Password,

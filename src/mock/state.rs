@@ -15,6 +15,10 @@ use crate::rotation::Rotation;
 
 /// How often each endpoint of the mock was called.
 ///
+/// More counters may be added in a minor release, so a `Counts` is read
+/// field by field (or compared with [`Counts::default`]) rather than built
+/// with a struct literal or destructured exhaustively.
+///
 /// # Example
 ///
 /// ```
@@ -22,6 +26,7 @@ use crate::rotation::Rotation;
 /// assert_eq!(counts.password + counts.refresh, 0);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Counts {
     /// Calls to `/auth/password`.
     pub password: usize,

@@ -46,6 +46,8 @@ pub(crate) enum How {
 pub(crate) struct Fresh {
     pub(crate) header: HeaderValue,
     pub(crate) refresh_token: Option<Zeroizing<String>>,
+    /// `None` when read from the store, which does not keep it.
+    pub(crate) id_token: Option<Zeroizing<String>>,
     /// The lifetime it was issued with.
     pub(crate) lifetime: Duration,
     /// How long it is valid from now.
@@ -69,6 +71,7 @@ impl Fresh {
         Fresh {
             header: grant.header,
             refresh_token: Some(grant.refresh_token),
+            id_token: grant.id_token,
             lifetime: grant.lifetime,
             remaining: grant.lifetime,
             version,
@@ -96,6 +99,8 @@ pub(crate) struct Token {
     pub(crate) header: HeaderValue,
     /// `None` once the Auth API refused it: it is never sent again.
     pub(crate) refresh_token: Option<Zeroizing<String>>,
+    /// Held in memory only: never stored, sent or shown.
+    pub(crate) id_token: Option<Zeroizing<String>>,
     /// Counts the tokens this cache has held; a 401 names the generation it
     /// was sent with.
     pub(crate) generation: u64,
@@ -133,6 +138,7 @@ impl Token {
         Token {
             header: fresh.header,
             refresh_token: fresh.refresh_token,
+            id_token: fresh.id_token,
             generation,
             version: fresh.version,
             origin: fresh.origin,
@@ -151,6 +157,7 @@ impl Token {
         Token {
             header: self.header.clone(),
             refresh_token,
+            id_token: self.id_token.clone(),
             generation: self.generation,
             version: self.version,
             origin: self.origin,
@@ -242,7 +249,8 @@ fn millis(d: Duration) -> u64 {
 /// client. Obtained with
 /// [`SimacanAuthLayer::access_token`](crate::SimacanAuthLayer::access_token).
 ///
-/// Its `Debug` shows when it expires, never the token.
+/// Its `Debug` shows when it expires, never the token (nor the
+/// [ID token](AccessToken::expose_id_token)).
 ///
 /// # Example
 ///
@@ -270,6 +278,35 @@ impl AccessToken {
     /// ```
     pub fn expose_secret(&self) -> &str {
         self.0.access_token()
+    }
+
+    /// The OpenID Connect ID token the Auth API issued with this access
+    /// token: a signed JWT about the user who logged in (who they are, for
+    /// whom and until when it was issued), for an application that needs to
+    /// know the user. It is not a credential for Simacan's APIs, and the
+    /// crate never sends it. Keep it out of logs all the same: it names the
+    /// user and may be accepted as proof of a login elsewhere.
+    ///
+    /// Held in memory only, in a buffer wiped when the last clone of the
+    /// token is dropped, and never written to the
+    /// [token store](crate::SimacanAuthLayer::token_store) (whose record
+    /// format has no place for it). `None`, then, for a token read from the
+    /// store, obtained by another process or another layer sharing it;
+    /// and `None` when the Auth API's answer carried no (non-empty) ID token.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn run(layer: simacan_auth::SimacanAuthLayer) -> Result<(), simacan_auth::Error> {
+    /// let token = layer.access_token().await?;
+    /// if let Some(id_token) = token.expose_id_token() {
+    ///     // A JWT: header.payload.signature.
+    ///     assert_eq!(id_token.split('.').count(), 3);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn expose_id_token(&self) -> Option<&str> {
+        self.0.id_token.as_deref().map(String::as_str)
     }
 
     /// `Bearer <token>`, ready for an `Authorization` header and marked
@@ -318,6 +355,7 @@ mod tests {
         let grant = Grant {
             header: bearer_header("tok").unwrap(),
             refresh_token: Zeroizing::new("ref".into()),
+            id_token: Some(Zeroizing::new("idt".into())),
             lifetime: Duration::from_secs(lifetime),
         };
         Fresh::issued(grant, 1, Origin::Store, How::LoggedIn)
@@ -383,9 +421,10 @@ mod tests {
             false,
         )));
         assert_eq!(token.expose_secret(), "tok");
+        assert_eq!(token.expose_id_token(), Some("idt"));
         let shown = format!("{token:?}");
         assert!(
-            !shown.contains("tok\"") && !shown.contains("ref"),
+            !shown.contains("tok\"") && !shown.contains("ref") && !shown.contains("idt"),
             "{shown}"
         );
     }

@@ -5,6 +5,11 @@
 //! `bearer` in any case, and a positive integer `expires_in` of at most a
 //! year. Anything else is refused with a reason, which never repeats the
 //! body; the client makes it an an error of kind [`UnexpectedResponse`](crate::ErrorKind::UnexpectedResponse).
+//!
+//! The `id_token` is kept when it is a non-empty string and is otherwise
+//! left out: the crate never sends it, so an answer without a usable one
+//! still carries a token pair (and a refresh that rotated the refresh token
+//! must not be thrown away over it).
 
 use std::time::Duration;
 
@@ -21,6 +26,8 @@ pub(crate) struct Grant {
     /// `Bearer <access_token>`, marked sensitive.
     pub(crate) header: HeaderValue,
     pub(crate) refresh_token: Zeroizing<String>,
+    /// The OpenID Connect ID token, when the answer carried one.
+    pub(crate) id_token: Option<Zeroizing<String>>,
     pub(crate) lifetime: Duration,
 }
 
@@ -51,9 +58,14 @@ impl Grant {
             return Err("access_token has characters a token cannot have".into());
         }
         let header = bearer_header(&access).ok_or("access_token is not a valid header value")?;
+        let id_token = match fields.remove("id_token") {
+            Some(Value::String(token)) if !token.is_empty() => Some(Zeroizing::new(token)),
+            _ => None,
+        };
         Ok(Grant {
             header,
             refresh_token,
+            id_token,
             lifetime,
         })
     }
@@ -105,7 +117,25 @@ mod tests {
         assert_eq!(grant.header.to_str().unwrap(), "Bearer eyA.b.c");
         assert!(grant.header.is_sensitive());
         assert_eq!(grant.refresh_token.as_str(), "eyR");
+        assert_eq!(grant.id_token.as_deref().map(String::as_str), Some("eyI"));
         assert_eq!(grant.lifetime, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_id_token_is_optional() {
+        for id_token in [
+            "",
+            r#","id_token":null"#,
+            r#","id_token":"" "#,
+            r#","id_token":5"#,
+        ] {
+            let body = format!(
+                r#"{{"access_token":"a","refresh_token":"r","token_type":"bearer","expires_in":1{id_token}}}"#
+            );
+            let grant = parse(&body).unwrap_or_else(|reason| panic!("{body}: {reason}"));
+            assert!(grant.id_token.is_none(), "{body}");
+            assert_eq!(grant.refresh_token.as_str(), "r");
+        }
     }
 
     #[test]

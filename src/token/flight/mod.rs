@@ -479,6 +479,9 @@ impl Flight {
         Some(Fresh {
             header,
             refresh_token: record.refresh_token().map(|t| Zeroizing::new(t.to_owned())),
+            // The record format has no ID token: it stays with the process
+            // that obtained it.
+            id_token: None,
             lifetime: record.lifetime(),
             remaining,
             version: record.generation(),
