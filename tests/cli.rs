@@ -828,3 +828,131 @@ async fn bad_arguments_exit_2_and_a_missing_username_3() {
     assert_eq!(ran.code, Some(3), "{ran:?}");
     assert!(ran.stderr.contains("--username"), "{ran:?}");
 }
+
+/// A `login` that needs the password, run on a pseudo-terminal of its own
+/// (its controlling terminal, through util-linux `setsid --ctty`) and
+/// showing the prompt, with echo off.
+#[cfg(target_os = "linux")]
+struct Prompting {
+    child: tokio::process::Child,
+    master: std::fs::File,
+    /// Kept open, so that the terminal and its settings outlive the run.
+    slave: std::fs::File,
+    _runs: Runs,
+}
+
+#[cfg(target_os = "linux")]
+impl Prompting {
+    async fn start(mock: &MockAuthApi) -> Prompting {
+        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let name = ptsname(&master, Vec::new()).unwrap();
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.to_str().unwrap())
+            .unwrap();
+        let master = std::fs::File::from(master);
+        assert!(echo(&slave), "a new terminal echoes");
+
+        let runs = Runs::against(mock);
+        let mut command = Command::new("setsid");
+        command
+            .args(["--ctty", BIN, "login", "--auth-url", &runs.auth_url])
+            .env_clear()
+            .env("HOME", runs.home.path())
+            .env("SIMACAN_USERNAME", USERNAME)
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave.try_clone().unwrap())
+            .kill_on_drop(true);
+        let child = command.spawn().expect("util-linux setsid is installed");
+
+        // Read on a thread of its own: reads of the master block.
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader = master.try_clone().unwrap();
+        let into = seen.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0; 1024];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut reader, &mut buffer) {
+                into.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        bounded(async {
+            while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("password for ") {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        // The prompt is shown before echo goes off.
+        bounded(async {
+            while echo(&slave) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        Prompting {
+            child,
+            master,
+            slave,
+            _runs: runs,
+        }
+    }
+
+    /// How the run ended, and whether the terminal echoes again.
+    async fn ended(mut self) -> (std::process::ExitStatus, bool) {
+        let status = bounded(self.child.wait()).await.unwrap();
+        (status, echo(&self.slave))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn echo(tty: &std::fs::File) -> bool {
+    rustix::termios::tcgetattr(tty)
+        .unwrap()
+        .local_modes
+        .contains(rustix::termios::LocalModes::ECHO)
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn ctrl_c_at_the_password_prompt_gives_the_terminal_its_echo_back_and_exits_130() {
+    let mock = mock().await;
+    let mut prompting = Prompting::start(&mock).await;
+    // Ctrl-C, as a keyboard sends it.
+    std::io::Write::write_all(&mut prompting.master, b"\x03").unwrap();
+    let (status, echo) = prompting.ended().await;
+    assert!(echo, "the terminal echoes again after {status:?}");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_eq!(mock.counts().password, 0, "no login");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sigterm_at_the_password_prompt_gives_the_terminal_its_echo_back_and_exits_143() {
+    use rustix::process::{kill_process, Pid, Signal};
+
+    let mock = mock().await;
+    let prompting = Prompting::start(&mock).await;
+    let pid = Pid::from_raw(prompting.child.id().unwrap().try_into().unwrap()).unwrap();
+    kill_process(pid, Signal::TERM).unwrap();
+    let (status, echo) = prompting.ended().await;
+    assert!(echo, "the terminal echoes again after {status:?}");
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert_eq!(mock.counts().password, 0, "no login");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_password_typed_at_the_prompt_logs_in_and_echo_comes_back() {
+    let mock = mock().await;
+    let mut prompting = Prompting::start(&mock).await;
+    std::io::Write::write_all(&mut prompting.master, format!("{PASSWORD}\r").as_bytes()).unwrap();
+    let (status, echo) = prompting.ended().await;
+    assert!(echo, "the terminal echoes again after {status:?}");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(mock.counts().password, 1);
+}

@@ -41,7 +41,9 @@ Exit codes:
   4  Auth API unreachable, timing out, or answering 5xx or 429, or another
      run held the token store's lock too long: try again later
   5  token store problem (such as a token file others can read)
-  6  not logged in (status)";
+  6  not logged in (status)
+  130  Ctrl-C at the password prompt, or during the login after it (143
+       for SIGTERM); the terminal's settings are put back first";
 
 /// The end of `token --help` and `login --help`.
 const PASSWORD_HELP: &str = "\

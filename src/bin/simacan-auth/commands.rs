@@ -15,6 +15,7 @@ use simacan_auth::{
 use crate::{
     args::{Cli, Command, Common, Format, LoginArgs, Renewal, StatusArgs, TokenArgs},
     exit::{Code, Failure},
+    interrupt::Interrupt,
     password::Password,
     time::{human, rfc3339},
 };
@@ -155,16 +156,21 @@ async fn obtain(
     password: Password,
 ) -> Result<(AccessToken, How), Failure> {
     let credentials = password.credentials(&account.username);
-    let obtained = match obtain_with(account, renewal, credentials).await {
-        Err(error) if error.kind() == ErrorKind::PasswordRequired => {
-            match password.prompt(&account.username, account.environment.base_url()) {
-                Some(credentials) => obtain_with(account, renewal, credentials?).await,
-                None => Err(error),
-            }
+    let (token, how) = match obtain_with(account, renewal, credentials).await {
+        Err(error) if error.kind() == ErrorKind::PasswordRequired && password.is_prompt() => {
+            // From before the prompt turns echo off until the run ends.
+            let mut interrupt = Interrupt::listen()?;
+            let asked = password.prompt(&account.username, account.environment.base_url());
+            let credentials = interrupt.guard(asked).await?;
+            let login = async {
+                obtain_with(account, renewal, credentials)
+                    .await
+                    .map_err(|error| account.failure(&error))
+            };
+            interrupt.guard(login).await?
         }
-        other => other,
+        obtained => obtained.map_err(|error| account.failure(&error))?,
     };
-    let (token, how) = obtained.map_err(|error| account.failure(&error))?;
     if token.expires_in() < renewal.min_validity {
         eprintln!(
             "simacan-auth: warning: the token is valid for {} only, less than --min-validity {}: \

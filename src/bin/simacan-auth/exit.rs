@@ -25,6 +25,10 @@ pub(crate) enum Code {
     Store = 5,
     /// `status`: no usable token is stored.
     NotLoggedIn = 6,
+    /// Ctrl-C at the password prompt or during the login after it.
+    Interrupted = 130,
+    /// SIGTERM at the password prompt or during the login after it.
+    Terminated = 143,
 }
 
 impl From<Code> for ExitCode {

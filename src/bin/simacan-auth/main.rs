@@ -20,6 +20,7 @@
 //! - [`password`]: where the password comes from; never the command line.
 //! - [`commands`]: the subcommands.
 //! - [`mock`]: the mock Auth API as a server until Ctrl-C or SIGTERM.
+//! - [`interrupt`]: Ctrl-C and SIGTERM at the password prompt.
 //! - [`exit`]: exit codes and messages.
 //! - [`time`]: durations and RFC 3339 times.
 //! - [`warnings`]: the library's warnings on standard error.
@@ -35,6 +36,7 @@
 mod args;
 mod commands;
 mod exit;
+mod interrupt;
 mod mock;
 mod password;
 mod time;
@@ -66,7 +68,11 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return Failure::new(Code::Other, format!("cannot start: {e}")).report(),
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(commands::run(cli));
+    // A run ended by a signal at the password prompt leaves the prompt's
+    // thread blocked reading the terminal: not waited for.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code.into(),
         Err(failure) => failure.report(),
     }

@@ -13,7 +13,10 @@ use std::{
 use simacan_auth::{token::PASSWORD_VAR, Credentials};
 use zeroize::Zeroizing;
 
-use crate::{args::PasswordArgs, exit::Failure};
+use crate::{
+    args::PasswordArgs,
+    exit::{Code, Failure},
+};
 
 /// The password, or how to get it once it is needed.
 #[derive(Debug)]
@@ -59,19 +62,28 @@ impl Password {
         }
     }
 
+    /// Whether the password is to be asked for on the terminal.
+    pub(crate) fn is_prompt(&self) -> bool {
+        matches!(self, Password::Prompt)
+    }
+
     /// Credentials of `username` with a password asked for on the terminal,
-    /// if this source is the prompt; `None` otherwise.
-    pub(crate) fn prompt(&self, username: &str, at: &str) -> Option<Result<Credentials, Failure>> {
-        if !matches!(self, Password::Prompt) {
-            return None;
-        }
-        let asked = rpassword::prompt_password(format!("password for {username} at {at}: "))
-            .map(Zeroizing::new)
-            .map_err(|e| {
-                Failure::credentials(format!("cannot read the password from the terminal: {e}"))
-            })
-            .and_then(|password| non_empty(password, "the prompt"));
-        Some(asked.map(|password| Credentials::new(username, password.as_str())))
+    /// without echo. The prompt blocks, so it runs on a thread of its own:
+    /// the run can then react to Ctrl-C (see [`crate::interrupt`]), which
+    /// the prompt reads as a key and raises as SIGINT.
+    pub(crate) async fn prompt(&self, username: &str, at: &str) -> Result<Credentials, Failure> {
+        let prompt = format!("password for {username} at {at}: ");
+        let asked = tokio::task::spawn_blocking(move || {
+            rpassword::prompt_password(prompt).map(Zeroizing::new)
+        })
+        .await
+        .map_err(|e| Failure::credentials(format!("the password prompt failed: {e}")))?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::Interrupted => crate::interrupt::interrupted(Code::Interrupted),
+            _ => Failure::credentials(format!("cannot read the password from the terminal: {e}")),
+        })?;
+        let password = non_empty(asked, "the prompt")?;
+        Ok(Credentials::new(username, password.as_str()))
     }
 }
 
@@ -175,8 +187,7 @@ mod tests {
         assert!(known.credentials("u").has_password());
         assert!(!Password::Unavailable.credentials("u").has_password());
         assert!(!Password::Prompt.credentials("u").has_password());
-        assert!(Password::Unavailable
-            .prompt("u", "https://a/api/v1")
-            .is_none());
+        assert!(!Password::Unavailable.is_prompt());
+        assert!(Password::Prompt.is_prompt());
     }
 }
