@@ -13,7 +13,8 @@
 //!   file lock as the lease; shared by restarts, command-line runs and the
 //!   services of one user.
 //! - `RedisStore` (feature `redis`): a fleet of replicas sharing one
-//!   credential through Redis: one login and one refresh chain, fleet-wide.
+//!   credential through Redis (one server, Sentinel or Cluster): one login
+//!   and one refresh chain, fleet-wide.
 //!
 //! Requests never touch the store: they read the token from memory. The
 //! store is consulted only when a token is missing, near expiry or refused

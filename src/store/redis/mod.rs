@@ -1,17 +1,22 @@
-//! [`RedisStore`]: tokens in Redis, shared by a fleet of replicas.
+//! [`RedisStore`]: tokens in Redis, shared by a fleet of replicas: one
+//! server, a primary found through Sentinel, or a Cluster.
+
+mod deployment;
 
 use std::{
+    collections::HashMap,
     fmt, io,
-    sync::{Arc, LazyLock, Mutex},
-    time::Duration,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, LazyLock, Mutex,
+    },
+    time::{Duration, Instant},
 };
 
-use redis::{
-    aio::{ConnectionManager, ConnectionManagerConfig},
-    Client, ConnectionAddr, FromRedisValue, RedisError, Script,
-};
+use redis::{FromRedisValue, RedisError, Role, Script};
 use zeroize::Zeroizing;
 
+use self::deployment::{Connection, Deployment};
 use super::{BoxFuture, FailureNotice, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
 use crate::Error;
 
@@ -23,6 +28,11 @@ const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// How long one operation may take unless [`RedisStore::timeout`] says
 /// otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a save waits for a replica's acknowledgement unless
+/// [`RedisStore::replica_ack_timeout`] says otherwise.
+const DEFAULT_REPLICA_ACK_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the answer to "has the primary a replica?" is trusted.
+const REPLICAS_ASKED_EVERY: Duration = Duration::from_secs(1);
 /// Longest expiry sent to Redis, far below what it accepts.
 const LONGEST_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
 
@@ -100,18 +110,83 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// refresh chain per [`StoreKey`].
 ///
 /// [`open`](Self::open) only checks the URL; the connection is made on first
-/// use, on the Tokio runtime of that use, and remade after Redis restarts
-/// or the network drops it. Clones share that connection; configure a store
-/// before cloning it.
+/// use, on the Tokio runtime of that use, and remade after Redis restarts,
+/// a failover, or the network drops it. Clones share that connection;
+/// configure a store before cloning it.
+///
+/// # Which Redis deployments
+///
+/// | deployment | URL | what the store does |
+/// |---|---|---|
+/// | one server | `redis://[[user]:password@]host[:port][/db]`, `rediss://…` (TLS), `redis+unix:///path[?db=N&pass=…]` | one connection, remade after a restart |
+/// | Sentinel | `redis+sentinel://[[user]:password@]sentinel[:port][,sentinel[:port]…]/master[/db]`, `rediss+sentinel://…` (TLS to sentinels and servers) | asks the sentinels for the primary (default port 26379), and asks again when the primary's connection drops or it answers `READONLY` |
+/// | Cluster | `redis+cluster://[[user]:password@]node[:port][,node[:port]…]`, `rediss+cluster://…` | redis-rs's cluster client, which learns the slots from the seed nodes and follows `MOVED` and `ASK` |
+///
+/// The user and password of the URL are sent with `AUTH` to the servers
+/// (the primary and replicas, every cluster node). Sentinels that require
+/// a password of their own get it from the parameters
+/// `sentinel_username` and `sentinel_password`.
+///
+/// ```
+/// use simacan_auth::store::RedisStore;
+///
+/// // One server.
+/// let one = RedisStore::open("rediss://:secret@redis.internal:6380/2")?;
+/// // Three sentinels watching the master `tokens`, database 2.
+/// let sentinel = RedisStore::open(
+///     "redis+sentinel://:secret@10.0.0.1,10.0.0.2,10.0.0.3:26380/tokens/2?sentinel_password=watch",
+/// )?;
+/// // A cluster, reached through any of its nodes.
+/// let cluster = RedisStore::open("rediss+cluster://:secret@10.0.1.1:7000,10.0.1.2:7000")?;
+/// assert!(format!("{sentinel:?}").contains("Sentinel(\"tokens\")"));
+/// # let _ = (one, cluster);
+/// # Ok::<(), simacan_auth::Error>(())
+/// ```
+///
+/// **What a failover costs.** While Sentinel or the Cluster has not yet
+/// promoted a replica (its down-after time plus the election, typically a
+/// few seconds), store operations fail with
+/// [`Unavailable`](super::StoreErrorKind::Unavailable): requests with a
+/// valid token go on from memory, and those that need a token wait for the
+/// store on its retry schedule or fail. After the promotion the next
+/// operation reaches the new primary, with no restart and, because every
+/// write was acknowledged by a replica (below), with the token and refresh
+/// token the fleet last saved: no extra password login.
+///
+/// # Writes wait for a replica
+///
+/// Redis replicates asynchronously: a primary that dies right after a save
+/// can be replaced by a replica that never saw it, whose record still
+/// holds a refresh token the Auth API already rotated. So each successful
+/// save (the refresh token marked as sent, the new token) is followed by
+/// `WAIT 1 <ms>` on the same connection, in the same pipeline, whenever
+/// the primary has a replica connected (it is asked with `ROLE`, at most
+/// once a second per key). [`replica_ack_timeout`](Self::replica_ack_timeout)
+/// sets how long the wait may be (500 ms by default) or turns it off.
+///
+/// When no replica acknowledges in time, the save fails with
+/// [`Unavailable`](super::StoreErrorKind::Unavailable) although the
+/// primary holds it. The token state retries it (a save already written
+/// counts as done) while it holds the lease, for up to 2.5 s. If the
+/// replicas stay behind: a refresh token whose marking was not
+/// acknowledged is not sent (requests that need a token get a store error
+/// until a replica catches up or the primary has none left); a new token
+/// whose save was not acknowledged is kept by its process, is on the
+/// primary for the others to use, and is lost only if the primary fails
+/// before a replica has it, which then costs one password login. A
+/// primary with no replica connected saves without waiting.
 ///
 /// # Keys
 ///
 /// | key | holds | written by |
 /// |---|---|---|
-/// | `{prefix}{fingerprint}` | a hash: `generation` (decimal) and `record` ([`TokenRecord::encode`]d bytes), expiring [`record_ttl`](Self::record_ttl) after its last write | [`save`](TokenStore::save) |
-/// | `{prefix}{fingerprint}:lease` | the lease owner, expiring with the lease | [`try_lease`](TokenStore::try_lease), [`renew`](TokenStore::renew), [`release`](TokenStore::release) |
+/// | `{prefix}{<fingerprint>}` | a hash: `generation` (decimal) and `record` ([`TokenRecord::encode`]d bytes), expiring [`record_ttl`](Self::record_ttl) after its last write | [`save`](TokenStore::save) |
+/// | `{prefix}{<fingerprint>}:lease` | the lease owner, expiring with the lease | [`try_lease`](TokenStore::try_lease), [`renew`](TokenStore::renew), [`release`](TokenStore::release) |
+/// | `{prefix}{<fingerprint>}:failure` | a [`FailureNotice`], expiring with it | [`save_failure`](TokenStore::save_failure) |
 ///
-/// The fingerprint is [`StoreKey::fingerprint`]; the record keeps the key
+/// The fingerprint is [`StoreKey::fingerprint`], in braces: a Cluster hash
+/// tag, so that every key of one credential lands in one hash slot (on a
+/// single server the braces are just characters). The record keeps the key
 /// itself too, and a record found under the right fingerprint but for
 /// another key is logged and treated as absent.
 ///
@@ -126,11 +201,11 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// - **A write never overwrites a record it did not see.** `save` is one Lua
 ///   script: it compares the stored `generation` with the expected one and
 ///   writes the hash only when they match.
-/// - **Retrying is safe.** After Redis restarts or a connection drops, an
-///   operation is sent once more on a fresh connection. Each script has the
-///   same effect run twice as once (a lease or a record it already wrote is
-///   recognised as its own), so a reply lost with the old connection never
-///   turns into a wrong answer.
+/// - **Retrying is safe.** After Redis restarts, a failover or a dropped
+///   connection, an operation is sent once more on a fresh connection. Each
+///   script has the same effect run twice as once (a lease or a record it
+///   already wrote is recognised as its own), so a reply lost with the old
+///   connection never turns into a wrong answer.
 /// - **A hung Redis cannot hang a caller.** Each operation, connecting
 ///   included, fails with [`Unavailable`](super::StoreErrorKind::Unavailable)
 ///   after [`timeout`](Self::timeout).
@@ -144,13 +219,14 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 ///
 /// # TLS
 ///
-/// `rediss://` goes through rustls with the ring provider and the webpki
-/// root certificates, as the crate's HTTPS does; certificates are always
-/// verified. redis-rs builds its TLS configuration on rustls's process-wide
-/// provider, so when none is installed by the first TLS connection, the
-/// store installs ring.
+/// `rediss://`, `rediss+sentinel://` and `rediss+cluster://` go through
+/// rustls with the ring provider and the webpki root certificates, as the
+/// crate's HTTPS does; certificates are always verified. redis-rs builds its
+/// TLS configuration on rustls's process-wide provider, so when none is
+/// installed by the first TLS connection, the store installs ring.
 ///
-/// `Debug` shows the address, database and prefix, never the password.
+/// `Debug` shows the deployment, addresses, database and prefix, never a
+/// password.
 ///
 /// # Example
 ///
@@ -173,30 +249,36 @@ pub struct RedisStore {
     prefix: String,
     record_ttl: Option<Duration>,
     timeout: Duration,
+    replica_ack_timeout: Option<Duration>,
 }
 
 /// The connection shared by clones.
 struct Redis {
-    client: Client,
-    manager: Mutex<Option<ConnectionManager>>,
-    /// `host:port` or a socket path: never the password.
+    deployment: Deployment,
+    /// The connection in use and its number, made on first use.
+    connection: tokio::sync::Mutex<Option<(u64, Connection)>>,
+    connections_made: AtomicU64,
+    /// Whether the primary of a record key had a replica, and when that
+    /// was asked.
+    replicas: Mutex<HashMap<String, (Instant, bool)>>,
+    /// Where, for errors and `Debug`: never the password.
     address: String,
     db: i64,
     tls: bool,
 }
 
 impl RedisStore {
-    /// A store at `url`: `redis://[[user]:password@]host[:port][/db]`,
-    /// `rediss://…` for TLS, or `redis+unix:///path/to/socket[?db=N&pass=…]`.
-    /// The password, when given, is sent with `AUTH` on every connection.
+    /// A store at `url`, for one server, a Sentinel deployment or a Cluster
+    /// (see [Which Redis deployments](Self#which-redis-deployments)). The
+    /// password, when given, is sent with `AUTH` on every connection.
     /// Nothing is connected until the store is first used.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfiguration`] when the URL does not parse, has
     /// another scheme, has a fragment (such as `#insecure`: certificates are
-    /// always verified), or does not name a Redis server. The reason never
-    /// repeats the URL.
+    /// always verified), or does not name a Redis server, a master behind
+    /// sentinels, or cluster nodes. The reason never repeats the URL.
     ///
     /// # Example
     ///
@@ -205,44 +287,29 @@ impl RedisStore {
     ///
     /// assert!(RedisStore::open("redis://127.0.0.1:6379").is_ok());
     /// assert!(RedisStore::open("rediss://redis.internal:6380/1").is_ok());
+    /// assert!(RedisStore::open("redis+sentinel://10.0.0.1,10.0.0.2/tokens").is_ok());
+    /// assert!(RedisStore::open("redis+cluster://10.0.1.1:7000,10.0.1.2:7000").is_ok());
     /// let refused = RedisStore::open("http://:secret@127.0.0.1:6379").unwrap_err();
     /// assert!(matches!(refused, Error::InvalidConfiguration { .. }));
     /// assert!(!refused.to_string().contains("secret"));
     /// ```
     pub fn open(url: impl AsRef<str>) -> Result<RedisStore, Error> {
-        let invalid = |reason: String| Error::InvalidConfiguration { reason };
-        let parsed = url::Url::parse(url.as_ref())
-            .map_err(|e| invalid(format!("redis url does not parse: {e}")))?;
-        if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix") {
-            return Err(invalid(
-                "redis url must start with redis://, rediss:// or redis+unix://".into(),
-            ));
-        }
-        if parsed.fragment().is_some() {
-            return Err(invalid(
-                "redis url must not have a fragment: tls certificates are always verified".into(),
-            ));
-        }
-        let client = Client::open(parsed)
-            .map_err(|e| invalid(format!("redis url is invalid: {}", describe(&e))))?;
-        let info = client.get_connection_info();
-        let (address, tls) = match info.addr() {
-            ConnectionAddr::Tcp(host, port) => (host_port(host, *port), false),
-            ConnectionAddr::TcpTls { host, port, .. } => (host_port(host, *port), true),
-            other => (other.to_string(), false),
-        };
-        let db = info.redis_settings().db();
+        let parsed = deployment::parse(url.as_ref())
+            .map_err(|reason| Error::InvalidConfiguration { reason })?;
         Ok(RedisStore {
             redis: Arc::new(Redis {
-                client,
-                manager: Mutex::new(None),
-                address,
-                db,
-                tls,
+                deployment: parsed.deployment,
+                connection: tokio::sync::Mutex::new(None),
+                connections_made: AtomicU64::new(0),
+                replicas: Mutex::new(HashMap::new()),
+                address: parsed.address,
+                db: parsed.db,
+                tls: parsed.tls,
             }),
             prefix: DEFAULT_PREFIX.to_owned(),
             record_ttl: Some(DEFAULT_RECORD_TTL),
             timeout: DEFAULT_TIMEOUT,
+            replica_ack_timeout: Some(DEFAULT_REPLICA_ACK_TIMEOUT),
         })
     }
 
@@ -250,6 +317,11 @@ impl RedisStore {
     /// applications or environments can share one Redis database. Replicas
     /// share tokens only when they use the same prefix. Defaults to
     /// `"simacan-auth:"`.
+    ///
+    /// Keep braces out of a prefix for a Cluster: the fingerprint's braces
+    /// after it are the hash tag, and a `{…}` before them would be taken
+    /// instead (an empty `{}` would spread one credential's keys over
+    /// several slots).
     ///
     /// # Example
     ///
@@ -307,49 +379,85 @@ impl RedisStore {
         self
     }
 
+    /// How long a save waits for a replica to acknowledge it (`WAIT 1`)
+    /// when the primary has one connected; `None` never waits, and a
+    /// failover may then lose the last save (see
+    /// [Writes wait for a replica](Self#writes-wait-for-a-replica)).
+    /// Defaults to 500 ms. Keep it well below the store's
+    /// [`timeout`](Self::timeout) and the token state's 750 ms bound on one
+    /// store operation.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use simacan_auth::store::RedisStore;
+    /// let store = RedisStore::open("redis+sentinel://10.0.0.1/tokens")?
+    ///     .replica_ack_timeout(Some(Duration::from_millis(200)));
+    /// # let _ = store;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    #[must_use]
+    pub fn replica_ack_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.replica_ack_timeout = timeout;
+        self
+    }
+
+    /// `{prefix}{<fingerprint>}`: the braces make the fingerprint the
+    /// Cluster hash tag of every key of the credential.
     fn record_key(&self, key: &StoreKey) -> String {
-        format!("{}{}", self.prefix, key.fingerprint())
+        format!("{}{{{}}}", self.prefix, key.fingerprint())
     }
 
     fn lease_key(&self, key: &StoreKey) -> String {
-        format!("{}{}:lease", self.prefix, key.fingerprint())
+        format!("{}:lease", self.record_key(key))
     }
 
     fn failure_key(&self, key: &StoreKey) -> String {
-        format!("{}{}:failure", self.prefix, key.fingerprint())
+        format!("{}:failure", self.record_key(key))
     }
 
-    /// The shared connection manager, made on first use.
-    fn manager(&self) -> Result<ConnectionManager, RedisError> {
-        let mut manager = self.redis.manager.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(manager) = manager.as_ref() {
-            return Ok(manager.clone());
+    /// The shared connection and its number, made on first use.
+    async fn connection(&self) -> Result<(u64, Connection), RedisError> {
+        let mut slot = self.redis.connection.lock().await;
+        if let Some((number, connection)) = slot.as_ref() {
+            return Ok((*number, connection.clone()));
         }
         if self.redis.tls && rustls::crypto::CryptoProvider::get_default().is_none() {
             // redis-rs builds its TLS configuration on the process-wide
             // provider; with more than one compiled in, rustls cannot pick.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        // Reconnecting is retried by `call`, within the operation's time.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        let made = ConnectionManager::new_lazy_with_config(self.redis.client.clone(), config)?;
-        *manager = Some(made.clone());
-        Ok(made)
+        let made = self.redis.deployment.connect(self.timeout).await?;
+        let number = self.redis.connections_made.fetch_add(1, Ordering::Relaxed);
+        *slot = Some((number, made.clone()));
+        Ok((number, made))
     }
 
-    /// Sends `request`, once more if the connection turned out dropped (a
-    /// Redis restart), all within the store's timeout.
+    /// Drops connection `number`, unless another has replaced it already:
+    /// the next use makes a new one (and asks the sentinels again).
+    async fn forget(&self, number: u64) {
+        let mut slot = self.redis.connection.lock().await;
+        if slot.as_ref().is_some_and(|(n, _)| *n == number) {
+            *slot = None;
+        }
+    }
+
+    /// Sends `request`, once more on a new connection if the one in use
+    /// turned out dropped (a restart) or no longer the primary's (a
+    /// failover), all within the store's timeout.
     async fn call<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(self.unavailable("redis store used outside a tokio runtime"));
         }
         let attempts = async {
-            let mut manager = self.manager()?;
-            match request.send(&mut manager).await {
-                Err(e) if e.is_connection_dropped() => request.send(&mut manager).await,
+            let (number, mut connection) = self.connection().await?;
+            match request.send(&mut connection).await {
+                Err(e) if outdated(&e) => {
+                    self.forget(number).await;
+                    let (_, mut connection) = self.connection().await?;
+                    request.send(&mut connection).await
+                }
                 sent => sent,
             }
         };
@@ -367,6 +475,75 @@ impl RedisStore {
         }
     }
 
+    /// Saves with the `SAVE` script; when the primary has a replica, waits
+    /// for one to acknowledge the write (in one pipeline, so on the
+    /// connection that wrote).
+    async fn save_acknowledged(
+        &self,
+        record_key: String,
+        args: &[&[u8]],
+    ) -> Result<bool, StoreError> {
+        let wait = match self.replica_ack_timeout {
+            Some(wait) if self.has_replicas(&record_key).await? => wait,
+            _ => return self.call(script(&SAVE, record_key, args)).await,
+        };
+        let mut pipeline = redis::pipe();
+        let save = pipeline
+            .cmd("EVALSHA")
+            .arg(SAVE.get_hash())
+            .arg(1)
+            .arg(&record_key);
+        for arg in args {
+            save.arg(*arg);
+        }
+        pipeline.cmd("WAIT").arg(1).arg(millis(wait));
+        let (saved, acknowledged): (bool, i64) = self
+            .call(Request::Acknowledged {
+                script: &SAVE,
+                pipeline,
+            })
+            .await?;
+        if saved && acknowledged < 1 {
+            // Perhaps the replicas left: ask again before the next save.
+            self.lock_replicas().remove(&record_key);
+            return Err(self.unavailable(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the write reached the primary but no replica acknowledged it within {wait:?}"
+                ),
+            )));
+        }
+        Ok(saved)
+    }
+
+    /// Whether the primary holding `record_key` has a replica connected,
+    /// asked with `ROLE` at most once a second per key.
+    async fn has_replicas(&self, record_key: &str) -> Result<bool, StoreError> {
+        if let Some((asked, replicas)) = self.lock_replicas().get(record_key) {
+            if asked.elapsed() < REPLICAS_ASKED_EVERY {
+                return Ok(*replicas);
+            }
+        }
+        // `EXISTS` routes the pipeline to the key's primary in a Cluster.
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("EXISTS").arg(record_key).cmd("ROLE");
+        let (_, role): (i64, Role) = self.call(Request::Pipeline(pipeline)).await?;
+        let replicas = matches!(role, Role::Primary { replicas, .. } if !replicas.is_empty());
+        let mut known = self.lock_replicas();
+        if known.len() >= 1024 {
+            known.clear();
+        }
+        known.insert(record_key.to_owned(), (Instant::now(), replicas));
+        Ok(replicas)
+    }
+
+    fn lock_replicas(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, bool)>> {
+        self.redis
+            .replicas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     fn unavailable(
         &self,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -375,20 +552,44 @@ impl RedisStore {
     }
 }
 
-/// One command or one script call, sent as often as `call` needs.
+/// Whether a request failed because its connection is gone or no longer
+/// leads to the primary, so that a new connection should be made.
+fn outdated(error: &RedisError) -> bool {
+    error.is_connection_dropped()
+        || error.is_io_error()
+        || error.is_unrecoverable_error()
+        || error.code() == Some("READONLY")
+}
+
+/// One command, one script call or one pipeline, sent as often as `call`
+/// needs.
 enum Request<'a> {
     Command(redis::Cmd),
     Script(redis::ScriptInvocation<'a>),
+    Pipeline(redis::Pipeline),
+    /// A pipeline that calls `script` by its hash, loaded first when the
+    /// server does not know it.
+    Acknowledged {
+        script: &'a Script,
+        pipeline: redis::Pipeline,
+    },
 }
 
 impl Request<'_> {
-    async fn send<T: FromRedisValue>(
-        &self,
-        manager: &mut ConnectionManager,
-    ) -> Result<T, RedisError> {
+    async fn send<T: FromRedisValue>(&self, connection: &mut Connection) -> Result<T, RedisError> {
         match self {
-            Request::Command(command) => command.query_async(manager).await,
-            Request::Script(script) => script.invoke_async(manager).await,
+            Request::Command(command) => command.query_async(connection).await,
+            Request::Script(script) => script.invoke_async(connection).await,
+            Request::Pipeline(pipeline) => pipeline.query_async(connection).await,
+            Request::Acknowledged { script, pipeline } => {
+                match pipeline.query_async(connection).await {
+                    Err(e) if e.code() == Some("NOSCRIPT") => {
+                        script.load_async(connection).await?;
+                        pipeline.query_async(connection).await
+                    }
+                    sent => sent,
+                }
+            }
         }
     }
 }
@@ -401,31 +602,12 @@ fn script<'a>(script: &'a Script, key: String, args: &[&[u8]]) -> Request<'a> {
     Request::Script(invocation)
 }
 
-/// Milliseconds for `PX`/`PEXPIRE`: at least 1 (Redis refuses 0), at most
-/// [`LONGEST_TTL`].
+/// Milliseconds for `PX`/`PEXPIRE`/`WAIT`: at least 1 (Redis refuses 0 for
+/// an expiry, and `WAIT 0` would wait forever), at most [`LONGEST_TTL`].
 fn millis(ttl: Duration) -> String {
     ttl.clamp(Duration::from_millis(1), LONGEST_TTL)
         .as_millis()
         .to_string()
-}
-
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-/// A redis-rs error's description, lowercase, without its kind's name.
-fn describe(error: &RedisError) -> String {
-    let text = error.to_string();
-    let description = text.split(" - ").next().unwrap_or_default();
-    let mut chars = description.chars();
-    chars
-        .next()
-        .map(|first| first.to_lowercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 impl TokenStore for RedisStore {
@@ -526,7 +708,7 @@ impl TokenStore for RedisStore {
                 &encoded,
                 ttl.as_bytes(),
             ];
-            self.call(script(&SAVE, self.record_key(record.key()), &args))
+            self.save_acknowledged(self.record_key(record.key()), &args)
                 .await
         })
     }
@@ -541,7 +723,7 @@ impl TokenStore for RedisStore {
         })
     }
 
-    /// `SET {prefix}{fingerprint}:failure … PX`: it expires with its notice.
+    /// `SET {prefix}{<fingerprint>}:failure … PX`: it expires with its notice.
     fn save_failure<'a>(
         &'a self,
         _lease: &'a Lease,
@@ -581,12 +763,14 @@ impl TokenStore for RedisStore {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
+            .field("deployment", &self.redis.deployment.kind())
             .field("address", &self.redis.address)
             .field("db", &self.redis.db)
             .field("tls", &self.redis.tls)
             .field("prefix", &self.prefix)
             .field("record_ttl", &self.record_ttl)
             .field("timeout", &self.timeout)
+            .field("replica_ack_timeout", &self.replica_ack_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -615,6 +799,18 @@ mod tests {
             "redis://:hunter2@127.0.0.1:99999",
             "redis://:hunter2@0.0.0.0:6379",
             "redis://:hunter2@127.0.0.1:6379/?protocol=resp9",
+            "redis+sentinel://:hunter2@127.0.0.1:26379",
+            "redis+sentinel://:hunter2@127.0.0.1:26379/",
+            "redis+sentinel://:hunter2@127.0.0.1:26379/tokens/x",
+            "redis+sentinel://:hunter2@127.0.0.1:26379/tokens/1/2",
+            "redis+sentinel://:hunter2@127.0.0.1:26379/tokens?sentinel_pasword=hunter2",
+            "redis+sentinel://:hunter2@127.0.0.1:263799/tokens",
+            "redis+sentinel://:hunter2@127.0.0.1,,127.0.0.2/tokens",
+            "rediss+sentinel://:hunter2@127.0.0.1/tokens#insecure",
+            "redis+cluster://:hunter2@127.0.0.1:7000/1",
+            "redis+cluster://:hunter2@127.0.0.1:7000?protocol=resp3",
+            "redis+cluster://:hunter2@[::1:7000",
+            "redis+cluster://:hunter2@",
         ] {
             let reason = reason(url);
             assert!(!reason.contains("hunter2"), "{url}: {reason}");
@@ -632,6 +828,36 @@ mod tests {
         }
         let v6 = RedisStore::open("redis://[::1]:7000").unwrap();
         assert!(format!("{v6:?}").contains("\"[::1]:7000\""));
+
+        let sentinel = RedisStore::open(
+            "rediss+sentinel://user:hunter2@a.internal,[::1]:26380/tokens/4?sentinel_password=watchword",
+        )
+        .unwrap();
+        let shown = format!("{sentinel:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("watchword"),
+            "{shown}"
+        );
+        for part in [
+            "Sentinel(\"tokens\")",
+            "a.internal:26379,[::1]:26380",
+            "db: 4",
+            "tls: true",
+        ] {
+            assert!(shown.contains(part), "{shown} lacks {part}");
+        }
+        let cluster =
+            RedisStore::open("redis+cluster://:hunter2@b.internal,c.internal:7001").unwrap();
+        let shown = format!("{cluster:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        for part in [
+            "Cluster",
+            "b.internal:6379,c.internal:7001",
+            "db: 0",
+            "tls: false",
+        ] {
+            assert!(shown.contains(part), "{shown} lacks {part}");
+        }
     }
 
     #[test]
@@ -640,8 +866,9 @@ mod tests {
         let store = RedisStore::open("redis://127.0.0.1")
             .unwrap()
             .key_prefix("p:");
-        assert_eq!(store.record_key(&key), "p:41a37992454d8ce7");
-        assert_eq!(store.lease_key(&key), "p:41a37992454d8ce7:lease");
+        assert_eq!(store.record_key(&key), "p:{41a37992454d8ce7}");
+        assert_eq!(store.lease_key(&key), "p:{41a37992454d8ce7}:lease");
+        assert_eq!(store.failure_key(&key), "p:{41a37992454d8ce7}:failure");
     }
 
     #[test]
