@@ -648,6 +648,58 @@ mod redis {
             .await;
     }
 
+    /// The subscription that wakes waiters is killed before every storm
+    /// (`CLIENT KILL TYPE pubsub`): until it is back the waiters poll, and
+    /// every storm heals with one refresh, no request failed.
+    #[tokio::test]
+    async fn a_lost_subscription_falls_back_to_polling() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let mock = mock().await;
+        let replicas = fleet(&mock, 4, on(&server));
+        traffic(&replicas, &mock.url("/trips"), 1).await;
+        let client = ::redis::Client::open(server.url()).unwrap();
+        let mut raw = bounded(client.get_multiplexed_async_connection())
+            .await
+            .unwrap();
+        for revocation in 1..=3 {
+            // Subscribed (again, after the last kill) first.
+            let started = Instant::now();
+            loop {
+                let (_, subscribers): (String, i64) = bounded(
+                    ::redis::cmd("PUBSUB")
+                        .arg("NUMSUB")
+                        .arg("simacan-auth:changes")
+                        .query_async(&mut raw),
+                )
+                .await
+                .unwrap();
+                if subscribers > 0 {
+                    break;
+                }
+                assert!(started.elapsed() < PATIENCE, "no replica subscribed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let killed: i64 = bounded(
+                ::redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("pubsub")
+                    .query_async(&mut raw),
+            )
+            .await
+            .unwrap();
+            assert!(killed >= 1, "the fleet's subscription was there");
+            mock.revoke_access_tokens();
+            traffic(&replicas, &mock.url("/trips"), 4).await;
+            let counts = mock.counts();
+            assert_eq!(counts.refresh, revocation, "one refresh per revocation");
+            assert_eq!((counts.refresh_rejected, counts.refresh_reused), (0, 0));
+        }
+        assert_eq!(mock.counts().password, 1);
+    }
+
     #[tokio::test]
     async fn redis_down_mid_traffic_fails_no_request_while_tokens_are_valid() {
         let Some(mut server) = RedisServer::start() else {

@@ -52,7 +52,8 @@ use simacan_auth::{
     mock::{Counts, MockAuthApi, PASSWORD, USERNAME},
     stats::FailureKind,
     store::{
-        BoxFuture, FailureNotice, Lease, RedisStore, StoreError, StoreKey, TokenRecord, TokenStore,
+        BoxFuture, Changes, FailureNotice, Lease, RedisStore, StoreError, StoreKey, TokenRecord,
+        TokenStore,
     },
     Credentials, Environment, SimacanAuthLayer, Stats,
 };
@@ -483,6 +484,10 @@ impl TokenStore for FaultyStore {
         key: &'a StoreKey,
     ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
         self.inner.load_failure(key)
+    }
+
+    fn changes(&self, key: &StoreKey) -> Option<Changes> {
+        self.inner.changes(key)
     }
 }
 

@@ -444,3 +444,54 @@ fn a_store_outlives_the_runtime_it_first_connected_on() {
         assert!(outcome.is_ok(), "second runtime, again: {outcome:?}");
     });
 }
+
+/// Takes and releases the lease on `key` through `writer` until `changes`
+/// is woken; panics after `within`.
+async fn announced_within(
+    writer: &RedisStore,
+    changes: &mut simacan_auth::store::Changes,
+    within: Duration,
+) {
+    let started = Instant::now();
+    loop {
+        let held = lease(writer, &key(9), LONG).await;
+        bounded(writer.release(held)).await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(100), changes.changed()).await {
+            Ok(true) => return,
+            Ok(false) => panic!("the feed ended"),
+            Err(_) => assert!(started.elapsed() < within, "nothing announced"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn writes_are_announced_to_other_stores_and_again_after_a_restart() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let writer = RedisStore::open(server.url()).unwrap();
+    let waiter = RedisStore::open(server.url()).unwrap();
+    let mut changes = waiter.changes(&key(1)).expect("the redis store announces");
+    announced_within(&writer, &mut changes, Duration::from_secs(5)).await;
+
+    // Each write of the store is announced: a save, a failure notice, a
+    // removal, a release.
+    let held = lease(&writer, &key(1), LONG).await;
+    let _ = tokio::time::timeout(Duration::from_millis(200), changes.changed()).await;
+    assert!(bounded(writer.save(&held, &record(&key(1), 1, 60), None))
+        .await
+        .unwrap());
+    assert!(bounded(changes.changed()).await, "save");
+    let notice =
+        simacan_auth::store::FailureNotice::new(key(1), Some(1), Duration::from_secs(60), false);
+    bounded(writer.save_failure(&held, &notice)).await.unwrap();
+    assert!(bounded(changes.changed()).await, "failure notice");
+    bounded(writer.remove(&key(1))).await.unwrap();
+    assert!(bounded(changes.changed()).await, "remove");
+    bounded(writer.release(held)).await.unwrap();
+    assert!(bounded(changes.changed()).await, "release");
+
+    // The subscription is lost with the server, and made again.
+    server.restart();
+    announced_within(&writer, &mut changes, Duration::from_secs(5)).await;
+}

@@ -84,6 +84,20 @@ impl Deployment {
             }
         }
     }
+
+    /// A client for a connection of its own to the primary (asked of the
+    /// sentinels) or, for a Cluster, to the seed node `attempt` picks.
+    pub(super) async fn subscriber_client(&self, attempt: u32) -> Result<Client, RedisError> {
+        match self {
+            Deployment::Server(client) => Ok(client.clone()),
+            Deployment::Sentinel { sentinels, .. } => {
+                sentinels.lock().await.async_get_client().await
+            }
+            Deployment::Cluster(seeds) => {
+                Client::open(seeds[attempt as usize % seeds.len()].clone())
+            }
+        }
+    }
 }
 
 /// The kind of deployment, shown by the store's `Debug`.

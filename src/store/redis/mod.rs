@@ -8,16 +8,20 @@ use std::{
     fmt, io,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, LazyLock, Mutex,
+        Arc, LazyLock, Mutex, Weak,
     },
     time::{Duration, Instant},
 };
 
+use futures_core::Stream;
 use redis::{FromRedisValue, RedisError, Role, Script};
 use zeroize::Zeroizing;
 
 use self::deployment::{Connection, Deployment};
-use super::{BoxFuture, FailureNotice, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
+use super::{
+    BoxFuture, ChangeFeed, Changes, FailureNotice, Lease, StoreError, StoreKey, TokenRecord,
+    TokenStore,
+};
 use crate::Error;
 
 /// The key prefix unless [`RedisStore::key_prefix`] sets another.
@@ -67,21 +71,49 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Frees the lease only while the caller still owns it.
+/// Frees the lease only while the caller still owns it, and announces it on
+/// the channel ARGV[2].
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         if redis.call('GET', KEYS[1]) == ARGV[1] then
             redis.call('DEL', KEYS[1])
+            redis.call('PUBLISH', ARGV[2], KEYS[1])
         end
         return 0
         ",
     )
 });
 
+/// Leaves a failure notice (ARGV: the notice, its time to live in
+/// milliseconds) and announces it on the channel ARGV[3] (a script, so
+/// that the `PUBLISH` goes with the key to its Cluster node).
+static NOTICE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        redis.call('PUBLISH', ARGV[3], KEYS[1])
+        return 1
+        ",
+    )
+});
+
+/// Removes the record and the notice, and announces it on the channel
+/// ARGV[1].
+static REMOVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        redis.call('DEL', KEYS[1], KEYS[2])
+        redis.call('PUBLISH', ARGV[1], KEYS[1])
+        return 1
+        ",
+    )
+});
+
 /// Compare and swap on the generation. ARGV: the expected generation (''
 /// for no record), the new generation, the encoded record, the record's time
-/// to live in milliseconds ('' for none). A record that already is exactly
+/// to live in milliseconds ('' for none), the channel that announces the
+/// write. A record that already is exactly
 /// the one being written was written by this very call, whose reply was
 /// lost: that counts as written.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
@@ -95,6 +127,7 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
             else
                 redis.call('PEXPIRE', KEYS[1], ARGV[4])
             end
+            redis.call('PUBLISH', ARGV[5], KEYS[1])
             return 1
         end
         if current == ARGV[2] and redis.call('HGET', KEYS[1], 'record') == ARGV[3] then
@@ -175,6 +208,19 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// primary for the others to use, and is lost only if the primary fails
 /// before a replica has it, which then costs one password login. A
 /// primary with no replica connected saves without waiting.
+///
+/// # Waiters are woken
+///
+/// Every write of the store (a saved record, a released lease, a failure
+/// notice, a removal) is published on the channel `{prefix}changes`, in
+/// the same script or pipeline as the write. Each store subscribes to it on
+/// a connection of its own, made the first time a token state waits for
+/// another's login or refresh ([`changes`](TokenStore::changes)), so that
+/// waiters use the new token the moment it is saved. The subscription is
+/// made again after a restart or a failover (after 100 ms, doubling to
+/// 2 s); until then, and should a message be lost, waiters look every 5 to
+/// 100 ms as they would without it. In a Cluster the subscription is on one
+/// node: a Cluster passes every `PUBLISH` on to all its nodes.
 ///
 /// # Keys
 ///
@@ -261,6 +307,8 @@ struct Redis {
     /// Whether the primary of a record key had a replica, and when that
     /// was asked.
     replicas: Mutex<HashMap<String, (Instant, bool)>>,
+    /// The subscription to each channel clones use (one per key prefix).
+    listeners: Mutex<HashMap<String, Listener>>,
     /// Where, for errors and `Debug`: never the password.
     address: String,
     db: i64,
@@ -302,6 +350,7 @@ impl RedisStore {
                 connection: tokio::sync::Mutex::new(None),
                 connections_made: AtomicU64::new(0),
                 replicas: Mutex::new(HashMap::new()),
+                listeners: Mutex::new(HashMap::new()),
                 address: parsed.address,
                 db: parsed.db,
                 tls: parsed.tls,
@@ -417,17 +466,18 @@ impl RedisStore {
         format!("{}:failure", self.record_key(key))
     }
 
+    /// The channel on which the store's writes are announced.
+    fn channel(&self) -> String {
+        format!("{}changes", self.prefix)
+    }
+
     /// The shared connection and its number, made on first use.
     async fn connection(&self) -> Result<(u64, Connection), RedisError> {
         let mut slot = self.redis.connection.lock().await;
         if let Some((number, connection)) = slot.as_ref() {
             return Ok((*number, connection.clone()));
         }
-        if self.redis.tls && rustls::crypto::CryptoProvider::get_default().is_none() {
-            // redis-rs builds its TLS configuration on the process-wide
-            // provider; with more than one compiled in, rustls cannot pick.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+        self.redis.tls_provider();
         let made = self.redis.deployment.connect(self.timeout).await?;
         let number = self.redis.connections_made.fetch_add(1, Ordering::Relaxed);
         *slot = Some((number, made.clone()));
@@ -549,6 +599,94 @@ impl RedisStore {
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> StoreError {
         StoreError::unavailable(format!("redis at {}", self.redis.address), source)
+    }
+}
+
+impl Redis {
+    /// redis-rs builds its TLS configuration on rustls's process-wide
+    /// provider; with more than one compiled in, rustls cannot pick, so
+    /// ring is installed when none is.
+    fn tls_provider(&self) {
+        if self.tls && rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    }
+}
+
+/// The subscription behind [`RedisStore::changes`] for one channel.
+struct Listener {
+    feed: ChangeFeed,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How often a subscription that hears nothing checks that its store is
+/// still there.
+const LISTENER_CHECK: Duration = Duration::from_secs(1);
+/// The first and longest pause before subscribing again.
+const RESUBSCRIBE_MIN: Duration = Duration::from_millis(100);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
+
+/// Subscribes to `channel` and announces every message on `feed`, again
+/// and again after the connection is lost (a restart, a failover), until
+/// the store is dropped. Waiters poll meanwhile.
+async fn listen(redis: Weak<Redis>, channel: String, feed: ChangeFeed, timeout: Duration) {
+    let mut failures: u32 = 0;
+    loop {
+        let subscribed = {
+            let Some(redis) = redis.upgrade() else { return };
+            tokio::time::timeout(timeout, redis.subscribe(&channel, failures)).await
+        };
+        match subscribed {
+            Ok(Ok(mut messages)) => {
+                failures = 0;
+                // Whatever changed while there was no subscription.
+                feed.announce();
+                loop {
+                    let next = std::future::poll_fn(|cx| messages.as_mut().poll_next(cx));
+                    match tokio::time::timeout(LISTENER_CHECK, next).await {
+                        Ok(Some(_)) => feed.announce(),
+                        Ok(None) => break,
+                        Err(_) if redis.strong_count() == 0 => return,
+                        Err(_) => {}
+                    }
+                }
+                tracing::debug!(%channel, "lost the redis subscription; waiters poll until it is back");
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%channel, error = %describe_error(&error), "could not subscribe to redis");
+            }
+            Err(_) => tracing::debug!(%channel, "could not subscribe to redis in time"),
+        }
+        failures = failures.saturating_add(1);
+        if redis.strong_count() == 0 {
+            return;
+        }
+        let pause = RESUBSCRIBE_MIN
+            .saturating_mul(1 << failures.min(5))
+            .min(RESUBSCRIBE_MAX);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// A redis-rs error without anything of the URL.
+fn describe_error(error: &RedisError) -> String {
+    error.to_string()
+}
+
+impl Redis {
+    /// A subscription to `channel` on a connection of its own: to the
+    /// primary, or to one of a Cluster's seed nodes (`attempt` picks which;
+    /// a Cluster passes every `PUBLISH` on to every node).
+    async fn subscribe(
+        &self,
+        channel: &str,
+        attempt: u32,
+    ) -> Result<std::pin::Pin<Box<redis::aio::PubSubStream>>, RedisError> {
+        self.tls_provider();
+        let client = self.deployment.subscriber_client(attempt).await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(Box::pin(pubsub.into_on_message()))
     }
 }
 
@@ -685,7 +823,8 @@ impl TokenStore for RedisStore {
 
     fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let args: [&[u8]; 1] = [lease.owner().as_bytes()];
+            let channel = self.channel();
+            let args: [&[u8]; 2] = [lease.owner().as_bytes(), channel.as_bytes()];
             self.call(script(&RELEASE, self.lease_key(lease.key()), &args))
                 .await
         })
@@ -702,11 +841,13 @@ impl TokenStore for RedisStore {
             let generation = record.generation().to_string();
             let encoded = record.encode();
             let ttl = self.record_ttl.map(millis).unwrap_or_default();
-            let args: [&[u8]; 4] = [
+            let channel = self.channel();
+            let args: [&[u8]; 5] = [
                 expected.as_bytes(),
                 generation.as_bytes(),
                 &encoded,
                 ttl.as_bytes(),
+                channel.as_bytes(),
             ];
             self.save_acknowledged(self.record_key(record.key()), &args)
                 .await
@@ -715,15 +856,15 @@ impl TokenStore for RedisStore {
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let delete = redis::cmd("DEL")
-                .arg(self.record_key(key))
-                .arg(self.failure_key(key))
-                .clone();
-            self.call(Request::Command(delete)).await
+            let mut remove = REMOVE.key(self.record_key(key));
+            remove.key(self.failure_key(key)).arg(self.channel());
+            let _: i64 = self.call(Request::Script(remove)).await?;
+            Ok(())
         })
     }
 
     /// `SET {prefix}{<fingerprint>}:failure … PX`: it expires with its notice.
+    /// Announced on the store's channel.
     fn save_failure<'a>(
         &'a self,
         _lease: &'a Lease,
@@ -735,13 +876,13 @@ impl TokenStore for RedisStore {
                 .duration_since(std::time::SystemTime::now())
                 .unwrap_or_default()
                 .max(Duration::from_millis(1));
-            let set = redis::cmd("SET")
-                .arg(self.failure_key(notice.key()))
-                .arg(notice.encode())
-                .arg("PX")
-                .arg(millis(left))
-                .clone();
-            self.call(Request::Command(set)).await
+            let encoded = notice.encode();
+            let (left, channel) = (millis(left), self.channel());
+            let args: [&[u8]; 3] = [&encoded, left.as_bytes(), channel.as_bytes()];
+            let _: i64 = self
+                .call(script(&NOTICE, self.failure_key(notice.key()), &args))
+                .await?;
+            Ok(())
         })
     }
 
@@ -757,6 +898,37 @@ impl TokenStore for RedisStore {
                 .and_then(|bytes| FailureNotice::decode(&bytes).ok())
                 .filter(|notice| notice.key() == key))
         })
+    }
+
+    /// A subscription to `{prefix}changes`, on which every write of the
+    /// store's scripts is published; see
+    /// [Waiters are woken](Self#waiters-are-woken). `None` outside a Tokio
+    /// runtime.
+    fn changes(&self, _key: &StoreKey) -> Option<Changes> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let channel = self.channel();
+        let mut listeners = self
+            .redis
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let listener = listeners
+            .entry(channel.clone())
+            .or_insert_with(|| Listener {
+                feed: ChangeFeed::new(),
+                task: None,
+            });
+        // Started on first use, and again when the runtime it ran on ended.
+        if listener.task.as_ref().is_none_or(|task| task.is_finished()) {
+            let subscription = listen(
+                Arc::downgrade(&self.redis),
+                channel,
+                listener.feed.clone(),
+                self.timeout,
+            );
+            listener.task = Some(runtime.spawn(subscription));
+        }
+        Some(listener.feed.subscribe())
     }
 }
 

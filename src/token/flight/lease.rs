@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::{Flight, Trouble};
 use crate::{
-    store::{FailureNotice, Lease, StoreError},
+    store::{Changes, FailureNotice, Lease, StoreError},
     token::access_token::{Fresh, Token},
 };
 
@@ -28,13 +28,19 @@ pub(super) enum Waited {
 
 impl Flight {
     /// Waits for the lease, looking at the record between attempts: the
-    /// holder's token is used as soon as it is there. A dead holder's lease
-    /// runs out within its time to live and is taken then.
+    /// holder's token is used as soon as it is there. Between looks it
+    /// waits for the store to announce a change (a save, a release) or for
+    /// a short pause, whichever comes first, so that a lost announcement
+    /// costs a pause and a store without announcements is polled. A dead
+    /// holder's lease runs out within its time to live and is taken then.
     pub(super) async fn lease(&self, ours: Option<&Token>) -> Result<Leased, Trouble> {
         let timings = self.settings.lease;
         let patience = timings.patience(self.settings.auth_timeout);
         let started = Instant::now();
         let mut pause = timings.poll_min;
+        // Subscribed before the first try, so that no change after it is
+        // missed.
+        let mut changes = self.store.changes(&self.key);
         // Read before the first try, so that a notice the holder writes
         // while this process waits is never taken for an earlier one.
         let before = self.bounded(self.store.load_failure(&self.key)).await?;
@@ -71,7 +77,7 @@ impl Flight {
                 ))
                 .into());
             }
-            tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+            next_look(&mut changes, pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
             pause = pause.saturating_mul(2).min(timings.poll_max);
             let record = self.load().await?;
             if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
@@ -137,4 +143,17 @@ impl Flight {
             tracing::warn!(%error, "could not release the token store lease; it expires on its own");
         }
     }
+}
+
+/// Waits until the store announces a change or `pause` has passed. A feed
+/// that ends is dropped: the waits go on as pauses.
+async fn next_look(changes: &mut Option<Changes>, pause: std::time::Duration) {
+    let deadline = Instant::now() + pause;
+    if let Some(feed) = changes {
+        match tokio::time::timeout_at(deadline, feed.changed()).await {
+            Ok(true) | Err(_) => return,
+            Ok(false) => *changes = None,
+        }
+    }
+    tokio::time::sleep_until(deadline).await;
 }
