@@ -155,7 +155,10 @@ impl TokenStore for MemoryStore {
         }
         entry.record = Some(record.clone());
         drop(entries);
-        self.feed.announce();
+        // A refresh token marked as sent gives waiters nothing to use.
+        if record.refresh_token().is_some() {
+            self.feed.announce();
+        }
         ready(Ok(true))
     }
 

@@ -55,8 +55,8 @@
 //!   keep nothing, and a fleet then repeats a failing call once per
 //!   replica.
 //! - [`changes`](TokenStore::changes), when it returns a feed, is announced
-//!   on after every successful save, release, failure notice and removal,
-//!   through any handle. The default keeps none, and waiters poll; a
+//!   on after every successful save (one without a refresh token may be
+//!   left out), release, failure notice and removal, through any handle. The default keeps none, and waiters poll; a
 //!   wrapper should pass it through.
 //!
 //! # Implementing a store
@@ -270,7 +270,9 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// record, so that they use its result the moment it is stored.
     ///
     /// A store that returns one announces on its [`ChangeFeed`] after each
-    /// of those operations succeeds, through every handle on its backend.
+    /// of those operations succeeds, through every handle on its backend; it
+    /// may leave out the save of a record without a refresh token (a refresh
+    /// token marked as sent), which no waiter can use.
     /// Announcements may be for other keys too (the waiters read the store
     /// to see), and one may be lost (a dropped connection): waiters also
     /// look on their own every 5 to 100 ms, as every waiter does with the

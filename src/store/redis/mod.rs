@@ -113,7 +113,7 @@ static REMOVE: LazyLock<Script> = LazyLock::new(|| {
 /// Compare and swap on the generation. ARGV: the expected generation (''
 /// for no record), the new generation, the encoded record, the record's time
 /// to live in milliseconds ('' for none), the channel that announces the
-/// write. A record that already is exactly
+/// write ('' for none). A record that already is exactly
 /// the one being written was written by this very call, whose reply was
 /// lost: that counts as written.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
@@ -127,7 +127,9 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
             else
                 redis.call('PEXPIRE', KEYS[1], ARGV[4])
             end
-            redis.call('PUBLISH', ARGV[5], KEYS[1])
+            if ARGV[5] ~= '' then
+                redis.call('PUBLISH', ARGV[5], KEYS[1])
+            end
             return 1
         end
         if current == ARGV[2] and redis.call('HGET', KEYS[1], 'record') == ARGV[3] then
@@ -213,7 +215,9 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 ///
 /// Every write of the store (a saved record, a released lease, a failure
 /// notice, a removal) is published on the channel `{prefix}changes`, in
-/// the same script or pipeline as the write. Each store subscribes to it on
+/// the same script as the write; a record saved without a refresh token (a
+/// refresh token marked as sent) is not, as it gives waiters nothing to
+/// use. Each store subscribes to it on
 /// a connection of its own, made the first time a token state waits for
 /// another's login or refresh ([`changes`](TokenStore::changes)), so that
 /// waiters use the new token the moment it is saved. The subscription is
@@ -841,7 +845,12 @@ impl TokenStore for RedisStore {
             let generation = record.generation().to_string();
             let encoded = record.encode();
             let ttl = self.record_ttl.map(millis).unwrap_or_default();
-            let channel = self.channel();
+            // A record without a refresh token (one marked as sent) gives
+            // waiters nothing to use: not announced.
+            let channel = match record.refresh_token() {
+                Some(_) => self.channel(),
+                None => String::new(),
+            };
             let args: [&[u8]; 5] = [
                 expected.as_bytes(),
                 generation.as_bytes(),
