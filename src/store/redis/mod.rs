@@ -218,9 +218,10 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// the same script as the write; a record saved without a refresh token (a
 /// refresh token marked as sent) is not, as it gives waiters nothing to
 /// use. Each store subscribes to it on
-/// a connection of its own, made the first time a token state waits for
-/// another's login or refresh ([`changes`](TokenStore::changes)), so that
-/// waiters use the new token the moment it is saved. The subscription is
+/// a connection of its own (one per key prefix, shared by clones), made the
+/// first time a token state goes for the lease
+/// ([`changes`](TokenStore::changes)), so that waiters use the new token the
+/// moment it is saved. The subscription is
 /// made again after a restart or a failover (after 100 ms, doubling to
 /// 2 s); until then, and should a message be lost, waiters look every 5 to
 /// 100 ms as they would without it. In a Cluster the subscription is on one
