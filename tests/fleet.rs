@@ -648,6 +648,58 @@ mod redis {
             .await;
     }
 
+    /// The subscription that wakes waiters is killed before every storm
+    /// (`CLIENT KILL TYPE pubsub`): until it is back the waiters poll, and
+    /// every storm heals with one refresh, no request failed.
+    #[tokio::test]
+    async fn a_lost_subscription_falls_back_to_polling() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let mock = mock().await;
+        let replicas = fleet(&mock, 4, on(&server));
+        traffic(&replicas, &mock.url("/trips"), 1).await;
+        let client = ::redis::Client::open(server.url()).unwrap();
+        let mut raw = bounded(client.get_multiplexed_async_connection())
+            .await
+            .unwrap();
+        for revocation in 1..=3 {
+            // Subscribed (again, after the last kill) first.
+            let started = Instant::now();
+            loop {
+                let (_, subscribers): (String, i64) = bounded(
+                    ::redis::cmd("PUBSUB")
+                        .arg("NUMSUB")
+                        .arg("simacan-auth:changes")
+                        .query_async(&mut raw),
+                )
+                .await
+                .unwrap();
+                if subscribers > 0 {
+                    break;
+                }
+                assert!(started.elapsed() < PATIENCE, "no replica subscribed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let killed: i64 = bounded(
+                ::redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("pubsub")
+                    .query_async(&mut raw),
+            )
+            .await
+            .unwrap();
+            assert!(killed >= 1, "the fleet's subscription was there");
+            mock.revoke_access_tokens();
+            traffic(&replicas, &mock.url("/trips"), 4).await;
+            let counts = mock.counts();
+            assert_eq!(counts.refresh, revocation, "one refresh per revocation");
+            assert_eq!((counts.refresh_rejected, counts.refresh_reused), (0, 0));
+        }
+        assert_eq!(mock.counts().password, 1);
+    }
+
     #[tokio::test]
     async fn redis_down_mid_traffic_fails_no_request_while_tokens_are_valid() {
         let Some(mut server) = RedisServer::start() else {
@@ -675,6 +727,115 @@ mod redis {
         let counts = mock.counts();
         assert_eq!(counts.password, 2);
         assert_eq!(counts.refresh, 0);
+        assert_eq!((counts.refresh_rejected, counts.refresh_reused), (0, 0));
+    }
+}
+
+mod cluster {
+    use simacan_auth::store::RedisStore;
+
+    use crate::support::redis_topology::RedisCluster;
+
+    #[tokio::test]
+    async fn a_cold_fleet_logs_in_once() {
+        let Some(cluster) = RedisCluster::start() else {
+            return;
+        };
+        let url = cluster.url();
+        super::a_cold_fleet_logs_in_once(|| RedisStore::open(&url).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn early_expiry_costs_the_fleet_one_refresh_per_revocation() {
+        let Some(cluster) = RedisCluster::start() else {
+            return;
+        };
+        let url = cluster.url();
+        super::early_expiry_costs_the_fleet_one_refresh_per_revocation(|| {
+            RedisStore::open(&url).unwrap()
+        })
+        .await;
+    }
+}
+
+mod sentinel {
+    use simacan_auth::store::RedisStore;
+
+    use super::*;
+    use crate::support::redis_topology::RedisSentinels;
+
+    /// How long Sentinel may take to promote the replica (it waits 500 ms
+    /// before it deems the primary down, then elects a leader).
+    const FAILOVER: Duration = Duration::from_secs(20);
+
+    #[tokio::test]
+    async fn early_expiry_costs_the_fleet_one_refresh_per_revocation() {
+        let Some(deployment) = RedisSentinels::start() else {
+            return;
+        };
+        let url = deployment.url();
+        super::early_expiry_costs_the_fleet_one_refresh_per_revocation(|| {
+            RedisStore::open(&url).unwrap()
+        })
+        .await;
+    }
+
+    /// The primary SIGKILLed right after it saved a rotated refresh token:
+    /// the save waited for the replica, so the replica Sentinel promotes
+    /// holds the new refresh token, and the fleet refreshes with it once
+    /// the store follows the failover (no restart): no password login, no
+    /// refresh token sent twice.
+    #[tokio::test]
+    async fn a_failover_right_after_a_rotation_costs_no_login_and_no_refresh_token_twice() {
+        let Some(mut deployment) = RedisSentinels::start() else {
+            return;
+        };
+        let mock = mock().await;
+        let url = deployment.url();
+        let replicas = fleet(&mock, 4, || RedisStore::open(&url).unwrap());
+        let trips = mock.url("/trips");
+        traffic(&replicas, &trips, 2).await;
+        mock.revoke_access_tokens();
+        traffic(&replicas, &trips, 2).await;
+        assert_eq!(mock.counts().refresh, 1, "the rotation");
+
+        let old_primary = deployment.primary.port();
+        deployment.primary.stop();
+        let killed = Instant::now();
+        mock.revoke_access_tokens();
+        // Until a replica is promoted, requests that need a token meet an
+        // unavailable store; then every replica heals through the new
+        // primary.
+        loop {
+            let calls: Vec<_> = replicas
+                .iter()
+                .map(|svc| {
+                    let (svc, url) = (svc.clone(), trips.clone());
+                    tokio::spawn(async move { get(&svc, &url).await.map(|r| r.status()) })
+                })
+                .collect();
+            let mut healed = true;
+            for call in calls {
+                healed &= matches!(bounded(call).await.unwrap(), Ok(StatusCode::OK));
+            }
+            if healed {
+                break;
+            }
+            assert!(
+                killed.elapsed() < FAILOVER,
+                "the fleet did not follow the failover within {FAILOVER:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_ne!(deployment.primary_port(), Some(old_primary), "failed over");
+        assert_eq!(
+            deployment.primary_port(),
+            Some(deployment.replica.port()),
+            "the replica was promoted"
+        );
+        let counts = mock.counts();
+        assert_eq!(counts.password, 1, "no login after the failover");
+        assert_eq!(counts.refresh, 2, "one refresh for the revocation");
         assert_eq!((counts.refresh_rejected, counts.refresh_reused), (0, 0));
     }
 }

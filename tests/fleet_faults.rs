@@ -51,7 +51,8 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use simacan_auth::{
     mock::{Counts, MockAuthApi, PASSWORD, USERNAME},
     store::{
-        BoxFuture, FailureNotice, Lease, RedisStore, StoreError, StoreKey, TokenRecord, TokenStore,
+        BoxFuture, Changes, FailureNotice, Lease, RedisStore, StoreError, StoreKey, TokenRecord,
+        TokenStore,
     },
     Credentials, Environment, SimacanAuthLayer, Stats,
 };
@@ -484,6 +485,10 @@ impl TokenStore for FaultyStore {
         key: &'a StoreKey,
     ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
         self.inner.load_failure(key)
+    }
+
+    fn changes(&self, key: &StoreKey) -> Option<Changes> {
+        self.inner.changes(key)
     }
 }
 

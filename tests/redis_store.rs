@@ -128,7 +128,10 @@ async fn a_key_prefix_isolates() {
     a_keys.sort();
     assert_eq!(
         a_keys,
-        [format!("a:{fingerprint}"), format!("a:{fingerprint}:lease")]
+        [
+            format!("a:{{{fingerprint}}}"),
+            format!("a:{{{fingerprint}}}:lease")
+        ]
     );
     assert!(lease_is_free(&default, &key(1)).await);
 }
@@ -155,12 +158,12 @@ async fn records_expire_after_the_record_ttl() {
             .unwrap());
     }
     let fingerprint = key(1).fingerprint();
-    let ttl: i64 = bounded(raw.pttl(format!("simacan-auth:{fingerprint}")))
+    let ttl: i64 = bounded(raw.pttl(format!("simacan-auth:{{{fingerprint}}}")))
         .await
         .unwrap();
     let thirty_days = 30 * 86_400 * 1000;
     assert!(thirty_days - 60_000 < ttl && ttl <= thirty_days, "{ttl}");
-    let ttl: i64 = bounded(raw.pttl(format!("forever:{fingerprint}")))
+    let ttl: i64 = bounded(raw.pttl(format!("forever:{{{fingerprint}}}")))
         .await
         .unwrap();
     assert_eq!(ttl, -1, "no expiry");
@@ -176,15 +179,15 @@ async fn unreadable_records_are_corrupt_and_left_alone() {
     };
     let store = RedisStore::open(server.url()).unwrap();
     let mut raw = raw(&server).await;
-    let garbage = format!("simacan-auth:{}", key(1).fingerprint());
+    let garbage = format!("simacan-auth:{{{}}}", key(1).fingerprint());
     let () = bounded(raw.hset_multiple(&garbage, &[("generation", "1"), ("record", "{SECRET")]))
         .await
         .unwrap();
-    let foreign = format!("simacan-auth:{}", key(2).fingerprint());
+    let foreign = format!("simacan-auth:{{{}}}", key(2).fingerprint());
     let () = bounded(raw.set(&foreign, "someone else's")).await.unwrap();
-    let half = format!("simacan-auth:{}", key(3).fingerprint());
+    let half = format!("simacan-auth:{{{}}}", key(3).fingerprint());
     let () = bounded(raw.hset(&half, "generation", "1")).await.unwrap();
-    let mismatched = format!("simacan-auth:{}", key(4).fingerprint());
+    let mismatched = format!("simacan-auth:{{{}}}", key(4).fingerprint());
     let encoded = record(&key(4), 2, 60).encode().to_vec();
     let () = bounded(raw.hset_multiple(
         &mismatched,
@@ -218,7 +221,7 @@ async fn a_record_of_another_key_under_the_same_fingerprint_reads_as_absent() {
     let mut raw = raw(&server).await;
     let other = record(&key(2), 1, 60);
     let () = bounded(raw.hset_multiple(
-        format!("simacan-auth:{}", key(1).fingerprint()),
+        format!("simacan-auth:{{{}}}", key(1).fingerprint()),
         &[
             ("generation", b"1".to_vec()),
             ("record", other.encode().to_vec()),
@@ -441,4 +444,59 @@ fn a_store_outlives_the_runtime_it_first_connected_on() {
         let outcome = bounded(store.load(&key(0))).await;
         assert!(outcome.is_ok(), "second runtime, again: {outcome:?}");
     });
+}
+
+/// Takes and releases the lease on `key` through `writer` until `changes`
+/// is woken; panics after `within`.
+async fn announced_within(
+    writer: &RedisStore,
+    changes: &mut simacan_auth::store::Changes,
+    within: Duration,
+) {
+    let started = Instant::now();
+    loop {
+        let held = lease(writer, &key(9), LONG).await;
+        bounded(writer.release(held)).await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(100), changes.changed()).await {
+            Ok(true) => return,
+            Ok(false) => panic!("the feed ended"),
+            Err(_) => assert!(started.elapsed() < within, "nothing announced"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn writes_are_announced_to_other_stores_and_again_after_a_restart() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let writer = RedisStore::open(server.url()).unwrap();
+    let waiter = RedisStore::open(server.url()).unwrap();
+    let mut changes = waiter.changes(&key(1)).expect("the redis store announces");
+    announced_within(&writer, &mut changes, Duration::from_secs(5)).await;
+
+    // Each write of the store is announced: a save, a failure notice, a
+    // removal, a release.
+    let held = lease(&writer, &key(1), LONG).await;
+    let _ = tokio::time::timeout(Duration::from_millis(200), changes.changed()).await;
+    assert!(bounded(writer.save(&held, &record(&key(1), 1, 60), None))
+        .await
+        .unwrap());
+    assert!(bounded(changes.changed()).await, "save");
+    let notice = simacan_auth::store::FailureNotice::new(
+        key(1),
+        Some(1),
+        Duration::from_secs(60),
+        simacan_auth::ErrorKind::AuthApiUnavailable,
+    );
+    bounded(writer.save_failure(&held, &notice)).await.unwrap();
+    assert!(bounded(changes.changed()).await, "failure notice");
+    bounded(writer.remove(&key(1))).await.unwrap();
+    assert!(bounded(changes.changed()).await, "remove");
+    bounded(writer.release(held)).await.unwrap();
+    assert!(bounded(changes.changed()).await, "release");
+
+    // The subscription is lost with the server, and made again.
+    server.restart();
+    announced_within(&writer, &mut changes, Duration::from_secs(5)).await;
 }

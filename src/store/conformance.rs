@@ -22,6 +22,7 @@
 //! | [`leases_expire_after_their_ttl`] | a lease ends on its own after its time to live, and its holder's `renew` then says it was lost |
 //! | [`a_dropped_lease_is_freed`] | (stores whose lease is an OS resource) a lease ends with its holder |
 //! | [`failure_notices_are_kept_whole`] | `load_failure` returns the notice `save_failure` kept, equal in every field |
+//! | [`changes_are_announced`] | (stores whose `changes` returns a feed) a save and a release through one handle wake a subscription made through another |
 //!
 //! [`check`] runs them all for a store whose leases expire after their time
 //! to live and which keeps failure notices. A store that keeps none (the
@@ -126,6 +127,11 @@ const RENEW: &str = "renew extends a lease only for its owner, and says when it 
 const EXPIRY: &str = "a lease expires on its own after its time to live";
 const HOLDER: &str = "a lease that is an OS resource ends with its holder";
 const NOTICES: &str = "save_failure and load_failure keep one notice whole";
+const ANNOUNCED: &str = "a store with a change feed announces saves and releases";
+/// How long a feed may take to start (a subscription being made).
+const FEED_STARTS_WITHIN: Duration = Duration::from_secs(5);
+/// How long an announcement may take once the feed runs.
+const ANNOUNCED_WITHIN: Duration = Duration::from_secs(2);
 
 /// Which checks to run, for stores that [`check`] does not fit: a store
 /// whose lease is an OS lock (such as [`FileStore`](super::FileStore)), or
@@ -260,6 +266,7 @@ where
         if self.failure_notices {
             failure_notices_are_kept_whole(make).await;
         }
+        changes_are_announced(make).await;
     }
 }
 
@@ -1165,6 +1172,90 @@ pub async fn failure_notices_are_kept_whole<S: TokenStore>(make: impl Fn() -> S)
     forget(&writer, [&key, &other_key]).await;
 }
 
+/// For a store whose [`changes`](TokenStore::changes) returns a feed: a
+/// save and a release through one handle wake a subscription made through
+/// another. A feed may take a moment to start (a subscription to a server
+/// being made): the check saves until the first announcement arrives, for
+/// up to 5 seconds, then expects the next save and the release to be
+/// announced within 2 seconds each. A store without a feed passes: its
+/// waiters poll.
+///
+/// # Panics
+///
+/// When the store breaks the guarantee; see the [module docs](self).
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::store::{conformance, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let backend = MemoryStore::new();
+/// conformance::changes_are_announced(move || backend.clone()).await;
+/// # }
+/// ```
+pub async fn changes_are_announced<S: TokenStore>(make: impl Fn() -> S) {
+    let (writer, waiter) = (make(), make());
+    let keys = Keys::new();
+    let key = keys.key("announced");
+    let Some(mut changes) = waiter.changes(&key) else {
+        return;
+    };
+    let lease = take(&writer, &key, LONG).await;
+    let started = Instant::now();
+    let mut generation = 0;
+    loop {
+        let expected = (generation > 0).then_some(generation);
+        generation += 1;
+        let saved = record(
+            &key,
+            generation,
+            &format!("eyAccess{generation}"),
+            Some("eyR"),
+        );
+        ensure!(
+            done("save", writer.save(&lease, &saved, expected)).await,
+            CAS,
+            "a save expecting the stored generation {expected:?} returned false"
+        );
+        match tokio::time::timeout(Duration::from_millis(100), changes.changed()).await {
+            Ok(true) => break,
+            Ok(false) => violated(ANNOUNCED, format_args!("the feed ended")),
+            Err(_) => ensure!(
+                started.elapsed() < FEED_STARTS_WITHIN,
+                ANNOUNCED,
+                "no save through another handle was announced within {FEED_STARTS_WITHIN:?} \
+                 ({generation} saves)"
+            ),
+        }
+    }
+    // Announcements of the first saves may still be on their way.
+    sleep(Duration::from_millis(100)).await;
+    let _ = tokio::time::timeout(Duration::ZERO, changes.changed()).await;
+
+    let saved = record(&key, generation + 1, "eyAccessNext", Some("eyR"));
+    ensure!(
+        done("save", writer.save(&lease, &saved, Some(generation))).await,
+        CAS,
+        "a save expecting the stored generation {generation} returned false"
+    );
+    let announced = tokio::time::timeout(ANNOUNCED_WITHIN, changes.changed()).await;
+    ensure!(
+        matches!(announced, Ok(true)),
+        ANNOUNCED,
+        "a save through another handle was not announced within {ANNOUNCED_WITHIN:?}"
+    );
+    done("release", writer.release(lease)).await;
+    let announced = tokio::time::timeout(ANNOUNCED_WITHIN, changes.changed()).await;
+    ensure!(
+        matches!(announced, Ok(true)),
+        ANNOUNCED,
+        "a release through another handle was not announced within {ANNOUNCED_WITHIN:?}"
+    );
+    forget(&writer, [&key]).await;
+}
+
 // --- Helpers ----------------------------------------------------------------
 
 const BASE_URL: &str = "https://auth.conformance.invalid/api/v1";
@@ -1345,7 +1436,7 @@ fn expect_notice(loaded: Option<FailureNotice>, saved: &FailureNotice, when: &st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{BoxFuture, MemoryStore};
+    use crate::store::{BoxFuture, ChangeFeed, Changes, MemoryStore};
 
     /// What a store gets wrong.
     #[derive(Debug, Clone, Copy)]
@@ -1360,6 +1451,8 @@ mod tests {
         RenewForAnyone,
         /// The trait's provided failure methods: no notices kept.
         NoNotices,
+        /// A change feed on which nothing is announced.
+        SilentFeed,
     }
 
     /// A memory store with a flaw.
@@ -1367,13 +1460,16 @@ mod tests {
     struct Flawed {
         inner: MemoryStore,
         flaw: Flaw,
+        silent: ChangeFeed,
     }
 
     fn flawed(flaw: Flaw) -> impl Fn() -> Flawed {
         let inner = MemoryStore::new();
+        let silent = ChangeFeed::new();
         move || Flawed {
             inner: inner.clone(),
             flaw,
+            silent: silent.clone(),
         }
     }
 
@@ -1472,6 +1568,13 @@ mod tests {
                 _ => self.inner.load_failure(key),
             }
         }
+
+        fn changes(&self, key: &StoreKey) -> Option<Changes> {
+            match self.flaw {
+                Flaw::SilentFeed => Some(self.silent.subscribe()),
+                _ => self.inner.changes(key),
+            }
+        }
     }
 
     #[tokio::test]
@@ -1511,6 +1614,59 @@ mod tests {
     #[should_panic(expected = "the store keeps no failure notices")]
     async fn a_store_without_failure_notices_is_told_so() {
         check(flawed(Flaw::NoNotices)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    #[should_panic(
+        expected = "violated: a store with a change feed announces saves and releases: \
+                               no save through another handle was announced"
+    )]
+    async fn a_feed_that_announces_nothing_is_caught() {
+        changes_are_announced(flawed(Flaw::SilentFeed)).await;
+    }
+
+    #[tokio::test]
+    async fn a_store_without_a_feed_passes_the_announcement_check() {
+        #[derive(Debug, Clone)]
+        struct Polled(MemoryStore);
+        impl TokenStore for Polled {
+            fn load<'a>(
+                &'a self,
+                key: &'a StoreKey,
+            ) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>> {
+                self.0.load(key)
+            }
+            fn try_lease<'a>(
+                &'a self,
+                key: &'a StoreKey,
+                ttl: Duration,
+            ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+                self.0.try_lease(key, ttl)
+            }
+            fn renew<'a>(
+                &'a self,
+                lease: &'a Lease,
+                ttl: Duration,
+            ) -> BoxFuture<'a, Result<bool, StoreError>> {
+                self.0.renew(lease, ttl)
+            }
+            fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), StoreError>> {
+                self.0.release(lease)
+            }
+            fn save<'a>(
+                &'a self,
+                lease: &'a Lease,
+                record: &'a TokenRecord,
+                expected: Option<u64>,
+            ) -> BoxFuture<'a, Result<bool, StoreError>> {
+                self.0.save(lease, record, expected)
+            }
+            fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+                self.0.remove(key)
+            }
+        }
+        let backend = MemoryStore::new();
+        changes_are_announced(move || Polled(backend.clone())).await;
     }
 
     #[tokio::test]

@@ -9,11 +9,16 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{BoxFuture, FailureNotice, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
+use super::{
+    BoxFuture, ChangeFeed, Changes, FailureNotice, Lease, StoreError, StoreKey, TokenRecord,
+    TokenStore,
+};
 
 /// Tokens kept in this process's memory: what a layer uses unless given
 /// another store. Clones share one map, so token states given clones of one
-/// `MemoryStore` share one login and one refresh chain per key.
+/// `MemoryStore` share one login and one refresh chain per key, and a
+/// token state waiting for another's login or refresh is woken the moment
+/// its token is saved ([`changes`](TokenStore::changes)).
 ///
 /// # Example
 ///
@@ -27,6 +32,7 @@ use super::{BoxFuture, FailureNotice, Lease, StoreError, StoreKey, TokenRecord, 
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     entries: Arc<Mutex<HashMap<StoreKey, Entry>>>,
+    feed: ChangeFeed,
 }
 
 #[derive(Default)]
@@ -129,6 +135,8 @@ impl TokenStore for MemoryStore {
                 .is_some_and(|(holder, _)| holder == lease.owner())
             {
                 entry.lease = None;
+                drop(entries);
+                self.feed.announce();
             }
         }
         ready(Ok(()))
@@ -146,6 +154,11 @@ impl TokenStore for MemoryStore {
             return ready(Ok(false));
         }
         entry.record = Some(record.clone());
+        drop(entries);
+        // A refresh token marked as sent gives waiters nothing to use.
+        if record.refresh_token().is_some() {
+            self.feed.announce();
+        }
         ready(Ok(true))
     }
 
@@ -154,6 +167,7 @@ impl TokenStore for MemoryStore {
             entry.record = None;
             entry.failure = None;
         }
+        self.feed.announce();
         ready(Ok(()))
     }
 
@@ -164,6 +178,8 @@ impl TokenStore for MemoryStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let mut entries = self.entries();
         entries.entry(notice.key().clone()).or_default().failure = Some(notice.clone());
+        drop(entries);
+        self.feed.announce();
         ready(Ok(()))
     }
 
@@ -173,6 +189,11 @@ impl TokenStore for MemoryStore {
     ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
         let notice = self.entries().get(key).and_then(|e| e.failure.clone());
         ready(Ok(notice))
+    }
+
+    /// Every key's changes on one feed, shared by clones.
+    fn changes(&self, _key: &StoreKey) -> Option<Changes> {
+        Some(self.feed.subscribe())
     }
 }
 

@@ -13,7 +13,8 @@
 //!   file lock as the lease; shared by restarts, command-line runs and the
 //!   services of one user.
 //! - `RedisStore` (feature `redis`): a fleet of replicas sharing one
-//!   credential through Redis: one login and one refresh chain, fleet-wide.
+//!   credential through Redis (one server, Sentinel or Cluster): one login
+//!   and one refresh chain, fleet-wide.
 //!
 //! Requests never touch the store: they read the token from memory. The
 //! store is consulted only when a token is missing, near expiry or refused
@@ -53,6 +54,10 @@
 //!   wrapper around another store must pass them through: their defaults
 //!   keep nothing, and a fleet then repeats a failing call once per
 //!   replica.
+//! - [`changes`](TokenStore::changes), when it returns a feed, is announced
+//!   on after every successful save (one without a refresh token may be
+//!   left out), release, failure notice and removal, through any handle. The default keeps none, and waiters poll; a
+//!   wrapper should pass it through.
 //!
 //! # Implementing a store
 //!
@@ -92,6 +97,7 @@
 //! # let _ = (a, b);
 //! ```
 
+mod changes;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
@@ -111,6 +117,7 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
+pub use changes::{ChangeFeed, Changes};
 pub use error::{StoreError, StoreErrorKind};
 pub use failure::FailureNotice;
 pub use file::FileStore;
@@ -256,6 +263,34 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
         let _ = key;
         Box::pin(std::future::ready(Ok(None)))
     }
+
+    /// A subscription that wakes the token states waiting for `key`'s
+    /// lease when another handle on the store (another process) saves a
+    /// record, releases a lease, leaves a failure notice or removes a
+    /// record, so that they use its result the moment it is stored.
+    ///
+    /// A store that returns one announces on its [`ChangeFeed`] after each
+    /// of those operations succeeds, through every handle on its backend; it
+    /// may leave out the save of a record without a refresh token (a refresh
+    /// token marked as sent), which no waiter can use.
+    /// Announcements may be for other keys too (the waiters read the store
+    /// to see), and one may be lost (a dropped connection): waiters also
+    /// look on their own every 5 to 100 ms, as every waiter does with the
+    /// default, `None`, which keeps no feed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::store::{MemoryStore, StoreKey, TokenStore};
+    ///
+    /// let store = MemoryStore::new();
+    /// let key = StoreKey::new("https://auth.example.com/api/v1", "planner");
+    /// assert!(store.changes(&key).is_some(), "the memory store announces");
+    /// ```
+    fn changes(&self, key: &StoreKey) -> Option<Changes> {
+        let _ = key;
+        None
+    }
 }
 
 /// A shared store: the same store behind several layers or middlewares,
@@ -327,5 +362,9 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
         key: &'a StoreKey,
     ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
         (**self).load_failure(key)
+    }
+
+    fn changes(&self, key: &StoreKey) -> Option<Changes> {
+        (**self).changes(key)
     }
 }

@@ -5,6 +5,7 @@
 pub mod hosts;
 pub mod proxy;
 pub mod redis;
+pub mod redis_topology;
 
 use std::{
     sync::{Arc, Mutex},

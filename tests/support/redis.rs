@@ -31,6 +31,10 @@ pub struct RedisServer {
     binary: PathBuf,
     port: u16,
     password: Option<String>,
+    /// Arguments before the usual ones (a sentinel's configuration file
+    /// and `--sentinel`), and after them.
+    leading: Vec<String>,
+    extra: Vec<String>,
     process: Option<Process>,
 }
 
@@ -66,15 +70,46 @@ impl RedisServer {
     }
 
     fn launch(password: Option<String>) -> Option<RedisServer> {
+        Self::launch_with(password, Vec::new(), Vec::new(), free_port)
+    }
+
+    /// A server given `extra` arguments after the usual ones, on a port
+    /// from `port` (tried again while the port turns out taken).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(extra: &[String], port: impl FnMut() -> u16) -> Option<RedisServer> {
+        Self::launch_with(None, Vec::new(), extra.to_vec(), port)
+    }
+
+    /// A sentinel on the configuration file `conf` (which it rewrites).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_sentinel(conf: &Path, port: u16) -> Option<RedisServer> {
+        let leading = vec![conf.to_string_lossy().into_owned(), "--sentinel".into()];
+        Self::launch_with(None, leading, Vec::new(), || port)
+    }
+
+    fn launch_with(
+        password: Option<String>,
+        leading: Vec<String>,
+        extra: Vec<String>,
+        mut port: impl FnMut() -> u16,
+    ) -> Option<RedisServer> {
         let binary = find_binary()?;
         let mut server = RedisServer {
             binary,
             port: 0,
             password,
+            leading,
+            extra,
             process: None,
         };
         for _ in 0..PORT_ATTEMPTS {
-            server.port = free_port();
+            server.port = port();
             if server.spawn() {
                 return Some(server);
             }
@@ -156,12 +191,18 @@ impl RedisServer {
     fn spawn(&mut self) -> bool {
         let mut command = Command::new(&self.binary);
         command
+            .args(&self.leading)
             .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .args(["--dir", &env::temp_dir().to_string_lossy()])
+            .args(["--bind", "127.0.0.1"]);
+        if self.leading.is_empty() {
+            command
+                .args(["--save", ""])
+                .args(["--appendonly", "no"])
+                .args(["--dir", &env::temp_dir().to_string_lossy()]);
+        }
+        command
             .args(["--loglevel", "warning"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -225,34 +266,47 @@ fn answers_ping(port: u16) -> bool {
         && matches!(stream.read(&mut reply), Ok(n) if n > 0 && (reply[0] == b'+' || reply[0] == b'-'))
 }
 
-fn free_port() -> u16 {
+/// A loopback port no one listens on now.
+pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .expect("a loopback port is free")
         .port()
 }
 
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
 /// `redis-server` on `PATH` or in the usual places; `None` (loudly) when
 /// missing outside CI.
 fn find_binary() -> Option<PathBuf> {
+    find_program("redis-server")
+}
+
+/// `name` (from Debian's redis-server package, which brings redis-cli too)
+/// on `PATH` or in the usual places; `None` (loudly) when missing outside
+/// CI.
+///
+/// # Panics
+///
+/// When it is missing under CI.
+pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH").unwrap_or_default();
     let found = env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("redis-server"))
+        .map(|dir| dir.join(name))
         .find(|candidate| is_executable(candidate));
     if found.is_none() {
         assert!(
             !in_ci(),
-            "redis-server is not installed, and CI must run the Redis tests: \
+            "{name} is not installed, and CI must run the Redis tests: \
              apt-get install -y redis-server (.ci/run does this)"
         );
         // Past the test harness's output capture, so it shows in a passing run.
-        let _ = std::io::stderr()
-            .write_all(b"SKIPPED: redis-server not installed (apt-get install -y redis-server)\n");
+        let _ = std::io::stderr().write_all(
+            format!("SKIPPED: {name} not installed (apt-get install -y redis-server)\n").as_bytes(),
+        );
     }
     found
 }

@@ -1,21 +1,37 @@
 //! Taking, keeping and giving up the store's lease.
 
-use std::{future::Future, pin::pin, task::Poll};
+use std::{future::Future, pin::pin, sync::Arc, task::Poll};
 
 use tokio::time::Instant;
 
-use super::{Flight, Trouble};
+use super::{both, Flight, Trouble};
 use crate::{
-    store::{FailureNotice, Lease, StoreError},
+    store::{Changes, FailureNotice, Lease, StoreError, TokenRecord, TokenStore},
     token::access_token::{Fresh, Token},
 };
 
 /// What waiting for the lease ended with.
 pub(super) enum Leased {
-    /// The lease, and whether another process held it first.
-    Held { lease: Lease, waited: Waited },
+    /// The lease, and what was found as it was taken.
+    Held { lease: Lease, found: Box<Found> },
     /// Another process obtained a token meanwhile.
     Adopted(Fresh),
+}
+
+/// What the lease holder found as it took the lease: whether another
+/// process held it first, and the record and failure notice read along
+/// with taking it.
+pub(super) struct Found {
+    pub(super) waited: Waited,
+    pub(super) record: Option<TokenRecord>,
+    pub(super) notice: Option<FailureNotice>,
+}
+
+/// What one look at the key found.
+struct Look {
+    notice: Option<FailureNotice>,
+    lease: Option<Lease>,
+    record: Option<TokenRecord>,
 }
 
 /// Whether a process waited for the lease, and the failure notice it found
@@ -28,29 +44,49 @@ pub(super) enum Waited {
 
 impl Flight {
     /// Waits for the lease, looking at the record between attempts: the
-    /// holder's token is used as soon as it is there. A dead holder's lease
-    /// runs out within its time to live and is taken then.
+    /// holder's token is used as soon as it is there. Between looks it
+    /// waits for the store to announce a change (a save, a release) or for
+    /// a short pause, whichever comes first, so that a lost announcement
+    /// costs a pause and a store without announcements is polled. A dead
+    /// holder's lease runs out within its time to live and is taken then.
     pub(super) async fn lease(&self, ours: Option<&Token>) -> Result<Leased, Trouble> {
         let timings = self.settings.lease;
         let patience = timings.patience(self.settings.auth_timeout);
         let started = Instant::now();
         let mut pause = timings.poll_min;
-        // Read before the first try, so that a notice the holder writes
-        // while this process waits is never taken for an earlier one.
-        let before = self.bounded(self.store.load_failure(&self.key)).await?;
+        // Subscribed before the first try, so that no change after it is
+        // missed.
+        let mut changes = self.store.changes(&self.key);
         let mut waited = Waited::No;
         let mut long = false;
         loop {
-            let taken = self
-                .bounded(self.store.try_lease(&self.key, timings.ttl))
-                .await?;
-            if let Some(lease) = taken {
-                return Ok(Leased::Held { lease, waited });
-            }
-            if let Waited::No = waited {
-                waited = Waited::Since(before.clone());
+            let Look {
+                notice,
+                lease,
+                record,
+            } = self.look(timings.ttl).await?;
+            // The first look's notice was read before the first try, so
+            // that a notice the holder writes while this process waits is
+            // never taken for an earlier one.
+            if lease.is_none() && matches!(waited, Waited::No) {
+                waited = Waited::Since(notice.clone());
                 self.counters.lease_wait();
             }
+            if let Some(lease) = lease {
+                let found = Found {
+                    waited,
+                    record,
+                    notice,
+                };
+                return Ok(Leased::Held {
+                    lease,
+                    found: Box::new(found),
+                });
+            }
+            if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
+                return Ok(Leased::Adopted(fresh));
+            }
+            self.respect_failure(record.as_ref(), notice.as_ref(), &waited)?;
             let elapsed = started.elapsed();
             if !long && elapsed >= timings.long_wait {
                 long = true;
@@ -71,13 +107,41 @@ impl Flight {
                 ))
                 .into());
             }
-            tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+            next_look(&mut changes, pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
             pause = pause.saturating_mul(2).min(timings.poll_max);
+            // Most wakes are for the holder's token: taken without trying
+            // the lease, which would then have to be given back.
             let record = self.load().await?;
             if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
                 return Ok(Leased::Adopted(fresh));
             }
-            self.respect_failure(record.as_ref(), &waited).await?;
+        }
+    }
+
+    /// One look at the key: the failure notice read, the lease tried, the
+    /// record read, in that order. They are sent together: a store that
+    /// serves one connection's requests in order (Redis) answers them in
+    /// one round trip and in that order. A store that does not may answer
+    /// the record from before the lease was taken; the generation fences
+    /// every write made on it, so that costs a failed compare-and-swap,
+    /// never a refresh token sent twice.
+    async fn look(&self, ttl: std::time::Duration) -> Result<Look, Trouble> {
+        let notice = self.bounded(self.store.load_failure(&self.key));
+        let lease = self.bounded(self.store.try_lease(&self.key, ttl));
+        let (notice, (lease, record)) = both(notice, both(lease, self.load())).await;
+        let lease = lease?;
+        match (notice, record) {
+            (Ok(notice), Ok(record)) => Ok(Look {
+                notice,
+                lease,
+                record,
+            }),
+            (Err(error), _) | (_, Err(error)) => {
+                if let Some(lease) = lease {
+                    self.release(lease).await;
+                }
+                Err(error.into())
+            }
         }
     }
 
@@ -133,8 +197,44 @@ impl Flight {
     }
 
     pub(super) async fn release(&self, lease: Lease) {
-        if let Err(error) = self.bounded(self.store.release(lease)).await {
-            tracing::warn!(error = %crate::error::with_causes(&error), "could not release the token store lease; it expires on its own");
+        release(&*self.store, lease, self.settings.lease.store_timeout).await;
+    }
+
+    /// Gives `lease` up in a task of its own, so that the token this
+    /// process obtained is used without waiting for the store's answer.
+    /// Without a runtime to run it, the lease is dropped and expires on
+    /// its own (a lease that is a guard, such as a file lock, is freed).
+    pub(super) fn release_soon(&self, lease: Lease) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        let timeout = self.settings.lease.store_timeout;
+        runtime.spawn(async move { release(&*store, lease, timeout).await });
+    }
+}
+
+/// Waits until the store announces a change or `pause` has passed. A feed
+/// that ends is dropped: the waits go on as pauses.
+async fn next_look(changes: &mut Option<Changes>, pause: std::time::Duration) {
+    let deadline = Instant::now() + pause;
+    if let Some(feed) = changes {
+        match tokio::time::timeout_at(deadline, feed.changed()).await {
+            Ok(true) | Err(_) => return,
+            Ok(false) => *changes = None,
         }
+    }
+    tokio::time::sleep_until(deadline).await;
+}
+
+async fn release(store: &dyn TokenStore, lease: Lease, timeout: std::time::Duration) {
+    let released = tokio::time::timeout(timeout, store.release(lease)).await;
+    if let Err(error) = released.unwrap_or_else(|elapsed| {
+        Err(StoreError::unavailable(
+            format!("token store did not answer within {timeout:?}"),
+            elapsed,
+        ))
+    }) {
+        tracing::warn!(error = %crate::error::with_causes(&error), "could not release the token store lease; it expires on its own");
     }
 }

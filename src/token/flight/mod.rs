@@ -15,12 +15,16 @@
 //! 2. **Take the lease** on the key. Only the holder calls the Auth API, for
 //!    the password grant and the refresh grant alike: *one login and one
 //!    refresh per need, fleet-wide*. Others wait, re-reading the record, and
-//!    use the holder's result. The lease is short (2.5 s) and renewed every
+//!    use the holder's result, woken the moment it is saved when the store
+//!    announces its writes ([`TokenStore::changes`]), at their next look
+//!    (5 to 100 ms) otherwise. The lease is short (2.5 s) and renewed every
 //!    750 ms while its holder works, so *a dead holder stalls the others for
 //!    at most the lease's time to live*; a wait longer than a second is
-//!    logged at `warn` and counted ([`Stats::long_lease_waits`]).
-//! 3. **Re-read** under the lease; if the record has become newer and valid,
-//!    use it with no Auth API call.
+//!    logged at `warn` and counted ([`Stats::long_lease_waits`]). Each try
+//!    is one look: the failure notice read, the lease tried, the record
+//!    read, sent together and in that order (one round trip to Redis).
+//! 3. **Re-read** under the lease (the look's read, made after the try); if
+//!    the record has become newer and valid, use it with no Auth API call.
 //! 4. **Choose what to send.** A refresh token is sent only when the store
 //!    vouches for it: the stored record's own, when that record is at least
 //!    as new as the token this process holds; or a chain this process
@@ -41,7 +45,8 @@
 //!    connection or an unreadable answer, which may hide a rotation, it is
 //!    not, and the next attempt logs in with the password.
 //! 6. **Confirm the lease** right before sending the password or a refresh
-//!    token (after the marking), and give up if it is no longer held.
+//!    token (after the marking, sent along with it; again when the marking
+//!    had to be retried), and give up if it is no longer held.
 //! 7. **Save** the new record with compare-and-swap on the generation the
 //!    holder wrote or read: a write never overwrites a record it did not
 //!    see. Every write (the marking, a put-back, the new token) is retried
@@ -57,7 +62,8 @@
 //!    once per replica*. A notice already there when a process began to
 //!    wait, or found by a process that did not wait, is about another call
 //!    and is ignored.
-//! 9. **Release** the lease.
+//! 9. **Release** the lease, in a task of its own: the token is used
+//!    without waiting for the store's answer.
 //!
 //! The lease holds as long as its holder is not paused (a stopped VM, a
 //! process frozen in a debugger) for longer than its time to live between a
@@ -67,6 +73,10 @@
 //! process that took the lease over meanwhile finds the refresh token
 //! marked as sent and logs in with the password: one login, never a
 //! refresh token sent twice.
+//!
+//! A store that does not serve requests in the order they were sent (the
+//! look's, the marking and its confirmation) costs at worst a failed
+//! compare-and-swap: every write is fenced by the generation.
 //!
 //! [`Stats::long_lease_waits`]: crate::stats::Stats::long_lease_waits
 
@@ -80,7 +90,7 @@ use std::{sync::Arc, time::Duration};
 
 use zeroize::Zeroizing;
 
-use self::lease::{Leased, Waited};
+use self::lease::{Found, Leased};
 pub(crate) use self::{spent::SpentTokens, timings::LeaseTimings};
 use super::{
     access_token::{Fresh, How, Origin, Token},
@@ -231,33 +241,33 @@ impl Flight {
                 ..fresh
             });
         }
-        let (lease, waited) = match self.lease(ours).await? {
-            Leased::Held { lease, waited } => (lease, waited),
+        let (lease, found) = match self.lease(ours).await? {
+            Leased::Held { lease, found } => (lease, *found),
             Leased::Adopted(fresh) => return Ok(fresh),
         };
         let obtained = self
-            .renewing(&lease, self.under_lease(&lease, &waited, ours, need))
+            .renewing(&lease, self.under_lease(&lease, found, ours, need))
             .await;
-        self.release(lease).await;
+        self.release_soon(lease);
         obtained
     }
 
-    /// The lease holder's part: re-read, then refresh or log in, and save;
-    /// a failed call is shared.
+    /// The lease holder's part, on the record and notice read as the lease
+    /// was taken: refresh or log in, and save; a failed call is shared.
     async fn under_lease(
         &self,
         lease: &Lease,
-        waited: &Waited,
+        found: Found,
         ours: Option<&Token>,
         need: Need,
     ) -> Result<Fresh, Trouble> {
-        let mut record = self.load().await?;
+        let mut record = found.record;
         // Not there at the first look: a process that held the lease since
         // stored it, most likely healing the same 401s.
         if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
             return Ok(fresh);
         }
-        self.respect_failure(record.as_ref(), waited).await?;
+        self.respect_failure(record.as_ref(), found.notice.as_ref(), &found.waited)?;
         let called = self.call(lease, &mut record, ours, need).await;
         match called {
             Ok(fresh) => Ok(fresh),
@@ -358,12 +368,28 @@ impl Flight {
     ) -> Result<(Grant, How), Trouble> {
         // Marked first, then the lease confirmed right before the send: a
         // holder that lost its lease meanwhile sends nothing and leaves the
-        // token marked (the next holder logs in with the password).
+        // token marked (the next holder logs in with the password). The two
+        // are sent together, the confirmation second (one round trip to a
+        // store that serves requests in order); a marking that had to be
+        // retried is confirmed again.
         let unmarked = match chain {
-            Chain::Stored => Some(self.mark_sent(lease, record, need).await?),
-            Chain::Own => None,
+            Chain::Stored => {
+                let started = tokio::time::Instant::now();
+                let confirmed = self.confirm(lease, "a refresh token");
+                let (marked, confirmed) =
+                    both(self.mark_sent(lease, record, need), confirmed).await;
+                let unmarked = marked?;
+                confirmed?;
+                if started.elapsed() >= self.settings.lease.renew_every {
+                    self.confirm(lease, "a refresh token").await?;
+                }
+                Some(unmarked)
+            }
+            Chain::Own => {
+                self.confirm(lease, "a refresh token").await?;
+                None
+            }
         };
-        self.confirm(lease, "a refresh token").await?;
         match self.refresh(refresh_token).await {
             Ok(grant) => Ok((grant, How::Refreshed)),
             Err(RefreshError::Failed(error)) => {
@@ -513,6 +539,36 @@ impl Flight {
                 ))
             })
     }
+}
+
+/// Both futures' outputs. Each poll polls `a` before `b`, so a store
+/// reached through one ordered connection receives `a`'s request first.
+async fn both<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none() {
+            if let std::task::Poll::Ready(out) = a.as_mut().poll(cx) {
+                out_a = Some(out);
+            }
+        }
+        if out_b.is_none() {
+            if let std::task::Poll::Ready(out) = b.as_mut().poll(cx) {
+                out_b = Some(out);
+            }
+        }
+        match (out_a.take(), out_b.take()) {
+            (Some(a), Some(b)) => std::task::Poll::Ready((a, b)),
+            (a, b) => {
+                (out_a, out_b) = (a, b);
+                std::task::Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// The generation after `generation`, unless that passes the most a record

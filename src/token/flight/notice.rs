@@ -15,18 +15,20 @@ impl Flight {
     /// there before this process began to wait is about an earlier call (a
     /// previous run, say, with a password since corrected) and is ignored;
     /// so is any notice for a process that found the lease free.
-    pub(super) async fn respect_failure(
+    ///
+    /// `notice` is the store's, read along with `record`.
+    pub(super) fn respect_failure(
         &self,
         record: Option<&TokenRecord>,
+        notice: Option<&FailureNotice>,
         waited: &Waited,
     ) -> Result<(), Trouble> {
         let Waited::Since(before) = waited else {
             return Ok(());
         };
         let generation = record.map(TokenRecord::generation);
-        let notice = self.bounded(self.store.load_failure(&self.key)).await?;
         let Some(notice) =
-            notice.filter(|n| n.generation() == generation && Some(n) != before.as_ref())
+            notice.filter(|n| n.generation() == generation && Some(*n) != before.as_ref())
         else {
             return Ok(());
         };

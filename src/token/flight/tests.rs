@@ -39,6 +39,9 @@ struct FlakyStore {
     fails_token_saves: Arc<AtomicU32>,
     /// Answers a load with the record under another username.
     answers_for_another_key: Arc<AtomicBool>,
+    /// Hands waiters a change feed that has already ended (a lost
+    /// subscription); otherwise none (waiters poll).
+    feed_ends: Arc<AtomicBool>,
 }
 
 impl FlakyStore {
@@ -148,6 +151,12 @@ impl TokenStore for FlakyStore {
             self.check()?;
             self.inner.remove(key).await
         })
+    }
+
+    fn changes(&self, _key: &StoreKey) -> Option<crate::store::Changes> {
+        self.feed_ends
+            .load(Ordering::SeqCst)
+            .then(|| crate::store::ChangeFeed::new().subscribe())
     }
 }
 
@@ -321,6 +330,51 @@ async fn a_lease_left_by_a_dead_holder_stalls_the_others_for_at_most_its_short_t
     assert_eq!(api.calls(Endpoint::Refresh), 1);
     let stats = replica.stats();
     assert_eq!((stats.lease_waits, stats.long_lease_waits), (1, 1));
+}
+
+/// Waiters that would look again only after 2.5 to 5 s.
+fn slow_looks() -> Settings {
+    Settings {
+        lease: LeaseTimings {
+            poll_min: Duration::from_secs(5),
+            poll_max: Duration::from_secs(5),
+            ..LeaseTimings::default()
+        },
+        ..Settings::default()
+    }
+}
+
+/// How long two replicas, one waiting for the other's 200 ms login, take
+/// to hold the same token.
+async fn time_to_share_a_login(store: Arc<dyn TokenStore>) -> Duration {
+    let api = FakeApi::with_delay(Reply::Token(3600), Duration::from_millis(200));
+    let fleet = replicas_with(&api, &store, 2, slow_looks());
+    let started = tokio::time::Instant::now();
+    let tokens = all_tokens(&fleet).await;
+    assert_eq!(tokens[0], tokens[1]);
+    assert_eq!(api.calls(Endpoint::Password), 1);
+    started.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_is_woken_by_the_holders_save_not_by_its_next_look() {
+    // The memory store announces the save: the waiter takes the token at
+    // once, seconds before its next look.
+    let took = time_to_share_a_login(shared()).await;
+    assert!(took < Duration::from_millis(300), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_without_announcements_or_whose_feed_ended_is_polled() {
+    let polled = time_to_share_a_login(Arc::new(FlakyStore::default())).await;
+    assert!(polled >= Duration::from_millis(2_500), "{polled:?}");
+    let ended = FlakyStore::default();
+    ended.feed_ends.store(true, Ordering::SeqCst);
+    let took = time_to_share_a_login(Arc::new(ended)).await;
+    assert!(
+        (Duration::from_millis(2_500)..Duration::from_secs(6)).contains(&took),
+        "{took:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,0 +1,1070 @@
+//! [`RedisStore`]: tokens in Redis, shared by a fleet of replicas: one
+//! server, a primary found through Sentinel, or a Cluster.
+
+mod deployment;
+
+use std::{
+    collections::HashMap,
+    fmt, io,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, LazyLock, Mutex, Weak,
+    },
+    time::{Duration, Instant},
+};
+
+use futures_core::Stream;
+use redis::{FromRedisValue, RedisError, Role, Script};
+use zeroize::Zeroizing;
+
+use self::deployment::{Connection, Deployment};
+use super::{
+    BoxFuture, ChangeFeed, Changes, FailureNotice, Lease, StoreError, StoreKey, TokenRecord,
+    TokenStore,
+};
+use crate::Error;
+
+/// The key prefix unless [`RedisStore::key_prefix`] sets another.
+const DEFAULT_PREFIX: &str = "simacan-auth:";
+/// How long a record lives after its last write unless
+/// [`RedisStore::record_ttl`] says otherwise.
+const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(30 * 86_400);
+/// How long one operation may take unless [`RedisStore::timeout`] says
+/// otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a save waits for a replica's acknowledgement unless
+/// [`RedisStore::replica_ack_timeout`] says otherwise.
+const DEFAULT_REPLICA_ACK_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the answer to "has the primary a replica?" is trusted.
+const REPLICAS_ASKED_EVERY: Duration = Duration::from_secs(1);
+/// Longest expiry sent to Redis, far below what it accepts.
+const LONGEST_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// Takes the lease unless another owner holds it. The owner is fresh for
+/// every call, so finding it already stored means this very call ran before
+/// and only its reply was lost: it keeps the lease it took.
+static TRY_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+            return 1
+        end
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            return 1
+        end
+        return 0
+        ",
+    )
+});
+
+/// Extends the lease only while the caller still owns it.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            return 1
+        end
+        return 0
+        ",
+    )
+});
+
+/// Frees the lease only while the caller still owns it, and announces it on
+/// the channel ARGV[2].
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+            redis.call('DEL', KEYS[1])
+            redis.call('PUBLISH', ARGV[2], KEYS[1])
+        end
+        return 0
+        ",
+    )
+});
+
+/// Leaves a failure notice (ARGV: the notice, its time to live in
+/// milliseconds) and announces it on the channel ARGV[3] (a script, so
+/// that the `PUBLISH` goes with the key to its Cluster node).
+static NOTICE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        redis.call('PUBLISH', ARGV[3], KEYS[1])
+        return 1
+        ",
+    )
+});
+
+/// Removes the record and the notice, and announces it on the channel
+/// ARGV[1].
+static REMOVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        redis.call('DEL', KEYS[1], KEYS[2])
+        redis.call('PUBLISH', ARGV[1], KEYS[1])
+        return 1
+        ",
+    )
+});
+
+/// Compare and swap on the generation. ARGV: the expected generation (''
+/// for no record), the new generation, the encoded record, the record's time
+/// to live in milliseconds ('' for none), the channel that announces the
+/// write ('' for none). A record that already is exactly
+/// the one being written was written by this very call, whose reply was
+/// lost: that counts as written.
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local current = redis.call('HGET', KEYS[1], 'generation') or ''
+        if current == ARGV[1] then
+            redis.call('HSET', KEYS[1], 'generation', ARGV[2], 'record', ARGV[3])
+            if ARGV[4] == '' then
+                redis.call('PERSIST', KEYS[1])
+            else
+                redis.call('PEXPIRE', KEYS[1], ARGV[4])
+            end
+            if ARGV[5] ~= '' then
+                redis.call('PUBLISH', ARGV[5], KEYS[1])
+            end
+            return 1
+        end
+        if current == ARGV[2] and redis.call('HGET', KEYS[1], 'record') == ARGV[3] then
+            return 1
+        end
+        return 0
+        ",
+    )
+});
+
+/// Tokens in Redis, for a fleet of replicas sharing one credential: every
+/// replica given the same Redis URL and key prefix shares one login and one
+/// refresh chain per [`StoreKey`].
+///
+/// [`open`](Self::open) only checks the URL; the connection is made on first
+/// use, on the Tokio runtime of that use, and remade after Redis restarts,
+/// a failover, or the network drops it. Clones share that connection;
+/// configure a store before cloning it.
+///
+/// # Which Redis deployments
+///
+/// | deployment | URL | what the store does |
+/// |---|---|---|
+/// | one server | `redis://[[user]:password@]host[:port][/db]`, `rediss://…` (TLS), `redis+unix:///path[?db=N&pass=…]` | one connection, remade after a restart |
+/// | Sentinel | `redis+sentinel://[[user]:password@]sentinel[:port][,sentinel[:port]…]/master[/db]`, `rediss+sentinel://…` (TLS to sentinels and servers) | asks the sentinels for the primary (default port 26379), and asks again when the primary's connection drops or it answers `READONLY` |
+/// | Cluster | `redis+cluster://[[user]:password@]node[:port][,node[:port]…]`, `rediss+cluster://…` | redis-rs's cluster client, which learns the slots from the seed nodes and follows `MOVED` and `ASK` |
+///
+/// The user and password of the URL are sent with `AUTH` to the servers
+/// (the primary and replicas, every cluster node). Sentinels that require
+/// a password of their own get it from the parameters
+/// `sentinel_username` and `sentinel_password`.
+///
+/// ```
+/// use simacan_auth::store::RedisStore;
+///
+/// // One server.
+/// let one = RedisStore::open("rediss://:secret@redis.internal:6380/2")?;
+/// // Three sentinels watching the master `tokens`, database 2.
+/// let sentinel = RedisStore::open(
+///     "redis+sentinel://:secret@10.0.0.1,10.0.0.2,10.0.0.3:26380/tokens/2?sentinel_password=watch",
+/// )?;
+/// // A cluster, reached through any of its nodes.
+/// let cluster = RedisStore::open("rediss+cluster://:secret@10.0.1.1:7000,10.0.1.2:7000")?;
+/// assert!(format!("{sentinel:?}").contains("Sentinel(\"tokens\")"));
+/// # let _ = (one, cluster);
+/// # Ok::<(), simacan_auth::Error>(())
+/// ```
+///
+/// **What a failover costs.** While Sentinel or the Cluster has not yet
+/// promoted a replica (its down-after time plus the election, typically a
+/// few seconds), store operations fail with
+/// [`Unavailable`](super::StoreErrorKind::Unavailable): requests with a
+/// valid token go on from memory, and those that need a token wait for the
+/// store on its retry schedule or fail. After the promotion the next
+/// operation reaches the new primary, with no restart and, because every
+/// write was acknowledged by a replica (below), with the token and refresh
+/// token the fleet last saved: no extra password login.
+///
+/// # Writes wait for a replica
+///
+/// Redis replicates asynchronously: a primary that dies right after a save
+/// can be replaced by a replica that never saw it, whose record still
+/// holds a refresh token the Auth API already rotated. So each successful
+/// save (the refresh token marked as sent, the new token) is followed by
+/// `WAIT 1 <ms>` on the same connection, in the same pipeline, whenever
+/// the primary has a replica connected (it is asked with `ROLE`, at most
+/// once a second per key). [`replica_ack_timeout`](Self::replica_ack_timeout)
+/// sets how long the wait may be (500 ms by default) or turns it off.
+///
+/// When no replica acknowledges in time, the save fails with
+/// [`Unavailable`](super::StoreErrorKind::Unavailable) although the
+/// primary holds it. The token state retries it (a save already written
+/// counts as done) while it holds the lease, for up to 2.5 s. If the
+/// replicas stay behind: a refresh token whose marking was not
+/// acknowledged is not sent (requests that need a token get a store error
+/// until a replica catches up or the primary has none left); a new token
+/// whose save was not acknowledged is kept by its process, is on the
+/// primary for the others to use, and is lost only if the primary fails
+/// before a replica has it, which then costs one password login. A
+/// primary with no replica connected saves without waiting.
+///
+/// # Waiters are woken
+///
+/// Every write of the store (a saved record, a released lease, a failure
+/// notice, a removal) is published on the channel `{prefix}changes`, in
+/// the same script as the write; a record saved without a refresh token (a
+/// refresh token marked as sent) is not, as it gives waiters nothing to
+/// use. Each store subscribes to it on
+/// a connection of its own (one per key prefix, shared by clones), made the
+/// first time a token state goes for the lease
+/// ([`changes`](TokenStore::changes)), so that waiters use the new token the
+/// moment it is saved. The subscription is
+/// made again after a restart or a failover (after 100 ms, doubling to
+/// 2 s); until then, and should a message be lost, waiters look every 5 to
+/// 100 ms as they would without it. In a Cluster the subscription is on one
+/// node: a Cluster passes every `PUBLISH` on to all its nodes.
+///
+/// # Keys
+///
+/// | key | holds | written by |
+/// |---|---|---|
+/// | `{prefix}{<fingerprint>}` | a hash: `generation` (decimal) and `record` ([`TokenRecord::encode`]d bytes), expiring [`record_ttl`](Self::record_ttl) after its last write | [`save`](TokenStore::save) |
+/// | `{prefix}{<fingerprint>}:lease` | the lease owner, expiring with the lease | [`try_lease`](TokenStore::try_lease), [`renew`](TokenStore::renew), [`release`](TokenStore::release) |
+/// | `{prefix}{<fingerprint>}:failure` | a [`FailureNotice`], expiring with it | [`save_failure`](TokenStore::save_failure) |
+///
+/// The fingerprint is [`StoreKey::fingerprint`], in braces: a Cluster hash
+/// tag, so that every key of one credential lands in one hash slot (on a
+/// single server the braces are just characters). The record keeps the key
+/// itself too, and a record found under the right fingerprint but for
+/// another key is logged and treated as absent.
+///
+/// # How each [guarantee](super#what-a-store-must-guarantee) is kept across processes
+///
+/// - **One lease holder per key, fleet-wide.** Taking the lease is
+///   `SET … NX PX ttl` with a fresh random owner, in a Lua script; renewing
+///   and releasing are Lua scripts that act only while the stored owner is
+///   the caller's, so a holder whose lease expired and was taken can neither
+///   extend nor free the new holder's lease. Redis expires a dead holder's
+///   lease by itself.
+/// - **A write never overwrites a record it did not see.** `save` is one Lua
+///   script: it compares the stored `generation` with the expected one and
+///   writes the hash only when they match.
+/// - **Retrying is safe.** After Redis restarts, a failover or a dropped
+///   connection, an operation is sent once more on a fresh connection. Each
+///   script has the same effect run twice as once (a lease or a record it
+///   already wrote is recognised as its own), so a reply lost with the old
+///   connection never turns into a wrong answer.
+/// - **A hung Redis cannot hang a caller.** Each operation, connecting
+///   included, fails with [`Unavailable`](super::StoreErrorKind::Unavailable)
+///   after [`timeout`](Self::timeout).
+/// - **An unreadable record is an error, not an absence.**
+///   [`load`](TokenStore::load) logs a warning and fails with
+///   [`Corrupt`](super::StoreErrorKind::Corrupt), and the record is left as
+///   it is: Redis writes are atomic, so a record cannot be torn, and one this
+///   release cannot read was most likely written by a newer release during a
+///   rolling upgrade, whose replicas still need it.
+///   [`remove`](TokenStore::remove) clears it.
+///
+/// # TLS
+///
+/// `rediss://`, `rediss+sentinel://` and `rediss+cluster://` go through
+/// rustls with the ring provider and the webpki root certificates, as the
+/// crate's HTTPS does; certificates are always verified. redis-rs builds its
+/// TLS configuration on rustls's process-wide provider, so when none is
+/// installed by the first TLS connection, the store installs ring.
+///
+/// `Debug` shows the deployment, addresses, database and prefix, never a
+/// password.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use simacan_auth::{store::RedisStore, Credentials, SimacanAuthLayer};
+///
+/// # fn run() -> Result<(), simacan_auth::Error> {
+/// let store = RedisStore::open("rediss://:password@redis.internal:6380/2")?
+///     .key_prefix("planning:simacan-auth:")
+///     .timeout(Duration::from_secs(1));
+/// assert!(!format!("{store:?}").contains("password"));
+/// let layer = SimacanAuthLayer::new(Credentials::from_env()?).token_store(store);
+/// # let _ = layer;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    redis: Arc<Redis>,
+    prefix: String,
+    record_ttl: Option<Duration>,
+    timeout: Duration,
+    replica_ack_timeout: Option<Duration>,
+}
+
+/// The connection shared by clones.
+struct Redis {
+    deployment: Deployment,
+    /// The connection in use and its number, made on first use.
+    connection: tokio::sync::Mutex<Option<(u64, Connection)>>,
+    connections_made: AtomicU64,
+    /// Whether the primary of a record key had a replica, and when that
+    /// was asked.
+    replicas: Mutex<HashMap<String, (Instant, bool)>>,
+    /// The subscription to each channel clones use (one per key prefix).
+    listeners: Mutex<HashMap<String, Listener>>,
+    /// Where, for errors and `Debug`: never the password.
+    address: String,
+    db: i64,
+    tls: bool,
+}
+
+impl RedisStore {
+    /// A store at `url`, for one server, a Sentinel deployment or a Cluster
+    /// (see [Which Redis deployments](Self#which-redis-deployments)). The
+    /// password, when given, is sent with `AUTH` on every connection.
+    /// Nothing is connected until the store is first used.
+    ///
+    /// # Errors
+    ///
+    /// An error of kind [`Configuration`](crate::ErrorKind::Configuration) when the URL does not parse, has
+    /// another scheme, has a fragment (such as `#insecure`: certificates are
+    /// always verified), or does not name a Redis server, a master behind
+    /// sentinels, or cluster nodes. The reason never repeats the URL.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{store::RedisStore, Error};
+    ///
+    /// assert!(RedisStore::open("redis://127.0.0.1:6379").is_ok());
+    /// assert!(RedisStore::open("rediss://redis.internal:6380/1").is_ok());
+    /// assert!(RedisStore::open("redis+sentinel://10.0.0.1,10.0.0.2/tokens").is_ok());
+    /// assert!(RedisStore::open("redis+cluster://10.0.1.1:7000,10.0.1.2:7000").is_ok());
+    /// let refused = RedisStore::open("http://:secret@127.0.0.1:6379").unwrap_err();
+    /// assert!(refused.kind() == simacan_auth::ErrorKind::Configuration);
+    /// assert!(!refused.to_string().contains("secret"));
+    /// ```
+    pub fn open(url: impl AsRef<str>) -> Result<RedisStore, Error> {
+        let parsed = deployment::parse(url.as_ref()).map_err(Error::config)?;
+        Ok(RedisStore {
+            redis: Arc::new(Redis {
+                deployment: parsed.deployment,
+                connection: tokio::sync::Mutex::new(None),
+                connections_made: AtomicU64::new(0),
+                replicas: Mutex::new(HashMap::new()),
+                listeners: Mutex::new(HashMap::new()),
+                address: parsed.address,
+                db: parsed.db,
+                tls: parsed.tls,
+            }),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            record_ttl: Some(DEFAULT_RECORD_TTL),
+            timeout: DEFAULT_TIMEOUT,
+            replica_ack_timeout: Some(DEFAULT_REPLICA_ACK_TIMEOUT),
+        })
+    }
+
+    /// Puts `prefix` before every key the store writes, so several
+    /// applications or environments can share one Redis database. Replicas
+    /// share tokens only when they use the same prefix. Defaults to
+    /// `"simacan-auth:"`.
+    ///
+    /// Keep braces out of a prefix for a Cluster: the fingerprint's braces
+    /// after it are the hash tag, and a `{…}` before them would be taken
+    /// instead (an empty `{}` would spread one credential's keys over
+    /// several slots).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use simacan_auth::store::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1")?.key_prefix("billing:simacan-auth:");
+    /// assert!(format!("{store:?}").contains("billing:simacan-auth:"));
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    #[must_use]
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a record stays in Redis after its last write; `None` keeps
+    /// it until [`remove`](TokenStore::remove)d. Defaults to 30 days: a
+    /// record no replica has written for that long belongs to a fleet that
+    /// has been gone or idle as long, and its tokens are long expired.
+    /// Dropping it keeps stale secrets out of Redis and costs a returning
+    /// fleet one password login.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use simacan_auth::store::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1")?.record_ttl(Some(Duration::from_secs(7 * 86_400)));
+    /// # let _ = store;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    #[must_use]
+    pub fn record_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.record_ttl = ttl;
+        self
+    }
+
+    /// The longest one operation may take, connecting included, before it
+    /// fails with [`Unavailable`](super::StoreErrorKind::Unavailable).
+    /// Defaults to 2 seconds. The connection made on first use times out
+    /// connecting and reading by the timeout of the store that made it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use simacan_auth::store::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1")?.timeout(Duration::from_millis(500));
+    /// # let _ = store;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long a save waits for a replica to acknowledge it (`WAIT 1`)
+    /// when the primary has one connected; `None` never waits, and a
+    /// failover may then lose the last save (see
+    /// [Writes wait for a replica](Self#writes-wait-for-a-replica)).
+    /// Defaults to 500 ms. Keep it well below the store's
+    /// [`timeout`](Self::timeout) and the token state's 750 ms bound on one
+    /// store operation.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use simacan_auth::store::RedisStore;
+    /// let store = RedisStore::open("redis+sentinel://10.0.0.1/tokens")?
+    ///     .replica_ack_timeout(Some(Duration::from_millis(200)));
+    /// # let _ = store;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    #[must_use]
+    pub fn replica_ack_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.replica_ack_timeout = timeout;
+        self
+    }
+
+    /// `{prefix}{<fingerprint>}`: the braces make the fingerprint the
+    /// Cluster hash tag of every key of the credential.
+    fn record_key(&self, key: &StoreKey) -> String {
+        format!("{}{{{}}}", self.prefix, key.fingerprint())
+    }
+
+    fn lease_key(&self, key: &StoreKey) -> String {
+        format!("{}:lease", self.record_key(key))
+    }
+
+    fn failure_key(&self, key: &StoreKey) -> String {
+        format!("{}:failure", self.record_key(key))
+    }
+
+    /// The channel on which the store's writes are announced.
+    fn channel(&self) -> String {
+        format!("{}changes", self.prefix)
+    }
+
+    /// The shared connection and its number, made on first use.
+    async fn connection(&self) -> Result<(u64, Connection), RedisError> {
+        let mut slot = self.redis.connection.lock().await;
+        if let Some((number, connection)) = slot.as_ref() {
+            return Ok((*number, connection.clone()));
+        }
+        self.redis.tls_provider();
+        let made = self.redis.deployment.connect(self.timeout).await?;
+        let number = self.redis.connections_made.fetch_add(1, Ordering::Relaxed);
+        *slot = Some((number, made.clone()));
+        Ok((number, made))
+    }
+
+    /// Drops connection `number`, unless another has replaced it already:
+    /// the next use makes a new one (and asks the sentinels again).
+    async fn forget(&self, number: u64) {
+        let mut slot = self.redis.connection.lock().await;
+        if slot.as_ref().is_some_and(|(n, _)| *n == number) {
+            *slot = None;
+        }
+    }
+
+    /// Sends `request`, once more on a new connection if the one in use
+    /// turned out dropped (a restart) or no longer the primary's (a
+    /// failover), all within the store's timeout.
+    async fn call<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(self.unavailable("redis store used outside a tokio runtime"));
+        }
+        let attempts = async {
+            let (number, mut connection) = self.connection().await?;
+            match request.send(&mut connection).await {
+                Err(e) if outdated(&e) => {
+                    self.forget(number).await;
+                    let (_, mut connection) = self.connection().await?;
+                    request.send(&mut connection).await
+                }
+                sent => sent,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.code() == Some("WRONGTYPE") => Err(StoreError::corrupt(format!(
+                "a redis key under prefix {:?} holds data that is not the store's",
+                self.prefix
+            ))),
+            Ok(Err(e)) => Err(self.unavailable(e)),
+            Err(_) => Err(self.unavailable(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {:?}", self.timeout),
+            ))),
+        }
+    }
+
+    /// Saves with the `SAVE` script; when the primary has a replica, waits
+    /// for one to acknowledge the write (in one pipeline, so on the
+    /// connection that wrote).
+    async fn save_acknowledged(
+        &self,
+        record_key: String,
+        args: &[&[u8]],
+    ) -> Result<bool, StoreError> {
+        let wait = match self.replica_ack_timeout {
+            Some(wait) if self.has_replicas(&record_key).await? => wait,
+            _ => return self.call(script(&SAVE, record_key, args)).await,
+        };
+        let mut pipeline = redis::pipe();
+        let save = pipeline
+            .cmd("EVALSHA")
+            .arg(SAVE.get_hash())
+            .arg(1)
+            .arg(&record_key);
+        for arg in args {
+            save.arg(*arg);
+        }
+        pipeline.cmd("WAIT").arg(1).arg(millis(wait));
+        let (saved, acknowledged): (bool, i64) = self
+            .call(Request::Acknowledged {
+                script: &SAVE,
+                pipeline,
+            })
+            .await?;
+        if saved && acknowledged < 1 {
+            // Perhaps the replicas left: ask again before the next save.
+            self.lock_replicas().remove(&record_key);
+            return Err(self.unavailable(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the write reached the primary but no replica acknowledged it within {wait:?}"
+                ),
+            )));
+        }
+        Ok(saved)
+    }
+
+    /// Whether the primary holding `record_key` has a replica connected,
+    /// asked with `ROLE` at most once a second per key.
+    async fn has_replicas(&self, record_key: &str) -> Result<bool, StoreError> {
+        if let Some((asked, replicas)) = self.lock_replicas().get(record_key) {
+            if asked.elapsed() < REPLICAS_ASKED_EVERY {
+                return Ok(*replicas);
+            }
+        }
+        // `EXISTS` routes the pipeline to the key's primary in a Cluster.
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("EXISTS").arg(record_key).cmd("ROLE");
+        let (_, role): (i64, Role) = self.call(Request::Pipeline(pipeline)).await?;
+        let replicas = matches!(role, Role::Primary { replicas, .. } if !replicas.is_empty());
+        let mut known = self.lock_replicas();
+        if known.len() >= 1024 {
+            known.clear();
+        }
+        known.insert(record_key.to_owned(), (Instant::now(), replicas));
+        Ok(replicas)
+    }
+
+    fn lock_replicas(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, bool)>> {
+        self.redis
+            .replicas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unavailable(
+        &self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::unavailable(format!("redis at {}", self.redis.address), source)
+    }
+}
+
+impl Redis {
+    /// redis-rs builds its TLS configuration on rustls's process-wide
+    /// provider; with more than one compiled in, rustls cannot pick, so
+    /// ring is installed when none is.
+    fn tls_provider(&self) {
+        if self.tls && rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = crate::crypto::ring().install_default();
+        }
+    }
+}
+
+/// The subscription behind [`RedisStore::changes`] for one channel.
+struct Listener {
+    feed: ChangeFeed,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How often a subscription that hears nothing checks that its store is
+/// still there.
+const LISTENER_CHECK: Duration = Duration::from_secs(1);
+/// The first and longest pause before subscribing again.
+const RESUBSCRIBE_MIN: Duration = Duration::from_millis(100);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
+
+/// Subscribes to `channel` and announces every message on `feed`, again
+/// and again after the connection is lost (a restart, a failover), until
+/// the store is dropped. Waiters poll meanwhile.
+async fn listen(redis: Weak<Redis>, channel: String, feed: ChangeFeed, timeout: Duration) {
+    let mut failures: u32 = 0;
+    loop {
+        let subscribed = {
+            let Some(redis) = redis.upgrade() else { return };
+            tokio::time::timeout(timeout, redis.subscribe(&channel, failures)).await
+        };
+        match subscribed {
+            Ok(Ok(mut messages)) => {
+                failures = 0;
+                // Whatever changed while there was no subscription.
+                feed.announce();
+                loop {
+                    let next = std::future::poll_fn(|cx| messages.as_mut().poll_next(cx));
+                    match tokio::time::timeout(LISTENER_CHECK, next).await {
+                        Ok(Some(_)) => feed.announce(),
+                        Ok(None) => break,
+                        Err(_) if redis.strong_count() == 0 => return,
+                        Err(_) => {}
+                    }
+                }
+                tracing::debug!(%channel, "lost the redis subscription; waiters poll until it is back");
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%channel, error = %describe_error(&error), "could not subscribe to redis");
+            }
+            Err(_) => tracing::debug!(%channel, "could not subscribe to redis in time"),
+        }
+        failures = failures.saturating_add(1);
+        if redis.strong_count() == 0 {
+            return;
+        }
+        let pause = RESUBSCRIBE_MIN
+            .saturating_mul(1 << failures.min(5))
+            .min(RESUBSCRIBE_MAX);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// A redis-rs error without anything of the URL.
+fn describe_error(error: &RedisError) -> String {
+    error.to_string()
+}
+
+impl Redis {
+    /// A subscription to `channel` on a connection of its own: to the
+    /// primary, or to one of a Cluster's seed nodes (`attempt` picks which;
+    /// a Cluster passes every `PUBLISH` on to every node).
+    async fn subscribe(
+        &self,
+        channel: &str,
+        attempt: u32,
+    ) -> Result<std::pin::Pin<Box<redis::aio::PubSubStream>>, RedisError> {
+        self.tls_provider();
+        let client = self.deployment.subscriber_client(attempt).await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(Box::pin(pubsub.into_on_message()))
+    }
+}
+
+/// Whether a request failed because its connection is gone or no longer
+/// leads to the primary, so that a new connection should be made.
+fn outdated(error: &RedisError) -> bool {
+    error.is_connection_dropped()
+        || error.is_io_error()
+        || error.is_unrecoverable_error()
+        || error.code() == Some("READONLY")
+}
+
+/// One command, one script call or one pipeline, sent as often as `call`
+/// needs.
+enum Request<'a> {
+    Command(redis::Cmd),
+    Script(redis::ScriptInvocation<'a>),
+    Pipeline(redis::Pipeline),
+    /// A pipeline that calls `script` by its hash, loaded first when the
+    /// server does not know it.
+    Acknowledged {
+        script: &'a Script,
+        pipeline: redis::Pipeline,
+    },
+}
+
+impl Request<'_> {
+    async fn send<T: FromRedisValue>(&self, connection: &mut Connection) -> Result<T, RedisError> {
+        match self {
+            Request::Command(command) => command.query_async(connection).await,
+            Request::Script(script) => script.invoke_async(connection).await,
+            Request::Pipeline(pipeline) => pipeline.query_async(connection).await,
+            Request::Acknowledged { script, pipeline } => {
+                match pipeline.query_async(connection).await {
+                    Err(e) if e.code() == Some("NOSCRIPT") => {
+                        script.load_async(connection).await?;
+                        pipeline.query_async(connection).await
+                    }
+                    sent => sent,
+                }
+            }
+        }
+    }
+}
+
+fn script<'a>(script: &'a Script, key: String, args: &[&[u8]]) -> Request<'a> {
+    let mut invocation = script.key(key);
+    for arg in args {
+        invocation.arg(*arg);
+    }
+    Request::Script(invocation)
+}
+
+/// Milliseconds for `PX`/`PEXPIRE`/`WAIT`: at least 1 (Redis refuses 0 for
+/// an expiry, and `WAIT 0` would wait forever), at most [`LONGEST_TTL`].
+fn millis(ttl: Duration) -> String {
+    ttl.clamp(Duration::from_millis(1), LONGEST_TTL)
+        .as_millis()
+        .to_string()
+}
+
+impl TokenStore for RedisStore {
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>> {
+        Box::pin(async move {
+            let redis_key = self.record_key(key);
+            let fields = redis::cmd("HMGET")
+                .arg(&redis_key)
+                .arg("generation")
+                .arg("record")
+                .clone();
+            let (generation, bytes): (Option<Vec<u8>>, Option<Vec<u8>>) =
+                self.call(Request::Command(fields)).await?;
+            let (generation, bytes) = match (generation, bytes) {
+                (None, None) => return Ok(None),
+                (Some(generation), Some(bytes)) => (generation, Zeroizing::new(bytes)),
+                _ => {
+                    tracing::warn!(key = %redis_key, "token record in redis lacks a field");
+                    return Err(StoreError::corrupt("token record in redis lacks a field"));
+                }
+            };
+            let record = TokenRecord::decode(&bytes).inspect_err(|error| {
+                tracing::warn!(key = %redis_key, %error, "token record in redis cannot be read");
+            })?;
+            if record.generation().to_string().as_bytes() != generation {
+                tracing::warn!(key = %redis_key, "token record in redis disagrees with its generation");
+                return Err(StoreError::corrupt(
+                    "token record in redis disagrees with its generation",
+                ));
+            }
+            if record.key() != key {
+                tracing::warn!(
+                    key = %redis_key,
+                    wanted = %key,
+                    found = %record.key(),
+                    "token record in redis belongs to another key with the same fingerprint"
+                );
+                return Ok(None);
+            }
+            Ok(Some(record))
+        })
+    }
+
+    fn try_lease<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+        Box::pin(async move {
+            let owner = Lease::random_owner();
+            let ttl = millis(ttl);
+            let args: [&[u8]; 2] = [owner.as_bytes(), ttl.as_bytes()];
+            let taken: bool = self
+                .call(script(&TRY_LEASE, self.lease_key(key), &args))
+                .await?;
+            Ok(taken.then(|| Lease::new(key.clone(), owner)))
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let ttl = millis(ttl);
+            let args: [&[u8]; 2] = [lease.owner().as_bytes(), ttl.as_bytes()];
+            self.call(script(&RENEW, self.lease_key(lease.key()), &args))
+                .await
+        })
+    }
+
+    fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let channel = self.channel();
+            let args: [&[u8]; 2] = [lease.owner().as_bytes(), channel.as_bytes()];
+            self.call(script(&RELEASE, self.lease_key(lease.key()), &args))
+                .await
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        _lease: &'a Lease,
+        record: &'a TokenRecord,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let expected = expected.map(|g| g.to_string()).unwrap_or_default();
+            let generation = record.generation().to_string();
+            let encoded = record.encode();
+            let ttl = self.record_ttl.map(millis).unwrap_or_default();
+            // A record without a refresh token (one marked as sent) gives
+            // waiters nothing to use: not announced.
+            let channel = match record.refresh_token() {
+                Some(_) => self.channel(),
+                None => String::new(),
+            };
+            let args: [&[u8]; 5] = [
+                expected.as_bytes(),
+                generation.as_bytes(),
+                &encoded,
+                ttl.as_bytes(),
+                channel.as_bytes(),
+            ];
+            self.save_acknowledged(self.record_key(record.key()), &args)
+                .await
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut remove = REMOVE.key(self.record_key(key));
+            remove.key(self.failure_key(key)).arg(self.channel());
+            let _: i64 = self.call(Request::Script(remove)).await?;
+            Ok(())
+        })
+    }
+
+    /// `SET {prefix}{<fingerprint>}:failure … PX`: it expires with its notice.
+    /// Announced on the store's channel.
+    fn save_failure<'a>(
+        &'a self,
+        _lease: &'a Lease,
+        notice: &'a FailureNotice,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let left = notice
+                .until()
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .max(Duration::from_millis(1));
+            let encoded = notice.encode();
+            let (left, channel) = (millis(left), self.channel());
+            let args: [&[u8]; 3] = [&encoded, left.as_bytes(), channel.as_bytes()];
+            let _: i64 = self
+                .call(script(&NOTICE, self.failure_key(notice.key()), &args))
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn load_failure<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
+        Box::pin(async move {
+            let get = redis::cmd("GET").arg(self.failure_key(key)).clone();
+            let bytes: Option<Vec<u8>> = self.call(Request::Command(get)).await?;
+            // Advisory: a notice that cannot be read is none.
+            Ok(bytes
+                .and_then(|bytes| FailureNotice::decode(&bytes).ok())
+                .filter(|notice| notice.key() == key))
+        })
+    }
+
+    /// A subscription to `{prefix}changes`, on which every write of the
+    /// store's scripts is published; see
+    /// [Waiters are woken](Self#waiters-are-woken). `None` outside a Tokio
+    /// runtime.
+    fn changes(&self, _key: &StoreKey) -> Option<Changes> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let channel = self.channel();
+        let mut listeners = self
+            .redis
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let listener = listeners
+            .entry(channel.clone())
+            .or_insert_with(|| Listener {
+                feed: ChangeFeed::new(),
+                task: None,
+            });
+        // Started on first use, and again when the runtime it ran on ended.
+        if listener.task.as_ref().is_none_or(|task| task.is_finished()) {
+            let subscription = listen(
+                Arc::downgrade(&self.redis),
+                channel,
+                listener.feed.clone(),
+                self.timeout,
+            );
+            listener.task = Some(runtime.spawn(subscription));
+        }
+        Some(listener.feed.subscribe())
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("deployment", &self.redis.deployment.kind())
+            .field("address", &self.redis.address)
+            .field("db", &self.redis.db)
+            .field("tls", &self.redis.tls)
+            .field("prefix", &self.prefix)
+            .field("record_ttl", &self.record_ttl)
+            .field("timeout", &self.timeout)
+            .field("replica_ack_timeout", &self.replica_ack_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(url: &str) -> String {
+        match RedisStore::open(url) {
+            Err(error) if error.kind() == crate::ErrorKind::Configuration => error
+                .to_string()
+                .trim_start_matches("invalid configuration: ")
+                .to_owned(),
+            other => panic!("{url} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_without_repeating_them() {
+        for url in [
+            "",
+            "not a url",
+            "redis://",
+            "http://:hunter2@127.0.0.1:6379",
+            "valkey://:hunter2@127.0.0.1:6379",
+            "rediss://:hunter2@127.0.0.1:6379/#insecure",
+            "redis://:hunter2@127.0.0.1:6379/notadb",
+            "redis://:hunter2@127.0.0.1:99999",
+            "redis://:hunter2@0.0.0.0:6379",
+            "redis://:hunter2@127.0.0.1:6379/?protocol=resp9",
+            "redis+sentinel://:hunter2@127.0.0.1:26379",
+            "redis+sentinel://:hunter2@127.0.0.1:26379/",
+            "redis+sentinel://:hunter2@127.0.0.1:26379/tokens/x",
+            "redis+sentinel://:hunter2@127.0.0.1:26379/tokens/1/2",
+            "redis+sentinel://:hunter2@127.0.0.1:26379/tokens?sentinel_pasword=hunter2",
+            "redis+sentinel://:hunter2@127.0.0.1:263799/tokens",
+            "redis+sentinel://:hunter2@127.0.0.1,,127.0.0.2/tokens",
+            "rediss+sentinel://:hunter2@127.0.0.1/tokens#insecure",
+            "redis+cluster://:hunter2@127.0.0.1:7000/1",
+            "redis+cluster://:hunter2@127.0.0.1:7000?protocol=resp3",
+            "redis+cluster://:hunter2@[::1:7000",
+            "redis+cluster://:hunter2@",
+        ] {
+            let reason = reason(url);
+            assert!(!reason.contains("hunter2"), "{url}: {reason}");
+            assert!(reason.starts_with("redis url "), "{url}: {reason}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_where_not_the_password() {
+        let store = RedisStore::open("rediss://user:hunter2@cache.internal:6380/3").unwrap();
+        let shown = format!("{store:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        for part in ["cache.internal:6380", "db: 3", "tls: true", "simacan-auth:"] {
+            assert!(shown.contains(part), "{shown} lacks {part}");
+        }
+        let v6 = RedisStore::open("redis://[::1]:7000").unwrap();
+        assert!(format!("{v6:?}").contains("\"[::1]:7000\""));
+
+        let sentinel = RedisStore::open(
+            "rediss+sentinel://user:hunter2@a.internal,[::1]:26380/tokens/4?sentinel_password=watchword",
+        )
+        .unwrap();
+        let shown = format!("{sentinel:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("watchword"),
+            "{shown}"
+        );
+        for part in [
+            "Sentinel(\"tokens\")",
+            "a.internal:26379,[::1]:26380",
+            "db: 4",
+            "tls: true",
+        ] {
+            assert!(shown.contains(part), "{shown} lacks {part}");
+        }
+        let cluster =
+            RedisStore::open("redis+cluster://:hunter2@b.internal,c.internal:7001").unwrap();
+        let shown = format!("{cluster:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        for part in [
+            "Cluster",
+            "b.internal:6379,c.internal:7001",
+            "db: 0",
+            "tls: false",
+        ] {
+            assert!(shown.contains(part), "{shown} lacks {part}");
+        }
+    }
+
+    #[test]
+    fn keys_are_prefixed_fingerprints() {
+        let key = StoreKey::new("https://auth-service.services.simacan.com/api/v1", "u");
+        let store = RedisStore::open("redis://127.0.0.1")
+            .unwrap()
+            .key_prefix("p:");
+        assert_eq!(
+            store.record_key(&key),
+            "p:{c899cab5b66fb71d17f0ca301e7a9d64}"
+        );
+        assert_eq!(
+            store.lease_key(&key),
+            "p:{c899cab5b66fb71d17f0ca301e7a9d64}:lease"
+        );
+        assert_eq!(store.failure_key(&key), "p:{41a37992454d8ce7}:failure");
+    }
+
+    #[test]
+    fn expiries_stay_in_the_range_redis_accepts() {
+        assert_eq!(millis(Duration::ZERO), "1");
+        assert_eq!(millis(Duration::from_millis(1500)), "1500");
+        assert_eq!(millis(Duration::MAX), LONGEST_TTL.as_millis().to_string());
+    }
+}
