@@ -99,6 +99,7 @@ pub mod future;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+mod heal;
 #[cfg(feature = "rustls")]
 mod https;
 pub mod layer;

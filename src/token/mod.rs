@@ -40,7 +40,7 @@ pub use environment::{BaseUrl, Environment};
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub use proxy::AuthProxy;
 
-pub(crate) use access_token::How;
+pub(crate) use access_token::{How, Token};
 pub(crate) use backoff::Backoff;
 pub(crate) use cache::{AfterUnauthorized, Lookup, Settings, TokenCache, TokenWait, MAX_REPLAYS};
 pub(crate) use clock::wall_now;
