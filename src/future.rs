@@ -3,8 +3,13 @@
 //!
 //! ```text
 //! AwaitingToken ─▶ Calling ─▶ (401) ─▶ Refreshing ─▶ ReadyToReplay ─▶ Calling (replayed)
-//!      (only without a valid token)   (only when no newer token exists)
+//!      (only without a valid token)   (at once when a newer token exists)
 //! ```
+//!
+//! The future drives; what it does with a token and a response (set the
+//! header, tell a refusal, replay or hand the 401 over, prove the token,
+//! count) is decided by the crate's heal policy, which the reqwest
+//! middleware follows too.
 //!
 //! With a valid token the request starts in `Calling`, so the hot path holds
 //! no boxed future. A request outside the token scope is `PassingThrough`
@@ -41,7 +46,7 @@ use std::{
     time::Duration,
 };
 
-use http::{header::AUTHORIZATION, Extensions, HeaderMap, Method, Request, Response, Uri, Version};
+use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::{BoxError, Service};
@@ -49,9 +54,9 @@ use tower::{BoxError, Service};
 use crate::{
     body::ReplayBody,
     failure::auth_failure,
-    stats::PassedThrough,
-    token::{AfterUnauthorized, TokenCache, TokenWait, MAX_REPLAYS},
-    unauthorized::{poll_peek, verdict, Peeked, Verdict},
+    heal::{classify, Class, Heal, NextToken},
+    token::TokenWait,
+    unauthorized::{peekable, poll_peek, Peeked},
     Error,
 };
 
@@ -121,18 +126,9 @@ pin_project! {
         state: State<S::Future, B, S::Response>,
         // The instance that was polled ready; polled again before a replay.
         service: S,
-        cache: TokenCache,
+        // The token the request was sent with, and the decisions on a 401.
+        heal: Heal,
         replay: Option<Replay<B>>,
-        // The generation of the token the request was sent with.
-        generation: u64,
-        // Whether that token was obtained to heal a 401 and not yet accepted.
-        unproven: bool,
-        // Whether the first attempt's body was sent in full when it was
-        // refused: its replay is then whole, and a peek at the replay's
-        // response may wait.
-        sent_in_full: bool,
-        // How many times the request was sent again after a 401.
-        replays: u8,
     }
 }
 
@@ -147,7 +143,7 @@ pin_project! {
         // window the first frame is polled once, not awaited.
         // The window is boxed: a `Sleep` would double the hot-path future.
         Peeking { window: Option<Pin<Box<Sleep>>>, response: Option<T> },
-        Refreshing { wait: TokenWait, request: Option<Box<Request<B>>> },
+        Refreshing { token: NextToken, request: Option<Box<Request<B>>> },
         ReadyToReplay { request: Option<Box<Request<B>>> },
         Failed { error: Option<Error> },
         // Outside the token scope: no token, no replay, the response as is.
@@ -163,57 +159,46 @@ where
     pub(crate) fn calling(
         future: S::Future,
         service: S,
-        cache: TokenCache,
+        heal: Heal,
         replay: Option<Replay<B>>,
-        generation: u64,
-        unproven: bool,
     ) -> Self {
-        let state = State::Calling { future };
-        let mut future = Self::new(state, service, cache, replay, generation);
-        future.unproven = unproven;
-        future
+        Self::new(State::Calling { future }, service, heal, replay)
     }
 
     pub(crate) fn awaiting_token(
         wait: TokenWait,
         request: Request<B>,
         service: S,
-        cache: TokenCache,
+        heal: Heal,
         replay: Option<Replay<B>>,
     ) -> Self {
         let state = State::AwaitingToken {
             wait,
             request: Some(Box::new(request)),
         };
-        Self::new(state, service, cache, replay, 0)
+        Self::new(state, service, heal, replay)
     }
 
-    pub(crate) fn passing_through(future: S::Future, service: S, cache: TokenCache) -> Self {
-        let state = State::PassingThrough { future };
-        Self::new(state, service, cache, None, 0)
+    pub(crate) fn passing_through(future: S::Future, service: S, heal: Heal) -> Self {
+        Self::new(State::PassingThrough { future }, service, heal, None)
     }
 
-    pub(crate) fn failed(error: Error, service: S, cache: TokenCache) -> Self {
+    pub(crate) fn failed(error: Error, service: S, heal: Heal) -> Self {
         let state = State::Failed { error: Some(error) };
-        Self::new(state, service, cache, None, 0)
+        Self::new(state, service, heal, None)
     }
 
     fn new(
         state: State<S::Future, B, S::Response>,
         service: S,
-        cache: TokenCache,
+        heal: Heal,
         replay: Option<Replay<B>>,
-        generation: u64,
     ) -> Self {
         ResponseFuture {
             state,
             service,
-            cache,
+            heal,
             replay,
-            generation,
-            unproven: false,
-            sent_in_full: false,
-            replays: 0,
         }
     }
 }
@@ -251,85 +236,60 @@ where
     ) -> Poll<Result<Response<R>, BoxError>> {
         let mut this = self.project();
         loop {
-            // A response whose token was refused, and the sending it answered.
-            let (refused, attempt) = match this.state.as_mut().project() {
+            // A response that refused the token.
+            let refused = match this.state.as_mut().project() {
                 StateProj::AwaitingToken { wait, request } => {
                     let token = ready!(wait.as_mut().poll(cx)).map_err(auth_failure::<R>)?;
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
-                    *this.generation = token.generation;
-                    *this.unproven = token.is_unproven();
-                    request
-                        .headers_mut()
-                        .insert(AUTHORIZATION, token.header.clone());
+                    this.heal.authorize_with(request.headers_mut(), &token);
                     let future = this.service.call(*request);
                     this.state.set(State::Calling { future });
                     continue;
                 }
                 StateProj::Calling { future } => {
-                    let attempt = *this.replays;
                     let response = ready!(future.poll(cx)).map_err(|error| {
-                        if attempt > 0 {
-                            this.cache.counters().unauthorized_error();
-                        }
+                        this.heal.failed();
                         error.into()
                     })?;
-                    let verdict = verdict(&response);
-                    if verdict != Verdict::Accepted && attempt == 0 {
-                        // Asked now, while the replay handle is still here.
-                        *this.sent_in_full = this
-                            .replay
-                            .as_ref()
-                            .is_some_and(|replay| B::is_sent_in_full(&replay.body));
+                    let class = classify(response.status(), response.headers(), peekable::<R>());
+                    if class == Class::Accepted {
+                        this.heal.accepted();
+                        return Poll::Ready(Ok(response));
                     }
-                    match verdict {
-                        Verdict::Accepted => {
-                            let replayed = attempt > 0;
-                            accepted(this.cache, *this.generation, *this.unproven, replayed);
-                            return Poll::Ready(Ok(response));
-                        }
-                        Verdict::Refused => (response, attempt),
-                        Verdict::PeekTrailers => {
-                            // The window is read here, off the hot path.
-                            let window = this.sent_in_full.then(|| this.cache.grpc_peek_window());
-                            this.state.set(peeking(response, window));
-                            continue;
-                        }
+                    let replay = this.replay.as_ref();
+                    this.heal
+                        .not_accepted(|| replay.is_some_and(|r| B::is_sent_in_full(&r.body)));
+                    if class == Class::InTrailers {
+                        let window = this.heal.peek_window();
+                        this.state.set(peeking(response, window));
+                        continue;
                     }
+                    response
                 }
                 StateProj::Peeking { window, response } => {
-                    let attempt = *this.replays;
                     let slot = response.as_mut().expect(POLLED_AFTER_COMPLETION);
                     let window = window.as_mut().map(Pin::as_mut);
                     let peeked = ready!(poll_peek(slot, window, cx));
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
                     match peeked {
-                        Peeked::Refused => (response, attempt),
+                        Peeked::Refused => response,
                         Peeked::Accepted => {
-                            let replayed = attempt > 0;
-                            accepted(this.cache, *this.generation, *this.unproven, replayed);
+                            this.heal.accepted();
                             return Poll::Ready(Ok(response));
                         }
-                        // Proves the token (a refusal comes at once far more
-                        // often than late), but a replay handed over undecided
-                        // does not count as healed.
                         Peeked::Undecided => {
-                            accepted(this.cache, *this.generation, *this.unproven, false);
+                            this.heal.undecided();
                             return Poll::Ready(Ok(response));
                         }
                     }
                 }
-                StateProj::Refreshing { wait, request } => {
-                    let token = ready!(wait.as_mut().poll(cx)).map_err(|error| {
-                        this.cache.counters().unauthorized_error();
+                StateProj::Refreshing { token, request } => {
+                    let token = ready!(Pin::new(token).poll(cx)).map_err(|error| {
+                        this.heal.failed();
                         auth_failure::<R>(error)
                     })?;
-                    tracing::debug!("token refreshed after a 401; replaying the request");
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
-                    *this.generation = token.generation;
-                    *this.unproven = token.is_unproven();
-                    request
-                        .headers_mut()
-                        .insert(AUTHORIZATION, token.header.clone());
+                    this.heal.authorize_with(request.headers_mut(), &token);
                     this.state.set(State::ReadyToReplay {
                         request: Some(request),
                     });
@@ -337,12 +297,11 @@ where
                 }
                 StateProj::ReadyToReplay { request } => {
                     ready!(this.service.poll_ready(cx)).map_err(|error| {
-                        this.cache.counters().unauthorized_error();
+                        this.heal.failed();
                         error.into()
                     })?;
                     let request = request.take().expect(POLLED_AFTER_COMPLETION);
                     let future = this.service.call(*request);
-                    *this.replays += 1;
                     this.state.set(State::Calling { future });
                     continue;
                 }
@@ -354,66 +313,20 @@ where
                     return future.poll(cx).map_err(Into::into);
                 }
             };
-            // Decide before taking the body over: a 401 that is passed
-            // through must leave the attempt untouched.
-            let newer_token = match this.cache.after_unauthorized(*this.generation, attempt) {
-                AfterUnauthorized::PassThrough => return Poll::Ready(Ok(refused)),
-                AfterUnauthorized::Replay(token) => Ok(token),
-                AfterUnauthorized::Wait(wait) => Err(wait),
-            };
             // A replay of the replay is kept while another replay may follow.
-            let again = attempt + 1 < MAX_REPLAYS;
-            let replay = this.replay.take().and_then(|r| r.into_request(again));
-            let Some((request, next)) = replay else {
-                tracing::debug!("401 for a request whose body cannot be replayed");
-                let reason = PassedThrough::NotReplayable;
-                this.cache.counters().passed_through(reason);
+            let replay = &mut *this.replay;
+            let retry = this.heal.retry(|again| {
+                let (request, next) = replay.take()?.into_request(again)?;
+                *replay = next;
+                Some(request)
+            });
+            let Some((request, token)) = retry else {
                 return Poll::Ready(Ok(refused));
             };
-            *this.replay = next;
-            let mut request = Box::new(request);
             drop(refused);
-            match newer_token {
-                Ok(token) => {
-                    tracing::debug!("401 for a replaced token; replaying with the current one");
-                    *this.generation = token.generation;
-                    *this.unproven = token.is_unproven();
-                    request
-                        .headers_mut()
-                        .insert(AUTHORIZATION, token.header.clone());
-                    this.state.set(State::ReadyToReplay {
-                        request: Some(request),
-                    });
-                }
-                Err(wait) => {
-                    let request = Some(request);
-                    this.state.set(State::Refreshing { wait, request });
-                }
-            }
+            let request = Some(Box::new(request));
+            this.state.set(State::Refreshing { token, request });
         }
-    }
-}
-
-/// A response accepted the token of `generation`: tell the cache when that
-/// token was `unproven`, and count a 401 healed when the response answered
-/// a replay. Neither holds on the hot path, which touches no counter and
-/// pays one branch for both. The reqwest middleware calls it too, so that
-/// both count and prove tokens alike.
-#[inline]
-pub(crate) fn accepted(cache: &TokenCache, generation: u64, unproven: bool, replayed: bool) {
-    if unproven || replayed {
-        accepted_after_a_refusal(cache, generation, unproven, replayed);
-    }
-}
-
-/// Out of line, so the hot path stays as small as it was.
-#[cold]
-fn accepted_after_a_refusal(cache: &TokenCache, generation: u64, unproven: bool, replayed: bool) {
-    if unproven {
-        cache.accepted(generation);
-    }
-    if replayed {
-        cache.counters().healed();
     }
 }
 
@@ -437,7 +350,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::AwaitingToken { .. } => "AwaitingToken",
-            State::Calling { .. } if self.replays == 0 => "Calling",
+            State::Calling { .. } if !self.heal.is_replay() => "Calling",
             State::Calling { .. } => "Replaying",
             State::Peeking { .. } => "Peeking",
             State::Refreshing { .. } => "Refreshing",
@@ -447,7 +360,7 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("generation", &self.generation)
+            .field("generation", &self.heal.generation())
             .finish_non_exhaustive()
     }
 }

@@ -20,7 +20,7 @@ use std::{
 
 use http::{HeaderValue, Response};
 
-use crate::{token::grant::Grant, unauthorized, Endpoint, Error};
+use crate::{heal, token::grant::Grant, unauthorized, Endpoint, Error};
 
 /// What [`parse_grant`] accepted.
 #[derive(Debug)]
@@ -62,10 +62,11 @@ pub enum Verdict {
 
 /// The refusal detection on response headers.
 pub fn verdict<R: 'static>(response: &Response<R>) -> Verdict {
-    match unauthorized::verdict(response) {
-        unauthorized::Verdict::Accepted => Verdict::Accepted,
-        unauthorized::Verdict::Refused => Verdict::Refused,
-        unauthorized::Verdict::PeekTrailers => Verdict::PeekTrailers,
+    let peekable = unauthorized::peekable::<R>();
+    match heal::classify(response.status(), response.headers(), peekable) {
+        heal::Class::Accepted => Verdict::Accepted,
+        heal::Class::Refused => Verdict::Refused,
+        heal::Class::InTrailers => Verdict::PeekTrailers,
     }
 }
 

@@ -105,6 +105,7 @@ pub mod future;
 pub mod fuzzing;
 #[cfg(any(doc, doctest))]
 pub mod guide;
+mod heal;
 pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]

@@ -19,7 +19,10 @@
 //! - **401 heals.** One refresh for every concurrent user of the token state
 //!   (layers, services and middlewares alike), then one replay with the new
 //!   token: the same method, URL, headers and body. A 401 on the replay goes
-//!   to the caller.
+//!   to the caller. A gRPC response refusing the token in its headers
+//!   (`grpc-status: 16`, UNAUTHENTICATED) is healed the same way; one whose
+//!   status comes in the trailers is the caller's, as reqwest reads no
+//!   trailers ahead.
 //! - **Replays need a clone.** The request is copied with
 //!   [`Request::try_clone`] before it is sent. A body that cannot be cloned
 //!   (a stream, `reqwest::Body::wrap_stream`) is sent once: its 401 goes to
@@ -158,19 +161,17 @@
 
 use std::fmt;
 
-use ::reqwest::{Request, Response, StatusCode, Url};
+use ::reqwest::{Request, Response, Url};
 use async_trait::async_trait;
 use http::{
-    header::AUTHORIZATION,
     uri::{Authority, Parts, PathAndQuery, Scheme},
     Extensions, Uri,
 };
 use reqwest_middleware::{Middleware, Next};
 
 use crate::{
-    future::accepted,
-    stats::PassedThrough,
-    token::{AfterUnauthorized, Lookup, TokenCache},
+    heal::{classify, Class, Heal},
+    token::{Lookup, TokenCache},
     Error, SimacanAuthLayer, TokenScope,
 };
 
@@ -292,73 +293,45 @@ impl Middleware for SimacanAuthMiddleware {
             tracing::debug!(host = ?request.url().host_str(), "outside the token scope; sent as is");
             return next.run(request, extensions).await;
         }
-        let cache = &self.cache;
-        let (header, generation, unproven) = match cache.lookup() {
+        let mut heal = Heal::new(self.cache.clone());
+        match self.cache.lookup() {
             Lookup::Valid {
                 header,
                 generation,
                 unproven,
-            } => (header, generation, unproven),
+            } => heal.authorize(request.headers_mut(), header, generation, unproven),
             Lookup::Wait(wait) => {
                 let token = wait.await.map_err(failure)?;
-                (token.header.clone(), token.generation, token.is_unproven())
+                heal.authorize_with(request.headers_mut(), &token);
             }
             Lookup::Failed(error) => return Err(failure(error)),
-        };
-        let (mut header, mut generation, mut unproven) = (header, generation, unproven);
-        let mut attempt = 0;
+        }
         loop {
             // `None` for a streamed body: the request is then sent once.
-            let replay = request.try_clone();
-            request.headers_mut().insert(AUTHORIZATION, header);
+            let copy = request.try_clone();
             let response = next
                 .clone()
                 .run(request, extensions)
                 .await
-                .inspect_err(|_| {
-                    if attempt > 0 {
-                        cache.counters().unauthorized_error();
-                    }
-                })?;
-            if response.status() != StatusCode::UNAUTHORIZED {
-                accepted(cache, generation, unproven, attempt > 0);
+                .inspect_err(|_| heal.failed())?;
+            // Trailers are not read ahead here: a gRPC status in them is
+            // the caller's.
+            if classify(response.status(), response.headers(), false) != Class::Refused {
+                heal.accepted();
                 return Ok(response);
             }
-            // Decided before looking at the copy, as the layer does: a
-            // request without one still starts or joins the refresh, for
-            // the next.
-            let newer_token = match cache.after_unauthorized(generation, attempt) {
-                AfterUnauthorized::PassThrough => return Ok(response),
-                AfterUnauthorized::Replay(token) => Ok(token),
-                AfterUnauthorized::Wait(wait) => Err(wait),
-            };
-            let Some(copy) = replay else {
-                tracing::debug!("401 for a request whose body cannot be replayed");
-                cache
-                    .counters()
-                    .passed_through(PassedThrough::NotReplayable);
+            // Without a copy, the refusal still starts or joins the refresh,
+            // for the next request.
+            let Some((copy, token)) = heal.retry(|_| copy) else {
                 return Ok(response);
             };
             drop(response);
-            let token = match newer_token {
-                Ok(token) => {
-                    tracing::debug!("401 for a replaced token; replaying with the current one");
-                    token
-                }
-                Err(wait) => {
-                    let token = wait.await.map_err(|error| {
-                        cache.counters().unauthorized_error();
-                        failure(error)
-                    })?;
-                    tracing::debug!("token refreshed after a 401; replaying the request");
-                    token
-                }
-            };
             request = copy;
-            header = token.header.clone();
-            generation = token.generation;
-            unproven = token.is_unproven();
-            attempt += 1;
+            let token = token.await.map_err(|error| {
+                heal.failed();
+                failure(error)
+            })?;
+            heal.authorize_with(request.headers_mut(), &token);
         }
     }
 }

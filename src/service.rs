@@ -26,12 +26,13 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{header::AUTHORIZATION, Request, Response};
+use http::{Request, Response};
 use tower::{BoxError, Service};
 
 use crate::{
     body::ReplayBody,
     future::{Replay, ResponseFuture},
+    heal::Heal,
     token::{Lookup, TokenCache},
     TokenScope,
 };
@@ -193,11 +194,11 @@ where
         // Keep the instance that was polled ready; leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut service = mem::replace(&mut self.inner, clone);
-        let cache = self.cache.clone();
+        let mut heal = Heal::new(self.cache.clone());
         if !self.scope.allows(request.uri()) {
             tracing::debug!(host = ?request.uri().host(), "outside the token scope; sent as is");
             let future = service.call(request);
-            return ResponseFuture::passing_through(future, service, cache);
+            return ResponseFuture::passing_through(future, service, heal);
         }
         let token = match self.cache.lookup() {
             Lookup::Valid {
@@ -206,19 +207,20 @@ where
                 unproven,
             } => Ok((header, generation, unproven)),
             Lookup::Wait(wait) => Err(wait),
-            Lookup::Failed(error) => return ResponseFuture::failed(error, service, cache),
+            Lookup::Failed(error) => return ResponseFuture::failed(error, service, heal),
         };
+        // Copied before the header is set: a replay gets the token it needs.
         let replay = request
             .body_mut()
             .prepare_replay(self.replay_body_limit)
             .map(|body| Replay::of(&request, body, self.replay_body_limit));
         match token {
             Ok((header, generation, unproven)) => {
-                request.headers_mut().insert(AUTHORIZATION, header);
+                heal.authorize(request.headers_mut(), header, generation, unproven);
                 let future = service.call(request);
-                ResponseFuture::calling(future, service, cache, replay, generation, unproven)
+                ResponseFuture::calling(future, service, heal, replay)
             }
-            Err(wait) => ResponseFuture::awaiting_token(wait, request, service, cache, replay),
+            Err(wait) => ResponseFuture::awaiting_token(wait, request, service, heal, replay),
         }
     }
 }

@@ -1,12 +1,12 @@
-//! Recognising a response that refused the token: HTTP 401, or gRPC
-//! UNAUTHENTICATED (`grpc-status: 16`).
-//!
-//! A trailers-only gRPC response carries its status in the headers. A server
-//! may instead send headers, no message and trailers with the status; for
-//! `application/grpc` responses whose body is a `tonic::body::Body`
-//! (feature `tonic`), the first frame is peeked for that. The frame is
-//! always put back in front of the body, so a response handed to the caller
-//! is the one the server sent, refusal or not.
+//! The peek at a gRPC response's trailers, for the refusal a server sends
+//! there: headers, no message, and trailers with UNAUTHENTICATED
+//! (`grpc-status: 16`). [`heal::classify`](crate::heal::classify) settles
+//! every other response by its head, and asks for this peek
+//! ([`Class::InTrailers`](crate::heal::Class::InTrailers)) only for an
+//! `application/grpc` response with no status in its headers whose body is
+//! a `tonic::body::Body` (feature `tonic`). The first frame is always put
+//! back in front of the body, so a response handed to the caller is the one
+//! the server sent, refusal or not.
 //!
 //! How long the peek may wait depends on the request: only once its body
 //! was sent in full can the server not be waiting for the client, and only
@@ -21,56 +21,17 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{header::CONTENT_TYPE, HeaderName, Response, StatusCode};
+use http::Response;
 use tokio::time::Sleep;
 
-/// The gRPC status code UNAUTHENTICATED.
-const UNAUTHENTICATED: &str = "16";
-
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-
-/// What the headers say about the token.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Accepted,
-    Refused,
-    /// A gRPC response whose status will come in trailers: peek.
-    PeekTrailers,
-}
-
-#[inline]
-pub(crate) fn verdict<R: 'static>(response: &Response<R>) -> Verdict {
-    match response.status() {
-        StatusCode::UNAUTHORIZED => Verdict::Refused,
-        StatusCode::OK if is_grpc(response) => grpc_verdict(response),
-        _ => Verdict::Accepted,
-    }
-}
-
-fn grpc_verdict<R: 'static>(response: &Response<R>) -> Verdict {
-    match response.headers().get(GRPC_STATUS) {
-        Some(status) if status.as_bytes() == UNAUTHENTICATED.as_bytes() => Verdict::Refused,
-        Some(_) => Verdict::Accepted,
-        None if peekable::<R>() => Verdict::PeekTrailers,
-        None => Verdict::Accepted,
-    }
-}
-
-/// gRPC answers 200 with an `application/grpc` content type.
-fn is_grpc<R>(response: &Response<R>) -> bool {
-    response
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
+/// Whether a gRPC response with a body of type `R` can be peeked at.
 #[cfg(feature = "tonic")]
-fn peekable<R: 'static>() -> bool {
+pub(crate) fn peekable<R: 'static>() -> bool {
     std::any::TypeId::of::<R>() == std::any::TypeId::of::<tonic::body::Body>()
 }
 
 #[cfg(not(feature = "tonic"))]
-fn peekable<R: 'static>() -> bool {
+pub(crate) fn peekable<R: 'static>() -> bool {
     false
 }
 
@@ -135,10 +96,8 @@ mod tonic_peek {
     /// replayed), and must then carry its status.
     pub(super) fn poll(body: &mut Body, cx: &mut Context<'_>) -> Poll<bool> {
         let first = std::task::ready!(Pin::new(&mut *body).poll_frame(cx));
-        let refused = matches!(&first, Some(Ok(frame)) if frame
-            .trailers_ref()
-            .and_then(|t| t.get(super::GRPC_STATUS))
-            .is_some_and(|s| s.as_bytes() == super::UNAUTHENTICATED.as_bytes()));
+        let refused = matches!(&first, Some(Ok(frame))
+            if frame.trailers_ref().is_some_and(crate::heal::trailers_refuse));
         let rest = std::mem::replace(body, Body::empty());
         *body = Body::new(Prepended {
             first: Some(first),
@@ -192,30 +151,11 @@ mod tonic_peek {
 mod tests {
     use super::*;
 
-    fn response(status: u16, headers: &[(&str, &str)]) -> Response<()> {
-        let mut builder = Response::builder().status(status);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        builder.body(()).unwrap()
-    }
-
     #[test]
-    fn http_401_and_grpc_unauthenticated_are_refusals() {
-        assert_eq!(verdict(&response(401, &[])), Verdict::Refused);
-        let trailers_only = [("content-type", "application/grpc"), ("grpc-status", "16")];
-        assert_eq!(verdict(&response(200, &trailers_only)), Verdict::Refused);
-    }
-
-    #[test]
-    fn everything_else_is_accepted() {
-        assert_eq!(verdict(&response(403, &[])), Verdict::Accepted);
-        assert_eq!(verdict(&response(200, &[])), Verdict::Accepted);
-        let denied = [("content-type", "application/grpc"), ("grpc-status", "7")];
-        assert_eq!(verdict(&response(200, &denied)), Verdict::Accepted);
-        // Only tonic bodies can be peeked and put back.
-        let grpc = [("content-type", "application/grpc")];
-        assert_eq!(verdict(&response(200, &grpc)), Verdict::Accepted);
+    fn only_tonic_bodies_can_be_peeked_at() {
+        assert!(!peekable::<()>());
+        assert!(!peekable::<String>());
+        assert_eq!(peekable::<tonic::body::Body>(), cfg!(feature = "tonic"));
     }
 
     #[cfg(feature = "tonic")]
@@ -230,6 +170,10 @@ mod tests {
         use tokio_stream::wrappers::ReceiverStream;
 
         use super::super::*;
+        use crate::heal::GRPC_STATUS;
+
+        /// The gRPC status code UNAUTHENTICATED.
+        const UNAUTHENTICATED: &str = "16";
 
         type Sender = mpsc::Sender<Result<Frame<Bytes>, tonic::Status>>;
 

@@ -328,6 +328,52 @@ async fn a_resource_that_refuses_every_token_costs_one_refresh() {
     assert_eq!(stats.unauthorized_passed_through, 10);
 }
 
+/// A gRPC-like target on loopback answering every request `200` with its
+/// status in the headers (trailers-only): `0` for a token the mock accepts,
+/// UNAUTHENTICATED (`16`) otherwise.
+async fn trailers_only_grpc_target(mock: &MockAuthApi) -> SocketAddr {
+    let validator = mock.validator();
+    let app = axum::Router::new().fallback(move |headers: http::HeaderMap| {
+        let accepted = validator.check(headers.get(AUTHORIZATION).map(|v| v.as_bytes()));
+        let status = if accepted { "0" } else { "16" };
+        std::future::ready([
+            ("content-type", "application/grpc"),
+            ("grpc-status", status),
+        ])
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn grpc_unauthenticated_in_the_headers_is_healed_like_a_401() {
+    let mock = mock().await;
+    let layer = layer_for(&mock);
+    let client = client_with(SimacanAuthMiddleware::new(&layer));
+    let url = format!(
+        "http://{}/grpc.health.v1.Health/Check",
+        trailers_only_grpc_target(&mock).await
+    );
+    let grpc_status = |response: reqwest::Response| response.headers()["grpc-status"].clone();
+    let first = bounded(client.post(&url).send()).await.unwrap();
+    assert_eq!(grpc_status(first), "0");
+    mock.revoke_access_tokens();
+    let healed = bounded(client.post(&url).send()).await.unwrap();
+    assert_eq!(healed.status(), StatusCode::OK);
+    assert_eq!(
+        grpc_status(healed),
+        "0",
+        "replayed with the refreshed token"
+    );
+    let counts = mock.counts();
+    assert_eq!((counts.password, counts.refresh), (1, 1));
+    assert_eq!((counts.target, counts.target_unauthorized), (3, 1));
+    let stats = layer.stats();
+    assert_eq!((stats.unauthorized, stats.unauthorized_healed), (1, 1));
+}
+
 #[tokio::test]
 async fn requests_outside_the_scope_are_sent_untouched() {
     let mock = mock().await;

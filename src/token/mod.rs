@@ -35,7 +35,7 @@ pub use auth_api::AuthProxy;
 pub use credentials::{Credentials, PASSWORD_VAR, USERNAME_VAR};
 pub use environment::{BaseUrl, Environment};
 
-pub(crate) use access_token::How;
+pub(crate) use access_token::{How, Token};
 pub(crate) use auth_api::AuthClient;
 pub(crate) use backoff::Backoff;
 pub(crate) use cache::{AfterUnauthorized, Lookup, Settings, TokenCache, TokenWait, MAX_REPLAYS};
