@@ -176,9 +176,12 @@ pub(crate) enum Detail {
     Malformed(String),
     TooLarge(usize),
     Store(StoreError),
-    /// Another process's Auth API call failed moments ago, with this kind;
-    /// the string names the token's key.
-    Elsewhere(String),
+    /// Another process's Auth API call failed moments ago, with this kind:
+    /// the token's key, and how long that process asked the others to wait.
+    Elsewhere {
+        key: String,
+        wait: Duration,
+    },
     NoRuntime,
 }
 
@@ -282,12 +285,27 @@ impl Error {
     }
 
     /// Another process's Auth API call for the token `key` failed moments
-    /// ago with an error of `kind`.
-    pub(crate) fn elsewhere(kind: ErrorKind, key: impl fmt::Display) -> Self {
+    /// ago with an error of `kind`, and is not to be repeated for `wait`.
+    pub(crate) fn elsewhere(kind: ErrorKind, key: impl fmt::Display, wait: Duration) -> Self {
         if kind == ErrorKind::InvalidCredentials {
             return Self::invalid_credentials();
         }
-        Self::new(kind, Detail::Elsewhere(key.to_string()), None)
+        let detail = Detail::Elsewhere {
+            key: key.to_string(),
+            wait,
+        };
+        Self::new(kind, detail, None)
+    }
+
+    /// The shortest wait before the Auth API is called again that this
+    /// error asks for: the Auth API's `Retry-After`, or what another
+    /// process that failed asked the others to wait.
+    pub(crate) fn asked_wait(&self) -> Option<Duration> {
+        match self.inner.detail {
+            Detail::Status { retry_after, .. } => retry_after,
+            Detail::Elsewhere { wait, .. } => Some(wait),
+            _ => None,
+        }
     }
 
     /// There is no runtime to obtain a token on.
@@ -516,7 +534,7 @@ impl fmt::Display for Error {
                 write!(f, "token response from {url} is larger than {limit} bytes")
             }
             Detail::Store(error) => fmt::Display::fmt(error, f),
-            Detail::Elsewhere(key) => write!(
+            Detail::Elsewhere { key, .. } => write!(
                 f,
                 "the auth api call of another process for {key} failed moments ago ({})",
                 self.inner.kind

@@ -214,19 +214,20 @@ fn errors_not_from_a_call_have_no_next_attempt() {
 #[test]
 fn another_process_failure_keeps_its_kind() {
     let key = crate::store::StoreKey::new("https://auth.example.com/api/v1", "user");
-    let outage = Error::elsewhere(ErrorKind::AuthApiUnavailable, &key)
+    let outage = Error::elsewhere(ErrorKind::AuthApiUnavailable, &key, Duration::from_secs(2))
         .with_next_attempt_in(Duration::from_secs(2));
     assert_eq!(outage.kind(), ErrorKind::AuthApiUnavailable);
     assert!(outage.is_transient());
     assert!(outage.store_error().is_none());
     assert_eq!(outage.next_attempt_in(), Some(Duration::from_secs(2)));
     assert!(outage.to_string().contains("another process"), "{outage}");
-    let rejected = Error::elsewhere(ErrorKind::InvalidCredentials, &key);
+    assert_eq!(outage.asked_wait(), Some(Duration::from_secs(2)));
+    let rejected = Error::elsewhere(ErrorKind::InvalidCredentials, &key, Duration::ZERO);
     assert_eq!(
         rejected.to_string(),
         Error::invalid_credentials().to_string()
     );
-    let wrong = Error::elsewhere(ErrorKind::UnexpectedResponse, &key);
+    let wrong = Error::elsewhere(ErrorKind::UnexpectedResponse, &key, Duration::ZERO);
     assert!(!wrong.is_transient());
 }
 

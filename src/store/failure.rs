@@ -221,7 +221,18 @@ impl FailureNotice {
             generation: encoded.generation,
             until,
             delay: Duration::from_millis(encoded.delay_ms).min(LONGEST_DELAY),
+            // Only what a failed Auth API call can be: anything else would
+            // make the processes that read it fail with an error no call
+            // of theirs could give.
             kind: ErrorKind::from_name(&encoded.kind)
+                .filter(|kind| {
+                    matches!(
+                        kind,
+                        ErrorKind::InvalidCredentials
+                            | ErrorKind::AuthApiUnavailable
+                            | ErrorKind::UnexpectedResponse
+                    )
+                })
                 .ok_or_else(|| StoreError::corrupt("failure notice has an unknown kind"))?,
         })
     }

@@ -39,7 +39,7 @@ impl Backoff {
         if error.kind() == ErrorKind::InvalidCredentials {
             return self.max;
         }
-        let retry_after = error.retry_after().unwrap_or_default().min(MAX_RETRY_AFTER);
+        let retry_after = error.asked_wait().unwrap_or_default().min(MAX_RETRY_AFTER);
         (self.initial.min(self.max) / 2).max(retry_after)
     }
 
@@ -52,7 +52,7 @@ impl Backoff {
         let full = self.initial.saturating_mul(1 << doublings).min(self.max);
         let jittered = (full / 2).saturating_add((full / 2).mul_f64(fastrand::f64()));
         // Never sooner than the Auth API asked, up to an hour.
-        jittered.max(error.retry_after().unwrap_or_default().min(MAX_RETRY_AFTER))
+        jittered.max(error.asked_wait().unwrap_or_default().min(MAX_RETRY_AFTER))
     }
 }
 

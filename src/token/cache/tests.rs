@@ -821,3 +821,73 @@ fn a_flight_dropped_unstarted_with_its_runtime_gives_back_the_proactive_refresh(
         );
     });
 }
+
+/// A replica that waited on another's failed call waits as long as that
+/// call's `Retry-After` asked, not its own first backoff.
+#[tokio::test(start_paused = true)]
+async fn a_peers_retry_after_holds_back_the_whole_fleet() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Outage(Arc<AtomicUsize>);
+    impl Transport for Outage {
+        fn post_form(
+            &self,
+            _: Endpoint,
+            _: Uri,
+            _: Zeroizing<String>,
+        ) -> BoxFuture<'static, Result<RawResponse, Error>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::RETRY_AFTER, "600".parse().unwrap());
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(RawResponse {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    headers,
+                    body: Bytes::new(),
+                })
+            })
+        }
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store: Arc<dyn crate::store::TokenStore> = Arc::new(MemoryStore::new());
+    let replicas: Vec<_> = (0..4)
+        .map(|_| {
+            TokenCache::with_transport(
+                Credentials::new("u", "p"),
+                Environment::custom("http://127.0.0.1:1/api/v1").unwrap(),
+                Settings::default(),
+                Arc::clone(&store),
+                Arc::new(Outage(Arc::clone(&calls))),
+            )
+        })
+        .collect();
+    let tasks: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let r = r.clone();
+            tokio::spawn(async move { r.access_token().await.unwrap_err() })
+        })
+        .collect();
+    for t in tasks {
+        let e = t.await.unwrap();
+        let wait = e.next_attempt_in().expect("a backoff");
+        assert!(
+            wait > Duration::from_secs(590),
+            "every replica waits out the Retry-After: {wait:?}"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one call for the fleet");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    for r in &replicas {
+        let e = r.access_token().await.unwrap_err();
+        assert!(
+            e.next_attempt_in() > Some(Duration::from_secs(590)),
+            "{e:?}"
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a replica called the auth api 5 s after a Retry-After: 600"
+    );
+}

@@ -37,7 +37,7 @@ impl Flight {
         if left.is_zero() {
             return Ok(());
         }
-        let error = Error::elsewhere(notice.kind(), &self.key).with_next_attempt_in(left);
+        let error = Error::elsewhere(notice.kind(), &self.key, left).with_next_attempt_in(left);
         tracing::debug!(error = %crate::error::with_causes(&error), "not repeating another process's failed auth api call");
         Err(Failed::from(error).into())
     }
