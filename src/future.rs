@@ -46,7 +46,9 @@ use std::{
     time::Duration,
 };
 
-use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
+use http::{
+    Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version,
+};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::{BoxError, Service};
@@ -66,7 +68,7 @@ pub(crate) struct Replay<B: ReplayBody> {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    headers: HeaderCopy,
     extensions: Extensions,
     body: B::Replay,
     /// The replay body limit, to keep a replay of the replay.
@@ -74,12 +76,13 @@ pub(crate) struct Replay<B: ReplayBody> {
 }
 
 impl<B: ReplayBody> Replay<B> {
+    #[inline]
     pub(crate) fn of(request: &Request<B>, body: B::Replay, limit: usize) -> Self {
         Replay {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers: request.headers().clone(),
+            headers: HeaderCopy::of(request.headers()),
             extensions: request.extensions().clone(),
             body,
             limit,
@@ -94,13 +97,37 @@ impl<B: ReplayBody> Replay<B> {
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
         *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers;
+        *request.headers_mut() = self.headers.into_map();
         *request.extensions_mut() = self.extensions;
         let next = again
             .then(|| request.body_mut().prepare_replay(limit))
             .flatten()
             .map(|body| Replay::of(&request, body, limit));
         Some((request, next))
+    }
+}
+
+/// A request's headers, kept for a replay: each name and value, in the
+/// map's order, duplicates included. One allocation, where a clone of the
+/// `HeaderMap` takes two (its index and its entries) for every request;
+/// the map is built again only for a replay.
+struct HeaderCopy(Box<[(HeaderName, HeaderValue)]>);
+
+impl HeaderCopy {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut copy = Vec::with_capacity(headers.len());
+        for (name, value) in headers {
+            copy.push((name.clone(), value.clone()));
+        }
+        HeaderCopy(copy.into_boxed_slice())
+    }
+
+    fn into_map(self) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(self.0.len());
+        for (name, value) in self.0.into_vec() {
+            headers.append(name, value);
+        }
+        headers
     }
 }
 
@@ -214,32 +241,32 @@ where
 {
     type Output = Result<Response<R>, BoxError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let output = ready!(self.as_mut().poll_attempts(cx));
-        // No replay follows once the caller has the response: let a streaming
-        // body stop keeping frames now, not when this future is dropped.
-        *self.project().replay = None;
-        Poll::Ready(output)
-    }
-}
-
-impl<S, B, R> ResponseFuture<S, B>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-    S::Error: Into<BoxError>,
-    B: ReplayBody,
-    R: 'static,
-{
-    fn poll_attempts(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Response<R>, BoxError>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        // No replay follows once the caller has the output: a streaming
+        // body stops keeping frames now, not when this future is dropped.
+        // Done where each output is made, which then is not moved again
+        // through a function around this one.
+        macro_rules! done {
+            ($output:expr) => {{
+                *this.replay = None;
+                return Poll::Ready($output);
+            }};
+        }
+        // `?`, by way of `done!`.
+        macro_rules! ok {
+            ($result:expr) => {
+                match $result {
+                    Ok(value) => value,
+                    Err(error) => done!(Err(error)),
+                }
+            };
+        }
         loop {
             // A response that refused the token.
             let refused = match this.state.as_mut().project() {
                 StateProj::AwaitingToken { wait, request } => {
-                    let token = ready!(wait.as_mut().poll(cx)).map_err(auth_failure::<R>)?;
+                    let token = ok!(ready!(wait.as_mut().poll(cx)).map_err(auth_failure::<R>));
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
                     this.heal.authorize_with(request.headers_mut(), &token);
                     let future = this.service.call(*request);
@@ -247,14 +274,14 @@ where
                     continue;
                 }
                 StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx)).map_err(|error| {
+                    let response = ok!(ready!(future.poll(cx)).map_err(|error| {
                         this.heal.failed();
                         error.into()
-                    })?;
+                    }));
                     let class = classify(response.status(), response.headers(), peekable::<R>());
                     if class == Class::Accepted {
                         this.heal.accepted();
-                        return Poll::Ready(Ok(response));
+                        done!(Ok(response));
                     }
                     let replay = this.replay.as_ref();
                     this.heal
@@ -275,19 +302,19 @@ where
                         Peeked::Refused => response,
                         Peeked::Accepted => {
                             this.heal.accepted();
-                            return Poll::Ready(Ok(response));
+                            done!(Ok(response));
                         }
                         Peeked::Undecided => {
                             this.heal.undecided();
-                            return Poll::Ready(Ok(response));
+                            done!(Ok(response));
                         }
                     }
                 }
                 StateProj::Refreshing { token, request } => {
-                    let token = ready!(Pin::new(token).poll(cx)).map_err(|error| {
+                    let token = ok!(ready!(Pin::new(token).poll(cx)).map_err(|error| {
                         this.heal.failed();
                         auth_failure::<R>(error)
-                    })?;
+                    }));
                     let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
                     this.heal.authorize_with(request.headers_mut(), &token);
                     this.state.set(State::ReadyToReplay {
@@ -296,10 +323,10 @@ where
                     continue;
                 }
                 StateProj::ReadyToReplay { request } => {
-                    ready!(this.service.poll_ready(cx)).map_err(|error| {
+                    ok!(ready!(this.service.poll_ready(cx)).map_err(|error| {
                         this.heal.failed();
                         error.into()
-                    })?;
+                    }));
                     let request = request.take().expect(POLLED_AFTER_COMPLETION);
                     let future = this.service.call(*request);
                     this.state.set(State::Calling { future });
@@ -307,8 +334,9 @@ where
                 }
                 StateProj::Failed { error } => {
                     let error = error.take().expect(POLLED_AFTER_COMPLETION);
-                    return Poll::Ready(Err(auth_failure::<R>(error)));
+                    done!(Err(auth_failure::<R>(error)));
                 }
+                // Never with a replay.
                 StateProj::PassingThrough { future } => {
                     return future.poll(cx).map_err(Into::into);
                 }
@@ -321,7 +349,7 @@ where
                 Some(request)
             });
             let Some((request, token)) = retry else {
-                return Poll::Ready(Ok(refused));
+                done!(Ok(refused));
             };
             drop(refused);
             let request = Some(Box::new(request));
@@ -362,5 +390,35 @@ where
             .field("state", &state)
             .field("generation", &self.heal.generation())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::{ACCEPT, AUTHORIZATION, COOKIE};
+
+    use super::*;
+
+    #[test]
+    fn a_header_copy_gives_back_the_same_headers_in_the_same_order() {
+        let mut headers = HeaderMap::new();
+        headers.append(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.append("x-trace", HeaderValue::from_static("a"));
+        headers.append(ACCEPT, HeaderValue::from_static("text/plain"));
+        let mut secret = HeaderValue::from_static("session=s3cr3t");
+        secret.set_sensitive(true);
+        headers.append(COOKIE, secret);
+        headers.append("x-trace", HeaderValue::from_static("b"));
+        let copy = HeaderCopy::of(&headers).into_map();
+        assert_eq!(copy, headers);
+        let order = |map: &HeaderMap| {
+            map.iter()
+                .map(|(name, value)| format!("{name}: {value:?}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&copy), order(&headers));
+        assert!(copy[COOKIE].is_sensitive());
+        assert!(!copy.contains_key(AUTHORIZATION));
+        assert!(HeaderCopy::of(&HeaderMap::new()).into_map().is_empty());
     }
 }

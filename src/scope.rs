@@ -52,7 +52,7 @@ use std::{
     sync::Arc,
 };
 
-use http::{uri::Scheme, Uri};
+use http::Uri;
 
 use crate::{
     token::{environment::is_loopback, Environment},
@@ -227,24 +227,27 @@ impl TokenScope {
         let Some(authority) = uri.authority() else {
             return true;
         };
-        let host = Host::of(authority.as_str());
-        let private = match uri.scheme() {
-            Some(scheme) if *scheme == Scheme::HTTPS => true,
+        let authority = authority.as_str();
+        match uri.scheme_str() {
+            Some("https") => self.hosts.contain(authority),
             // As written: `localhost.` or `127.0.0.1.` is no IP literal nor
             // the hosts file's name to a connector, but a question to DNS.
-            Some(scheme) if *scheme == Scheme::HTTP => {
-                is_loopback(host.name()) && !uri.host().is_some_and(|name| name.ends_with('.'))
+            Some("http") => {
+                let host = Host::of(authority);
+                is_loopback(host.name())
+                    && !uri.host().is_some_and(|name| name.ends_with('.'))
+                    && self.hosts.contain_host(host)
             }
             _ => false,
-        };
-        private && self.hosts.contain(host)
+        }
     }
 }
 
 /// A request's host as [`Authority::host`](http::uri::Authority::host)
 /// finds it (after the last `@`, up to the first `:` after it, or the whole
-/// bracketed IPv6 literal), with a trailing dot left out: found in one pass
-/// from the end, the costliest part of the check otherwise.
+/// bracketed IPv6 literal), with a trailing dot left out. Finding it takes a
+/// pass over the whole authority, which an https request whose authority
+/// is a bare name that a pattern ends skips (see [`Hosts::contain`]).
 #[derive(Clone, Copy)]
 struct Host<'a> {
     name: &'a str,
@@ -297,14 +300,14 @@ impl<'a> Host<'a> {
 
     /// Whether the host is `lowercase` (a name stored in lowercase),
     /// ignoring ASCII case.
-    #[inline]
+    #[inline(always)]
     fn is(self, lowercase: &[u8]) -> bool {
         equals_lowercase(self.name.as_bytes(), lowercase)
     }
 
     /// Whether the host ends in `suffix` (`.` and a name, lowercase),
     /// ignoring ASCII case, with at least one more label before it.
-    #[inline]
+    #[inline(always)]
     fn is_below(self, suffix: &[u8]) -> bool {
         let name = self.name.as_bytes();
         match name.len().checked_sub(suffix.len()) {
@@ -317,7 +320,30 @@ impl<'a> Host<'a> {
 }
 
 impl Hosts {
-    fn contain(&self, host: Host<'_>) -> bool {
+    /// Whether the host of `authority` is in the scope.
+    #[inline]
+    fn contain(&self, authority: &str) -> bool {
+        let Hosts::Listed { allow, except } = self else {
+            return true;
+        };
+        // Most authorities are a bare name that an allowed pattern ends:
+        // the host is then the whole authority, and only the part before
+        // the pattern is looked at for a user or a port.
+        let host = match allow.iter().find_map(|p| p.matches_bare(authority)) {
+            Some(host) => host,
+            None => {
+                let host = Host::of(authority);
+                if !allow.iter().any(|p| p.matches(host)) {
+                    return false;
+                }
+                host
+            }
+        };
+        !except.iter().any(|p| p.matches(host))
+    }
+
+    /// Whether `host` is in the scope.
+    fn contain_host(&self, host: Host<'_>) -> bool {
         match self {
             Hosts::Any => true,
             Hosts::Listed { allow, except } => {
@@ -354,6 +380,31 @@ impl Pattern {
         Ok(Pattern::Name(name.to_ascii_lowercase().into()))
     }
 
+    /// The host of `authority` when the pattern, a name or a wildcard,
+    /// matches it as the whole authority (with a trailing dot or not), which
+    /// is then that host ([`Host::of`] finds no user and no port); `None`
+    /// otherwise, whether the pattern matches the host or not.
+    #[inline(always)]
+    fn matches_bare<'a>(&self, authority: &'a str) -> Option<Host<'a>> {
+        let host = Host::trimmed(authority, 0, authority.len());
+        let name = host.name().as_bytes();
+        let bare = match self {
+            // A name holds no '@' or ':': equal to it, the authority is bare.
+            Pattern::Name(pattern) => host.is(pattern.as_bytes()),
+            Pattern::Ip(_) => false,
+            // Nor does a suffix: then only the labels before it can hold
+            // one. Eight bytes are looked at however short they are (those
+            // after them are the suffix), so that one word does.
+            Pattern::Suffix(suffix) => {
+                host.is_below(suffix.as_bytes()) && {
+                    let before = name.len() - suffix.len();
+                    !has_either(&name[..before.max(8).min(name.len())], b'@', b':')
+                }
+            }
+        };
+        bare.then_some(host)
+    }
+
     #[inline(always)]
     fn matches(&self, host: Host<'_>) -> bool {
         match self {
@@ -364,39 +415,87 @@ impl Pattern {
     }
 }
 
-/// Whether `bytes` has the byte `a` or `b`, checked a word at a time.
-#[inline]
+/// Whether `bytes` has the byte `a` or `b`, checked a word at a time (the
+/// last word overlapping the one before it).
+#[inline(always)]
 fn has_either(bytes: &[u8], a: u8, b: u8) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Whether a byte of `word` is zero (the classic bit trick: exact, with
-    // no false positives when any byte is zero).
-    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
     let (a_s, b_s) = (ONES * u64::from(a), ONES * u64::from(b));
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(word);
-        if has_zero(word ^ a_s) || has_zero(word ^ b_s) {
+    let has = |word: u64| has_zero(word ^ a_s) || has_zero(word ^ b_s);
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&byte| byte == a || byte == b);
+    }
+    let last = bytes.len() - 8;
+    let mut at = 0;
+    while at < last {
+        if has(word(bytes, at)) {
             return true;
         }
+        at += 8;
     }
-    words.remainder().iter().any(|&byte| byte == a || byte == b)
+    has(word(bytes, last))
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Whether a byte of `word` is zero (the classic bit trick: exact, with no
+/// false positives when any byte is zero).
+#[inline]
+fn has_zero(word: u64) -> bool {
+    word.wrapping_sub(ONES) & !word & HIGHS != 0
+}
+
+/// The eight bytes of `bytes` from `at`.
+#[inline]
+fn word(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_ne_bytes(word)
+}
+
+/// `word` with ASCII capitals made small, a word at a time: exactly
+/// [`u8::to_ascii_lowercase`] on each byte.
+#[inline]
+fn to_ascii_lowercase(word: u64) -> u64 {
+    let low7 = word & !HIGHS;
+    // The high bit of each byte: from 'A' on, and beyond 'Z' (no carry
+    // crosses bytes, as each sum stays below 0x100).
+    let from_a = low7 + ONES * u64::from(0x80 - b'A');
+    let beyond_z = low7 + ONES * u64::from(0x7f - b'Z');
+    let capital = from_a & !beyond_z & !word & HIGHS;
+    word | (capital >> 2)
 }
 
 /// Whether `bytes` equals `lowercase` (a pattern, stored in lowercase),
-/// ignoring ASCII case. Hosts are nearly always lowercase already, so a
-/// byte-for-byte comparison settles most; otherwise the first byte that
-/// differs in more than case ends it.
-#[inline]
+/// ignoring ASCII case, a word at a time. Hosts are nearly always lowercase
+/// already, so a plain comparison settles most words.
+#[inline(always)]
 fn equals_lowercase(bytes: &[u8], lowercase: &[u8]) -> bool {
-    bytes == lowercase
-        || (bytes.len() == lowercase.len()
-            && bytes
-                .iter()
-                .zip(lowercase)
-                .all(|(b, l)| b.to_ascii_lowercase() == *l))
+    if bytes.len() != lowercase.len() {
+        return false;
+    }
+    if bytes.len() < 8 {
+        return bytes
+            .iter()
+            .zip(lowercase)
+            .all(|(b, l)| b.to_ascii_lowercase() == *l);
+    }
+    // Bytes equal but for case are equal with bit 0x20 set: most words that
+    // differ are told without making them lowercase.
+    const CASE: u64 = ONES * 0x20;
+    let same = |at| {
+        let (host, pattern) = (word(bytes, at), word(lowercase, at));
+        host == pattern || (host | CASE == pattern | CASE && to_ascii_lowercase(host) == pattern)
+    };
+    let last = bytes.len() - 8;
+    let mut at = 0;
+    while at < last {
+        if !same(at) {
+            return false;
+        }
+        at += 8;
+    }
+    same(last)
 }
 
 /// An IP address as a URI writes it (`10.0.0.5`, `[::1]`) or as a bare
@@ -594,6 +693,100 @@ mod tests {
                 bytes[at] = b'x';
             }
         }
+    }
+
+    #[test]
+    fn words_are_made_lowercase_as_bytes_are() {
+        for byte in 0..=u8::MAX {
+            for at in 0..8 {
+                let mut bytes = *b"aZ@[`{.9";
+                bytes[at] = byte;
+                let lowered = to_ascii_lowercase(u64::from_ne_bytes(bytes)).to_ne_bytes();
+                assert_eq!(
+                    lowered.to_vec(),
+                    bytes.to_ascii_lowercase(),
+                    "{byte:#x} at {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn equal_names_are_told_a_word_at_a_time_in_any_case() {
+        let pattern = b".services.simacan.com";
+        for len in 0..pattern.len() {
+            let pattern = &pattern[pattern.len() - len..];
+            assert!(equals_lowercase(pattern, pattern), "{len}");
+            assert!(equals_lowercase(&pattern.to_ascii_uppercase(), pattern));
+            for at in 0..len {
+                for other in [
+                    b'x',
+                    b'@',
+                    b'.' ^ 0x20,
+                    pattern[at] ^ 0x20,
+                    pattern[at] ^ 0x80,
+                ] {
+                    let mut host = pattern.to_vec();
+                    host[at] = other;
+                    let expected = host.eq_ignore_ascii_case(pattern);
+                    assert_eq!(
+                        equals_lowercase(&host, pattern),
+                        expected,
+                        "{len} {at} {other:#x}"
+                    );
+                }
+            }
+            if len > 0 {
+                assert!(!equals_lowercase(&pattern[1..], pattern), "{len}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_authority_is_matched_as_its_host_is() {
+        let scopes = [
+            TokenScope::of_environment(&Environment::Production),
+            TokenScope::of_environment(&Environment::Staging),
+            TokenScope::hosts(["services.simacan.com", "a.services.simacan.com", "x"]).unwrap(),
+            TokenScope::hosts(["10.0.0.5", "*.simacan.com", "a", "*.x.com"]).unwrap(),
+        ];
+        let users = ["", "u@", "u:p@", "@", "a.b@", ":@", "a@b@"];
+        let names = ["", "a", "A", "a.", ".", "a-stg", "x:y", "[::1]", "10.0.0.5"];
+        let suffixes = [
+            "",
+            "services.simacan.com",
+            ".services.simacan.com",
+            ".SERVICES.Simacan.com",
+            "-stg.services.simacan.com",
+            ".simacan.com",
+            "x",
+            ".x.com",
+        ];
+        let mut checked = 0;
+        for user in users {
+            for name in names {
+                for suffix in suffixes {
+                    for end in ["", ".", ":443", ".:1", ":"] {
+                        let Ok(uri) = format!("https://{user}{name}{suffix}{end}/").parse::<Uri>()
+                        else {
+                            continue;
+                        };
+                        let authority = uri.authority().unwrap().as_str();
+                        for scope in &scopes {
+                            let host = Host::of(authority);
+                            let expected = scope.hosts.contain_host(host);
+                            assert_eq!(
+                                scope.hosts.contain(authority),
+                                expected,
+                                "{authority} {scope:?}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 4000, "{checked}");
     }
 
     #[test]

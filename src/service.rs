@@ -200,27 +200,26 @@ where
             let future = service.call(request);
             return ResponseFuture::passing_through(future, service, heal);
         }
-        let token = match self.cache.lookup() {
+        // Copied before the header is set: a replay gets the token it needs.
+        let limit = self.replay_body_limit;
+        let replay = request
+            .body_mut()
+            .prepare_replay(limit)
+            .map(|body| Replay::of(&request, body, limit));
+        match self.cache.lookup() {
             Lookup::Valid {
                 header,
                 generation,
                 unproven,
-            } => Ok((header, generation, unproven)),
-            Lookup::Wait(wait) => Err(wait),
-            Lookup::Failed(error) => return ResponseFuture::failed(error, service, heal),
-        };
-        // Copied before the header is set: a replay gets the token it needs.
-        let replay = request
-            .body_mut()
-            .prepare_replay(self.replay_body_limit)
-            .map(|body| Replay::of(&request, body, self.replay_body_limit));
-        match token {
-            Ok((header, generation, unproven)) => {
+            } => {
                 heal.authorize(request.headers_mut(), header, generation, unproven);
                 let future = service.call(request);
                 ResponseFuture::calling(future, service, heal, replay)
             }
-            Err(wait) => ResponseFuture::awaiting_token(wait, request, service, heal, replay),
+            Lookup::Wait(wait) => {
+                ResponseFuture::awaiting_token(wait, request, service, heal, replay)
+            }
+            Lookup::Failed(error) => ResponseFuture::failed(error, service, heal),
         }
     }
 }
