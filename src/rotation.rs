@@ -48,8 +48,12 @@ impl Rotation {
     /// Issues a pair: `access` is accepted for `lifetime` from now (on
     /// tokio's clock), `refresh` may be rotated once.
     pub(crate) fn issue(&mut self, access: &str, refresh: &str, lifetime: Duration) {
-        self.access
-            .insert(access.to_owned(), Instant::now() + lifetime);
+        // A lifetime past what the clock can hold never ends.
+        let now = Instant::now();
+        let until = now
+            .checked_add(lifetime)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 366 * 24 * 60 * 60));
+        self.access.insert(access.to_owned(), until);
         self.live.insert(refresh.to_owned());
     }
 

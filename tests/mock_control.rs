@@ -350,7 +350,13 @@ async fn bad_calls_are_answered_with_a_json_error_and_change_nothing() {
             Method::POST,
             "/token-lifetime",
             r#"{"secs": 0}"#,
-            "at least 1",
+            "secs must be from 1 to",
+        ),
+        (
+            Method::POST,
+            "/token-lifetime",
+            r#"{"secs": 18446744073709551615}"#,
+            "secs must be from 1 to",
         ),
         (
             Method::POST,

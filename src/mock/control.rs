@@ -25,7 +25,10 @@ pub(super) const PREFIX: &str = "/_mock";
 
 const MAX_CONTROL_BYTES: usize = 64 * 1024;
 /// The most answers or faults one call may queue.
-const MAX_TIMES: usize = 100_000;
+const MAX_TIMES: usize = 1_000;
+/// The longest token lifetime the control API sets: the longest
+/// `expires_in` a client accepts.
+const MAX_LIFETIME_SECS: u64 = 366 * 24 * 60 * 60;
 
 /// Whether `path` is the control API's.
 pub(super) fn owns(path: &str) -> bool {
@@ -36,6 +39,9 @@ pub(super) fn owns(path: &str) -> bool {
 /// Answers a control call.
 pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Response<Answer> {
     let (parts, body) = request.into_parts();
+    if let Some(refusal) = from_a_browser(&parts) {
+        return error(StatusCode::FORBIDDEN, refusal.into());
+    }
     let endpoint = parts.uri.path()[PREFIX.len()..].trim_end_matches('/');
     let body = match Limited::new(body, MAX_CONTROL_BYTES).collect().await {
         Ok(body) => body.to_bytes(),
@@ -70,6 +76,28 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         Ok(answer) => answer.into(),
         Err(message) => error(StatusCode::BAD_REQUEST, message),
     }
+}
+
+/// Why a call that a web page may have made is refused: one that names
+/// an `Origin` (browsers send it with every cross-site `POST`; curl and
+/// test clients do not), or a `Host` that is not loopback (a page behind
+/// DNS rebinding). The control API has no password, so a page the
+/// developer opens must not drive it.
+fn from_a_browser(parts: &http::request::Parts) -> Option<&'static str> {
+    if parts.headers.contains_key(header::ORIGIN) {
+        return Some("the control api does not answer calls with an origin (from a web page)");
+    }
+    let host = parts.headers.get(header::HOST)?.to_str().ok()?;
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then_some("the control api answers only calls to a loopback host")
 }
 
 /// What a control call answers when it succeeds.
@@ -214,8 +242,8 @@ fn token_lifetime(state: &State, body: &Bytes) -> Answered {
         secs: u64,
     }
     let Lifetime { secs } = parse(body)?;
-    if secs == 0 {
-        return Err("secs must be at least 1".into());
+    if secs == 0 || secs > MAX_LIFETIME_SECS {
+        return Err(format!("secs must be from 1 to {MAX_LIFETIME_SECS}"));
     }
     state.set_lifetime(Duration::from_secs(secs));
     Ok(Done::Ok)
@@ -391,5 +419,35 @@ mod tests {
         assert_eq!(times(None), Ok(1));
         assert!(times(Some(0)).is_err());
         assert!(times(Some(MAX_TIMES + 1)).is_err());
+    }
+
+    fn parts(headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut request = Request::post("/_mock/revoke-access-tokens");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn calls_a_web_page_may_have_made_are_refused() {
+        for allowed in [
+            &[][..],
+            &[("host", "127.0.0.1:8765")],
+            &[("host", "localhost:8765")],
+            &[("host", "[::1]:8765")],
+        ] {
+            assert_eq!(from_a_browser(&parts(allowed)), None, "{allowed:?}");
+        }
+        for refused in [
+            &[
+                ("host", "127.0.0.1:8765"),
+                ("origin", "https://evil.example"),
+            ][..],
+            &[("host", "evil.example:8765")],
+            &[("host", "evil.example")],
+        ] {
+            assert!(from_a_browser(&parts(refused)).is_some(), "{refused:?}");
+        }
     }
 }

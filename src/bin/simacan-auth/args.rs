@@ -325,7 +325,8 @@ pub(crate) fn without_secrets(error: clap::Error) -> Result<clap::Error, Failure
             "{flag} was given a value, which is not repeated here in case it is the password"
         ))
         .hint(
-            "--password-stdin reads the password from standard input and takes no value;              --password-file takes the path of a file holding it",
+            "--password-stdin reads the password from standard input and takes no value; \
+             --password-file takes the path of a file holding it",
         ));
     }
     let stray_word = matches!(
