@@ -147,7 +147,10 @@
 //! The control API takes the paths `/_mock` and `/_mock/…` from the target
 //! API and nothing from the Auth API: `{base}/auth/…` behaves as before.
 //! It has no authentication, which is why the mock listens on loopback
-//! only.
+//! only, and why it answers 403 to a call a web page may have made: one
+//! with an `Origin` header (browsers send it with cross-site `POST`s; curl
+//! does not) or with a `Host` that is not loopback or `localhost` (DNS
+//! rebinding). `times` is at most 1,000 a call, a lifetime at most 366 days.
 //!
 //! ```shell
 //! control=http://127.0.0.1:8765/_mock
