@@ -102,7 +102,8 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, peekable: bool) 
     }
 }
 
-/// Whether gRPC trailers refuse the token.
+/// Whether gRPC trailers refuse the token. Only tonic bodies are peeked.
+#[cfg_attr(not(feature = "tonic"), allow(dead_code))]
 pub(crate) fn trailers_refuse(trailers: &HeaderMap) -> bool {
     trailers
         .get(GRPC_STATUS)
