@@ -1058,7 +1058,10 @@ mod tests {
             store.lease_key(&key),
             "p:{c899cab5b66fb71d17f0ca301e7a9d64}:lease"
         );
-        assert_eq!(store.failure_key(&key), "p:{41a37992454d8ce7}:failure");
+        assert_eq!(
+            store.failure_key(&key),
+            "p:{c899cab5b66fb71d17f0ca301e7a9d64}:failure"
+        );
     }
 
     #[test]
