@@ -351,7 +351,7 @@ async fn trailers_only_grpc_target(mock: &MockAuthApi) -> SocketAddr {
 async fn grpc_unauthenticated_in_the_headers_is_healed_like_a_401() {
     let mock = mock().await;
     let layer = layer_for(&mock);
-    let client = client_with(SimacanAuthMiddleware::new(&layer));
+    let client = client_with(SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true));
     let url = format!(
         "http://{}/grpc.health.v1.Health/Check",
         trailers_only_grpc_target(&mock).await
@@ -776,7 +776,7 @@ fn the_middleware_is_clone_send_sync_debug() {
 async fn a_401_whose_refresh_fails_counts_as_an_error() {
     let mock = mock().await;
     let layer = layer_for(&mock);
-    let client = client_with(SimacanAuthMiddleware::new(&layer));
+    let client = client_with(SimacanAuthMiddleware::new(&layer).client_uses_no_proxy(true));
     assert_eq!(
         get_status(&client, &mock.url("/trips")).await,
         StatusCode::OK
