@@ -48,7 +48,8 @@
 //! }
 //!
 //! let error = simacan_auth::Environment::custom("not a url").unwrap_err();
-//! assert_eq!(explain(&Box::new(error)), "see the error's message");
+//! let error: tower::BoxError = Box::new(error);
+//! assert_eq!(explain(&error), "see the error's message");
 //! ```
 //!
 //! Printing an error with its causes, each once, with [`with_causes`]:
