@@ -11,7 +11,11 @@
 //!    store and through Redis, as a ratio to the same burst healed by a
 //!    single process. Measured with criterion, and again with the storms
 //!    taken in turns (one process, memory, Redis, and again), whose medians
-//!    a machine busy with other work skews less.
+//!    a machine busy with other work skews less, and the median CPU time a
+//!    storm took (this process's, all threads, and `redis-server`'s; Unix,
+//!    the server's on Linux only). The whole fleet runs in this one
+//!    process, so on a small machine a storm is bound by CPU, and the
+//!    ratio of the CPU times is about the floor of the ratio of the medians.
 //!
 //! ```text
 //! cargo bench --bench fleet
@@ -266,16 +270,23 @@ fn heal_in_turns(runtime: &tokio::runtime::Runtime, redis: Option<&RedisServer>)
     let url = mock.url("/trips");
     let fleets = heal_fleets(&mock, redis);
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); fleets.len()];
+    let mut cpu: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); fleets.len()];
+    let clock = CpuClock {
+        server: redis.and_then(RedisServer::pid),
+    };
     runtime.block_on(async {
         for (_, fleet, _) in &fleets {
             storm(fleet, &url, 1).await;
         }
         for round in 0..ROUNDS + 20 {
-            for ((_, fleet, each), times) in fleets.iter().zip(&mut times) {
+            for (((_, fleet, each), times), cpu) in fleets.iter().zip(&mut times).zip(&mut cpu) {
+                let before = clock.start();
                 let took = heal_once(&mock, fleet, &url, *each).await;
+                let used = clock.since(before);
                 // The first rounds warm connections and the allocator.
                 if round >= 20 {
                     times.push(took);
+                    cpu.push(used);
                 }
             }
         }
@@ -289,12 +300,14 @@ fn heal_in_turns(runtime: &tokio::runtime::Runtime, redis: Option<&RedisServer>)
         "\n401 storm healed, {} requests, taken in turns ({ROUNDS} storms each)\n",
         REPLICAS * EACH
     );
-    println!("| where | median | ratio to one process |");
-    println!("|---|---:|---:|");
-    for ((name, _, _), median) in fleets.iter().zip(&medians) {
+    println!("| where | median | ratio to one process | median CPU per storm | CPU ratio |");
+    println!("|---|---:|---:|---:|---:|");
+    let per_storm: Vec<Duration> = cpu.iter_mut().map(median).collect();
+    for (((name, _, _), median), cpu) in fleets.iter().zip(&medians).zip(&per_storm) {
         println!(
-            "| {name} | {median:.2?} | {:.2} |",
-            median.as_secs_f64() / medians[0].as_secs_f64()
+            "| {name} | {median:.2?} | {:.2} | {cpu:.2?} | {:.2} |",
+            median.as_secs_f64() / medians[0].as_secs_f64(),
+            cpu.as_secs_f64() / per_storm[0].as_secs_f64().max(f64::MIN_POSITIVE)
         );
     }
     println!();
@@ -308,4 +321,51 @@ fn main() {
     heal_storm(&mut criterion, &runtime, redis.as_ref());
     criterion.final_summary();
     heal_in_turns(&runtime, redis.as_ref());
+}
+
+/// CPU time used so far by this process and by the process `server`.
+/// The server's is read from `/proc/<pid>/task/*/schedstat` (zero where
+/// there is no `/proc`), before this process's clock on the way in and
+/// after it on the way out, so that the reading is not counted.
+struct CpuClock {
+    server: Option<u32>,
+}
+
+impl CpuClock {
+    fn start(&self) -> (Duration, Duration) {
+        let server = self.server_time();
+        (own_time(), server)
+    }
+
+    fn since(&self, (own, server): (Duration, Duration)) -> Duration {
+        let own_used = own_time().saturating_sub(own);
+        own_used + self.server_time().saturating_sub(server)
+    }
+
+    fn server_time(&self) -> Duration {
+        let Some(pid) = self.server else {
+            return Duration::ZERO;
+        };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Duration::ZERO;
+        };
+        let nanos = tasks
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(nanos)
+    }
+}
+
+/// This process's CPU time, all threads (zero off Unix).
+fn own_time() -> Duration {
+    #[cfg(unix)]
+    {
+        let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        let nanos = u32::try_from(time.tv_nsec).unwrap_or(0);
+        Duration::new(u64::try_from(time.tv_sec).unwrap_or(0), nanos)
+    }
+    #[cfg(not(unix))]
+    Duration::ZERO
 }

@@ -578,7 +578,7 @@ impl SimacanAuthLayer {
         let config = &self.config;
         match &config.token_scope {
             Some(scope) => scope.clone(),
-            None => TokenScope::of_environment(&config.environment),
+            None => TokenScope::for_environment(&config.environment),
         }
     }
 

@@ -106,6 +106,7 @@ pub mod fuzzing;
 #[cfg(any(doc, doctest))]
 pub mod guide;
 mod heal;
+mod join;
 pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]

@@ -186,8 +186,25 @@ impl TokenScope {
         TokenScope { hosts: Hosts::Any }
     }
 
-    /// The scope a layer uses for `environment` unless it is given one.
-    pub(crate) fn of_environment(environment: &Environment) -> TokenScope {
+    /// The scope a layer uses for `environment` unless it is given one (see
+    /// the table in the [module docs](self)): for a layer pointed at a
+    /// test server whose requests should still be scoped as in
+    /// production, or to check where a layer's token would go.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use simacan_auth::{Environment, TokenScope};
+    ///
+    /// let production = TokenScope::for_environment(&Environment::Production);
+    /// assert!(production.allows(&"https://trips.services.simacan.com/".parse()?));
+    /// assert!(!production.allows(&"https://trips-stg.services.simacan.com/".parse()?));
+    ///
+    /// let staging = TokenScope::for_environment(&Environment::Staging);
+    /// assert!(staging.allows(&"https://trips-stg.services.simacan.com/".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_environment(environment: &Environment) -> TokenScope {
         let suffix = |s: &str| Pattern::Suffix(s.into());
         match environment {
             Environment::Production => {
@@ -590,7 +607,7 @@ mod tests {
 
     #[test]
     fn production_covers_simacan_services_but_not_staging() {
-        let scope = TokenScope::of_environment(&Environment::Production);
+        let scope = TokenScope::for_environment(&Environment::Production);
         for uri in [
             "https://trips.services.simacan.com/api/v2/trips",
             "https://auth-service.services.simacan.com/api/v1",
@@ -620,7 +637,7 @@ mod tests {
 
     #[test]
     fn staging_covers_only_stg_services() {
-        let scope = TokenScope::of_environment(&Environment::Staging);
+        let scope = TokenScope::for_environment(&Environment::Staging);
         assert!(allows(&scope, "https://trips-stg.services.simacan.com/"));
         assert!(allows(
             &scope,
@@ -635,7 +652,7 @@ mod tests {
     #[test]
     fn custom_covers_any_host_over_a_private_channel() {
         let env = Environment::custom("https://auth.example.com/api/v1").unwrap();
-        let scope = TokenScope::of_environment(&env);
+        let scope = TokenScope::for_environment(&env);
         assert_eq!(scope, TokenScope::any_host());
         for uri in [
             "https://example.com/",
@@ -669,7 +686,7 @@ mod tests {
         assert!(allows(&scope, "/grpc.health.v1.Health/Check"));
         assert!(allows(&scope, "*"));
         assert!(allows(
-            &TokenScope::of_environment(&Environment::Production),
+            &TokenScope::for_environment(&Environment::Production),
             "/trips?x=1"
         ));
     }
@@ -745,8 +762,8 @@ mod tests {
     #[test]
     fn an_authority_is_matched_as_its_host_is() {
         let scopes = [
-            TokenScope::of_environment(&Environment::Production),
-            TokenScope::of_environment(&Environment::Staging),
+            TokenScope::for_environment(&Environment::Production),
+            TokenScope::for_environment(&Environment::Staging),
             TokenScope::hosts(["services.simacan.com", "a.services.simacan.com", "x"]).unwrap(),
             TokenScope::hosts(["10.0.0.5", "*.simacan.com", "a", "*.x.com"]).unwrap(),
         ];
@@ -938,7 +955,10 @@ mod tests {
             "TokenScope { hosts: [*.services.simacan.com, api.example.com, [::1], 10.0.0.5] }"
         );
         assert_eq!(
-            format!("{:?}", TokenScope::of_environment(&Environment::Production)),
+            format!(
+                "{:?}",
+                TokenScope::for_environment(&Environment::Production)
+            ),
             "TokenScope { hosts: [*.services.simacan.com], except: [*-stg.services.simacan.com] }"
         );
         assert_eq!(
@@ -957,8 +977,8 @@ mod tests {
                 ".services.simacan.com.evil", ".services-simacan.com", ".simacan.com",
             ]),
         ) {
-            let production = TokenScope::of_environment(&Environment::Production);
-            let staging = TokenScope::of_environment(&Environment::Staging);
+            let production = TokenScope::for_environment(&Environment::Production);
+            let staging = TokenScope::for_environment(&Environment::Staging);
             let host = format!("{prefix}{suffix}");
             if let Ok(uri) = format!("https://{host}/").parse::<Uri>() {
                 let name = host.strip_suffix('.').unwrap_or(&host).to_ascii_lowercase();

@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
-use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer, TokenScope};
+use simacan_auth::{mock::MockAuthApi, Environment, SimacanAuthLayer, TokenScope};
 use tower::{
     retry::{Retry, RetryLayer},
     Layer, Service, ServiceBuilder,
@@ -123,9 +123,10 @@ where
 }
 
 /// A layer pointed at `mock`, holding a token already, and scoped as a
-/// production layer is, so that every request pays for the host match.
+/// production layer is (Simacan's hosts, less the staging ones), so that
+/// every request pays for the host match.
 pub async fn warm_layer(mock: &MockAuthApi) -> SimacanAuthLayer {
-    let scope = TokenScope::hosts(["*.services.simacan.com"]).expect("a valid scope");
+    let scope = TokenScope::for_environment(&Environment::Production);
     let layer = SimacanAuthLayer::new(mock.credentials())
         .environment(mock.environment())
         .token_scope(scope);

@@ -22,7 +22,8 @@
 //! | [`leases_expire_after_their_ttl`] | a lease ends on its own after its time to live, and its holder's `renew` then says it was lost |
 //! | [`a_dropped_lease_is_freed`] | (stores whose lease is an OS resource) a lease ends with its holder |
 //! | [`failure_notices_are_kept_whole`] | `load_failure` returns the notice `save_failure` kept, equal in every field |
-//! | [`changes_are_announced`] | (stores whose `changes` returns a feed) a save and a release through one handle wake a subscription made through another |
+//! | [`a_look_tries_the_lease_and_reads`] | `look` takes a free lease and only a free one, and returns the record and notice as `load` and `load_failure` do |
+//! | [`changes_are_announced`] | (stores whose `changes` returns a feed) a save and a release through one handle wake a subscription made through another; a record the feed hands over is the one saved, and gone once removed |
 //!
 //! [`check`] runs them all for a store whose leases expire after their time
 //! to live and which keeps failure notices. A store that keeps none (the
@@ -128,6 +129,7 @@ const EXPIRY: &str = "a lease expires on its own after its time to live";
 const HOLDER: &str = "a lease that is an OS resource ends with its holder";
 const NOTICES: &str = "save_failure and load_failure keep one notice whole";
 const ANNOUNCED: &str = "a store with a change feed announces saves and releases";
+const LOOK: &str = "look tries the lease and reads the record and notice";
 /// How long a feed may take to start (a subscription being made).
 const FEED_STARTS_WITHIN: Duration = Duration::from_secs(5);
 /// How long an announcement may take once the feed runs.
@@ -266,6 +268,7 @@ where
         if self.failure_notices {
             failure_notices_are_kept_whole(make).await;
         }
+        a_look_tries_the_lease_and_reads(make).await;
         changes_are_announced(make).await;
     }
 }
@@ -1246,6 +1249,15 @@ pub async fn changes_are_announced<S: TokenStore>(make: impl Fn() -> S) {
         ANNOUNCED,
         "a save through another handle was not announced within {ANNOUNCED_WITHIN:?}"
     );
+    // A feed that hands over records hands over the one saved.
+    if let Some(handed) = changes.saved(&key) {
+        expect_record(
+            Some(handed),
+            &saved,
+            ANNOUNCED,
+            "the record the feed handed over",
+        );
+    }
     done("release", writer.release(lease)).await;
     let announced = tokio::time::timeout(ANNOUNCED_WITHIN, changes.changed()).await;
     ensure!(
@@ -1253,6 +1265,94 @@ pub async fn changes_are_announced<S: TokenStore>(make: impl Fn() -> S) {
         ANNOUNCED,
         "a release through another handle was not announced within {ANNOUNCED_WITHIN:?}"
     );
+    done("remove", writer.remove(&key)).await;
+    let removed = Instant::now();
+    while changes.saved(&key).is_some() {
+        ensure!(
+            removed.elapsed() < ANNOUNCED_WITHIN,
+            ANNOUNCED,
+            "the feed still handed over a record {ANNOUNCED_WITHIN:?} after it was removed"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(20), changes.changed()).await;
+    }
+}
+
+/// [`look`](TokenStore::look) through one handle takes a lease no one
+/// holds, and another handle's look then does not; both read the record
+/// and the failure notice as [`load`](TokenStore::load) and
+/// [`load_failure`](TokenStore::load_failure) do. A store that keeps no
+/// notices passes with none.
+///
+/// # Panics
+///
+/// When the store breaks the guarantee; see the [module docs](self).
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::store::{conformance, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let backend = MemoryStore::new();
+/// conformance::a_look_tries_the_lease_and_reads(move || backend.clone()).await;
+/// # }
+/// ```
+pub async fn a_look_tries_the_lease_and_reads<S: TokenStore>(make: impl Fn() -> S) {
+    let (writer, first, second) = (make(), make(), make());
+    let keys = Keys::new();
+    let key = keys.key("looked at");
+    let saved = record(&key, 3, "eyLooked", Some("eyR"));
+    let lease = take(&writer, &key, LONG).await;
+    ensure!(
+        done("save", writer.save(&lease, &saved, None)).await,
+        CAS,
+        "a save expecting no record, of {key}, which has none, returned false"
+    );
+    let notice = as_kept(FailureNotice::new(
+        key.clone(),
+        Some(3),
+        Duration::from_secs(60),
+        crate::ErrorKind::AuthApiUnavailable,
+    ));
+    done("save_failure", writer.save_failure(&lease, &notice)).await;
+    let kept = done("load_failure", writer.load_failure(&key)).await;
+    done("release", writer.release(lease)).await;
+
+    let looked = done("look", first.look(&key, LONG)).await;
+    let Some(held) = looked.lease else {
+        violated(
+            LOOK,
+            format_args!("a look did not take the lease on {key}, which no one held"),
+        )
+    };
+    expect_record(looked.record, &saved, LOOK, "the record a look read");
+    ensure!(
+        looked.notice == kept,
+        LOOK,
+        "a look read another failure notice than load_failure did"
+    );
+    let again = done("look", second.look(&key, LONG)).await;
+    ensure!(
+        again.lease.is_none(),
+        LOOK,
+        "a look through another handle took the lease on {key} while it was held"
+    );
+    expect_record(
+        again.record,
+        &saved,
+        LOOK,
+        "the record a look read while the lease was held",
+    );
+    done("release", first.release(held)).await;
+    let freed = done("look", second.look(&key, LONG)).await;
+    let Some(held) = freed.lease else {
+        violated(
+            LOOK,
+            format_args!("a look did not take the lease on {key} once it was released"),
+        )
+    };
+    done("release", second.release(held)).await;
     forget(&writer, [&key]).await;
 }
 

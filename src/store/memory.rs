@@ -154,20 +154,23 @@ impl TokenStore for MemoryStore {
             return ready(Ok(false));
         }
         entry.record = Some(record.clone());
-        drop(entries);
         // A refresh token marked as sent gives waiters nothing to use.
+        // Announced under the lock, so that the feed holds the last save.
         if record.refresh_token().is_some() {
-            self.feed.announce();
+            self.feed.announce_saved(record.clone());
         }
+        drop(entries);
         ready(Ok(true))
     }
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        if let Some(entry) = self.entries().get_mut(key) {
+        let mut entries = self.entries();
+        if let Some(entry) = entries.get_mut(key) {
             entry.record = None;
             entry.failure = None;
         }
-        self.feed.announce();
+        self.feed.announce_removed(key);
+        drop(entries);
         ready(Ok(()))
     }
 

@@ -54,10 +54,16 @@
 //!   wrapper around another store must pass them through: their defaults
 //!   keep nothing, and a fleet then repeats a failing call once per
 //!   replica.
+//! - [`look`](TokenStore::look) reads the failure notice, tries the lease
+//!   and reads the record, in that order, as the three calls would; the
+//!   default makes those calls. A wrapper should pass it through.
 //! - [`changes`](TokenStore::changes), when it returns a feed, is announced
 //!   on after every successful save (one without a refresh token may be
-//!   left out), release, failure notice and removal, through any handle. The default keeps none, and waiters poll; a
-//!   wrapper should pass it through.
+//!   left out), release, failure notice and removal, through any handle. A
+//!   feed that hands over saved records ([`ChangeFeed::announce_saved`])
+//!   hands over the record saved, and forgets it when it is removed or
+//!   when announcements may have been lost. The default keeps none, and
+//!   waiters poll; a wrapper should pass it through.
 //!
 //! # Implementing a store
 //!
@@ -106,6 +112,7 @@ mod failure;
 mod file;
 mod key;
 mod lease;
+mod look;
 mod memory;
 mod record;
 #[cfg(feature = "redis")]
@@ -123,6 +130,7 @@ pub use failure::FailureNotice;
 pub use file::FileStore;
 pub use key::StoreKey;
 pub use lease::Lease;
+pub use look::Look;
 pub use memory::MemoryStore;
 pub use record::{TokenRecord, SCHEMA_VERSION};
 
@@ -264,6 +272,41 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(None)))
     }
 
+    /// One look at `key` by a token state that needs a newer token: the
+    /// failure notice read, the lease tried for `ttl`, and the record read,
+    /// in that order, so that the record is never older than the try. A
+    /// lease it took and does not return (an error) must be given back or
+    /// expire.
+    ///
+    /// The default makes the three calls ([`load_failure`](Self::load_failure),
+    /// [`try_lease`](Self::try_lease), [`load`](Self::load)) together: one
+    /// round trip to a store that serves one connection's requests in
+    /// order. A store that can do all three in one request should: a fleet
+    /// healing a 401 storm makes one look per replica at once.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use simacan_auth::store::{MemoryStore, StoreKey, TokenStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), simacan_auth::store::StoreError> {
+    /// let store = MemoryStore::new();
+    /// let key = StoreKey::new("https://auth.example.com/api/v1", "planner");
+    /// let look = store.look(&key, Duration::from_secs(2)).await?;
+    /// assert!(look.lease.is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn look<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Look, StoreError>> {
+        Box::pin(look::separately(self, key, ttl))
+    }
+
     /// A subscription that wakes the token states waiting for `key`'s
     /// lease when another handle on the store (another process) saves a
     /// record, releases a lease, leaves a failure notice or removes a
@@ -362,6 +405,14 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
         key: &'a StoreKey,
     ) -> BoxFuture<'a, Result<Option<FailureNotice>, StoreError>> {
         (**self).load_failure(key)
+    }
+
+    fn look<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Look, StoreError>> {
+        (**self).look(key, ttl)
     }
 
     fn changes(&self, key: &StoreKey) -> Option<Changes> {

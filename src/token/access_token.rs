@@ -66,6 +66,15 @@ pub(crate) struct Fresh {
 }
 
 impl Fresh {
+    /// The same token, taken from a record stored before the flight set
+    /// out (see `predates_flight`).
+    pub(crate) fn predating_flight(self) -> Fresh {
+        Fresh {
+            predates_flight: true,
+            ..self
+        }
+    }
+
     /// A token the Auth API just issued, valid for its whole lifetime.
     pub(crate) fn issued(grant: Grant, version: u64, origin: Origin, how: How) -> Fresh {
         Fresh {

@@ -125,6 +125,11 @@ impl RedisServer {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|process| process.server.id())
+    }
+
     /// `redis://127.0.0.1:PORT`, even when the server requires a password.
     pub fn url_without_password(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)

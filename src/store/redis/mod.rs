@@ -1,6 +1,7 @@
 //! [`RedisStore`]: tokens in Redis, shared by a fleet of replicas: one
 //! server, a primary found through Sentinel, or a Cluster.
 
+mod announcements;
 mod deployment;
 
 use std::{
@@ -8,19 +9,20 @@ use std::{
     fmt, io,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, LazyLock, Mutex, Weak,
+        Arc, LazyLock, Mutex,
     },
     time::{Duration, Instant},
 };
 
-use futures_core::Stream;
 use redis::{FromRedisValue, RedisError, Role, Script};
 use zeroize::Zeroizing;
 
-use self::deployment::{Connection, Deployment};
+use self::{
+    announcements::{listen, removal, Listener},
+    deployment::{Connection, Deployment},
+};
 use super::{
-    BoxFuture, ChangeFeed, Changes, FailureNotice, Lease, StoreError, StoreKey, TokenRecord,
-    TokenStore,
+    BoxFuture, Changes, FailureNotice, Lease, Look, StoreError, StoreKey, TokenRecord, TokenStore,
 };
 use crate::Error;
 
@@ -54,6 +56,28 @@ static TRY_LEASE: LazyLock<Script> = LazyLock::new(|| {
             return 1
         end
         return 0
+        ",
+    )
+});
+
+/// One look (see [`TokenStore::look`]): the failure notice KEYS[1] read,
+/// the lease KEYS[2] tried as [`TRY_LEASE`] does (ARGV: the owner, the
+/// time to live in milliseconds), and the record KEYS[3] read, in one
+/// request. Returns the notice, 1 or 0 for the lease, and the record's
+/// generation and bytes.
+static LOOK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local notice = redis.call('GET', KEYS[1])
+        local taken = 0
+        if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+            taken = 1
+        elseif redis.call('GET', KEYS[2]) == ARGV[1] then
+            redis.call('PEXPIRE', KEYS[2], ARGV[2])
+            taken = 1
+        end
+        local record = redis.call('HMGET', KEYS[3], 'generation', 'record')
+        return {notice, taken, record[1], record[2]}
         ",
     )
 });
@@ -99,12 +123,12 @@ static NOTICE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// Removes the record and the notice, and announces it on the channel
-/// ARGV[1].
+/// ARGV[1] with the message ARGV[2] (which key).
 static REMOVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         redis.call('DEL', KEYS[1], KEYS[2])
-        redis.call('PUBLISH', ARGV[1], KEYS[1])
+        redis.call('PUBLISH', ARGV[1], ARGV[2])
         return 1
         ",
     )
@@ -112,8 +136,8 @@ static REMOVE: LazyLock<Script> = LazyLock::new(|| {
 
 /// Compare and swap on the generation. ARGV: the expected generation (''
 /// for no record), the new generation, the encoded record, the record's time
-/// to live in milliseconds ('' for none), the channel that announces the
-/// write ('' for none). A record that already is exactly
+/// to live in milliseconds ('' for none), the channel on which the record
+/// is announced ('' for none). A record that already is exactly
 /// the one being written was written by this very call, whose reply was
 /// lost: that counts as written.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
@@ -128,7 +152,7 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
                 redis.call('PEXPIRE', KEYS[1], ARGV[4])
             end
             if ARGV[5] ~= '' then
-                redis.call('PUBLISH', ARGV[5], KEYS[1])
+                redis.call('PUBLISH', ARGV[5], ARGV[3])
             end
             return 1
         end
@@ -217,15 +241,27 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// notice, a removal) is published on the channel `{prefix}changes`, in
 /// the same script as the write; a record saved without a refresh token (a
 /// refresh token marked as sent) is not, as it gives waiters nothing to
-/// use. Each store subscribes to it on
-/// a connection of its own (one per key prefix, shared by clones), made the
-/// first time a token state goes for the lease
-/// ([`changes`](TokenStore::changes)), so that waiters use the new token the
-/// moment it is saved. The subscription is
-/// made again after a restart or a failover (after 100 ms, doubling to
-/// 2 s); until then, and should a message be lost, waiters look every 5 to
-/// 100 ms as they would without it. In a Cluster the subscription is on one
-/// node: a Cluster passes every `PUBLISH` on to all its nodes.
+/// use. **A saved record is published whole**, so that a replica takes the
+/// new token from the message instead of reading it: a replica waiting
+/// for the lease holder uses it the moment it arrives, and one whose 401
+/// comes after the save makes no Redis call at all. Whoever may subscribe
+/// to `{prefix}changes` therefore reads the tokens, as whoever may read
+/// the keys does: with Redis ACLs, grant the channel (`&{prefix}changes`)
+/// to the same users as the keys (`~{prefix}*`), and no one else.
+///
+/// Each store subscribes on a connection of its own (one per key prefix,
+/// shared by clones, with the same TLS and AUTH), made the first time a
+/// token state needs a newer token ([`changes`](TokenStore::changes)). The
+/// subscription is made again after a restart or a failover (after 100
+/// ms, doubling to 2 s); until then the records it handed over are
+/// forgotten, token states read the store, and waiters look every 5 to
+/// 100 ms as they would without it. In a Cluster the subscription is on
+/// one node: a Cluster passes every `PUBLISH` on to all its nodes.
+///
+/// A token state that needs a newer token and finds none in the
+/// subscription makes one [`look`](TokenStore::look): one script reads the
+/// failure notice, tries the lease and reads the record, so that a 401
+/// storm costs each replica one round trip and Redis one command.
 ///
 /// # Keys
 ///
@@ -617,83 +653,6 @@ impl Redis {
     }
 }
 
-/// The subscription behind [`RedisStore::changes`] for one channel.
-struct Listener {
-    feed: ChangeFeed,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-/// How often a subscription that hears nothing checks that its store is
-/// still there.
-const LISTENER_CHECK: Duration = Duration::from_secs(1);
-/// The first and longest pause before subscribing again.
-const RESUBSCRIBE_MIN: Duration = Duration::from_millis(100);
-const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
-
-/// Subscribes to `channel` and announces every message on `feed`, again
-/// and again after the connection is lost (a restart, a failover), until
-/// the store is dropped. Waiters poll meanwhile.
-async fn listen(redis: Weak<Redis>, channel: String, feed: ChangeFeed, timeout: Duration) {
-    let mut failures: u32 = 0;
-    loop {
-        let subscribed = {
-            let Some(redis) = redis.upgrade() else { return };
-            tokio::time::timeout(timeout, redis.subscribe(&channel, failures)).await
-        };
-        match subscribed {
-            Ok(Ok(mut messages)) => {
-                failures = 0;
-                // Whatever changed while there was no subscription.
-                feed.announce();
-                loop {
-                    let next = std::future::poll_fn(|cx| messages.as_mut().poll_next(cx));
-                    match tokio::time::timeout(LISTENER_CHECK, next).await {
-                        Ok(Some(_)) => feed.announce(),
-                        Ok(None) => break,
-                        Err(_) if redis.strong_count() == 0 => return,
-                        Err(_) => {}
-                    }
-                }
-                tracing::debug!(%channel, "lost the redis subscription; waiters poll until it is back");
-            }
-            Ok(Err(error)) => {
-                tracing::debug!(%channel, error = %describe_error(&error), "could not subscribe to redis");
-            }
-            Err(_) => tracing::debug!(%channel, "could not subscribe to redis in time"),
-        }
-        failures = failures.saturating_add(1);
-        if redis.strong_count() == 0 {
-            return;
-        }
-        let pause = RESUBSCRIBE_MIN
-            .saturating_mul(1 << failures.min(5))
-            .min(RESUBSCRIBE_MAX);
-        tokio::time::sleep(pause).await;
-    }
-}
-
-/// A redis-rs error without anything of the URL.
-fn describe_error(error: &RedisError) -> String {
-    error.to_string()
-}
-
-impl Redis {
-    /// A subscription to `channel` on a connection of its own: to the
-    /// primary, or to one of a Cluster's seed nodes (`attempt` picks which;
-    /// a Cluster passes every `PUBLISH` on to every node).
-    async fn subscribe(
-        &self,
-        channel: &str,
-        attempt: u32,
-    ) -> Result<std::pin::Pin<Box<redis::aio::PubSubStream>>, RedisError> {
-        self.tls_provider();
-        let client = self.deployment.subscriber_client(attempt).await?;
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok(Box::pin(pubsub.into_on_message()))
-    }
-}
-
 /// Whether a request failed because its connection is gone or no longer
 /// leads to the primary, so that a new connection should be made.
 fn outdated(error: &RedisError) -> bool {
@@ -752,6 +711,51 @@ fn millis(ttl: Duration) -> String {
         .to_string()
 }
 
+/// The record in the fields `generation` and `bytes` of `redis_key`, read
+/// for `key`: corrupt when they disagree, none when it is another key's.
+fn record_of(
+    redis_key: &str,
+    key: &StoreKey,
+    generation: Option<Vec<u8>>,
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<TokenRecord>, StoreError> {
+    let (generation, bytes) = match (generation, bytes) {
+        (None, None) => return Ok(None),
+        (Some(generation), Some(bytes)) => (generation, Zeroizing::new(bytes)),
+        _ => {
+            tracing::warn!(key = %redis_key, "token record in redis lacks a field");
+            return Err(StoreError::corrupt("token record in redis lacks a field"));
+        }
+    };
+    let record = TokenRecord::decode(&bytes).inspect_err(|error| {
+        tracing::warn!(key = %redis_key, %error, "token record in redis cannot be read");
+    })?;
+    if record.generation().to_string().as_bytes() != generation {
+        tracing::warn!(key = %redis_key, "token record in redis disagrees with its generation");
+        return Err(StoreError::corrupt(
+            "token record in redis disagrees with its generation",
+        ));
+    }
+    if record.key() != key {
+        tracing::warn!(
+            key = %redis_key,
+            wanted = %key,
+            found = %record.key(),
+            "token record in redis belongs to another key with the same fingerprint"
+        );
+        return Ok(None);
+    }
+    Ok(Some(record))
+}
+
+/// The failure notice in `bytes`, for `key`. Advisory: a notice that
+/// cannot be read is none.
+fn notice_of(bytes: Option<Vec<u8>>, key: &StoreKey) -> Option<FailureNotice> {
+    bytes
+        .and_then(|bytes| FailureNotice::decode(&bytes).ok())
+        .filter(|notice| notice.key() == key)
+}
+
 impl TokenStore for RedisStore {
     fn load<'a>(
         &'a self,
@@ -766,33 +770,7 @@ impl TokenStore for RedisStore {
                 .clone();
             let (generation, bytes): (Option<Vec<u8>>, Option<Vec<u8>>) =
                 self.call(Request::Command(fields)).await?;
-            let (generation, bytes) = match (generation, bytes) {
-                (None, None) => return Ok(None),
-                (Some(generation), Some(bytes)) => (generation, Zeroizing::new(bytes)),
-                _ => {
-                    tracing::warn!(key = %redis_key, "token record in redis lacks a field");
-                    return Err(StoreError::corrupt("token record in redis lacks a field"));
-                }
-            };
-            let record = TokenRecord::decode(&bytes).inspect_err(|error| {
-                tracing::warn!(key = %redis_key, %error, "token record in redis cannot be read");
-            })?;
-            if record.generation().to_string().as_bytes() != generation {
-                tracing::warn!(key = %redis_key, "token record in redis disagrees with its generation");
-                return Err(StoreError::corrupt(
-                    "token record in redis disagrees with its generation",
-                ));
-            }
-            if record.key() != key {
-                tracing::warn!(
-                    key = %redis_key,
-                    wanted = %key,
-                    found = %record.key(),
-                    "token record in redis belongs to another key with the same fingerprint"
-                );
-                return Ok(None);
-            }
-            Ok(Some(record))
+            record_of(&redis_key, key, generation, bytes)
         })
     }
 
@@ -866,7 +844,10 @@ impl TokenStore for RedisStore {
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let mut remove = REMOVE.key(self.record_key(key));
-            remove.key(self.failure_key(key)).arg(self.channel());
+            remove
+                .key(self.failure_key(key))
+                .arg(self.channel())
+                .arg(removal(key));
             let _: i64 = self.call(Request::Script(remove)).await?;
             Ok(())
         })
@@ -902,10 +883,39 @@ impl TokenStore for RedisStore {
         Box::pin(async move {
             let get = redis::cmd("GET").arg(self.failure_key(key)).clone();
             let bytes: Option<Vec<u8>> = self.call(Request::Command(get)).await?;
-            // Advisory: a notice that cannot be read is none.
-            Ok(bytes
-                .and_then(|bytes| FailureNotice::decode(&bytes).ok())
-                .filter(|notice| notice.key() == key))
+            Ok(notice_of(bytes, key))
+        })
+    }
+
+    /// The notice read, the lease tried and the record read in one
+    /// script: one round trip, one command for the server.
+    fn look<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Look, StoreError>> {
+        Box::pin(async move {
+            let owner = Lease::random_owner();
+            let ttl = millis(ttl);
+            let record_key = self.record_key(key);
+            let mut look = LOOK.key(self.failure_key(key));
+            look.key(self.lease_key(key))
+                .key(&record_key)
+                .arg(owner.as_bytes())
+                .arg(ttl.as_bytes());
+            type Answer = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+            let (notice, taken, generation, bytes): Answer =
+                self.call(Request::Script(look)).await?;
+            let lease = (taken == 1).then(|| Lease::new(key.clone(), owner));
+            match record_of(&record_key, key, generation, bytes) {
+                Ok(record) => Ok(Look::new(notice_of(notice, key), lease, record)),
+                Err(error) => {
+                    if let Some(lease) = lease {
+                        let _ = self.release(lease).await;
+                    }
+                    Err(error)
+                }
+            }
         })
     }
 
@@ -923,10 +933,7 @@ impl TokenStore for RedisStore {
             .unwrap_or_else(|e| e.into_inner());
         let listener = listeners
             .entry(channel.clone())
-            .or_insert_with(|| Listener {
-                feed: ChangeFeed::new(),
-                task: None,
-            });
+            .or_insert_with(Listener::new);
         // Started on first use, and again when the runtime it ran on ended.
         if listener.task.as_ref().is_none_or(|task| task.is_finished()) {
             let subscription = listen(

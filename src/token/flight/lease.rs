@@ -4,9 +4,9 @@ use std::{future::Future, pin::pin, sync::Arc, task::Poll};
 
 use tokio::time::Instant;
 
-use super::{both, Flight, Trouble};
+use super::{Flight, Trouble};
 use crate::{
-    store::{Changes, FailureNotice, Lease, StoreError, TokenRecord, TokenStore},
+    store::{Changes, FailureNotice, Lease, Look, StoreError, TokenRecord, TokenStore},
     token::access_token::{Fresh, Token},
 };
 
@@ -27,13 +27,6 @@ pub(super) struct Found {
     pub(super) notice: Option<FailureNotice>,
 }
 
-/// What one look at the key found.
-struct Look {
-    notice: Option<FailureNotice>,
-    lease: Option<Lease>,
-    record: Option<TokenRecord>,
-}
-
 /// Whether a process waited for the lease, and the failure notice it found
 /// when it began to: only a notice written since then is about the call it
 /// waited on.
@@ -45,18 +38,25 @@ pub(super) enum Waited {
 impl Flight {
     /// Waits for the lease, looking at the record between attempts: the
     /// holder's token is used as soon as it is there. Between looks it
-    /// waits for the store to announce a change (a save, a release) or for
-    /// a short pause, whichever comes first, so that a lost announcement
-    /// costs a pause and a store without announcements is polled. A dead
-    /// holder's lease runs out within its time to live and is taken then.
-    pub(super) async fn lease(&self, ours: Option<&Token>) -> Result<Leased, Trouble> {
+    /// waits for the store to announce a change (a save, a release) on
+    /// `changes` or for a short pause, whichever comes first, so that a
+    /// lost announcement costs a pause and a store without announcements
+    /// is polled; a record the announcement carries is used without
+    /// reading the store. A dead holder's lease runs out within its time
+    /// to live and is taken then.
+    ///
+    /// `first_read` says that the record was not read before: a token the
+    /// first look finds was stored before this flight set out.
+    pub(super) async fn lease(
+        &self,
+        ours: Option<&Token>,
+        mut changes: Option<Changes>,
+        first_read: bool,
+    ) -> Result<Leased, Trouble> {
         let timings = self.settings.lease;
         let patience = timings.patience(self.settings.auth_timeout);
         let started = Instant::now();
         let mut pause = timings.poll_min;
-        // Subscribed before the first try, so that no change after it is
-        // missed.
-        let mut changes = self.store.changes(&self.key);
         let mut waited = Waited::No;
         let mut long = false;
         loop {
@@ -65,12 +65,18 @@ impl Flight {
                 lease,
                 record,
             } = self.look(timings.ttl).await?;
-            // The first look's notice was read before the first try, so
-            // that a notice the holder writes while this process waits is
-            // never taken for an earlier one.
-            if lease.is_none() && matches!(waited, Waited::No) {
-                waited = Waited::Since(notice.clone());
-                self.counters.lease_wait();
+            let first = matches!(waited, Waited::No);
+            if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
+                // The lease was free but is not needed after all.
+                if let Some(lease) = lease {
+                    self.release_soon(lease);
+                }
+                let fresh = if first && first_read {
+                    fresh.predating_flight()
+                } else {
+                    fresh
+                };
+                return Ok(Leased::Adopted(fresh));
             }
             if let Some(lease) = lease {
                 let found = Found {
@@ -83,8 +89,12 @@ impl Flight {
                     found: Box::new(found),
                 });
             }
-            if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
-                return Ok(Leased::Adopted(fresh));
+            // The first look's notice was read before the first try, so
+            // that a notice the holder writes while this process waits is
+            // never taken for an earlier one.
+            if first {
+                waited = Waited::Since(notice.clone());
+                self.counters.lease_wait();
             }
             self.respect_failure(record.as_ref(), notice.as_ref(), &waited)?;
             let elapsed = started.elapsed();
@@ -109,8 +119,13 @@ impl Flight {
             }
             next_look(&mut changes, pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
             pause = pause.saturating_mul(2).min(timings.poll_max);
-            // Most wakes are for the holder's token: taken without trying
-            // the lease, which would then have to be given back.
+            // Most wakes are for the holder's token: taken from the
+            // announcement, or read, without trying the lease, which would
+            // then have to be given back.
+            let announced = changes.as_ref().and_then(|c| c.saved(&self.key));
+            if let Some(fresh) = self.adoptable(announced.as_ref(), ours) {
+                return Ok(Leased::Adopted(fresh));
+            }
             let record = self.load().await?;
             if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
                 return Ok(Leased::Adopted(fresh));
@@ -118,31 +133,17 @@ impl Flight {
         }
     }
 
-    /// One look at the key: the failure notice read, the lease tried, the
-    /// record read, in that order. They are sent together: a store that
-    /// serves one connection's requests in order (Redis) answers them in
-    /// one round trip and in that order. A store that does not may answer
-    /// the record from before the lease was taken; the generation fences
-    /// every write made on it, so that costs a failed compare-and-swap,
-    /// never a refresh token sent twice.
+    /// One look at the key ([`TokenStore::look`]): the failure notice
+    /// read, the lease tried, the record read, in that order. A store that
+    /// does not keep that order may answer the record from before the
+    /// lease was taken; the generation fences every write made on it, so
+    /// that costs a failed compare-and-swap, never a refresh token sent
+    /// twice. What the store answers for another key is not believed.
     async fn look(&self, ttl: std::time::Duration) -> Result<Look, Trouble> {
-        let notice = self.bounded(self.store.load_failure(&self.key));
-        let lease = self.bounded(self.store.try_lease(&self.key, ttl));
-        let (notice, (lease, record)) = both(notice, both(lease, self.load())).await;
-        let lease = lease?;
-        match (notice, record) {
-            (Ok(notice), Ok(record)) => Ok(Look {
-                notice,
-                lease,
-                record,
-            }),
-            (Err(error), _) | (_, Err(error)) => {
-                if let Some(lease) = lease {
-                    self.release(lease).await;
-                }
-                Err(error.into())
-            }
-        }
+        let mut look = self.bounded(self.store.look(&self.key, ttl)).await?;
+        look.record = look.record.filter(|r| r.key() == &self.key);
+        look.notice = look.notice.filter(|n| n.key() == &self.key);
+        Ok(look)
     }
 
     /// Renews `lease` right before `what` is sent to the Auth API; fails
@@ -194,10 +195,6 @@ impl Flight {
                 _ => {}
             }
         }
-    }
-
-    pub(super) async fn release(&self, lease: Lease) {
-        release(&*self.store, lease, self.settings.lease.store_timeout).await;
     }
 
     /// Gives `lease` up in a task of its own, so that the token this

@@ -9,22 +9,28 @@
 //!
 //! # The protocol, and the invariant each step keeps
 //!
-//! 1. **Load** the record without the lease. If it holds a valid token newer
-//!    than the one the process has, use it: *a process that starts with a
-//!    valid stored token makes no Auth API call*.
+//! 1. **Look for a newer token without the lease.** A store that announces
+//!    its saves ([`TokenStore::changes`]) may hand over the record it
+//!    saved: a valid token there newer than the process's is used with no
+//!    store call. A process without a token, or whose store's feed is not
+//!    live (none, or a subscription being made again), loads the record
+//!    instead. Either way, *a process that starts with a valid stored token
+//!    makes no Auth API call*, and a replica whose 401 arrives after
+//!    another healed it reads nothing.
 //! 2. **Take the lease** on the key. Only the holder calls the Auth API, for
 //!    the password grant and the refresh grant alike: *one login and one
-//!    refresh per need, fleet-wide*. Others wait, re-reading the record, and
+//!    refresh per need, fleet-wide*. Each try is one look: the failure
+//!    notice read, the lease tried, the record read, sent together and in
+//!    that order (one round trip to Redis). A valid newer record the look
+//!    finds is used, and the lease, if taken, given back. Others wait and
 //!    use the holder's result, woken the moment it is saved when the store
-//!    announces its writes ([`TokenStore::changes`]), at their next look
-//!    (5 to 100 ms) otherwise. The lease is short (2.5 s) and renewed every
-//!    750 ms while its holder works, so *a dead holder stalls the others for
-//!    at most the lease's time to live*; a wait longer than a second is
-//!    logged at `warn` and counted ([`Stats::long_lease_waits`]). Each try
-//!    is one look: the failure notice read, the lease tried, the record
-//!    read, sent together and in that order (one round trip to Redis).
-//! 3. **Re-read** under the lease (the look's read, made after the try); if
-//!    the record has become newer and valid, use it with no Auth API call.
+//!    announces its writes (with the record, or reading it), at their next
+//!    look (5 to 100 ms) otherwise. The lease is short (2.5 s) and renewed
+//!    every 750 ms while its holder works, so *a dead holder stalls the
+//!    others for at most the lease's time to live*; a wait longer than a
+//!    second is logged at `warn` and counted ([`Stats::long_lease_waits`]).
+//! 3. **Work on what the look read** under the lease (the read was made
+//!    after the try, so no other holder wrote since).
 //! 4. **Choose what to send.** A refresh token is sent only when the store
 //!    vouches for it: the stored record's own, when that record is at least
 //!    as new as the token this process holds; or a chain this process
@@ -99,11 +105,12 @@ use super::{
     grant::{bearer_header, Grant},
     Credentials,
 };
+use crate::join::both;
 use crate::{
     clock::{until, wall_now},
     error::Detail,
     stats::Counters,
-    store::{Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
+    store::{Changes, Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
     Error,
 };
 
@@ -234,14 +241,27 @@ impl Flight {
     }
 
     async fn newest(&self, ours: Option<&Token>, need: Need) -> Result<Fresh, Trouble> {
-        let record = self.load().await?;
-        if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
-            return Ok(Fresh {
-                predates_flight: true,
-                ..fresh
-            });
+        // Subscribed before anything is read, so that no save after it is
+        // missed.
+        let changes = self.store.changes(&self.key);
+        // A newer token another process saved and the store announced: no
+        // store call at all.
+        let announced = changes.as_ref().and_then(|c| c.saved(&self.key));
+        if let Some(fresh) = self.adoptable(announced.as_ref(), ours) {
+            return Ok(fresh.predating_flight());
         }
-        let (lease, found) = match self.lease(ours).await? {
+        // A live feed would have announced a newer record, so a process
+        // with a token goes for the lease at once (the look reads the
+        // record too). Otherwise the record is read first, so that a
+        // process that finds a valid token takes no lease.
+        let read_first = ours.is_none() || !changes.as_ref().is_some_and(Changes::is_live);
+        if read_first {
+            let record = self.load().await?;
+            if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
+                return Ok(fresh.predating_flight());
+            }
+        }
+        let (lease, found) = match self.lease(ours, changes, !read_first).await? {
             Leased::Held { lease, found } => (lease, *found),
             Leased::Adopted(fresh) => return Ok(fresh),
         };
@@ -261,12 +281,8 @@ impl Flight {
         ours: Option<&Token>,
         need: Need,
     ) -> Result<Fresh, Trouble> {
+        // A record to adopt was adopted instead of holding the lease.
         let mut record = found.record;
-        // Not there at the first look: a process that held the lease since
-        // stored it, most likely healing the same 401s.
-        if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
-            return Ok(fresh);
-        }
         self.respect_failure(record.as_ref(), found.notice.as_ref(), &found.waited)?;
         let called = self.call(lease, &mut record, ours, need).await;
         match called {
@@ -539,36 +555,6 @@ impl Flight {
                 ))
             })
     }
-}
-
-/// Both futures' outputs. Each poll polls `a` before `b`, so a store
-/// reached through one ordered connection receives `a`'s request first.
-async fn both<A: std::future::Future, B: std::future::Future>(
-    a: A,
-    b: B,
-) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
-    let (mut out_a, mut out_b) = (None, None);
-    std::future::poll_fn(|cx| {
-        if out_a.is_none() {
-            if let std::task::Poll::Ready(out) = a.as_mut().poll(cx) {
-                out_a = Some(out);
-            }
-        }
-        if out_b.is_none() {
-            if let std::task::Poll::Ready(out) = b.as_mut().poll(cx) {
-                out_b = Some(out);
-            }
-        }
-        match (out_a.take(), out_b.take()) {
-            (Some(a), Some(b)) => std::task::Poll::Ready((a, b)),
-            (a, b) => {
-                (out_a, out_b) = (a, b);
-                std::task::Poll::Pending
-            }
-        }
-    })
-    .await
 }
 
 /// The generation after `generation`, unless that passes the most a record

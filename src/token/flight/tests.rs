@@ -1366,3 +1366,153 @@ async fn a_refresh_token_is_kept_only_when_the_auth_api_surely_did_not_take_it()
     );
     assert!(not_taken(&unavailable));
 }
+
+/// A [`MemoryStore`] that counts the reads and looks made through it, and
+/// can hand out the subscriptions of a feed of its own (one that never
+/// hears the store's saves, or an interrupted one) instead of the store's.
+#[derive(Debug, Clone, Default)]
+struct CountingStore {
+    inner: MemoryStore,
+    loads: Arc<AtomicU32>,
+    looks: Arc<AtomicU32>,
+    own_feed: Option<crate::store::ChangeFeed>,
+}
+
+impl TokenStore for CountingStore {
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(key)
+    }
+
+    fn try_lease<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+        self.inner.try_lease(key, ttl)
+    }
+
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.renew(lease, ttl)
+    }
+
+    fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.release(lease)
+    }
+
+    fn save<'a>(
+        &'a self,
+        lease: &'a Lease,
+        record: &'a TokenRecord,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.save(lease, record, expected)
+    }
+
+    fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.remove(key)
+    }
+
+    fn look<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<crate::store::Look, StoreError>> {
+        self.looks.fetch_add(1, Ordering::SeqCst);
+        self.inner.look(key, ttl)
+    }
+
+    fn changes(&self, key: &StoreKey) -> Option<crate::store::Changes> {
+        match &self.own_feed {
+            Some(feed) => Some(feed.subscribe()),
+            None => self.inner.changes(key),
+        }
+    }
+}
+
+/// What the second replica's heal read: (loads, looks).
+type Reads = (u32, u32);
+
+/// Two replicas on `store` with one token; the first heals a 401, then
+/// the second gets a 401 for the token both had. Returns the second's
+/// healed header, the first's, and what the second's heal read.
+async fn heal_one_then_the_other(
+    api: &Arc<FakeApi>,
+    store: &CountingStore,
+) -> (http::HeaderValue, http::HeaderValue, Reads) {
+    let shared: Arc<dyn TokenStore> = Arc::new(store.clone());
+    let [first, second] = [0, 1].map(|_| cache_on(api, Settings::default(), Arc::clone(&shared)));
+    all_tokens(&[first.clone(), second.clone()]).await;
+    let heal = |cache: &TokenCache| match cache
+        .after_unauthorized(cache.current_generation().unwrap(), 0)
+    {
+        AfterUnauthorized::Wait(wait) => wait,
+        _ => panic!("a 401 must start or join a refresh"),
+    };
+    let healed_first = heal(&first).await.unwrap().header.clone();
+    let counts = || {
+        (
+            store.loads.load(Ordering::SeqCst),
+            store.looks.load(Ordering::SeqCst),
+        )
+    };
+    let before = counts();
+    let healed_second = heal(&second).await.unwrap().header.clone();
+    let after = counts();
+    let reads = (after.0 - before.0, after.1 - before.1);
+    (healed_second, healed_first, reads)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_after_another_replica_healed_it_takes_the_announced_token_without_reading_the_store()
+{
+    let api = FakeApi::new(Reply::Token(3600));
+    let store = CountingStore::default();
+    let (second, first, reads) = heal_one_then_the_other(&api, &store).await;
+    assert_eq!(second, first, "both use the one refreshed token");
+    assert_eq!(reads, (0, 0), "the second replica read nothing");
+    assert_eq!(api.calls(Endpoint::Refresh), 1);
+    assert_eq!(api.calls(Endpoint::Password), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_live_feed_a_replica_reads_the_record_before_it_tries_the_lease() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let feed = crate::store::ChangeFeed::new();
+    feed.interrupted();
+    let store = CountingStore {
+        own_feed: Some(feed),
+        ..CountingStore::default()
+    };
+    let (second, first, reads) = heal_one_then_the_other(&api, &store).await;
+    assert_eq!(second, first);
+    assert_eq!(reads, (1, 0), "one read, and the lease left alone");
+    assert_eq!(api.calls(Endpoint::Refresh), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_live_feed_that_missed_the_save_a_replica_uses_what_its_look_finds_and_frees_the_lease(
+) {
+    let api = FakeApi::new(Reply::Token(3600));
+    // A live feed that never hears the store's saves, as one whose
+    // message is still on its way.
+    let store = CountingStore {
+        own_feed: Some(crate::store::ChangeFeed::new()),
+        ..CountingStore::default()
+    };
+    let (second, first, reads) = heal_one_then_the_other(&api, &store).await;
+    assert_eq!(second, first, "the look's record was used");
+    assert_eq!(reads, (0, 1), "one look, no read before it");
+    assert_eq!(api.calls(Endpoint::Refresh), 1, "no second refresh");
+    // The lease the look took is given back in a task of its own.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let lease = store.inner.try_lease(&key(), Duration::from_secs(1)).await;
+    assert!(lease.unwrap().is_some(), "the lease was freed");
+}

@@ -1,0 +1,222 @@
+//! The store's announcements: what its scripts publish on
+//! `{prefix}changes`, and the subscription that passes them on to the
+//! token states of this process through a [`ChangeFeed`].
+//!
+//! | published by | message | passed on as |
+//! |---|---|---|
+//! | `SAVE` (a record with a refresh token) | the record, [`TokenRecord::encode`]d | [`ChangeFeed::announce_saved`] |
+//! | `REMOVE` | `{"removed":{"base_url":…,"username":…}}` | [`ChangeFeed::announce_removed`] |
+//! | `RELEASE`, `NOTICE` | the key written | [`ChangeFeed::announce`] |
+//!
+//! A message that is none of these (another version's, a stranger's)
+//! wakes waiters all the same: they read the store.
+
+use std::{borrow::Cow, sync::Weak, time::Duration};
+
+use futures_core::Stream;
+use redis::RedisError;
+use serde::{Deserialize, Serialize};
+
+use super::Redis;
+use crate::store::{ChangeFeed, StoreKey, TokenRecord};
+
+/// The subscription behind [`RedisStore::changes`](super::RedisStore) for
+/// one channel.
+pub(super) struct Listener {
+    pub(super) feed: ChangeFeed,
+    pub(super) task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Listener {
+    /// A listener not yet subscribed: its feed passes on no record until
+    /// the subscription is made.
+    pub(super) fn new() -> Self {
+        let feed = ChangeFeed::new();
+        feed.interrupted();
+        Listener { feed, task: None }
+    }
+}
+
+/// How often a subscription that hears nothing checks that its store is
+/// still there.
+const LISTENER_CHECK: Duration = Duration::from_secs(1);
+/// The first and longest pause before subscribing again.
+const RESUBSCRIBE_MIN: Duration = Duration::from_millis(100);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
+
+#[derive(Serialize, Deserialize)]
+struct Removal<'a> {
+    #[serde(borrow)]
+    removed: RemovedKey<'a>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RemovedKey<'a> {
+    #[serde(borrow)]
+    base_url: Cow<'a, str>,
+    #[serde(borrow)]
+    username: Cow<'a, str>,
+}
+
+/// What `REMOVE` publishes for `key`.
+pub(super) fn removal(key: &StoreKey) -> Vec<u8> {
+    let removal = Removal {
+        removed: RemovedKey {
+            base_url: Cow::Borrowed(key.base_url()),
+            username: Cow::Borrowed(key.username()),
+        },
+    };
+    // Serialising two strings cannot fail.
+    serde_json::to_vec(&removal).unwrap_or_default()
+}
+
+/// Passes one message on to `feed`.
+fn pass_on(feed: &ChangeFeed, payload: &[u8]) {
+    if payload.starts_with(b"{\"") {
+        if let Ok(record) = TokenRecord::decode(payload) {
+            return feed.announce_saved(record);
+        }
+        if let Ok(Removal { removed }) = serde_json::from_slice::<Removal<'_>>(payload) {
+            let key = StoreKey::new(removed.base_url.into_owned(), removed.username.into_owned());
+            return feed.announce_removed(&key);
+        }
+    }
+    feed.announce();
+}
+
+/// Subscribes to `channel` and passes every message on to `feed`, again
+/// and again after the connection is lost (a restart, a failover), until
+/// the store is dropped. Meanwhile the feed is interrupted: waiters poll
+/// and read the store.
+pub(super) async fn listen(
+    redis: Weak<Redis>,
+    channel: String,
+    feed: ChangeFeed,
+    timeout: Duration,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        let subscribed = {
+            let Some(redis) = redis.upgrade() else { return };
+            tokio::time::timeout(timeout, redis.subscribe(&channel, failures)).await
+        };
+        match subscribed {
+            Ok(Ok(mut messages)) => {
+                failures = 0;
+                // Whatever changed while there was no subscription.
+                feed.resumed();
+                loop {
+                    let next = std::future::poll_fn(|cx| messages.as_mut().poll_next(cx));
+                    match tokio::time::timeout(LISTENER_CHECK, next).await {
+                        Ok(Some(message)) => pass_on(&feed, message.get_payload_bytes()),
+                        Ok(None) => break,
+                        Err(_) if redis.strong_count() == 0 => return,
+                        Err(_) => {}
+                    }
+                }
+                feed.interrupted();
+                tracing::debug!(%channel, "lost the redis subscription; waiters poll until it is back");
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%channel, error = %describe_error(&error), "could not subscribe to redis");
+            }
+            Err(_) => tracing::debug!(%channel, "could not subscribe to redis in time"),
+        }
+        failures = failures.saturating_add(1);
+        if redis.strong_count() == 0 {
+            return;
+        }
+        let pause = RESUBSCRIBE_MIN
+            .saturating_mul(1 << failures.min(5))
+            .min(RESUBSCRIBE_MAX);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// A redis-rs error without anything of the URL.
+fn describe_error(error: &RedisError) -> String {
+    error.to_string()
+}
+
+impl Redis {
+    /// A subscription to `channel` on a connection of its own: to the
+    /// primary, or to one of a Cluster's seed nodes (`attempt` picks which;
+    /// a Cluster passes every `PUBLISH` on to every node).
+    async fn subscribe(
+        &self,
+        channel: &str,
+        attempt: u32,
+    ) -> Result<std::pin::Pin<Box<redis::aio::PubSubStream>>, RedisError> {
+        self.tls_provider();
+        let client = self.deployment.subscriber_client(attempt).await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(Box::pin(pubsub.into_on_message()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn key(username: &str) -> StoreKey {
+        StoreKey::new("https://auth.example.com/api/v1", username)
+    }
+
+    fn record(username: &str, generation: u64) -> TokenRecord {
+        let lifetime = Duration::from_secs(300);
+        TokenRecord::new(
+            key(username),
+            generation,
+            "access",
+            Some("refresh"),
+            SystemTime::now() + lifetime,
+            lifetime,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_message_is_passed_on_as_what_it_announces() {
+        let feed = ChangeFeed::new();
+        let mut changes = feed.subscribe();
+
+        pass_on(&feed, &record("planner", 7).encode());
+        assert!(changes.changed().await);
+        assert_eq!(
+            changes.saved(&key("planner")).map(|r| r.generation()),
+            Some(7)
+        );
+        assert!(
+            changes.saved(&key("other")).is_none(),
+            "kept under its own key"
+        );
+
+        pass_on(&feed, b"simacan-auth:{abc}:lease");
+        assert!(changes.changed().await, "a release wakes");
+        assert!(
+            changes.saved(&key("planner")).is_some(),
+            "and keeps the record"
+        );
+
+        pass_on(&feed, &removal(&key("planner")));
+        assert!(changes.changed().await, "a removal wakes");
+        assert!(
+            changes.saved(&key("planner")).is_none(),
+            "and drops the record"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_that_looks_like_a_record_but_is_not_only_wakes() {
+        let feed = ChangeFeed::new();
+        let mut changes = feed.subscribe();
+        for payload in [&b"{\"schema\":99}"[..], b"{\"removed\":1}", b"{}", b""] {
+            pass_on(&feed, payload);
+            assert!(changes.changed().await);
+        }
+        assert!(changes.saved(&key("planner")).is_none());
+    }
+}
