@@ -137,6 +137,14 @@ async fn the_store_follows_ask_and_moved_while_a_slot_migrates() {
         bounded(store.renew(&held, LONG)).await.unwrap(),
         "the lease moved along"
     );
+    // A look (three commands in a Cluster) follows ASK too.
+    let looked = bounded(store.look(&key, LONG)).await.unwrap();
+    assert!(looked.lease.is_none(), "the lease is held");
+    assert_eq!(
+        looked.record.map(|r| r.generation()),
+        Some(1),
+        "a look through ASK"
+    );
     assert!(
         bounded(store.save(&held, &record(&key, 2), Some(1)))
             .await

@@ -4,10 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex, MutexGuard,
-    },
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use tokio::sync::watch;
@@ -51,33 +48,49 @@ const MAX_KEPT: usize = 64;
 /// ```
 #[derive(Clone, Debug)]
 pub struct ChangeFeed {
+    /// Held by the feed and its clones only, so that subscribers learn
+    /// when the last one is gone.
+    sender: Arc<watch::Sender<u64>>,
     shared: Arc<Shared>,
 }
 
+/// What the feed and its subscribers share.
 struct Shared {
-    sender: watch::Sender<u64>,
+    state: Mutex<State>,
+}
+
+/// What the feed knows, changed under one lock so that a record is never
+/// kept across an interruption.
+#[derive(Default)]
+struct State {
     /// The last record announced for each key since the feed was made or
     /// last resumed, and not removed since.
-    saved: Mutex<HashMap<StoreKey, TokenRecord>>,
+    saved: HashMap<StoreKey, TokenRecord>,
     /// Whether every announcement reaches the feed (no interruption).
-    live: AtomicBool,
+    live: bool,
+    /// Whether the feed has handed over a record: a feed that only wakes
+    /// is never taken for one that would have handed over a newer token.
+    hands_over: bool,
 }
 
 impl ChangeFeed {
-    /// A live feed with no subscribers yet.
+    /// A feed with no subscribers yet, hearing every announcement.
     ///
     /// # Example
     ///
     /// ```
     /// let feed = simacan_auth::store::ChangeFeed::new();
-    /// assert!(feed.subscribe().is_live());
+    /// let changes = feed.subscribe();
+    /// # let _ = changes;
     /// ```
     pub fn new() -> Self {
         ChangeFeed {
+            sender: Arc::new(watch::Sender::new(0)),
             shared: Arc::new(Shared {
-                sender: watch::Sender::new(0),
-                saved: Mutex::new(HashMap::new()),
-                live: AtomicBool::new(true),
+                state: Mutex::new(State {
+                    live: true,
+                    ..State::default()
+                }),
             }),
         }
     }
@@ -93,8 +106,7 @@ impl ChangeFeed {
     /// feed.announce(); // no subscriber: nothing happens
     /// ```
     pub fn announce(&self) {
-        self.shared
-            .sender
+        self.sender
             .send_modify(|count| *count = count.wrapping_add(1));
     }
 
@@ -119,12 +131,15 @@ impl ChangeFeed {
     /// # Ok::<(), simacan_auth::store::StoreError>(())
     /// ```
     pub fn announce_saved(&self, record: TokenRecord) {
-        if self.shared.live.load(Ordering::Acquire) {
-            let mut saved = self.saved();
-            if saved.len() >= MAX_KEPT && !saved.contains_key(record.key()) {
-                saved.clear();
+        {
+            let mut state = self.shared.state();
+            if state.live {
+                if state.saved.len() >= MAX_KEPT && !state.saved.contains_key(record.key()) {
+                    state.saved.clear();
+                }
+                state.saved.insert(record.key().clone(), record);
+                state.hands_over = true;
             }
-            saved.insert(record.key().clone(), record);
         }
         self.announce();
     }
@@ -143,7 +158,7 @@ impl ChangeFeed {
     /// assert!(feed.subscribe().saved(&key).is_none());
     /// ```
     pub fn announce_removed(&self, key: &StoreKey) {
-        self.saved().remove(key);
+        self.shared.state().saved.remove(key);
         self.announce();
     }
 
@@ -154,16 +169,25 @@ impl ChangeFeed {
     /// # Example
     ///
     /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use simacan_auth::store::{ChangeFeed, StoreKey, TokenRecord};
+    ///
+    /// let key = StoreKey::new("https://auth.example.com/api/v1", "planner");
+    /// let lifetime = Duration::from_secs(300);
+    /// let record = TokenRecord::new(key.clone(), 1, "a", Some("r"), SystemTime::now() + lifetime, lifetime)?;
+    ///
     /// let feed = simacan_auth::store::ChangeFeed::new();
     /// let changes = feed.subscribe();
+    /// feed.announce_saved(record);
     /// feed.interrupted();
     /// assert!(!changes.is_live());
-    /// feed.resumed();
-    /// assert!(changes.is_live());
+    /// assert!(changes.saved(&key).is_none(), "forgotten");
+    /// # Ok::<(), simacan_auth::store::StoreError>(())
     /// ```
     pub fn interrupted(&self) {
-        self.shared.live.store(false, Ordering::Release);
-        self.saved().clear();
+        let mut state = self.shared.state();
+        state.live = false;
+        state.saved.clear();
     }
 
     /// Every announcement reaches the feed again. Wakes every subscriber,
@@ -182,8 +206,11 @@ impl ChangeFeed {
     /// # }
     /// ```
     pub fn resumed(&self) {
-        self.saved().clear();
-        self.shared.live.store(true, Ordering::Release);
+        {
+            let mut state = self.shared.state();
+            state.saved.clear();
+            state.live = true;
+        }
         self.announce();
     }
 
@@ -198,28 +225,26 @@ impl ChangeFeed {
     /// ```
     pub fn subscribe(&self) -> Changes {
         Changes {
-            receiver: self.shared.sender.subscribe(),
+            receiver: self.sender.subscribe(),
             shared: Arc::clone(&self.shared),
         }
-    }
-
-    fn saved(&self) -> MutexGuard<'_, HashMap<StoreKey, TokenRecord>> {
-        self.shared.saved()
     }
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state();
         f.debug_struct("ChangeFeed")
-            .field("live", &self.live.load(Ordering::Relaxed))
-            .field("records", &self.saved().len())
+            .field("live", &state.live)
+            .field("hands_over", &state.hands_over)
+            .field("records", &state.saved.len())
             .finish()
     }
 }
 
 impl Shared {
-    fn saved(&self) -> MutexGuard<'_, HashMap<StoreKey, TokenRecord>> {
-        self.saved.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -295,20 +320,38 @@ impl Changes {
     /// assert!(changes.saved(&key).is_none(), "no record was announced");
     /// ```
     pub fn saved(&self, key: &StoreKey) -> Option<TokenRecord> {
-        self.shared.saved().get(key).cloned()
+        let state = self.shared.state();
+        state.saved.get(key).filter(|_| state.live).cloned()
     }
 
-    /// Whether the feed hears every announcement (it is not
-    /// [interrupted](ChangeFeed::interrupted)). A token state reads the
-    /// store for a newer token unless it does.
+    /// Whether the feed hands over saved records
+    /// ([`announce_saved`](ChangeFeed::announce_saved) has been called) and
+    /// hears every announcement (it is not
+    /// [interrupted](ChangeFeed::interrupted)). A token state that has a
+    /// token goes for the lease without reading the record first only
+    /// when it is: such a feed would have handed over a newer one.
     ///
     /// # Example
     ///
     /// ```
-    /// let feed = simacan_auth::store::ChangeFeed::new();
-    /// assert!(feed.subscribe().is_live());
+    /// use std::time::{Duration, SystemTime};
+    /// use simacan_auth::store::{ChangeFeed, StoreKey, TokenRecord};
+    ///
+    /// let feed = ChangeFeed::new();
+    /// let changes = feed.subscribe();
+    /// feed.announce();
+    /// assert!(!changes.is_live(), "it only wakes");
+    ///
+    /// let key = StoreKey::new("https://auth.example.com/api/v1", "planner");
+    /// let lifetime = Duration::from_secs(300);
+    /// feed.announce_saved(TokenRecord::new(key, 1, "a", Some("r"), SystemTime::now() + lifetime, lifetime)?);
+    /// assert!(changes.is_live());
+    /// feed.interrupted();
+    /// assert!(!changes.is_live());
+    /// # Ok::<(), simacan_auth::store::StoreError>(())
     /// ```
     pub fn is_live(&self) -> bool {
-        self.shared.live.load(Ordering::Acquire)
+        let state = self.shared.state();
+        state.live && state.hands_over
     }
 }

@@ -19,7 +19,7 @@
 //! | [`remove_forgets_the_record`] | after `remove`, there is no record to load or to compare with |
 //! | [`one_lease_per_key`] | one lease per key at a time across handles, free again once released |
 //! | [`renew_is_for_the_holder_only`] | `renew` extends the holder's lease and no one else's; a released lease is not renewed |
-//! | [`leases_expire_after_their_ttl`] | a lease ends on its own after its time to live, and its holder's `renew` then says it was lost |
+//! | [`leases_expire_after_their_ttl`] | a lease (taken by `try_lease` or `look`) ends on its own after its time to live, and its holder's `renew` then says it was lost |
 //! | [`a_dropped_lease_is_freed`] | (stores whose lease is an OS resource) a lease ends with its holder |
 //! | [`failure_notices_are_kept_whole`] | `load_failure` returns the notice `save_failure` kept, equal in every field |
 //! | [`a_look_tries_the_lease_and_reads`] | `look` takes a free lease and only a free one, and returns the record and notice as `load` and `load_failure` do |
@@ -967,11 +967,18 @@ pub async fn leases_expire_after_their_ttl<S: TokenStore>(make: impl Fn() -> S) 
     let (first, second, third) = (make(), make(), make());
     let keys = Keys::new();
     let (lapsing, renewed, idle) = (keys.key("lapsing"), keys.key("renewed"), keys.key("idle"));
+    let looked_at = keys.key("looked at");
 
     let granted = Instant::now();
     let lapsed = take(&first, &lapsing, SHORT).await;
     let kept = take(&first, &renewed, SHORT).await;
     let forgotten = take(&first, &idle, SHORT).await;
+    let Some(looked) = done("look", first.look(&looked_at, SHORT)).await.lease else {
+        violated(
+            LOOK,
+            format_args!("a look did not take the lease on {looked_at}, which no one held"),
+        );
+    };
     let all_granted = Instant::now();
     let extended = done("renew", first.renew(&kept, LONG)).await;
     let found = done("try_lease", second.try_lease(&lapsing, LONG)).await;
@@ -1032,7 +1039,18 @@ pub async fn leases_expire_after_their_ttl<S: TokenStore>(make: impl Fn() -> S) 
          but its holder must learn that it was lost)"
     );
     let again = take(&third, &idle, LONG).await;
+    let Some(looked_over) = done("look", second.look(&looked_at, LONG)).await.lease else {
+        violated(
+            EXPIRY,
+            format_args!(
+                "a lease a look took for {SHORT:?} was still held {:?} later",
+                2 * SHORT
+            ),
+        );
+    };
+    drop(looked);
 
+    done("release", second.release(looked_over)).await;
     done("release", second.release(taken_over)).await;
     done("release", first.release(kept)).await;
     done("release", third.release(again)).await;

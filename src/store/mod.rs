@@ -55,15 +55,21 @@
 //!   keep nothing, and a fleet then repeats a failing call once per
 //!   replica.
 //! - [`look`](TokenStore::look) reads the failure notice, tries the lease
-//!   and reads the record, in that order, as the three calls would; the
-//!   default makes those calls. A wrapper should pass it through.
+//!   (which expires as one [`try_lease`](TokenStore::try_lease) took) and
+//!   reads the record, in that order, as the three calls would; the
+//!   default makes those calls. A wrapper that passes those three through
+//!   unchanged should pass it through too; one that changes them (a fault
+//!   injector, a cache) should leave the default.
 //! - [`changes`](TokenStore::changes), when it returns a feed, is announced
 //!   on after every successful save (one without a refresh token may be
 //!   left out), release, failure notice and removal, through any handle. A
 //!   feed that hands over saved records ([`ChangeFeed::announce_saved`])
-//!   hands over the record saved, and forgets it when it is removed or
-//!   when announcements may have been lost. The default keeps none, and
-//!   waiters poll; a wrapper should pass it through.
+//!   hands over only records whose save succeeded, in the order they were
+//!   written, and forgets them when they are removed or when announcements
+//!   may have been lost. A token state takes a handed-over record only when
+//!   the process that saved it sealed it with the credential's password.
+//!   The default keeps no feed, and waiters poll; a wrapper should pass it
+//!   through.
 //!
 //! # Implementing a store
 //!
@@ -118,6 +124,7 @@ mod record;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 mod redis;
+mod seal;
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -133,6 +140,7 @@ pub use lease::Lease;
 pub use look::Look;
 pub use memory::MemoryStore;
 pub use record::{TokenRecord, SCHEMA_VERSION};
+pub(crate) use seal::SealKey;
 
 /// The future every [`TokenStore`] method returns.
 ///

@@ -8,8 +8,12 @@
 //! | `REMOVE` | `{"removed":{"base_url":…,"username":…}}` | [`ChangeFeed::announce_removed`] |
 //! | `RELEASE`, `NOTICE` | the key written | [`ChangeFeed::announce`] |
 //!
-//! A message that is none of these (another version's, a stranger's)
-//! wakes waiters all the same: they read the store.
+//! A message that is none of these (another version's, a stranger's, one
+//! longer than 64 KiB) wakes waiters all the same: they read the store. A
+//! record passed on is taken by a token state only when it carries the
+//! seal of the credential's password (see `TokenRecord`'s seal), so a
+//! client that can publish on the channel but does not have the password
+//! cannot plant a token.
 
 use std::{borrow::Cow, sync::Weak, time::Duration};
 
@@ -70,9 +74,13 @@ pub(super) fn removal(key: &StoreKey) -> Vec<u8> {
     serde_json::to_vec(&removal).unwrap_or_default()
 }
 
+/// The longest message read for a record or a removal; a longer one (no
+/// token is that long) only wakes.
+const MAX_MESSAGE: usize = 64 * 1024;
+
 /// Passes one message on to `feed`.
 fn pass_on(feed: &ChangeFeed, payload: &[u8]) {
-    if payload.starts_with(b"{\"") {
+    if payload.len() <= MAX_MESSAGE && payload.starts_with(b"{\"") {
         if let Ok(record) = TokenRecord::decode(payload) {
             return feed.announce_saved(record);
         }
@@ -213,7 +221,27 @@ mod tests {
     async fn a_message_that_looks_like_a_record_but_is_not_only_wakes() {
         let feed = ChangeFeed::new();
         let mut changes = feed.subscribe();
-        for payload in [&b"{\"schema\":99}"[..], b"{\"removed\":1}", b"{}", b""] {
+        let huge = {
+            let lifetime = Duration::from_secs(300);
+            let long = "a".repeat(MAX_MESSAGE);
+            TokenRecord::new(
+                key("planner"),
+                1,
+                &long,
+                None,
+                SystemTime::now() + lifetime,
+                lifetime,
+            )
+            .unwrap()
+            .encode()
+        };
+        for payload in [
+            &b"{\"schema\":99}"[..],
+            b"{\"removed\":1}",
+            b"{}",
+            b"",
+            &huge,
+        ] {
             pass_on(&feed, payload);
             assert!(changes.changed().await);
         }

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use self::{
     announcements::{listen, removal, Listener},
-    deployment::{Connection, Deployment},
+    deployment::{Connection, Deployment, DeploymentKind},
 };
 use super::{
     BoxFuture, Changes, FailureNotice, Lease, Look, StoreError, StoreKey, TokenRecord, TokenStore,
@@ -238,30 +238,50 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// # Waiters are woken
 ///
 /// Every write of the store (a saved record, a released lease, a failure
-/// notice, a removal) is published on the channel `{prefix}changes`, in
-/// the same script as the write; a record saved without a refresh token (a
-/// refresh token marked as sent) is not, as it gives waiters nothing to
-/// use. **A saved record is published whole**, so that a replica takes the
-/// new token from the message instead of reading it: a replica waiting
-/// for the lease holder uses it the moment it arrives, and one whose 401
-/// comes after the save makes no Redis call at all. Whoever may subscribe
-/// to `{prefix}changes` therefore reads the tokens, as whoever may read
-/// the keys does: with Redis ACLs, grant the channel (`&{prefix}changes`)
-/// to the same users as the keys (`~{prefix}*`), and no one else.
+/// notice, a removal) is published on the channel `{prefix}changes`
+/// (`{prefix}changes:<db>` for a database other than 0), in the same
+/// script as the write; a record saved without a refresh token (a refresh
+/// token marked as sent) is not, as it gives waiters nothing to use. **A
+/// saved record is published whole**, so that a replica takes the new
+/// token from the message instead of reading it: a replica waiting for the
+/// lease holder uses it the moment it arrives, and one whose 401 comes
+/// after the save makes no Redis call at all.
 ///
-/// Each store subscribes on a connection of its own (one per key prefix,
+/// - **Who can read the tokens:** whoever may subscribe to the channel,
+///   as whoever may read the keys. With Redis ACLs, grant the channel
+///   (`&{prefix}changes*`) to the same users as the keys (`~{prefix}*`),
+///   and no one else (Redis 6.2 lets every user use every channel unless
+///   `acl-pubsub-default resetchannels` is set; 7.0 and later do not).
+/// - **Who can plant one:** no one without the credential's password. A
+///   process seals each record it saves with a key derived from the
+///   password, and a record is taken from a message only with that seal;
+///   anything else on the channel only wakes the waiters, who read the
+///   store.
+/// - **Timing:** the message goes out with the write, before the
+///   [replica's acknowledgement](Self#writes-wait-for-a-replica). A
+///   token taken from it that a failover then loses is still a valid
+///   token; its refresh token is never sent from a message (a holder
+///   sends only the one the store holds), so such a loss costs what the
+///   failover would have cost anyway: one password login.
+///
+/// Each store subscribes on a connection of its own (one per channel,
 /// shared by clones, with the same TLS and AUTH), made the first time a
 /// token state needs a newer token ([`changes`](TokenStore::changes)). The
-/// subscription is made again after a restart or a failover (after 100
-/// ms, doubling to 2 s); until then the records it handed over are
-/// forgotten, token states read the store, and waiters look every 5 to
-/// 100 ms as they would without it. In a Cluster the subscription is on
-/// one node: a Cluster passes every `PUBLISH` on to all its nodes.
+/// subscription is made again when it breaks (a restart, a failover of a
+/// single server or Sentinel primary; after 100 ms, doubling to 2 s), and
+/// until then the records it handed over are forgotten, token states read
+/// the store, and waiters look every 5 to 100 ms as they would without it.
+/// In a Cluster the subscription is on one node (a Cluster passes every
+/// `PUBLISH` on to all its nodes), so a failover of another node's slots
+/// does not break it, and a connection that dies without a reset is
+/// noticed only by the operating system: in both cases a record it handed
+/// over earlier may outlive a lost write, at the cost above.
 ///
 /// A token state that needs a newer token and finds none in the
 /// subscription makes one [`look`](TokenStore::look): one script reads the
 /// failure notice, tries the lease and reads the record, so that a 401
-/// storm costs each replica one round trip and Redis one command.
+/// storm costs each replica one round trip and Redis one command (in a
+/// Cluster, three commands sent together, which follow a moving slot).
 ///
 /// # Keys
 ///
@@ -506,9 +526,14 @@ impl RedisStore {
         format!("{}:failure", self.record_key(key))
     }
 
-    /// The channel on which the store's writes are announced.
+    /// The channel on which the store's writes are announced:
+    /// `{prefix}changes`, and `{prefix}changes:<db>` for a database other
+    /// than 0 (pub/sub spans a server's databases).
     fn channel(&self) -> String {
-        format!("{}changes", self.prefix)
+        match self.redis.db {
+            0 => format!("{}changes", self.prefix),
+            db => format!("{}changes:{db}", self.prefix),
+        }
     }
 
     /// The shared connection and its number, made on first use.
@@ -888,21 +913,28 @@ impl TokenStore for RedisStore {
     }
 
     /// The notice read, the lease tried and the record read in one
-    /// script: one round trip, one command for the server.
+    /// script: one round trip, one command for the server. In a Cluster,
+    /// three commands sent together instead: while a slot moves, a node
+    /// refuses a script on keys that are only partly moved (`TRYAGAIN`,
+    /// which redis-rs retries until the store's timeout), and the notice's
+    /// key is most often not there at all.
     fn look<'a>(
         &'a self,
         key: &'a StoreKey,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Look, StoreError>> {
+        if matches!(self.redis.deployment.kind(), DeploymentKind::Cluster) {
+            return Box::pin(super::look::separately(self, key, ttl));
+        }
         Box::pin(async move {
             let owner = Lease::random_owner();
-            let ttl = millis(ttl);
+            let ttl_ms = millis(ttl);
             let record_key = self.record_key(key);
             let mut look = LOOK.key(self.failure_key(key));
             look.key(self.lease_key(key))
                 .key(&record_key)
                 .arg(owner.as_bytes())
-                .arg(ttl.as_bytes());
+                .arg(ttl_ms.as_bytes());
             type Answer = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<Vec<u8>>);
             let (notice, taken, generation, bytes): Answer =
                 self.call(Request::Script(look)).await?;
@@ -934,8 +966,11 @@ impl TokenStore for RedisStore {
         let listener = listeners
             .entry(channel.clone())
             .or_insert_with(Listener::new);
-        // Started on first use, and again when the runtime it ran on ended.
+        // Started on first use, and again when the runtime it ran on ended
+        // (which stopped the task wherever it was: its feed heard nothing
+        // since, and may hold records that are no longer the newest).
         if listener.task.as_ref().is_none_or(|task| task.is_finished()) {
+            listener.feed.interrupted();
             let subscription = listen(
                 Arc::downgrade(&self.redis),
                 channel,

@@ -122,7 +122,7 @@ impl Flight {
             // Most wakes are for the holder's token: taken from the
             // announcement, or read, without trying the lease, which would
             // then have to be given back.
-            let announced = changes.as_ref().and_then(|c| c.saved(&self.key));
+            let announced = self.announced(changes.as_ref());
             if let Some(fresh) = self.adoptable(announced.as_ref(), ours) {
                 return Ok(Leased::Adopted(fresh));
             }

@@ -110,7 +110,9 @@ use crate::{
     clock::{until, wall_now},
     error::Detail,
     stats::Counters,
-    store::{Changes, Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
+    store::{
+        Changes, Lease, SealKey, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore,
+    },
     Error,
 };
 
@@ -186,6 +188,10 @@ pub(crate) struct Flight {
     credentials: Credentials,
     store: Arc<dyn TokenStore>,
     key: StoreKey,
+    /// Seals the records this process saves, and tells the records a
+    /// change feed hands over that a holder of the credential made;
+    /// `None` without a password (such records are read from the store).
+    seal: Option<SealKey>,
     /// Refresh tokens this process saw rotated or refused.
     spent: SpentTokens,
     settings: FlightSettings,
@@ -202,11 +208,13 @@ impl Flight {
         counters: Arc<Counters>,
     ) -> Self {
         settings.lease = settings.lease.validated();
+        let seal = SealKey::new(&credentials, &key);
         Flight {
             api,
             credentials,
             store,
             key,
+            seal,
             spent: SpentTokens::new(),
             settings,
             counters,
@@ -246,15 +254,16 @@ impl Flight {
         let changes = self.store.changes(&self.key);
         // A newer token another process saved and the store announced: no
         // store call at all.
-        let announced = changes.as_ref().and_then(|c| c.saved(&self.key));
+        let announced = self.announced(changes.as_ref());
         if let Some(fresh) = self.adoptable(announced.as_ref(), ours) {
             return Ok(fresh.predating_flight());
         }
-        // A live feed would have announced a newer record, so a process
-        // with a token goes for the lease at once (the look reads the
-        // record too). Otherwise the record is read first, so that a
-        // process that finds a valid token takes no lease.
-        let read_first = ours.is_none() || !changes.as_ref().is_some_and(Changes::is_live);
+        // A live feed that hands over records would have handed over a
+        // newer one, so a process with a token goes for the lease at once
+        // (the look reads the record too). Otherwise the record is read
+        // first, so that a process that finds a valid token takes no lease.
+        let trusts_feed = self.seal.is_some() && changes.as_ref().is_some_and(Changes::is_live);
+        let read_first = ours.is_none() || !trusts_feed;
         if read_first {
             let record = self.load().await?;
             if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
@@ -531,6 +540,16 @@ impl Flight {
             how: How::Adopted,
             predates_flight: false,
         })
+    }
+
+    /// The record a change feed handed over for this cache's key, if a
+    /// holder of the credential sealed it: a feed may be a channel others
+    /// can publish on.
+    fn announced(&self, changes: Option<&Changes>) -> Option<TokenRecord> {
+        let seal = self.seal.as_ref()?;
+        changes?
+            .saved(&self.key)
+            .filter(|record| record.is_sealed_with(seal))
     }
 
     /// The record of this cache's key (a store that answers with another

@@ -89,7 +89,9 @@ impl Flight {
             marked.expires_at(),
             marked.lifetime(),
         );
-        let Ok(restored) = restored else { return };
+        let Ok(restored) = restored.map(|r| self.sealed(r)) else {
+            return;
+        };
         match self
             .write(lease, &restored, Some(marked.generation()), true)
             .await
@@ -210,13 +212,22 @@ impl Flight {
 
     fn record_of(&self, grant: &Grant, version: u64) -> Result<TokenRecord, StoreError> {
         let access = bare_token(&grant.header);
-        TokenRecord::new(
+        let record = TokenRecord::new(
             self.key.clone(),
             version,
             access,
             Some(&grant.refresh_token),
             wall_now() + grant.lifetime,
             grant.lifetime,
-        )
+        )?;
+        Ok(self.sealed(record))
+    }
+
+    /// `record`, sealed when this process can seal.
+    fn sealed(&self, record: TokenRecord) -> TokenRecord {
+        match &self.seal {
+            Some(seal) => record.sealed(seal),
+            None => record,
+        }
     }
 }

@@ -1501,10 +1501,12 @@ async fn without_a_live_feed_a_replica_reads_the_record_before_it_tries_the_leas
 async fn with_a_live_feed_that_missed_the_save_a_replica_uses_what_its_look_finds_and_frees_the_lease(
 ) {
     let api = FakeApi::new(Reply::Token(3600));
-    // A live feed that never hears the store's saves, as one whose
-    // message is still on its way.
+    // A live feed that hands over records but never hears this store's
+    // saves, as one whose message is still on its way.
+    let feed = crate::store::ChangeFeed::new();
+    feed.announce_saved(unrelated_record());
     let store = CountingStore {
-        own_feed: Some(crate::store::ChangeFeed::new()),
+        own_feed: Some(feed),
         ..CountingStore::default()
     };
     let (second, first, reads) = heal_one_then_the_other(&api, &store).await;
@@ -1515,4 +1517,55 @@ async fn with_a_live_feed_that_missed_the_save_a_replica_uses_what_its_look_find
     tokio::time::sleep(Duration::from_millis(1)).await;
     let lease = store.inner.try_lease(&key(), Duration::from_secs(1)).await;
     assert!(lease.unwrap().is_some(), "the lease was freed");
+}
+
+/// A record of another user, which no cache here takes.
+fn unrelated_record() -> TokenRecord {
+    let lifetime = Duration::from_secs(3600);
+    let other = StoreKey::new("http://127.0.0.1:1/api/v1", "someone else");
+    let expires = crate::clock::wall_now() + lifetime;
+    TokenRecord::new(other, 1, "theirs", Some("r"), expires, lifetime).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_handed_over_without_the_credentials_seal_is_not_taken() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let feed = crate::store::ChangeFeed::new();
+    let store = CountingStore {
+        own_feed: Some(feed.clone()),
+        ..CountingStore::default()
+    };
+    let shared: Arc<dyn TokenStore> = Arc::new(store.clone());
+    let cache = cache_on(&api, Settings::default(), shared);
+    let mine = cache.access_token().await.unwrap();
+    // Whoever can publish on the store's channel: a valid-looking record of
+    // this key, far ahead, unsealed; then one sealed with another password.
+    let lifetime = Duration::from_secs(3600);
+    let expires = crate::clock::wall_now() + lifetime;
+    let forged = |generation| {
+        TokenRecord::new(key(), generation, "planted", Some("r"), expires, lifetime).unwrap()
+    };
+    let wrong_password = crate::store::SealKey::new(&Credentials::new("user", "guess"), &key());
+    for planted in [
+        forged(TokenRecord::MAX_GENERATION),
+        forged(50).sealed(&wrong_password.unwrap()),
+    ] {
+        feed.announce_saved(planted);
+        let healed = match cache.after_unauthorized(cache.current_generation().unwrap(), 0) {
+            AfterUnauthorized::Wait(wait) => wait.await.unwrap(),
+            _ => panic!("a 401 must start a refresh"),
+        };
+        let header = healed.header.to_str().unwrap().to_owned();
+        assert_ne!(header, "Bearer planted");
+        cache.accepted(cache.current_generation().unwrap());
+    }
+    assert_eq!(
+        api.calls(Endpoint::Refresh),
+        2,
+        "each 401 healed by a refresh"
+    );
+    assert_ne!(
+        cache.access_token().await.unwrap().expose_secret(),
+        mine.expose_secret()
+    );
 }
