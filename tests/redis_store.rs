@@ -500,3 +500,60 @@ async fn writes_are_announced_to_other_stores_and_again_after_a_restart() {
     server.restart();
     announced_within(&writer, &mut changes, Duration::from_secs(5)).await;
 }
+
+/// Saves `saved` through `writer` until `changes` hears of it (the
+/// subscription takes a moment to start), within 5 seconds.
+async fn save_until_announced(
+    writer: &RedisStore,
+    changes: &mut simacan_auth::store::Changes,
+    key: &StoreKey,
+) -> TokenRecord {
+    let held = lease(writer, key, Duration::from_secs(30)).await;
+    let started = Instant::now();
+    let mut generation = 0;
+    loop {
+        let expected = (generation > 0).then_some(generation);
+        generation += 1;
+        let saved = record(key, generation, 3600);
+        assert!(bounded(writer.save(&held, &saved, expected)).await.unwrap());
+        let heard = tokio::time::timeout(Duration::from_millis(100), changes.changed()).await;
+        if heard == Ok(true) {
+            // Later saves' messages may still be on their way.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return saved;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no save was announced"
+        );
+    }
+}
+
+#[tokio::test]
+async fn records_are_handed_over_only_with_announce_records() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    for announce in [false, true] {
+        let open = || {
+            RedisStore::open(server.url())
+                .unwrap()
+                .key_prefix(format!("announce-{announce}:"))
+                .announce_records(announce)
+        };
+        let (writer, reader) = (open(), open());
+        let key = key(1);
+        let mut changes = reader.changes(&key).expect("the redis store announces");
+        let saved = save_until_announced(&writer, &mut changes, &key).await;
+        let handed = changes.saved(&key);
+        if announce {
+            let handed = handed.expect("the record came with its announcement");
+            assert_eq!(handed.generation(), saved.generation());
+            assert_eq!(*handed.encode(), *saved.encode(), "the very record");
+            assert!(changes.is_live());
+        } else {
+            assert!(handed.is_none(), "no token on the channel by default");
+            assert!(!changes.is_live());
+        }
+    }
+}

@@ -66,10 +66,11 @@
 //!   feed that hands over saved records ([`ChangeFeed::announce_saved`])
 //!   hands over only records whose save succeeded, in the order they were
 //!   written, and forgets them when they are removed or when announcements
-//!   may have been lost. A token state takes a handed-over record only when
-//!   the process that saved it sealed it with the credential's password.
-//!   The default keeps no feed, and waiters poll; a wrapper should pass it
-//!   through.
+//!   may have been lost. A token state takes a handed-over record as it
+//!   takes one it loads, so a feed hands over only records that come from
+//!   where the store's own do (the memory store's, in the process; a
+//!   channel only the store's users can publish on). The default keeps no
+//!   feed, and waiters poll; a wrapper should pass it through.
 //!
 //! # Implementing a store
 //!
@@ -124,7 +125,6 @@ mod record;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 mod redis;
-mod seal;
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -140,7 +140,6 @@ pub use lease::Lease;
 pub use look::Look;
 pub use memory::MemoryStore;
 pub use record::{TokenRecord, SCHEMA_VERSION};
-pub(crate) use seal::SealKey;
 
 /// The future every [`TokenStore`] method returns.
 ///

@@ -9,10 +9,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{
-    seal::{SealKey, SEAL_LEN},
-    StoreError, StoreKey,
-};
+use super::{StoreError, StoreKey};
 
 /// The version of the encodings written by [`TokenRecord::encode`] and
 /// [`FailureNotice::encode`](super::FailureNotice::encode): a reader refuses
@@ -58,9 +55,6 @@ pub struct TokenRecord {
     refresh_token: Option<Zeroizing<String>>,
     expires_at: SystemTime,
     lifetime: Duration,
-    /// Made by the process that wrote the record, with a key only holders
-    /// of the credential have (see `seal.rs`); kept in the encoding.
-    seal: Option<[u8; SEAL_LEN]>,
 }
 
 /// The encoded form, schema 1. Strings are borrowed from the bytes when
@@ -80,9 +74,6 @@ struct Encoded<'a> {
     /// Milliseconds since the Unix epoch.
     expires_at_ms: u64,
     lifetime_secs: u64,
-    /// Hexadecimal; left out when there is none.
-    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
-    seal: Option<Cow<'a, str>>,
 }
 
 impl TokenRecord {
@@ -150,7 +141,6 @@ impl TokenRecord {
             refresh_token: refresh_token.map(|t| Zeroizing::new(t.to_owned())),
             expires_at,
             lifetime,
-            seal: None,
         })
     }
 
@@ -268,7 +258,6 @@ impl TokenRecord {
             refresh_token: self.refresh_token().map(Cow::Borrowed),
             expires_at_ms: unix_millis(self.expires_at),
             lifetime_secs: self.lifetime.as_secs(),
-            seal: self.seal.map(|seal| Cow::Owned(hex(&seal))),
         };
         // Serialising plain strings and integers cannot fail.
         Zeroizing::new(serde_json::to_vec(&encoded).unwrap_or_default())
@@ -302,53 +291,14 @@ impl TokenRecord {
         let key = StoreKey::new(encoded.base_url.into_owned(), encoded.username.into_owned());
         let expires_at = from_unix_millis(encoded.expires_at_ms)
             .ok_or_else(|| StoreError::corrupt("token record expiry is out of range"))?;
-        let record = TokenRecord::new(
+        TokenRecord::new(
             key,
             encoded.generation,
             &encoded.access_token,
             encoded.refresh_token.as_deref(),
             expires_at,
             Duration::from_secs(encoded.lifetime_secs),
-        )?;
-        // A seal that does not read is none: the record is then only
-        // taken from the store itself.
-        let seal = encoded.seal.as_deref().and_then(unhex);
-        Ok(TokenRecord { seal, ..record })
-    }
-
-    /// The same record, sealed with `key`.
-    pub(crate) fn sealed(self, key: &SealKey) -> TokenRecord {
-        let seal = key.seal(self.sealed_fields().iter().map(|f| f.as_slice()));
-        TokenRecord {
-            seal: Some(seal),
-            ..self
-        }
-    }
-
-    /// Whether the record carries a seal made with `key` over what it
-    /// holds now.
-    pub(crate) fn is_sealed_with(&self, key: &SealKey) -> bool {
-        self.seal.as_ref().is_some_and(|seal| {
-            key.verifies(self.sealed_fields().iter().map(|f| f.as_slice()), seal)
-        })
-    }
-
-    /// What the seal covers: every field, as the encoding keeps it.
-    fn sealed_fields(&self) -> [Zeroizing<Vec<u8>>; 7] {
-        let field = |bytes: &[u8]| Zeroizing::new(bytes.to_vec());
-        [
-            field(self.key.base_url().as_bytes()),
-            field(self.key.username().as_bytes()),
-            field(&self.generation.to_be_bytes()),
-            field(self.access_token.as_bytes()),
-            // Absent and present are told apart by a leading byte.
-            match self.refresh_token() {
-                Some(token) => field(&[b"+", token.as_bytes()].concat()),
-                None => field(b"-"),
-            },
-            field(&unix_millis(self.expires_at).to_be_bytes()),
-            field(&self.lifetime.as_secs().to_be_bytes()),
-        ]
+        )
     }
 
     /// The same record without its refresh token, which the Auth API
@@ -358,7 +308,6 @@ impl TokenRecord {
             generation,
             refresh_token: None,
             expires_at: expires_at.min(self.expires_at),
-            seal: None,
             ..self.clone()
         }
     }
@@ -374,31 +323,6 @@ pub(super) fn unix_millis(at: SystemTime) -> u64 {
 /// The time `millis` after the Unix epoch, if the platform can hold it.
 pub(super) fn from_unix_millis(millis: u64) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_millis(millis))
-}
-
-/// `bytes` in lowercase hexadecimal.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
-}
-
-/// A seal from its hexadecimal form, if it is one.
-fn unhex(text: &str) -> Option<[u8; SEAL_LEN]> {
-    let text = text.as_bytes();
-    if text.len() != SEAL_LEN * 2 {
-        return None;
-    }
-    let mut seal = [0u8; SEAL_LEN];
-    for (byte, pair) in seal.iter_mut().zip(text.chunks_exact(2)) {
-        let digit = |d: u8| char::from(d).to_digit(16);
-        *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
-    }
-    Some(seal)
 }
 
 /// Visible ASCII only, as in a token response.

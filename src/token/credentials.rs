@@ -152,11 +152,6 @@ impl Credentials {
         self.password.is_some()
     }
 
-    /// The password; `None` without one.
-    pub(crate) fn password(&self) -> Option<&str> {
-        self.password.as_deref().map(String::as_str)
-    }
-
     /// The form body of the password grant, percent-encoded, wiped on drop;
     /// `None` without a password.
     pub(crate) fn password_form(&self) -> Option<Zeroizing<String>> {

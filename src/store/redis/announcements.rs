@@ -4,16 +4,15 @@
 //!
 //! | published by | message | passed on as |
 //! |---|---|---|
-//! | `SAVE` (a record with a refresh token) | the record, [`TokenRecord::encode`]d | [`ChangeFeed::announce_saved`] |
+//! | `SAVE` (a record with a refresh token) | the record, [`TokenRecord::encode`]d, with `announce_records`; its key otherwise | [`ChangeFeed::announce_saved`]; [`ChangeFeed::announce`] |
 //! | `REMOVE` | `{"removed":{"base_url":…,"username":…}}` | [`ChangeFeed::announce_removed`] |
 //! | `RELEASE`, `NOTICE` | the key written | [`ChangeFeed::announce`] |
 //!
-//! A message that is none of these (another version's, a stranger's, one
-//! longer than 64 KiB) wakes waiters all the same: they read the store. A
-//! record passed on is taken by a token state only when it carries the
-//! seal of the credential's password (see `TokenRecord`'s seal), so a
-//! client that can publish on the channel but does not have the password
-//! cannot plant a token.
+//! A subscription made for a store without `announce_records` passes every
+//! message on as a plain announcement, whatever it holds: a record on the
+//! channel is then a stranger's. A message that is none of the above
+//! (another version's, a stranger's, one longer than 64 KiB) wakes waiters
+//! all the same: they read the store.
 
 use std::{borrow::Cow, sync::Weak, time::Duration};
 
@@ -28,16 +27,22 @@ use crate::store::{ChangeFeed, StoreKey, TokenRecord};
 /// one channel.
 pub(super) struct Listener {
     pub(super) feed: ChangeFeed,
+    /// Whether records on the channel are passed on as records.
+    pub(super) hands_over: bool,
     pub(super) task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Listener {
     /// A listener not yet subscribed: its feed passes on no record until
-    /// the subscription is made.
-    pub(super) fn new() -> Self {
+    /// the subscription is made, and none ever unless `hands_over`.
+    pub(super) fn new(hands_over: bool) -> Self {
         let feed = ChangeFeed::new();
         feed.interrupted();
-        Listener { feed, task: None }
+        Listener {
+            feed,
+            hands_over,
+            task: None,
+        }
     }
 }
 
@@ -78,9 +83,9 @@ pub(super) fn removal(key: &StoreKey) -> Vec<u8> {
 /// token is that long) only wakes.
 const MAX_MESSAGE: usize = 64 * 1024;
 
-/// Passes one message on to `feed`.
-fn pass_on(feed: &ChangeFeed, payload: &[u8]) {
-    if payload.len() <= MAX_MESSAGE && payload.starts_with(b"{\"") {
+/// Passes one message on to `feed`: as what it says only if `hands_over`.
+fn pass_on(feed: &ChangeFeed, payload: &[u8], hands_over: bool) {
+    if hands_over && payload.len() <= MAX_MESSAGE && payload.starts_with(b"{\"") {
         if let Ok(record) = TokenRecord::decode(payload) {
             return feed.announce_saved(record);
         }
@@ -100,6 +105,7 @@ pub(super) async fn listen(
     redis: Weak<Redis>,
     channel: String,
     feed: ChangeFeed,
+    hands_over: bool,
     timeout: Duration,
 ) {
     let mut failures: u32 = 0;
@@ -116,7 +122,9 @@ pub(super) async fn listen(
                 loop {
                     let next = std::future::poll_fn(|cx| messages.as_mut().poll_next(cx));
                     match tokio::time::timeout(LISTENER_CHECK, next).await {
-                        Ok(Some(message)) => pass_on(&feed, message.get_payload_bytes()),
+                        Ok(Some(message)) => {
+                            pass_on(&feed, message.get_payload_bytes(), hands_over);
+                        }
                         Ok(None) => break,
                         Err(_) if redis.strong_count() == 0 => return,
                         Err(_) => {}
@@ -191,7 +199,7 @@ mod tests {
         let feed = ChangeFeed::new();
         let mut changes = feed.subscribe();
 
-        pass_on(&feed, &record("planner", 7).encode());
+        pass_on(&feed, &record("planner", 7).encode(), true);
         assert!(changes.changed().await);
         assert_eq!(
             changes.saved(&key("planner")).map(|r| r.generation()),
@@ -202,14 +210,14 @@ mod tests {
             "kept under its own key"
         );
 
-        pass_on(&feed, b"simacan-auth:{abc}:lease");
+        pass_on(&feed, b"simacan-auth:{abc}:lease", true);
         assert!(changes.changed().await, "a release wakes");
         assert!(
             changes.saved(&key("planner")).is_some(),
             "and keeps the record"
         );
 
-        pass_on(&feed, &removal(&key("planner")));
+        pass_on(&feed, &removal(&key("planner")), true);
         assert!(changes.changed().await, "a removal wakes");
         assert!(
             changes.saved(&key("planner")).is_none(),
@@ -242,9 +250,19 @@ mod tests {
             b"",
             &huge,
         ] {
-            pass_on(&feed, payload);
+            pass_on(&feed, payload, true);
             assert!(changes.changed().await);
         }
         assert!(changes.saved(&key("planner")).is_none());
+    }
+
+    #[tokio::test]
+    async fn without_announce_records_a_record_on_the_channel_only_wakes() {
+        let feed = ChangeFeed::new();
+        let mut changes = feed.subscribe();
+        pass_on(&feed, &record("planner", 7).encode(), false);
+        assert!(changes.changed().await);
+        assert!(changes.saved(&key("planner")).is_none(), "a stranger's");
+        assert!(!changes.is_live(), "nothing is handed over");
     }
 }

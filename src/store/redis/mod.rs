@@ -136,8 +136,8 @@ static REMOVE: LazyLock<Script> = LazyLock::new(|| {
 
 /// Compare and swap on the generation. ARGV: the expected generation (''
 /// for no record), the new generation, the encoded record, the record's time
-/// to live in milliseconds ('' for none), the channel on which the record
-/// is announced ('' for none). A record that already is exactly
+/// to live in milliseconds ('' for none), the channel on which the write
+/// is announced ('' for none) and the message (the record, or its key). A record that already is exactly
 /// the one being written was written by this very call, whose reply was
 /// lost: that counts as written.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
@@ -152,7 +152,7 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
                 redis.call('PEXPIRE', KEYS[1], ARGV[4])
             end
             if ARGV[5] ~= '' then
-                redis.call('PUBLISH', ARGV[5], ARGV[3])
+                redis.call('PUBLISH', ARGV[5], ARGV[6])
             end
             return 1
         end
@@ -241,28 +241,22 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// notice, a removal) is published on the channel `{prefix}changes`
 /// (`{prefix}changes:<db>` for a database other than 0), in the same
 /// script as the write; a record saved without a refresh token (a refresh
-/// token marked as sent) is not, as it gives waiters nothing to use. **A
-/// saved record is published whole**, so that a replica takes the new
-/// token from the message instead of reading it: a replica waiting for the
-/// lease holder uses it the moment it arrives, and one whose 401 comes
-/// after the save makes no Redis call at all.
+/// token marked as sent) is not, as it gives waiters nothing to use. The
+/// message is the key written, so the channel carries no secret: woken
+/// waiters read the record.
 ///
-/// - **Who can read the tokens:** whoever may subscribe to the channel,
-///   as whoever may read the keys. With Redis ACLs, grant the channel
-///   (`&{prefix}changes*`) to the same users as the keys (`~{prefix}*`),
-///   and no one else (Redis 6.2 lets every user use every channel unless
-///   `acl-pubsub-default resetchannels` is set; 7.0 and later do not).
-/// - **Who can plant one:** no one without the credential's password. A
-///   process seals each record it saves with a key derived from the
-///   password, and a record is taken from a message only with that seal;
-///   anything else on the channel only wakes the waiters, who read the
-///   store.
-/// - **Timing:** the message goes out with the write, before the
-///   [replica's acknowledgement](Self#writes-wait-for-a-replica). A
-///   token taken from it that a failover then loses is still a valid
-///   token; its refresh token is never sent from a message (a holder
-///   sends only the one the store holds), so such a loss costs what the
-///   failover would have cost anyway: one password login.
+/// With [`announce_records`](Self::announce_records) a saved record is
+/// published whole instead, and replicas take the new token from the
+/// message: a replica waiting for the lease holder uses it the moment it
+/// arrives, and one whose 401 comes after the save makes no Redis call at
+/// all. Turn it on only where the channel is the store's users' alone
+/// (see there): the channel then carries tokens, and what is published on
+/// it is believed. The message goes out with the write, before the
+/// [replica's acknowledgement](Self#writes-wait-for-a-replica); a token
+/// taken from it that a failover then loses is still a valid token, and
+/// its refresh token is never sent from a message (a holder sends only the
+/// one the store holds), so such a loss costs what the failover costs
+/// anyway: one password login.
 ///
 /// Each store subscribes on a connection of its own (one per channel,
 /// shared by clones, with the same TLS and AUTH), made the first time a
@@ -357,6 +351,7 @@ pub struct RedisStore {
     record_ttl: Option<Duration>,
     timeout: Duration,
     replica_ack_timeout: Option<Duration>,
+    announce_records: bool,
 }
 
 /// The connection shared by clones.
@@ -419,6 +414,7 @@ impl RedisStore {
             record_ttl: Some(DEFAULT_RECORD_TTL),
             timeout: DEFAULT_TIMEOUT,
             replica_ack_timeout: Some(DEFAULT_REPLICA_ACK_TIMEOUT),
+            announce_records: false,
         })
     }
 
@@ -509,6 +505,36 @@ impl RedisStore {
     #[must_use]
     pub fn replica_ack_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.replica_ack_timeout = timeout;
+        self
+    }
+
+    /// Whether each saved record is published whole on the store's channel,
+    /// so that other processes take the new token from the message instead
+    /// of reading it (a 401 storm across a fleet then heals with one Redis
+    /// round trip fewer per replica). Off by default.
+    ///
+    /// **Turn it on only where no one but the store's own users can use the
+    /// channel**: whoever can subscribe to `{prefix}changes` then reads the
+    /// tokens, and whoever can publish on it can hand every replica a token
+    /// of their choosing. Redis ACLs grant a channel for both at once
+    /// (`&{prefix}changes*`), and Redis 6.2 grants every channel to every
+    /// user unless `acl-pubsub-default resetchannels` is set. Set it alike
+    /// on every handle of a process: the subscription of a process follows
+    /// the first handle that makes it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use simacan_auth::store::RedisStore;
+    /// // A Redis of the fleet's own, behind TLS and a password.
+    /// let store = RedisStore::open("rediss://:password@tokens.internal:6380")?
+    ///     .announce_records(true);
+    /// # let _ = store;
+    /// # Ok::<(), simacan_auth::Error>(())
+    /// ```
+    #[must_use]
+    pub fn announce_records(mut self, announce: bool) -> Self {
+        self.announce_records = announce;
         self
     }
 
@@ -854,15 +880,23 @@ impl TokenStore for RedisStore {
                 Some(_) => self.channel(),
                 None => String::new(),
             };
-            let args: [&[u8]; 5] = [
+            let record_key = self.record_key(record.key());
+            // The record itself only where the channel is the store's
+            // users' alone (`announce_records`); the key otherwise.
+            let message: &[u8] = if self.announce_records {
+                &encoded
+            } else {
+                record_key.as_bytes()
+            };
+            let args: [&[u8]; 6] = [
                 expected.as_bytes(),
                 generation.as_bytes(),
                 &encoded,
                 ttl.as_bytes(),
                 channel.as_bytes(),
+                message,
             ];
-            self.save_acknowledged(self.record_key(record.key()), &args)
-                .await
+            self.save_acknowledged(record_key.clone(), &args).await
         })
     }
 
@@ -965,7 +999,7 @@ impl TokenStore for RedisStore {
             .unwrap_or_else(|e| e.into_inner());
         let listener = listeners
             .entry(channel.clone())
-            .or_insert_with(Listener::new);
+            .or_insert_with(|| Listener::new(self.announce_records));
         // Started on first use, and again when the runtime it ran on ended
         // (which stopped the task wherever it was: its feed heard nothing
         // since, and may hold records that are no longer the newest).
@@ -975,6 +1009,7 @@ impl TokenStore for RedisStore {
                 Arc::downgrade(&self.redis),
                 channel,
                 listener.feed.clone(),
+                listener.hands_over,
                 self.timeout,
             );
             listener.task = Some(runtime.spawn(subscription));
@@ -994,6 +1029,7 @@ impl fmt::Debug for RedisStore {
             .field("record_ttl", &self.record_ttl)
             .field("timeout", &self.timeout)
             .field("replica_ack_timeout", &self.replica_ack_timeout)
+            .field("announce_records", &self.announce_records)
             .finish_non_exhaustive()
     }
 }

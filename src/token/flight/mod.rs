@@ -110,9 +110,7 @@ use crate::{
     clock::{until, wall_now},
     error::Detail,
     stats::Counters,
-    store::{
-        Changes, Lease, SealKey, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore,
-    },
+    store::{Changes, Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
     Error,
 };
 
@@ -188,10 +186,6 @@ pub(crate) struct Flight {
     credentials: Credentials,
     store: Arc<dyn TokenStore>,
     key: StoreKey,
-    /// Seals the records this process saves, and tells the records a
-    /// change feed hands over that a holder of the credential made;
-    /// `None` without a password (such records are read from the store).
-    seal: Option<SealKey>,
     /// Refresh tokens this process saw rotated or refused.
     spent: SpentTokens,
     settings: FlightSettings,
@@ -208,13 +202,11 @@ impl Flight {
         counters: Arc<Counters>,
     ) -> Self {
         settings.lease = settings.lease.validated();
-        let seal = SealKey::new(&credentials, &key);
         Flight {
             api,
             credentials,
             store,
             key,
-            seal,
             spent: SpentTokens::new(),
             settings,
             counters,
@@ -262,8 +254,7 @@ impl Flight {
         // newer one, so a process with a token goes for the lease at once
         // (the look reads the record too). Otherwise the record is read
         // first, so that a process that finds a valid token takes no lease.
-        let trusts_feed = self.seal.is_some() && changes.as_ref().is_some_and(Changes::is_live);
-        let read_first = ours.is_none() || !trusts_feed;
+        let read_first = ours.is_none() || !changes.as_ref().is_some_and(Changes::is_live);
         if read_first {
             let record = self.load().await?;
             if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
@@ -542,14 +533,9 @@ impl Flight {
         })
     }
 
-    /// The record a change feed handed over for this cache's key, if a
-    /// holder of the credential sealed it: a feed may be a channel others
-    /// can publish on.
+    /// The record a change feed handed over for this cache's key.
     fn announced(&self, changes: Option<&Changes>) -> Option<TokenRecord> {
-        let seal = self.seal.as_ref()?;
-        changes?
-            .saved(&self.key)
-            .filter(|record| record.is_sealed_with(seal))
+        changes?.saved(&self.key)
     }
 
     /// The record of this cache's key (a store that answers with another

@@ -89,9 +89,7 @@ impl Flight {
             marked.expires_at(),
             marked.lifetime(),
         );
-        let Ok(restored) = restored.map(|r| self.sealed(r)) else {
-            return;
-        };
+        let Ok(restored) = restored else { return };
         match self
             .write(lease, &restored, Some(marked.generation()), true)
             .await
@@ -212,22 +210,13 @@ impl Flight {
 
     fn record_of(&self, grant: &Grant, version: u64) -> Result<TokenRecord, StoreError> {
         let access = bare_token(&grant.header);
-        let record = TokenRecord::new(
+        TokenRecord::new(
             self.key.clone(),
             version,
             access,
             Some(&grant.refresh_token),
             wall_now() + grant.lifetime,
             grant.lifetime,
-        )?;
-        Ok(self.sealed(record))
-    }
-
-    /// `record`, sealed when this process can seal.
-    fn sealed(&self, record: TokenRecord) -> TokenRecord {
-        match &self.seal {
-            Some(seal) => record.sealed(seal),
-            None => record,
-        }
+        )
     }
 }
