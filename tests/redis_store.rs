@@ -557,3 +557,46 @@ async fn records_are_handed_over_only_with_announce_records() {
         }
     }
 }
+
+/// Sends `signal` to the server process.
+#[cfg(unix)]
+fn signal(server: &RedisServer, signal: rustix::process::Signal) {
+    let pid = server.pid().expect("the server runs");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_subscription_whose_server_stops_answering_stops_handing_over_records() {
+    use rustix::process::Signal;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let open = || {
+        RedisStore::open(server.url())
+            .unwrap()
+            .timeout(Duration::from_millis(300))
+            .announce_records(true)
+    };
+    let (writer, reader) = (open(), open());
+    let key = key(1);
+    let mut changes = reader.changes(&key).expect("the redis store announces");
+    save_until_announced(&writer, &mut changes, &key).await;
+    assert!(changes.is_live());
+    assert!(changes.saved(&key).is_some());
+
+    // A paused server keeps its connections open but answers nothing: the
+    // subscription's PING finds out within a check and its timeout.
+    signal(&server, Signal::STOP);
+    let paused = Instant::now();
+    while changes.is_live() {
+        assert!(
+            paused.elapsed() < Duration::from_secs(5),
+            "the feed still passed for live"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&server, Signal::CONT);
+    assert!(changes.saved(&key).is_none(), "what it held is forgotten");
+}

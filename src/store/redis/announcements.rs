@@ -17,7 +17,10 @@
 use std::{borrow::Cow, sync::Weak, time::Duration};
 
 use futures_core::Stream;
-use redis::RedisError;
+use redis::{
+    aio::{PubSubSink, PubSubStream},
+    RedisError,
+};
 use serde::{Deserialize, Serialize};
 
 use super::Redis;
@@ -47,7 +50,10 @@ impl Listener {
 }
 
 /// How often a subscription that hears nothing checks that its store is
-/// still there.
+/// still there, and that its connection still answers (a `PING`, within
+/// the store's timeout): a connection that died without a reset (a host
+/// gone, a paused server) is otherwise noticed only by the operating
+/// system, and its feed would pass for live meanwhile.
 const LISTENER_CHECK: Duration = Duration::from_secs(1);
 /// The first and longest pause before subscribing again.
 const RESUBSCRIBE_MIN: Duration = Duration::from_millis(100);
@@ -115,7 +121,7 @@ pub(super) async fn listen(
             tokio::time::timeout(timeout, redis.subscribe(&channel, failures)).await
         };
         match subscribed {
-            Ok(Ok(mut messages)) => {
+            Ok(Ok((mut sink, mut messages))) => {
                 failures = 0;
                 // Whatever changed while there was no subscription.
                 feed.resumed();
@@ -127,7 +133,12 @@ pub(super) async fn listen(
                         }
                         Ok(None) => break,
                         Err(_) if redis.strong_count() == 0 => return,
-                        Err(_) => {}
+                        Err(_) => {
+                            let pong = tokio::time::timeout(timeout, sink.ping::<redis::Value>());
+                            if !matches!(pong.await, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
                     }
                 }
                 feed.interrupted();
@@ -162,12 +173,13 @@ impl Redis {
         &self,
         channel: &str,
         attempt: u32,
-    ) -> Result<std::pin::Pin<Box<redis::aio::PubSubStream>>, RedisError> {
+    ) -> Result<(PubSubSink, std::pin::Pin<Box<PubSubStream>>), RedisError> {
         self.tls_provider();
         let client = self.deployment.subscriber_client(attempt).await?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
-        Ok(Box::pin(pubsub.into_on_message()))
+        let (sink, stream) = pubsub.split();
+        Ok((sink, Box::pin(stream)))
     }
 }
 

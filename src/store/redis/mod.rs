@@ -265,11 +265,13 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// single server or Sentinel primary; after 100 ms, doubling to 2 s), and
 /// until then the records it handed over are forgotten, token states read
 /// the store, and waiters look every 5 to 100 ms as they would without it.
-/// In a Cluster the subscription is on one node (a Cluster passes every
-/// `PUBLISH` on to all its nodes), so a failover of another node's slots
-/// does not break it, and a connection that dies without a reset is
-/// noticed only by the operating system: in both cases a record it handed
-/// over earlier may outlive a lost write, at the cost above.
+/// A subscription that hears nothing for a second sends a `PING`, and one
+/// not answered within the store's timeout counts as broken, so that a
+/// connection that died without a reset (a host gone, a paused server) is
+/// found out too. In a Cluster the subscription is on one node (a Cluster
+/// passes every `PUBLISH` on to all its nodes), so a failover of another
+/// node's slots does not break it: a record it handed over earlier may
+/// then outlive a lost write, at the cost above.
 ///
 /// A token state that needs a newer token and finds none in the
 /// subscription makes one [`look`](TokenStore::look): one script reads the
