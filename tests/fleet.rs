@@ -838,4 +838,54 @@ mod sentinel {
         assert_eq!(counts.refresh, 2, "one refresh for the revocation");
         assert_eq!((counts.refresh_rejected, counts.refresh_reused), (0, 0));
     }
+
+    /// The replica stops acknowledging: the refresh token is marked as
+    /// sent on the primary only, so it is not sent (a failover then would
+    /// bring it back); requests that need a token fail as unavailable until
+    /// a replica has the marking, and then the fleet goes on, no refresh
+    /// token sent twice.
+    #[tokio::test]
+    async fn a_refresh_token_whose_marking_no_replica_acknowledged_is_not_sent() {
+        let Some(deployment) = RedisSentinels::start() else {
+            return;
+        };
+        let mock = mock().await;
+        let url = deployment.url();
+        let replicas = fleet(&mock, 2, || RedisStore::open(&url).unwrap());
+        let trips = mock.url("/trips");
+        traffic(&replicas, &trips, 2).await;
+        assert_eq!(mock.counts().password, 1);
+
+        deployment.replica.pause();
+        mock.revoke_access_tokens();
+        let refused = bounded(get(&replicas[0], &trips)).await;
+        let error = refused.expect_err("no token without an acknowledged marking");
+        assert!(
+            format!("{error:?}").contains("no replica acknowledged"),
+            "{error:?}"
+        );
+        assert_eq!(mock.counts().refresh, 0, "the refresh token was not sent");
+
+        // Once the replica is back (and the store's retry schedule has run
+        // its course), every replica heals.
+        deployment.replica.resume();
+        let resumed = Instant::now();
+        loop {
+            let mut healed = true;
+            for replica in &replicas {
+                let status = bounded(get(replica, &trips)).await.map(|r| r.status());
+                healed &= matches!(status, Ok(StatusCode::OK));
+            }
+            if healed {
+                break;
+            }
+            assert!(
+                resumed.elapsed() < Duration::from_secs(10),
+                "the fleet did not heal once the replica was back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let counts = mock.counts();
+        assert_eq!((counts.refresh_rejected, counts.refresh_reused), (0, 0));
+    }
 }

@@ -12,7 +12,7 @@ mod support;
 use std::time::{Duration, Instant, SystemTime};
 
 use simacan_auth::store::{
-    conformance, FailureNotice, Lease, RedisStore, StoreErrorKind, StoreKey, TokenRecord,
+    conformance, FailureNotice, Lease, Marking, RedisStore, StoreErrorKind, StoreKey, TokenRecord,
     TokenStore,
 };
 use support::{
@@ -138,7 +138,7 @@ async fn the_store_follows_ask_and_moved_while_a_slot_migrates() {
         "the lease moved along"
     );
     // A look (three commands in a Cluster) follows ASK too.
-    let looked = bounded(store.look(&key, LONG)).await.unwrap();
+    let looked = bounded(store.look(&key, LONG, None)).await.unwrap();
     assert!(looked.lease.is_none(), "the lease is held");
     assert_eq!(
         looked.record.map(|r| r.generation()),
@@ -219,6 +219,63 @@ async fn primary_and_replica() -> Option<(RedisServer, RedisServer)> {
         assert!(Instant::now() < deadline, "the replica connects");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `record` (as [`record`] makes it) with its refresh token marked as
+/// sent, one generation on.
+fn marking(record: &TokenRecord) -> Marking {
+    let marked = TokenRecord::new(
+        record.key().clone(),
+        record.generation() + 1,
+        &format!("eyAccess{}", record.generation()),
+        None,
+        SystemTime::now(),
+        record.lifetime(),
+    )
+    .unwrap();
+    Marking::new(record.clone(), marked)
+}
+
+#[tokio::test]
+async fn a_marking_look_waits_for_a_replica_and_leaves_an_unacknowledged_marking_to_its_holder() {
+    let Some((primary, replica)) = primary_and_replica().await else {
+        return;
+    };
+    let ack = Duration::from_millis(300);
+    let store = RedisStore::open(primary.url())
+        .unwrap()
+        .replica_ack_timeout(Some(ack));
+    let on_replica = RedisStore::open(replica.url()).unwrap();
+    let key = key(1);
+    let held = lease(&store, &key).await;
+    let stored = record(&key, 1);
+    assert!(bounded(store.save(&held, &stored, None)).await.unwrap());
+    bounded(store.release(held)).await.unwrap();
+
+    // The marking is on the replica when the look returns.
+    let looked = bounded(store.look(&key, LONG, Some(&marking(&stored))))
+        .await
+        .unwrap();
+    assert!(looked.marked && looked.lease.is_some());
+    assert_eq!(generation(&on_replica, &key).await, Some(2));
+    bounded(store.release(looked.lease.unwrap())).await.unwrap();
+
+    // No replica acknowledges: written on the primary, but not reported as
+    // marked, so that the holder marks (finds it written) and waits again.
+    let held = lease(&store, &key).await;
+    let stored = record(&key, 3);
+    assert!(bounded(store.save(&held, &stored, Some(2))).await.unwrap());
+    bounded(store.release(held)).await.unwrap();
+    replica.pause();
+    let started = Instant::now();
+    let looked = bounded(store.look(&key, LONG, Some(&marking(&stored))))
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= ack, "{:?}", started.elapsed());
+    assert!(looked.lease.is_some() && !looked.marked);
+    assert_eq!(looked.record.map(|r| r.generation()), Some(3), "as found");
+    assert_eq!(generation(&store, &key).await, Some(4), "on the primary");
+    replica.resume();
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@
 //! | [`a_dropped_lease_is_freed`] | (stores whose lease is an OS resource) a lease ends with its holder |
 //! | [`failure_notices_are_kept_whole`] | `load_failure` returns the notice `save_failure` kept, equal in every field |
 //! | [`a_look_tries_the_lease_and_reads`] | `look` takes a free lease and only a free one, and returns the record and notice as `load` and `load_failure` do |
+//! | [`a_look_marks_only_under_a_lease_it_took`] | `look` writes a `Marking` only when it takes the lease and finds the record the marking expects, and returns the record as found |
 //! | [`changes_are_announced`] | (stores whose `changes` returns a feed) a save and a release through one handle wake a subscription made through another; a record the feed hands over is the one saved, and gone once removed |
 //!
 //! [`check`] runs them all for a store whose leases expire after their time
@@ -95,7 +96,7 @@ use tokio::{
     time::{sleep, sleep_until, Instant},
 };
 
-use super::{FailureNotice, Lease, StoreError, StoreKey, TokenRecord, TokenStore};
+use super::{FailureNotice, Lease, Marking, StoreError, StoreKey, TokenRecord, TokenStore};
 
 /// Panics for a broken guarantee unless `$holds`, as `assert!` does.
 macro_rules! ensure {
@@ -130,6 +131,8 @@ const HOLDER: &str = "a lease that is an OS resource ends with its holder";
 const NOTICES: &str = "save_failure and load_failure keep one notice whole";
 const ANNOUNCED: &str = "a store with a change feed announces saves and releases";
 const LOOK: &str = "look tries the lease and reads the record and notice";
+const MARK: &str =
+    "a look writes its marking only under a lease it took, over the record the marking expects";
 /// How long a feed may take to start (a subscription being made).
 const FEED_STARTS_WITHIN: Duration = Duration::from_secs(5);
 /// How long an announcement may take once the feed runs.
@@ -269,6 +272,7 @@ where
             failure_notices_are_kept_whole(make).await;
         }
         a_look_tries_the_lease_and_reads(make).await;
+        a_look_marks_only_under_a_lease_it_took(make).await;
         changes_are_announced(make).await;
     }
 }
@@ -973,7 +977,10 @@ pub async fn leases_expire_after_their_ttl<S: TokenStore>(make: impl Fn() -> S) 
     let lapsed = take(&first, &lapsing, SHORT).await;
     let kept = take(&first, &renewed, SHORT).await;
     let forgotten = take(&first, &idle, SHORT).await;
-    let Some(looked) = done("look", first.look(&looked_at, SHORT)).await.lease else {
+    let Some(looked) = done("look", first.look(&looked_at, SHORT, None))
+        .await
+        .lease
+    else {
         violated(
             LOOK,
             format_args!("a look did not take the lease on {looked_at}, which no one held"),
@@ -1039,7 +1046,10 @@ pub async fn leases_expire_after_their_ttl<S: TokenStore>(make: impl Fn() -> S) 
          but its holder must learn that it was lost)"
     );
     let again = take(&third, &idle, LONG).await;
-    let Some(looked_over) = done("look", second.look(&looked_at, LONG)).await.lease else {
+    let Some(looked_over) = done("look", second.look(&looked_at, LONG, None))
+        .await
+        .lease
+    else {
         violated(
             EXPIRY,
             format_args!(
@@ -1337,7 +1347,7 @@ pub async fn a_look_tries_the_lease_and_reads<S: TokenStore>(make: impl Fn() -> 
     let kept = done("load_failure", writer.load_failure(&key)).await;
     done("release", writer.release(lease)).await;
 
-    let looked = done("look", first.look(&key, LONG)).await;
+    let looked = done("look", first.look(&key, LONG, None)).await;
     let Some(held) = looked.lease else {
         violated(
             LOOK,
@@ -1350,7 +1360,7 @@ pub async fn a_look_tries_the_lease_and_reads<S: TokenStore>(make: impl Fn() -> 
         LOOK,
         "a look read another failure notice than load_failure did"
     );
-    let again = done("look", second.look(&key, LONG)).await;
+    let again = done("look", second.look(&key, LONG, None)).await;
     ensure!(
         again.lease.is_none(),
         LOOK,
@@ -1363,7 +1373,7 @@ pub async fn a_look_tries_the_lease_and_reads<S: TokenStore>(make: impl Fn() -> 
         "the record a look read while the lease was held",
     );
     done("release", first.release(held)).await;
-    let freed = done("look", second.look(&key, LONG)).await;
+    let freed = done("look", second.look(&key, LONG, None)).await;
     let Some(held) = freed.lease else {
         violated(
             LOOK,
@@ -1371,6 +1381,142 @@ pub async fn a_look_tries_the_lease_and_reads<S: TokenStore>(make: impl Fn() -> 
         )
     };
     done("release", second.release(held)).await;
+    forget(&writer, [&key]).await;
+}
+
+/// [`look`](TokenStore::look) with a [`Marking`] writes the marked record
+/// only when it takes the lease and finds the record the marking expects:
+/// not while another handle holds the lease, not over another record, and
+/// a record another look marked already is not reported as marked by this
+/// one; it returns the record as it found it.
+///
+/// # Panics
+///
+/// When the store breaks the guarantee; see the [module docs](self).
+///
+/// # Example
+///
+/// ```
+/// use simacan_auth::store::{conformance, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let backend = MemoryStore::new();
+/// conformance::a_look_marks_only_under_a_lease_it_took(move || backend.clone()).await;
+/// # }
+/// ```
+pub async fn a_look_marks_only_under_a_lease_it_took<S: TokenStore>(make: impl Fn() -> S) {
+    let (writer, first, second) = (make(), make(), make());
+    let keys = Keys::new();
+    let key = keys.key("marked");
+    let saved = record(&key, 3, "eyStored", Some("eyR"));
+    let lease = take(&writer, &key, LONG).await;
+    ensure!(
+        done("save", writer.save(&lease, &saved, None)).await,
+        CAS,
+        "a save expecting no record, of {key}, which has none, returned false"
+    );
+    done("release", writer.release(lease)).await;
+    let marking = Marking::new(saved.clone(), record(&key, 4, "eyStored", None));
+    let stale = Marking::new(
+        record(&key, 3, "eyElsewhere", Some("eyR")),
+        record(&key, 4, "eyElsewhere", None),
+    );
+
+    // Held by another handle: nothing written.
+    let held = done("look", first.look(&key, LONG, None)).await;
+    let Some(held) = held.lease else {
+        violated(
+            LOOK,
+            format_args!("a look did not take the lease on {key}, which no one held"),
+        )
+    };
+    let refused = done("look", second.look(&key, LONG, Some(&marking))).await;
+    ensure!(
+        refused.lease.is_none() && !refused.marked,
+        MARK,
+        "a look marked {key} while another handle held its lease"
+    );
+    let unchanged = done("load", writer.load(&key)).await;
+    expect_record(
+        unchanged,
+        &saved,
+        MARK,
+        "the record after a look under another's lease",
+    );
+    done("release", first.release(held)).await;
+
+    // Another record than the one expected: nothing written.
+    let other = done("look", second.look(&key, LONG, Some(&stale))).await;
+    let Some(held) = other.lease else {
+        violated(
+            LOOK,
+            format_args!("a look did not take the lease on {key} once it was released"),
+        )
+    };
+    ensure!(
+        !other.marked,
+        MARK,
+        "a look marked {key} over a record the marking did not expect"
+    );
+    let unchanged = done("load", writer.load(&key)).await;
+    expect_record(
+        unchanged,
+        &saved,
+        MARK,
+        "the record after a look that expected another",
+    );
+    done("release", second.release(held)).await;
+
+    // The lease free and the record expected: marked, and found as it was.
+    let looked = done("look", second.look(&key, LONG, Some(&marking))).await;
+    let Some(held) = looked.lease else {
+        violated(
+            LOOK,
+            format_args!("a look did not take the lease on {key}, which no one held"),
+        )
+    };
+    ensure!(
+        looked.marked,
+        MARK,
+        "a look that took the lease on {key} and found the record expected did not mark it"
+    );
+    expect_record(
+        looked.record,
+        &saved,
+        MARK,
+        "the record a marking look found",
+    );
+    let marked = done("load", writer.load(&key)).await;
+    expect_record(
+        marked,
+        marking.marked(),
+        MARK,
+        "the record after a marking look",
+    );
+    done("release", second.release(held)).await;
+
+    // The same marking again, by another holder: the record is marked
+    // already, by the look before, and not by this one.
+    let again = done("look", first.look(&key, LONG, Some(&marking))).await;
+    let Some(held) = again.lease else {
+        violated(
+            LOOK,
+            format_args!("a look did not take the lease on {key} once it was released"),
+        )
+    };
+    ensure!(
+        !again.marked,
+        MARK,
+        "a look took the marking another look had made of {key} for its own"
+    );
+    expect_record(
+        again.record,
+        marking.marked(),
+        MARK,
+        "the record found marked already",
+    );
+    done("release", first.release(held)).await;
     forget(&writer, [&key]).await;
 }
 

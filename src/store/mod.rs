@@ -27,7 +27,8 @@
 //! [`Lease`], a short one (2.5 s) renewed every 750 ms while its holder
 //! works, so that only one process at a time calls the Auth API and a dead
 //! holder stalls the others for seconds. The holder marks a refresh token
-//! as sent (saves the record without it) before sending it, saves the new
+//! as sent (saves the record without it) before sending it, most often in
+//! the look that takes the lease ([`Marking`]), saves the new
 //! token with compare-and-swap on the generation, retries a failed save
 //! while it holds the lease, and leaves a [`FailureNotice`] when its call
 //! fails. A store failure is retried on a schedule of its own (50 to
@@ -56,10 +57,14 @@
 //!   replica.
 //! - [`look`](TokenStore::look) reads the failure notice, tries the lease
 //!   (which expires as one [`try_lease`](TokenStore::try_lease) took) and
-//!   reads the record, in that order, as the three calls would; the
-//!   default makes those calls. A wrapper that passes those three through
-//!   unchanged should pass it through too; one that changes them (a fault
-//!   injector, a cache) should leave the default.
+//!   reads the record, in that order, as the three calls would, and writes
+//!   a [`Marking`] only under a lease it took, over the record the marking
+//!   expects, and only so that the lease was held once it was written (in
+//!   one atomic step, or renewed after it); the default makes those calls.
+//!   A wrapper that passes those three, [`save`](TokenStore::save) and
+//!   [`renew`](TokenStore::renew) through unchanged should pass it through
+//!   too; one that changes them (a fault injector, a cache) should leave
+//!   the default.
 //! - [`changes`](TokenStore::changes), when it returns a feed, is announced
 //!   on after every successful save (one without a refresh token may be
 //!   left out), release, failure notice and removal, through any handle. A
@@ -119,7 +124,7 @@ mod failure;
 mod file;
 mod key;
 mod lease;
-mod look;
+pub(crate) mod look;
 mod memory;
 mod record;
 #[cfg(feature = "redis")]
@@ -137,7 +142,7 @@ pub use failure::FailureNotice;
 pub use file::FileStore;
 pub use key::StoreKey;
 pub use lease::Lease;
-pub use look::Look;
+pub use look::{Look, Marking};
 pub use memory::MemoryStore;
 pub use record::{TokenRecord, SCHEMA_VERSION};
 
@@ -285,11 +290,22 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// lease it took and does not return (an error) must be given back or
     /// expire.
     ///
+    /// With a [`Marking`], a look that takes the lease and finds the
+    /// marking's [`expected`](Marking::expected) record writes its
+    /// [`marked`](Marking::marked) one over it, as
+    /// [`save`](Self::save) would with the expected generation, and says so
+    /// ([`Look::marked`]); [`Look::record`] is then the record as found.
+    /// A look that did not take the lease, or found another record, writes
+    /// nothing. A lease holder passes one when it expects to send the
+    /// stored refresh token, which it marks as sent first.
+    ///
     /// The default makes the three calls ([`load_failure`](Self::load_failure),
     /// [`try_lease`](Self::try_lease), [`load`](Self::load)) together: one
     /// round trip to a store that serves one connection's requests in
-    /// order. A store that can do all three in one request should: a fleet
-    /// healing a 401 storm makes one look per replica at once.
+    /// order; then, for a marking, the [`save`](Self::save). A store that
+    /// can do it all in one request should: a fleet healing a 401 storm
+    /// makes one look per replica at once, and its lease holder sends the
+    /// refresh token only once the marking is written.
     ///
     /// # Example
     ///
@@ -301,7 +317,7 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// # async fn main() -> Result<(), simacan_auth::store::StoreError> {
     /// let store = MemoryStore::new();
     /// let key = StoreKey::new("https://auth.example.com/api/v1", "planner");
-    /// let look = store.look(&key, Duration::from_secs(2)).await?;
+    /// let look = store.look(&key, Duration::from_secs(2), None).await?;
     /// assert!(look.lease.is_some());
     /// # Ok(())
     /// # }
@@ -310,8 +326,9 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
         &'a self,
         key: &'a StoreKey,
         ttl: Duration,
+        marking: Option<&'a Marking>,
     ) -> BoxFuture<'a, Result<Look, StoreError>> {
-        Box::pin(look::separately(self, key, ttl))
+        Box::pin(look::separately(self, key, ttl, marking))
     }
 
     /// A subscription that wakes the token states waiting for `key`'s
@@ -418,8 +435,9 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
         &'a self,
         key: &'a StoreKey,
         ttl: Duration,
+        marking: Option<&'a Marking>,
     ) -> BoxFuture<'a, Result<Look, StoreError>> {
-        (**self).look(key, ttl)
+        (**self).look(key, ttl, marking)
     }
 
     fn changes(&self, key: &StoreKey) -> Option<Changes> {

@@ -22,7 +22,8 @@ use self::{
     deployment::{Connection, Deployment, DeploymentKind},
 };
 use super::{
-    BoxFuture, Changes, FailureNotice, Lease, Look, StoreError, StoreKey, TokenRecord, TokenStore,
+    BoxFuture, Changes, FailureNotice, Lease, Look, Marking, StoreError, StoreKey, TokenRecord,
+    TokenStore,
 };
 use crate::Error;
 
@@ -63,21 +64,51 @@ static TRY_LEASE: LazyLock<Script> = LazyLock::new(|| {
 /// One look (see [`TokenStore::look`]): the failure notice KEYS[1] read,
 /// the lease KEYS[2] tried as [`TRY_LEASE`] does (ARGV: the owner, the
 /// time to live in milliseconds), and the record KEYS[3] read, in one
-/// request. Returns the notice, 1 or 0 for the lease, and the record's
-/// generation and bytes.
+/// request; with a marking (ARGV: the expected record's generation and
+/// bytes, the marked record's, its time to live in milliseconds or ''),
+/// the marked record written when the lease was taken and the expected
+/// record found. Returns the notice, 1 or 0 for the lease, the record's
+/// generation and bytes as found, and 1 or 0 for the marking.
+///
+/// The owner is fresh for every look, so finding the lease already its own
+/// means this very call ran before and only its reply was lost; if the
+/// record then is the marked one, that run wrote it, and this one answers
+/// as that run would have. Any other marked record found was written by
+/// another holder (markings of one record are alike), and is not this
+/// look's. A marking is written again by the repeated call, so that a
+/// `WAIT` after it has a write to wait for.
 static LOOK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         local notice = redis.call('GET', KEYS[1])
         local taken = 0
+        local again = false
         if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
             taken = 1
         elseif redis.call('GET', KEYS[2]) == ARGV[1] then
             redis.call('PEXPIRE', KEYS[2], ARGV[2])
             taken = 1
+            again = true
         end
         local record = redis.call('HMGET', KEYS[3], 'generation', 'record')
-        return {notice, taken, record[1], record[2]}
+        local marked = 0
+        if taken == 1 and ARGV[4] then
+            local mark = record[2] == ARGV[4]
+            if again and record[2] == ARGV[6] then
+                record = {ARGV[3], ARGV[4]}
+                mark = true
+            end
+            if mark then
+                redis.call('HSET', KEYS[3], 'generation', ARGV[5], 'record', ARGV[6])
+                if ARGV[7] == '' then
+                    redis.call('PERSIST', KEYS[3])
+                else
+                    redis.call('PEXPIRE', KEYS[3], ARGV[7])
+                end
+                marked = 1
+            end
+        end
+        return {notice, taken, record[1], record[2], marked}
         ",
     )
 });
@@ -139,27 +170,26 @@ static REMOVE: LazyLock<Script> = LazyLock::new(|| {
 /// to live in milliseconds ('' for none), the channel on which the write
 /// is announced ('' for none) and the message (the record, or its key). A record that already is exactly
 /// the one being written was written by this very call, whose reply was
-/// lost: that counts as written.
+/// lost: that counts as written, and is written again (not announced
+/// again), so that a `WAIT` after it has a write to wait for.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         local current = redis.call('HGET', KEYS[1], 'generation') or ''
-        if current == ARGV[1] then
-            redis.call('HSET', KEYS[1], 'generation', ARGV[2], 'record', ARGV[3])
-            if ARGV[4] == '' then
-                redis.call('PERSIST', KEYS[1])
-            else
-                redis.call('PEXPIRE', KEYS[1], ARGV[4])
-            end
-            if ARGV[5] ~= '' then
-                redis.call('PUBLISH', ARGV[5], ARGV[6])
-            end
-            return 1
+        local again = current == ARGV[2] and redis.call('HGET', KEYS[1], 'record') == ARGV[3]
+        if current ~= ARGV[1] and not again then
+            return 0
         end
-        if current == ARGV[2] and redis.call('HGET', KEYS[1], 'record') == ARGV[3] then
-            return 1
+        redis.call('HSET', KEYS[1], 'generation', ARGV[2], 'record', ARGV[3])
+        if ARGV[4] == '' then
+            redis.call('PERSIST', KEYS[1])
+        else
+            redis.call('PEXPIRE', KEYS[1], ARGV[4])
         end
-        return 0
+        if ARGV[5] ~= '' and not again then
+            redis.call('PUBLISH', ARGV[5], ARGV[6])
+        end
+        return 1
         ",
     )
 });
@@ -217,10 +247,13 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// Redis replicates asynchronously: a primary that dies right after a save
 /// can be replaced by a replica that never saw it, whose record still
 /// holds a refresh token the Auth API already rotated. So each successful
-/// save (the refresh token marked as sent, the new token) is followed by
-/// `WAIT 1 <ms>` on the same connection, in the same pipeline, whenever
-/// the primary has a replica connected (it is asked with `ROLE`, at most
-/// once a second per key). [`replica_ack_timeout`](Self::replica_ack_timeout)
+/// save (the refresh token marked as sent, the new token), and each look
+/// that carries a [`Marking`](super::Marking), is followed by `WAIT 1 <ms>`
+/// on the same connection, in the same pipeline, whenever the primary has
+/// a replica connected (it is asked with `ROLE`, at most once a second per
+/// key); for a look that wrote nothing it returns at once. A look's
+/// marking that no replica acknowledged is reported as not made, and the
+/// holder writes the same record again, which waits again. [`replica_ack_timeout`](Self::replica_ack_timeout)
 /// sets how long the wait may be (500 ms by default) or turns it off.
 ///
 /// When no replica acknowledges in time, the save fails with
@@ -275,9 +308,12 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 ///
 /// A token state that needs a newer token and finds none in the
 /// subscription makes one [`look`](TokenStore::look): one script reads the
-/// failure notice, tries the lease and reads the record, so that a 401
-/// storm costs each replica one round trip and Redis one command (in a
-/// Cluster, three commands sent together, which follow a moving slot).
+/// failure notice, tries the lease, reads the record and, for the replica
+/// that takes the lease, marks the refresh token it is about to send, so
+/// that a 401 storm costs each replica one round trip and Redis one command
+/// (with a replica connected, a `WAIT` in the same pipeline; in a Cluster,
+/// three commands sent together, which follow a moving slot, and the
+/// marking saved after them).
 ///
 /// # Keys
 ///
@@ -307,7 +343,8 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// - **Retrying is safe.** After Redis restarts, a failover or a dropped
 ///   connection, an operation is sent once more on a fresh connection. Each
 ///   script has the same effect run twice as once (a lease or a record it
-///   already wrote is recognised as its own), so a reply lost with the old
+///   already wrote is recognised as its own: a look's marking only when
+///   the lease too is the look's own), so a reply lost with the old
 ///   connection never turns into a wrong answer.
 /// - **A hung Redis cannot hang a caller.** Each operation, connecting
 ///   included, fails with [`Unavailable`](super::StoreErrorKind::Unavailable)
@@ -618,45 +655,75 @@ impl RedisStore {
         }
     }
 
-    /// Saves with the `SAVE` script; when the primary has a replica, waits
-    /// for one to acknowledge the write (in one pipeline, so on the
-    /// connection that wrote).
+    /// Saves with the `SAVE` script, acknowledged by a replica when the
+    /// primary has one.
     async fn save_acknowledged(
         &self,
         record_key: String,
         args: &[&[u8]],
     ) -> Result<bool, StoreError> {
-        let wait = match self.replica_ack_timeout {
-            Some(wait) if self.has_replicas(&record_key).await? => wait,
-            _ => return self.call(script(&SAVE, record_key, args)).await,
-        };
-        let mut pipeline = redis::pipe();
-        let save = pipeline
-            .cmd("EVALSHA")
-            .arg(SAVE.get_hash())
-            .arg(1)
-            .arg(&record_key);
-        for arg in args {
-            save.arg(*arg);
-        }
-        pipeline.cmd("WAIT").arg(1).arg(millis(wait));
-        let (saved, acknowledged): (bool, i64) = self
-            .call(Request::Acknowledged {
-                script: &SAVE,
-                pipeline,
-            })
-            .await?;
-        if saved && acknowledged < 1 {
-            // Perhaps the replicas left: ask again before the next save.
-            self.lock_replicas().remove(&record_key);
-            return Err(self.unavailable(io::Error::new(
+        let keys = [record_key];
+        let writes = Some(keys[0].as_str());
+        let (saved, unacknowledged): (bool, _) = self.durably(&SAVE, &keys, args, writes).await?;
+        match unacknowledged {
+            Some(wait) if saved => Err(self.unavailable(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
                     "the write reached the primary but no replica acknowledged it within {wait:?}"
                 ),
-            )));
+            ))),
+            _ => Ok(saved),
         }
-        Ok(saved)
+    }
+
+    /// Runs `script` on `keys` with `args`; when it `writes` a key whose
+    /// primary has a replica, waits for one to acknowledge the write (in one
+    /// pipeline, so on the connection that wrote). Also returns how long it
+    /// waited when no replica acknowledged in time.
+    async fn durably<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[&[u8]],
+        writes: Option<&str>,
+    ) -> Result<(T, Option<Duration>), StoreError> {
+        let wait = match (self.replica_ack_timeout, writes) {
+            (Some(wait), Some(written)) if self.has_replicas(written).await? => wait,
+            _ => {
+                let mut invocation = script.prepare_invoke();
+                for key in keys {
+                    invocation.key(key);
+                }
+                for arg in args {
+                    invocation.arg(*arg);
+                }
+                let value = self.call(Request::Script(invocation)).await?;
+                return Ok((value, None));
+            }
+        };
+        let mut pipeline = redis::pipe();
+        let run = pipeline
+            .cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(keys.len());
+        for key in keys {
+            run.arg(key);
+        }
+        for arg in args {
+            run.arg(*arg);
+        }
+        pipeline.cmd("WAIT").arg(1).arg(millis(wait));
+        let (value, acknowledged): (T, i64) = self
+            .call(Request::Acknowledged { script, pipeline })
+            .await?;
+        if acknowledged >= 1 {
+            return Ok((value, None));
+        }
+        // Perhaps the replicas left: ask again before the next write.
+        if let Some(written) = writes {
+            self.lock_replicas().remove(written);
+        }
+        Ok((value, Some(wait)))
     }
 
     /// Whether the primary holding `record_key` has a replica connected,
@@ -958,25 +1025,54 @@ impl TokenStore for RedisStore {
         &'a self,
         key: &'a StoreKey,
         ttl: Duration,
+        marking: Option<&'a Marking>,
     ) -> BoxFuture<'a, Result<Look, StoreError>> {
         if matches!(self.redis.deployment.kind(), DeploymentKind::Cluster) {
-            return Box::pin(super::look::separately(self, key, ttl));
+            return Box::pin(super::look::separately(self, key, ttl, marking));
         }
         Box::pin(async move {
             let owner = Lease::random_owner();
             let ttl_ms = millis(ttl);
             let record_key = self.record_key(key);
-            let mut look = LOOK.key(self.failure_key(key));
-            look.key(self.lease_key(key))
-                .key(&record_key)
-                .arg(owner.as_bytes())
-                .arg(ttl_ms.as_bytes());
-            type Answer = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<Vec<u8>>);
-            let (notice, taken, generation, bytes): Answer =
-                self.call(Request::Script(look)).await?;
+            let mut args: Vec<Zeroizing<Vec<u8>>> = vec![
+                Zeroizing::new(owner.as_bytes().to_vec()),
+                Zeroizing::new(ttl_ms.into_bytes()),
+            ];
+            // A marking of another key's records is none.
+            let marking = marking.filter(|m| m.is_for(key));
+            if let Some(marking) = marking {
+                let (expected, marked) = (marking.expected(), marking.marked());
+                args.push(Zeroizing::new(
+                    expected.generation().to_string().into_bytes(),
+                ));
+                args.push(expected.encode());
+                args.push(Zeroizing::new(marked.generation().to_string().into_bytes()));
+                args.push(marked.encode());
+                let record_ttl = self.record_ttl.map(millis).unwrap_or_default();
+                args.push(Zeroizing::new(record_ttl.into_bytes()));
+            }
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+            let keys = [
+                self.failure_key(key),
+                self.lease_key(key),
+                record_key.clone(),
+            ];
+            type Answer = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+            let ((notice, taken, generation, bytes, marked), unacknowledged): (Answer, _) = self
+                .durably(&LOOK, &keys, &args, marking.map(|_| keys[2].as_str()))
+                .await?;
+            // A marking no replica acknowledged is left to the holder's own
+            // marking, which writes it again and waits for a replica again
+            // (only a look that wrote has anything to wait for: the others'
+            // `WAIT` returns at once).
+            let marked = marked == 1 && unacknowledged.is_none();
             let lease = (taken == 1).then(|| Lease::new(key.clone(), owner));
             match record_of(&record_key, key, generation, bytes) {
-                Ok(record) => Ok(Look::new(notice_of(notice, key), lease, record)),
+                Ok(record) => {
+                    let mut look = Look::new(notice_of(notice, key), lease, record);
+                    look.marked = marked;
+                    Ok(look)
+                }
                 Err(error) => {
                     if let Some(lease) = lease {
                         let _ = self.release(lease).await;

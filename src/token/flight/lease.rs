@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::{Flight, Trouble};
 use crate::{
-    store::{Changes, FailureNotice, Lease, Look, StoreError, TokenRecord, TokenStore},
+    store::{Changes, FailureNotice, Lease, Look, Marking, StoreError, TokenRecord, TokenStore},
     token::access_token::{Fresh, Token},
 };
 
@@ -25,6 +25,9 @@ pub(super) struct Found {
     pub(super) waited: Waited,
     pub(super) record: Option<TokenRecord>,
     pub(super) notice: Option<FailureNotice>,
+    /// The marking the look that took the lease carried, and when that
+    /// look set out if it wrote it.
+    pub(super) marking: Option<(Marking, Option<Instant>)>,
 }
 
 /// Whether a process waited for the lease, and the failure notice it found
@@ -46,12 +49,15 @@ impl Flight {
     /// to live and is taken then.
     ///
     /// `first_read` says that the record was not read before: a token the
-    /// first look finds was stored before this flight set out.
+    /// first look finds was stored before this flight set out. `marking`
+    /// goes with the first look only: a holder that waited works on what
+    /// the other holder left.
     pub(super) async fn lease(
         &self,
         ours: Option<&Token>,
         mut changes: Option<Changes>,
         first_read: bool,
+        mut marking: Option<Marking>,
     ) -> Result<Leased, Trouble> {
         let timings = self.settings.lease;
         let patience = timings.patience(self.settings.auth_timeout);
@@ -60,13 +66,24 @@ impl Flight {
         let mut waited = Waited::No;
         let mut long = false;
         loop {
+            let set_out = Instant::now();
+            let marking_now = marking.take();
             let Look {
                 notice,
                 lease,
                 record,
-            } = self.look(timings.ttl).await?;
+                marked,
+                ..
+            } = self.look(timings.ttl, marking_now.as_ref()).await?;
+            // Believed only of the record the marking was for.
+            let marked = marked
+                && lease.is_some()
+                && marking_now
+                    .as_ref()
+                    .is_some_and(|m| m.expects(record.as_ref()));
             let first = matches!(waited, Waited::No);
-            if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
+            let adoptable = (!marked).then(|| self.adoptable(record.as_ref(), ours));
+            if let Some(fresh) = adoptable.flatten() {
                 // The lease was free but is not needed after all.
                 if let Some(lease) = lease {
                     self.release_soon(lease);
@@ -83,6 +100,7 @@ impl Flight {
                     waited,
                     record,
                     notice,
+                    marking: marking_now.map(|m| (m, marked.then_some(set_out))),
                 };
                 return Ok(Leased::Held {
                     lease,
@@ -139,8 +157,14 @@ impl Flight {
     /// lease was taken; the generation fences every write made on it, so
     /// that costs a failed compare-and-swap, never a refresh token sent
     /// twice. What the store answers for another key is not believed.
-    async fn look(&self, ttl: std::time::Duration) -> Result<Look, Trouble> {
-        let mut look = self.bounded(self.store.look(&self.key, ttl)).await?;
+    async fn look(
+        &self,
+        ttl: std::time::Duration,
+        marking: Option<&Marking>,
+    ) -> Result<Look, Trouble> {
+        let mut look = self
+            .bounded(self.store.look(&self.key, ttl, marking))
+            .await?;
         look.record = look.record.filter(|r| r.key() == &self.key);
         look.notice = look.notice.filter(|n| n.key() == &self.key);
         Ok(look)

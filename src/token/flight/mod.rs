@@ -45,14 +45,20 @@
 //!    saved again without it, one generation on. *Should the holder die
 //!    after the Auth API rotated the token and before it saved the new one,
 //!    the next holder finds no refresh token and logs in with the password
-//!    once, instead of sending the spent one.* When the Auth API surely did
-//!    not take it (it answered with a status, a 5xx or 429, or no
-//!    connection was made), it is put back; after a timeout, a dropped
-//!    connection or an unreadable answer, which may hide a rotation, it is
-//!    not, and the next attempt logs in with the password.
+//!    once, instead of sending the spent one.* The look that takes the
+//!    lease makes the marking in the same step ([`Marking`]) when the
+//!    record it finds is the one the process read, adopted or saved last;
+//!    otherwise the holder saves it with compare-and-swap. When the Auth
+//!    API surely did not take it (it answered with a status, a 5xx or 429,
+//!    or no connection was made), it is put back; after a timeout, a
+//!    dropped connection or an unreadable answer, which may hide a
+//!    rotation, it is not, and the next attempt logs in with the password.
 //! 6. **Confirm the lease** right before sending the password or a refresh
-//!    token (after the marking, sent along with it; again when the marking
-//!    had to be retried), and give up if it is no longer held.
+//!    token (a marking saved on its own is sent along with it; confirmed
+//!    again when the marking had to be retried), and give up if it is no
+//!    longer held. A look that took the lease and marked in one step needs
+//!    no confirmation, unless it took as long as a renewal period: whoever
+//!    takes the lease after it finds the refresh token marked.
 //! 7. **Save** the new record with compare-and-swap on the generation the
 //!    holder wrote or read: a write never overwrites a record it did not
 //!    see. Every write (the marking, a put-back, the new token) is retried
@@ -85,6 +91,7 @@
 //! compare-and-swap: every write is fenced by the generation.
 //!
 //! [`Stats::long_lease_waits`]: crate::stats::Stats::long_lease_waits
+//! [`Marking`]: crate::store::Marking
 
 mod lease;
 mod notice;
@@ -92,7 +99,10 @@ mod save;
 mod spent;
 mod timings;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use zeroize::Zeroizing;
 
@@ -110,7 +120,9 @@ use crate::{
     clock::{until, wall_now},
     error::Detail,
     stats::Counters,
-    store::{Changes, Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
+    store::{
+        Changes, Lease, Marking, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore,
+    },
     Error,
 };
 
@@ -162,10 +174,13 @@ impl From<Failed> for Trouble {
 }
 
 /// Whose refresh token a holder sends.
-#[derive(Clone, Copy, PartialEq, Eq)]
 enum Chain {
-    /// The stored record's: marked as sent in the store first.
-    Stored,
+    /// The stored record's: marked as sent in the store first (with the
+    /// marking made for the look, when it is for that record).
+    Stored(Option<Marking>),
+    /// The stored record's, marked as sent by the look that took the lease
+    /// (set out at the instant given).
+    Marked(Marking, tokio::time::Instant),
     /// This process's own, obtained without the store.
     Own,
 }
@@ -188,6 +203,9 @@ pub(crate) struct Flight {
     key: StoreKey,
     /// Refresh tokens this process saw rotated or refused.
     spent: SpentTokens,
+    /// The record this process last adopted or saved: what the store
+    /// holds, as long as no other process wrote since.
+    known: Mutex<Option<TokenRecord>>,
     settings: FlightSettings,
     counters: Arc<Counters>,
 }
@@ -208,6 +226,7 @@ impl Flight {
             store,
             key,
             spent: SpentTokens::new(),
+            known: Mutex::new(None),
             settings,
             counters,
         }
@@ -255,13 +274,20 @@ impl Flight {
         // (the look reads the record too). Otherwise the record is read
         // first, so that a process that finds a valid token takes no lease.
         let read_first = ours.is_none() || !changes.as_ref().is_some_and(Changes::is_live);
-        if read_first {
+        let believed = if read_first {
             let record = self.load().await?;
             if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
                 return Ok(fresh.predating_flight());
             }
-        }
-        let (lease, found) = match self.lease(ours, changes, !read_first).await? {
+            record
+        } else {
+            self.known_record(ours)
+        };
+        // The refresh token the holder would send is marked as sent by the
+        // look that takes the lease, when the record is still the one
+        // believed stored.
+        let marking = self.marking(believed.as_ref(), ours, need);
+        let (lease, found) = match self.lease(ours, changes, !read_first, marking).await? {
             Leased::Held { lease, found } => (lease, *found),
             Leased::Adopted(fresh) => return Ok(fresh),
         };
@@ -284,7 +310,9 @@ impl Flight {
         // A record to adopt was adopted instead of holding the lease.
         let mut record = found.record;
         self.respect_failure(record.as_ref(), found.notice.as_ref(), &found.waited)?;
-        let called = self.call(lease, &mut record, ours, need).await;
+        let called = self
+            .call(lease, &mut record, ours, need, found.marking)
+            .await;
         match called {
             Ok(fresh) => Ok(fresh),
             Err(Trouble::Auth(failed)) => {
@@ -304,6 +332,7 @@ impl Flight {
         record: &mut Option<TokenRecord>,
         ours: Option<&Token>,
         need: Need,
+        marking: Option<(Marking, Option<tokio::time::Instant>)>,
     ) -> Result<Fresh, Trouble> {
         // Room for a marking and a new token, checked before anything is
         // sent: a grant must never be obtained only to be thrown away.
@@ -312,7 +341,28 @@ impl Flight {
             .map_or(0, TokenRecord::generation)
             .max(ours.map_or(0, |t| t.version));
         next_generation(newest).and_then(next_generation)?;
-        let (grant, how) = match self.refresh_token_to_send(record.as_ref(), ours) {
+        let to_send = match marking {
+            // Marked by the look (over the record it found, this one): its
+            // refresh token, which `marking` vouched for.
+            Some((marking, Some(looked))) => {
+                let refresh_token = marking.expected().refresh_token().map(str::to_owned);
+                *record = Some(marking.marked().clone());
+                refresh_token.map(|t| (Zeroizing::new(t), Chain::Marked(marking, looked)))
+            }
+            // Not written by the look (a store without replicas' answer in
+            // time, say): written now, the same record, so that a store
+            // that already has it counts it as this write.
+            not_written => match self.refresh_token_to_send(record.as_ref(), ours) {
+                Some((token, Chain::Stored(_))) => {
+                    let marking = not_written
+                        .map(|(marking, _)| marking)
+                        .filter(|m| m.expects(record.as_ref()));
+                    Some((token, Chain::Stored(marking)))
+                }
+                other => other,
+            },
+        };
+        let (grant, how) = match to_send {
             Some((refresh_token, chain)) => {
                 self.refresh_under_lease(lease, record, &refresh_token, chain, need)
                     .await?
@@ -349,7 +399,7 @@ impl Flight {
             .and_then(TokenRecord::refresh_token)
             .filter(|t| unspent(t));
         if let Some(token) = stored {
-            return Some((Zeroizing::new(token.to_owned()), Chain::Stored));
+            return Some((Zeroizing::new(token.to_owned()), Chain::Stored(None)));
         }
         // A chain of this process's own, unless the store knows its access
         // token after all (a save whose answer was lost): then another
@@ -389,11 +439,19 @@ impl Flight {
         // store that serves requests in order); a marking that had to be
         // retried is confirmed again.
         let unmarked = match chain {
-            Chain::Stored => {
+            Chain::Marked(marking, looked) => {
+                // The lease was taken with the marking; confirmed again
+                // only when the look took as long as a renewal period.
+                if looked.elapsed() >= self.settings.lease.renew_every {
+                    self.confirm(lease, "a refresh token").await?;
+                }
+                Some(marking.expected().clone())
+            }
+            Chain::Stored(marking) => {
                 let started = tokio::time::Instant::now();
                 let confirmed = self.confirm(lease, "a refresh token");
-                let (marked, confirmed) =
-                    both(self.mark_sent(lease, record, need), confirmed).await;
+                let marked = self.mark_sent(lease, record, need, marking.as_ref());
+                let (marked, confirmed) = both(marked, confirmed).await;
                 let unmarked = marked?;
                 confirmed?;
                 if started.elapsed() >= self.settings.lease.renew_every {
@@ -518,6 +576,7 @@ impl Flight {
             return None;
         }
         let header = bearer_header(record.access_token())?;
+        self.remember(record);
         Some(Fresh {
             header,
             refresh_token: record.refresh_token().map(|t| Zeroizing::new(t.to_owned())),
@@ -531,6 +590,44 @@ impl Flight {
             how: How::Adopted,
             predates_flight: false,
         })
+    }
+
+    /// The record this process last adopted or saved, when it is the one
+    /// `ours` came from.
+    fn known_record(&self, ours: Option<&Token>) -> Option<TokenRecord> {
+        let ours = ours.filter(|t| t.origin == Origin::Store)?;
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .as_ref()
+            .filter(|r| r.generation() == ours.version && r.access_token() == ours.access_token())
+            .cloned()
+    }
+
+    /// Remembers `record` as the one the store holds.
+    pub(super) fn remember(&self, record: &TokenRecord) {
+        *self.known.lock().unwrap_or_else(|e| e.into_inner()) = Some(record.clone());
+    }
+
+    /// The marking a look should make for a holder that finds `believed`
+    /// stored: when the holder would send its refresh token (see
+    /// [`refresh_token_to_send`](Self::refresh_token_to_send)) and there is
+    /// room for the marking and the new token.
+    fn marking(
+        &self,
+        believed: Option<&TokenRecord>,
+        ours: Option<&Token>,
+        need: Need,
+    ) -> Option<Marking> {
+        let stored = believed.filter(|r| r.key() == &self.key)?;
+        let (_, chain) = self.refresh_token_to_send(Some(stored), ours)?;
+        if !matches!(chain, Chain::Stored(_)) {
+            return None;
+        }
+        let newest = stored.generation().max(ours.map_or(0, |t| t.version));
+        next_generation(newest).and_then(next_generation).ok()?;
+        let generation = next_generation(stored.generation()).ok()?;
+        let marked = stored.spent(generation, expiry_once_marked(stored, need));
+        Some(Marking::new(stored.clone(), marked))
     }
 
     /// The record a change feed handed over for this cache's key.

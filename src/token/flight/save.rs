@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::{expiry_once_marked, next_generation, Flight, Need, Trouble};
 use crate::{
     clock::wall_now,
-    store::{Lease, StoreError, TokenRecord},
+    store::{Lease, Marking, StoreError, TokenRecord},
     token::{
         access_token::{bare_token, Origin},
         grant::Grant,
@@ -36,18 +36,27 @@ impl Flight {
     /// Saves the stored record without its refresh token, one generation
     /// on, before that token is sent: a holder that dies after the Auth API
     /// rotated it leaves no spent token behind. Returns the record as it
-    /// was, to put back should the Auth API not take the token.
+    /// was, to put back should the Auth API not take the token. `made` is
+    /// the marking made for the look, when it is for this record: written
+    /// as it is, so that a store that already holds it (a look's marking
+    /// that no replica acknowledged in time) takes it for this write.
     pub(super) async fn mark_sent(
         &self,
         lease: &Lease,
         record: &mut Option<TokenRecord>,
         need: Need,
+        made: Option<&Marking>,
     ) -> Result<TokenRecord, Trouble> {
         let stored = record
             .clone()
             .expect("the stored chain's refresh token comes from a record");
-        let generation = next_generation(stored.generation())?;
-        let marked = stored.spent(generation, expiry_once_marked(&stored, need));
+        let marked = match made {
+            Some(made) => made.marked().clone(),
+            None => {
+                let generation = next_generation(stored.generation())?;
+                stored.spent(generation, expiry_once_marked(&stored, need))
+            }
+        };
         match self
             .write(lease, &marked, Some(stored.generation()), false)
             .await
@@ -123,7 +132,10 @@ impl Flight {
             }
         };
         match self.write(lease, &record, expected, true).await {
-            Written::Saved => Origin::Store,
+            Written::Saved => {
+                self.remember(&record);
+                Origin::Store
+            }
             Written::Superseded => {
                 tracing::error!(
                     "the token store holds a record as new as the token just obtained; \
@@ -148,7 +160,9 @@ impl Flight {
     /// renewed meanwhile). A write whose answer was lost is recognised by
     /// reading the record back. When the compare-and-swap fails, a store
     /// that lost its data (no record, or an older one) gets `record` written
-    /// over what it holds if `put_back`; otherwise the write is superseded.
+    /// over what it holds if `put_back`; otherwise (a marking) the write is
+    /// superseded, and a marking whose every write failed is not read back
+    /// at the end.
     async fn write(
         &self,
         lease: &Lease,
@@ -195,9 +209,15 @@ impl Flight {
             failures += 1;
             if started.elapsed() >= timings.save_patience {
                 // The last answer may have been lost after the write landed.
-                if let Ok(Some(found)) = self.load().await {
-                    if same_record(&found, record) {
-                        return Written::Saved;
+                // Not for a marking: found on the store, it may be one no
+                // replica acknowledged (its write failed for that), and the
+                // refresh token is not sent on a marking a failover loses.
+                let marking = !put_back;
+                if !marking {
+                    if let Ok(Some(found)) = self.load().await {
+                        if same_record(&found, record) {
+                            return Written::Saved;
+                        }
                     }
                 }
                 return Written::Failed(last_error.unwrap_or_else(|| {

@@ -42,6 +42,9 @@ struct FlakyStore {
     /// Hands waiters a change feed that has already ended (a lost
     /// subscription); otherwise none (waiters poll).
     feed_ends: Arc<AtomicBool>,
+    /// Makes no marking in its look, as a store might not: the holder
+    /// marks the refresh token and confirms the lease on its own.
+    marks_apart: Arc<AtomicBool>,
 }
 
 impl FlakyStore {
@@ -151,6 +154,16 @@ impl TokenStore for FlakyStore {
             self.check()?;
             self.inner.remove(key).await
         })
+    }
+
+    fn look<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+        marking: Option<&'a crate::store::Marking>,
+    ) -> BoxFuture<'a, Result<crate::store::Look, StoreError>> {
+        let marking = marking.filter(|_| !self.marks_apart.load(Ordering::SeqCst));
+        Box::pin(crate::store::look::separately(self, key, ttl, marking))
     }
 
     fn changes(&self, _key: &StoreKey) -> Option<crate::store::Changes> {
@@ -681,7 +694,10 @@ async fn the_degraded_mode_logs_in_locally_and_converges_when_the_store_returns(
 #[tokio::test(start_paused = true)]
 async fn a_refresh_token_is_not_sent_when_the_lease_was_lost() {
     let api = FakeApi::new(Reply::Token(3600));
+    // A look that marks takes the lease in the same step: here the holder
+    // marks apart, and confirms the lease before it sends.
     let flaky = FlakyStore::default();
+    flaky.marks_apart.store(true, Ordering::SeqCst);
     let replica = cache_on(&api, Settings::default(), Arc::new(flaky.clone()));
     let generation = replica.access_token().await.unwrap().0.generation;
     flaky.loses_leases.store(true, Ordering::SeqCst);
@@ -1367,15 +1383,26 @@ async fn a_refresh_token_is_kept_only_when_the_auth_api_surely_did_not_take_it()
     assert!(not_taken(&unavailable));
 }
 
-/// A [`MemoryStore`] that counts the reads and looks made through it, and
-/// can hand out the subscriptions of a feed of its own (one that never
-/// hears the store's saves, or an interrupted one) instead of the store's.
+/// A [`MemoryStore`] that counts the reads, saves, looks and markings made
+/// through it, and can hand out the subscriptions of a feed of its own (one
+/// that never hears the store's saves, or an interrupted one) instead of
+/// the store's.
 #[derive(Debug, Clone, Default)]
 struct CountingStore {
     inner: MemoryStore,
     loads: Arc<AtomicU32>,
+    saves: Arc<AtomicU32>,
+    renews: Arc<AtomicU32>,
     looks: Arc<AtomicU32>,
+    markings: Arc<AtomicU32>,
     own_feed: Option<crate::store::ChangeFeed>,
+    /// Reports a look's marking as not written, as a Redis whose replicas
+    /// did not acknowledge it in time does.
+    hides_markings: bool,
+    /// Every record saved through it, encoded.
+    saved: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    /// Every marked record a look carried, encoded.
+    carried: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
 
 impl TokenStore for CountingStore {
@@ -1400,6 +1427,7 @@ impl TokenStore for CountingStore {
         lease: &'a Lease,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.renews.fetch_add(1, Ordering::SeqCst);
         self.inner.renew(lease, ttl)
     }
 
@@ -1413,6 +1441,8 @@ impl TokenStore for CountingStore {
         record: &'a TokenRecord,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        self.saved.lock().unwrap().push(record.encode().to_vec());
         self.inner.save(lease, record, expected)
     }
 
@@ -1424,9 +1454,26 @@ impl TokenStore for CountingStore {
         &'a self,
         key: &'a StoreKey,
         ttl: Duration,
+        marking: Option<&'a crate::store::Marking>,
     ) -> BoxFuture<'a, Result<crate::store::Look, StoreError>> {
         self.looks.fetch_add(1, Ordering::SeqCst);
-        self.inner.look(key, ttl)
+        if let Some(marking) = marking {
+            let marked = marking.marked().encode().to_vec();
+            self.carried.lock().unwrap().push(marked);
+        }
+        Box::pin(async move {
+            let mut look = self.inner.look(key, ttl, marking).await?;
+            if look.marked {
+                self.markings.fetch_add(1, Ordering::SeqCst);
+                if self.hides_markings {
+                    // As long as a replica is waited for: a marking made
+                    // again now would carry a later expiry.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    look.marked = false;
+                }
+            }
+            Ok(look)
+        })
     }
 
     fn changes(&self, key: &StoreKey) -> Option<crate::store::Changes> {
@@ -1512,11 +1559,103 @@ async fn with_a_live_feed_that_missed_the_save_a_replica_uses_what_its_look_find
     let (second, first, reads) = heal_one_then_the_other(&api, &store).await;
     assert_eq!(second, first, "the look's record was used");
     assert_eq!(reads, (0, 1), "one look, no read before it");
+    assert_eq!(
+        store.markings.load(Ordering::SeqCst),
+        1,
+        "only the first replica's look marked: the second's found a newer record"
+    );
     assert_eq!(api.calls(Endpoint::Refresh), 1, "no second refresh");
     // The lease the look took is given back in a task of its own.
     tokio::time::sleep(Duration::from_millis(1)).await;
     let lease = store.inner.try_lease(&key(), Duration::from_secs(1)).await;
     assert!(lease.unwrap().is_some(), "the lease was freed");
+}
+
+/// A replica heals a 401 on `store` alone: the refresh token it sends is
+/// marked as sent by the look that takes the lease, the lease is not
+/// confirmed again, and the only save is the new token's.
+async fn heal_alone_marking_with_the_look(store: &CountingStore) {
+    let api = FakeApi::new(Reply::Token(3600));
+    let shared: Arc<dyn TokenStore> = Arc::new(store.clone());
+    let cache = cache_on(&api, Settings::default(), shared);
+    all_tokens(std::slice::from_ref(&cache)).await;
+    let before = (
+        store.saves.load(Ordering::SeqCst),
+        store.markings.load(Ordering::SeqCst),
+    );
+    let renews = store.renews.load(Ordering::SeqCst);
+    let healing = match cache.after_unauthorized(cache.current_generation().unwrap(), 0) {
+        AfterUnauthorized::Wait(wait) => wait,
+        _ => panic!("a 401 must start a refresh"),
+    };
+    healing.await.unwrap();
+    let after = (
+        store.saves.load(Ordering::SeqCst),
+        store.markings.load(Ordering::SeqCst),
+    );
+    assert_eq!(
+        api.calls(Endpoint::Refresh),
+        1,
+        "healed with the refresh token"
+    );
+    assert_eq!(api.calls(Endpoint::Password), 1, "the first login only");
+    assert_eq!(after.1 - before.1, 1, "the look marked the refresh token");
+    assert_eq!(after.0 - before.0, 1, "one save: the new token's");
+    assert_eq!(
+        store.renews.load(Ordering::SeqCst),
+        renews,
+        "no confirmation: the lease was taken with the marking"
+    );
+    let stored = store.inner.load(&key()).await.unwrap().unwrap();
+    assert!(
+        stored.refresh_token().is_some(),
+        "the new refresh token is stored"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_live_feed_the_look_that_takes_the_lease_marks_the_refresh_token() {
+    heal_alone_marking_with_the_look(&CountingStore::default()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_live_feed_the_look_marks_the_record_just_read() {
+    let feed = crate::store::ChangeFeed::new();
+    feed.interrupted();
+    let store = CountingStore {
+        own_feed: Some(feed),
+        ..CountingStore::default()
+    };
+    heal_alone_marking_with_the_look(&store).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_marking_the_look_did_not_confirm_is_written_again_as_it_was() {
+    let api = FakeApi::new(Reply::Token(3600));
+    let store = CountingStore {
+        hides_markings: true,
+        ..CountingStore::default()
+    };
+    let shared: Arc<dyn TokenStore> = Arc::new(store.clone());
+    let cache = cache_on(&api, Settings::default(), shared);
+    all_tokens(std::slice::from_ref(&cache)).await;
+    let AfterUnauthorized::Wait(healing) =
+        cache.after_unauthorized(cache.current_generation().unwrap(), 0)
+    else {
+        panic!("a 401 must start a refresh");
+    };
+    healing.await.unwrap();
+    assert_eq!(api.calls(Endpoint::Refresh), 1);
+    let carried = store.carried.lock().unwrap().clone();
+    let saved = store.saved.lock().unwrap().clone();
+    assert_eq!(carried.len(), 1, "one look carried a marking");
+    // The holder's own marking is the look's, byte for byte: a store that
+    // already holds it (and waits for a replica again) counts it as the
+    // same write.
+    assert!(
+        saved.contains(&carried[0]),
+        "the same marking written again"
+    );
 }
 
 /// A record of another user, which no cache here takes.
