@@ -180,7 +180,8 @@ fn server(url: &str) -> Result<Parsed, String> {
     if parsed.fragment().is_some() {
         return Err(no_fragment());
     }
-    let client = Client::open(parsed).map_err(|e| invalid(&e))?;
+    let info = parsed.into_connection_info().map_err(|e| invalid(&e))?;
+    let client = Client::open(no_delay(info)).map_err(|e| invalid(&e))?;
     let info = client.get_connection_info();
     let (address, tls) = match info.addr() {
         ConnectionAddr::Tcp(host, port) => (host_port(host, *port), false),
@@ -243,7 +244,8 @@ fn sentinel(url: &str, tls: bool) -> Result<Parsed, String> {
         sentinels.push(info);
     }
     let mut node_info = SentinelNodeConnectionInfo::default()
-        .set_redis_connection_info(node.redis_settings().clone());
+        .set_redis_connection_info(node.redis_settings().clone())
+        .set_tcp_settings(node.tcp_settings().clone());
     if tls {
         node_info = node_info.set_tls_mode(TlsMode::Secure);
     }
@@ -337,13 +339,22 @@ impl<'a> Parts<'a> {
         let scheme = if tls { "rediss" } else { "redis" };
         let userinfo = self.userinfo.map(|u| format!("{u}@")).unwrap_or_default();
         let url = format!("{scheme}://{userinfo}{}/{db}", host_port(host, *port));
-        url.as_str().into_connection_info().map_err(|e| invalid(&e))
+        let info = url.as_str().into_connection_info();
+        info.map(no_delay).map_err(|e| invalid(&e))
     }
 
     fn addresses(&self) -> String {
         let hosts: Vec<_> = self.hosts.iter().map(|(h, p)| host_port(h, *p)).collect();
         hosts.join(",")
     }
+}
+
+/// `info` with Nagle's algorithm off: requests are small and sent in
+/// pipelines, and a request held back until the previous one's
+/// acknowledgement would wait a round trip more (redis-rs leaves it on).
+fn no_delay(info: ConnectionInfo) -> ConnectionInfo {
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    info.set_tcp_settings(tcp)
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
@@ -408,4 +419,22 @@ fn describe(error: &RedisError) -> String {
         .next()
         .map(|first| first.to_lowercase().chain(chars).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_to_servers_and_cluster_nodes_send_without_delay() {
+        let Deployment::Server(client) = parse("redis://127.0.0.1:6379").unwrap().deployment else {
+            panic!("one server");
+        };
+        assert!(client.get_connection_info().tcp_settings().nodelay());
+        let cluster = parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001").unwrap();
+        let Deployment::Cluster(seeds) = cluster.deployment else {
+            panic!("a cluster");
+        };
+        assert!(seeds.iter().all(|seed| seed.tcp_settings().nodelay()));
+    }
 }
