@@ -174,10 +174,10 @@ impl Marking {
 /// the lease tried and the record read, sent together and in that order
 /// (one round trip to a store that serves one connection's requests in
 /// order), then the marking saved with compare-and-swap when the lease was
-/// taken and the record is the one it expects, the lease renewed after it
-/// (sent together, in that order): the lease and the marking are two
-/// writes here, so the marking counts as made under the lease only when
-/// the lease was still held after it. A lease taken is given back when a
+/// taken and the record is the one it expects, and the lease renewed after
+/// it: the lease and the marking are two writes here, so the marking
+/// counts as made under the lease only when the lease was still held after
+/// it. A lease taken is given back when a
 /// read fails. A marking not reported as made is left to the holder's own
 /// marking, which confirms the lease.
 pub(crate) async fn separately<S: TokenStore + ?Sized>(
@@ -203,9 +203,10 @@ pub(crate) async fn separately<S: TokenStore + ?Sized>(
     if let (Some(marking), Some(lease)) = (marking, &look.lease) {
         if marking.expects(look.record.as_ref()) {
             let expected = Some(marking.expected.generation());
-            let saved = store.save(lease, &marking.marked, expected);
-            let (saved, renewed) = both(saved, store.renew(lease, ttl)).await;
-            look.marked = matches!((saved, renewed), (Ok(true), Ok(true)));
+            // One after the other: the renewal must follow the marking.
+            let saved = store.save(lease, &marking.marked, expected).await;
+            look.marked =
+                matches!(saved, Ok(true)) && matches!(store.renew(lease, ttl).await, Ok(true));
         }
     }
     Ok(look)

@@ -296,8 +296,11 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// [`save`](Self::save) would with the expected generation, and says so
     /// ([`Look::marked`]); [`Look::record`] is then the record as found.
     /// A look that did not take the lease, or found another record, writes
-    /// nothing. A lease holder passes one when it expects to send the
-    /// stored refresh token, which it marks as sent first.
+    /// nothing. A look that reports no marking may still have written it
+    /// (a Redis primary whose replicas did not acknowledge it, a lease lost
+    /// right after it): the holder then marks on its own, with the same
+    /// record. A lease holder passes one when it expects to send the stored
+    /// refresh token, which it marks as sent first.
     ///
     /// The default makes the three calls ([`load_failure`](Self::load_failure),
     /// [`try_lease`](Self::try_lease), [`load`](Self::load)) together: one

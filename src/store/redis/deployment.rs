@@ -77,6 +77,7 @@ impl Deployment {
             }
             Deployment::Cluster(seeds) => {
                 let client = ClusterClient::builder(seeds.clone())
+                    .tcp_settings(seeds[0].tcp_settings().clone())
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
                     .build()?;

@@ -70,13 +70,14 @@ static TRY_LEASE: LazyLock<Script> = LazyLock::new(|| {
 /// record found. Returns the notice, 1 or 0 for the lease, the record's
 /// generation and bytes as found, and 1 or 0 for the marking.
 ///
-/// The owner is fresh for every look, so finding the lease already its own
+/// A marking is written with the look's owner in the field `marker`. The
+/// owner is fresh for every look, so finding the lease already its own
 /// means this very call ran before and only its reply was lost; if the
-/// record then is the marked one, that run wrote it, and this one answers
-/// as that run would have. Any other marked record found was written by
-/// another holder (markings of one record are alike), and is not this
-/// look's. A marking is written again by the repeated call, so that a
-/// `WAIT` after it has a write to wait for.
+/// record then is the marked one and its marker the owner, that run wrote
+/// it, and this one answers as that run would have. Any other marked
+/// record found, however alike (markings of one record are), was written
+/// by another holder and is not this look's. A marking is written again by
+/// the repeated call, so that a `WAIT` after it has a write to wait for.
 static LOOK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -94,12 +95,14 @@ static LOOK: LazyLock<Script> = LazyLock::new(|| {
         local marked = 0
         if taken == 1 and ARGV[4] then
             local mark = record[2] == ARGV[4]
-            if again and record[2] == ARGV[6] then
+            if again and record[2] == ARGV[6]
+                and redis.call('HGET', KEYS[3], 'marker') == ARGV[1] then
                 record = {ARGV[3], ARGV[4]}
                 mark = true
             end
             if mark then
-                redis.call('HSET', KEYS[3], 'generation', ARGV[5], 'record', ARGV[6])
+                redis.call('HSET', KEYS[3], 'generation', ARGV[5], 'record', ARGV[6],
+                    'marker', ARGV[1])
                 if ARGV[7] == '' then
                     redis.call('PERSIST', KEYS[3])
                 else
@@ -181,6 +184,7 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
             return 0
         end
         redis.call('HSET', KEYS[1], 'generation', ARGV[2], 'record', ARGV[3])
+        redis.call('HDEL', KEYS[1], 'marker')
         if ARGV[4] == '' then
             redis.call('PERSIST', KEYS[1])
         else
@@ -251,15 +255,17 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// that carries a [`Marking`](super::Marking), is followed by `WAIT 1 <ms>`
 /// on the same connection, in the same pipeline, whenever the primary has
 /// a replica connected (it is asked with `ROLE`, at most once a second per
-/// key); for a look that wrote nothing it returns at once. A look's
+/// key); for a look that wrote nothing it waits only for the connection's
+/// earlier writes (at once, unless a replica lags). A look's
 /// marking that no replica acknowledged is reported as not made, and the
 /// holder writes the same record again, which waits again. [`replica_ack_timeout`](Self::replica_ack_timeout)
 /// sets how long the wait may be (500 ms by default) or turns it off.
 ///
 /// When no replica acknowledges in time, the save fails with
 /// [`Unavailable`](super::StoreErrorKind::Unavailable) although the
-/// primary holds it. The token state retries it (a save already written
-/// counts as done) while it holds the lease, for up to 2.5 s. If the
+/// primary holds it. The token state retries it (a save already written is
+/// written again, and counts once a replica acknowledges it) while it
+/// holds the lease, for up to 2.5 s. If the
 /// replicas stay behind: a refresh token whose marking was not
 /// acknowledged is not sent (requests that need a token get a store error
 /// until a replica catches up or the primary has none left); a new token
@@ -311,9 +317,10 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// failure notice, tries the lease, reads the record and, for the replica
 /// that takes the lease, marks the refresh token it is about to send, so
 /// that a 401 storm costs each replica one round trip and Redis one command
-/// (with a replica connected, a `WAIT` in the same pipeline; in a Cluster,
-/// three commands sent together, which follow a moving slot, and the
-/// marking saved after them).
+/// (with a replica connected, a `WAIT` in the same pipeline, and at most
+/// once a second a `ROLE` before it; in a Cluster, three commands sent
+/// together, which follow a moving slot, and the marking saved and the
+/// lease renewed after them).
 ///
 /// # Keys
 ///
@@ -653,6 +660,32 @@ impl RedisStore {
                 format!("no answer within {:?}", self.timeout),
             ))),
         }
+    }
+
+    /// The keys and arguments of the `LOOK` script for one look by `owner`.
+    fn look_arguments(
+        &self,
+        key: &StoreKey,
+        owner: &str,
+        ttl: Duration,
+        marking: Option<&Marking>,
+    ) -> ([String; 3], Vec<Zeroizing<Vec<u8>>>) {
+        let bytes = |text: String| Zeroizing::new(text.into_bytes());
+        let mut args = vec![bytes(owner.to_owned()), bytes(millis(ttl))];
+        if let Some(marking) = marking {
+            let (expected, marked) = (marking.expected(), marking.marked());
+            args.push(bytes(expected.generation().to_string()));
+            args.push(expected.encode());
+            args.push(bytes(marked.generation().to_string()));
+            args.push(marked.encode());
+            args.push(bytes(self.record_ttl.map(millis).unwrap_or_default()));
+        }
+        let keys = [
+            self.failure_key(key),
+            self.lease_key(key),
+            self.record_key(key),
+        ];
+        (keys, args)
     }
 
     /// Saves with the `SAVE` script, acknowledged by a replica when the
@@ -1032,31 +1065,11 @@ impl TokenStore for RedisStore {
         }
         Box::pin(async move {
             let owner = Lease::random_owner();
-            let ttl_ms = millis(ttl);
-            let record_key = self.record_key(key);
-            let mut args: Vec<Zeroizing<Vec<u8>>> = vec![
-                Zeroizing::new(owner.as_bytes().to_vec()),
-                Zeroizing::new(ttl_ms.into_bytes()),
-            ];
             // A marking of another key's records is none.
             let marking = marking.filter(|m| m.is_for(key));
-            if let Some(marking) = marking {
-                let (expected, marked) = (marking.expected(), marking.marked());
-                args.push(Zeroizing::new(
-                    expected.generation().to_string().into_bytes(),
-                ));
-                args.push(expected.encode());
-                args.push(Zeroizing::new(marked.generation().to_string().into_bytes()));
-                args.push(marked.encode());
-                let record_ttl = self.record_ttl.map(millis).unwrap_or_default();
-                args.push(Zeroizing::new(record_ttl.into_bytes()));
-            }
+            let (keys, args) = self.look_arguments(key, &owner, ttl, marking);
             let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
-            let keys = [
-                self.failure_key(key),
-                self.lease_key(key),
-                record_key.clone(),
-            ];
+            let record_key = keys[2].clone();
             type Answer = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
             let ((notice, taken, generation, bytes, marked), unacknowledged): (Answer, _) = self
                 .durably(&LOOK, &keys, &args, marking.map(|_| keys[2].as_str()))
@@ -1133,8 +1146,97 @@ impl fmt::Debug for RedisStore {
 }
 
 #[cfg(test)]
+#[path = "../../../tests/support/redis.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod test_server;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A marked record a look expects for `record`, as a holder makes it.
+    fn marking_of(record: &TokenRecord) -> Marking {
+        let marked = record.spent(record.generation() + 1, std::time::SystemTime::now());
+        Marking::new(record.clone(), marked)
+    }
+
+    /// Runs the `LOOK` script as `owner` twice, as a call sent again after
+    /// its reply was lost: (lease taken, marked, generation found) each time.
+    async fn look_twice(
+        url: &str,
+        store: &RedisStore,
+        key: &StoreKey,
+        marking: &Marking,
+    ) -> [(i64, i64, Option<Vec<u8>>); 2] {
+        let owner = Lease::random_owner();
+        let (keys, args) = store.look_arguments(key, &owner, Duration::from_secs(5), Some(marking));
+        let client = redis::Client::open(url).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            let mut invocation = LOOK.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
+            for arg in &args {
+                invocation.arg(arg.as_slice());
+            }
+            type Answer = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+            let (_, taken, generation, _, marked): Answer =
+                invocation.invoke_async(&mut connection).await.unwrap();
+            answers.push((taken, marked, generation));
+        }
+        [answers[0].clone(), answers[1].clone()]
+    }
+
+    #[tokio::test]
+    async fn a_look_sent_again_claims_only_the_marking_it_wrote() {
+        let Some(server) = test_server::RedisServer::start() else {
+            return;
+        };
+        let store = RedisStore::open(server.url()).unwrap();
+        let key = StoreKey::new("https://auth.example.com/api/v1", "marked twice");
+        let hour = Duration::from_secs(3600);
+        let expires = std::time::SystemTime::now() + hour;
+        let stored = TokenRecord::new(key.clone(), 1, "eyA", Some("eyR"), expires, hour).unwrap();
+        let lease = store.try_lease(&key, hour).await.unwrap().unwrap();
+        assert!(store.save(&lease, &stored, None).await.unwrap());
+        store.release(lease).await.unwrap();
+        let marking = marking_of(&stored);
+
+        // The first run marks; the second, the same call again, answers as
+        // the first did: marked, over the record as it was.
+        let [first, again] = look_twice(&server.url(), &store, &key, &marking).await;
+        assert_eq!((first.0, first.1), (1, 1));
+        assert_eq!(
+            again,
+            (1, 1, Some(b"1".to_vec())),
+            "the same call's marking"
+        );
+
+        // Another holder's marking, byte for byte this one: neither run
+        // claims it.
+        let lease = store.try_lease(&key, hour).await;
+        assert!(lease.unwrap().is_none(), "held by the looks");
+        let record_key = store.record_key(&key);
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(store.lease_key(&key))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("HDEL")
+            .arg(&record_key)
+            .arg("marker")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let [first, again] = look_twice(&server.url(), &store, &key, &marking).await;
+        assert_eq!((first.0, first.1), (1, 0), "found marked by another");
+        assert_eq!((again.0, again.1), (1, 0), "not claimed when sent again");
+        assert_eq!(again.2, Some(b"2".to_vec()), "the record as found");
+    }
 
     fn reason(url: &str) -> String {
         match RedisStore::open(url) {

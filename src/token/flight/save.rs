@@ -184,7 +184,14 @@ impl Flight {
                 }
                 Ok(false) => match self.load().await {
                     Ok(found) => {
-                        if found.as_ref().is_some_and(|f| same_record(f, record)) {
+                        // A marking is this write's only when it is the very
+                        // record: another holder's marking of the same
+                        // record has the same tokens.
+                        let ours = |f: &TokenRecord| match put_back {
+                            true => same_record(f, record),
+                            false => f.encode() == record.encode(),
+                        };
+                        if found.as_ref().is_some_and(ours) {
                             return Written::Saved;
                         }
                         let generation = found.as_ref().map(TokenRecord::generation);

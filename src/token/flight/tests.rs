@@ -909,6 +909,11 @@ async fn a_lost_lease_in_degraded_mode_does_not_log_in_with_the_password() {
         "a contended lease led to a local password login: {:?}",
         api.forms()
     );
+    assert_eq!(
+        api.calls(Endpoint::Refresh),
+        0,
+        "the look's marking was made, but the lease was lost after it"
+    );
 }
 
 /// Nor does a lease held elsewhere for longer than the waiter's patience (a
@@ -1399,6 +1404,8 @@ struct CountingStore {
     /// Reports a look's marking as not written, as a Redis whose replicas
     /// did not acknowledge it in time does.
     hides_markings: bool,
+    /// Reports every look that took the lease as marked, whatever it found.
+    claims_markings: bool,
     /// Every record saved through it, encoded.
     saved: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     /// Every marked record a look carried, encoded.
@@ -1463,6 +1470,9 @@ impl TokenStore for CountingStore {
         }
         Box::pin(async move {
             let mut look = self.inner.look(key, ttl, marking).await?;
+            if self.claims_markings && look.lease.is_some() {
+                look.marked = true;
+            }
             if look.marked {
                 self.markings.fetch_add(1, Ordering::SeqCst);
                 if self.hides_markings {
@@ -1569,6 +1579,23 @@ async fn with_a_live_feed_that_missed_the_save_a_replica_uses_what_its_look_find
     tokio::time::sleep(Duration::from_millis(1)).await;
     let lease = store.inner.try_lease(&key(), Duration::from_secs(1)).await;
     assert!(lease.unwrap().is_some(), "the lease was freed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_look_claiming_a_marking_over_another_record_is_not_believed() {
+    let api = FakeApi::new(Reply::Token(3600));
+    // The second replica's look finds the first's new record, not the one
+    // its marking expected: a store that says it marked anyway is wrong.
+    let feed = crate::store::ChangeFeed::new();
+    feed.announce_saved(unrelated_record());
+    let store = CountingStore {
+        own_feed: Some(feed),
+        claims_markings: true,
+        ..CountingStore::default()
+    };
+    let (second, first, _) = heal_one_then_the_other(&api, &store).await;
+    assert_eq!(second, first, "the record the look found was used");
+    assert_eq!(api.calls(Endpoint::Refresh), 1, "no second refresh");
 }
 
 /// A replica heals a 401 on `store` alone: the refresh token it sends is
