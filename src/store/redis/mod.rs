@@ -1146,13 +1146,51 @@ impl fmt::Debug for RedisStore {
 }
 
 #[cfg(test)]
-#[path = "../../../tests/support/redis.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod test_server;
-
-#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `redis-server` of this test's own on a free loopback port, stopped
+    /// when dropped (the integration tests' fuller helper is not part of the
+    /// package). None when the binary is missing, which fails under CI.
+    struct Server(std::process::Child, u16);
+
+    impl Server {
+        fn start() -> Option<Server> {
+            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = free.local_addr().unwrap().port();
+            drop(free);
+            let spawned = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            let child = match spawned {
+                Ok(child) => child,
+                Err(_) if std::env::var("CI").as_deref() != Ok("true") => return None,
+                Err(error) => panic!("CI must run the Redis tests: redis-server: {error}"),
+            };
+            let started = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Some(Server(child, port))
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.1)
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 
     /// A marked record a look expects for `record`, as a holder makes it.
     fn marking_of(record: &TokenRecord) -> Marking {
@@ -1191,7 +1229,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_look_sent_again_claims_only_the_marking_it_wrote() {
-        let Some(server) = test_server::RedisServer::start() else {
+        let Some(server) = Server::start() else {
             return;
         };
         let store = RedisStore::open(server.url()).unwrap();
@@ -1214,18 +1252,20 @@ mod tests {
             "the same call's marking"
         );
 
-        // Another holder's marking, byte for byte this one: neither run
+        // Another holder's marking, byte for byte this one, left by a look
+        // (its marker another owner) or saved (no marker): neither run
         // claims it.
         let lease = store.try_lease(&key, hour).await;
         assert!(lease.unwrap().is_none(), "held by the looks");
         let record_key = store.record_key(&key);
         let client = redis::Client::open(server.url()).unwrap();
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        let _: () = redis::cmd("DEL")
-            .arg(store.lease_key(&key))
-            .query_async(&mut connection)
-            .await
-            .unwrap();
+        let free = redis::cmd("DEL").arg(store.lease_key(&key)).clone();
+        let _: () = free.query_async(&mut connection).await.unwrap();
+        let [first, again] = look_twice(&server.url(), &store, &key, &marking).await;
+        assert_eq!((first.0, first.1), (1, 0), "found marked by another look");
+        assert_eq!((again.0, again.1), (1, 0), "not claimed when sent again");
+        let _: () = free.query_async(&mut connection).await.unwrap();
         let _: () = redis::cmd("HDEL")
             .arg(&record_key)
             .arg("marker")

@@ -185,8 +185,10 @@ impl Flight {
                 Ok(false) => match self.load().await {
                     Ok(found) => {
                         // A marking is this write's only when it is the very
-                        // record: another holder's marking of the same
-                        // record has the same tokens.
+                        // record (another holder's marking of the same
+                        // record has the same tokens); even then it may be
+                        // a stale holder's, alike byte for byte, whose own
+                        // lease confirmation fails.
                         let ours = |f: &TokenRecord| match put_back {
                             true => same_record(f, record),
                             false => f.encode() == record.encode(),
