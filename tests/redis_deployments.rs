@@ -221,6 +221,19 @@ async fn primary_and_replica() -> Option<(RedisServer, RedisServer)> {
     }
 }
 
+/// A store on `primary` that waits up to `ack` for a replica after each
+/// write, and one that reads from `replica`.
+fn waiting_for_the_replica(
+    primary: &RedisServer,
+    replica: &RedisServer,
+    ack: Duration,
+) -> (RedisStore, RedisStore) {
+    let store = RedisStore::open(primary.url())
+        .unwrap()
+        .replica_ack_timeout(Some(ack));
+    (store, RedisStore::open(replica.url()).unwrap())
+}
+
 /// `record` (as [`record`] makes it) with its refresh token marked as
 /// sent, one generation on.
 fn marking(record: &TokenRecord) -> Marking {
@@ -242,10 +255,7 @@ async fn a_marking_look_waits_for_a_replica_and_leaves_an_unacknowledged_marking
         return;
     };
     let ack = Duration::from_millis(300);
-    let store = RedisStore::open(primary.url())
-        .unwrap()
-        .replica_ack_timeout(Some(ack));
-    let on_replica = RedisStore::open(replica.url()).unwrap();
+    let (store, on_replica) = waiting_for_the_replica(&primary, &replica, ack);
     let key = key(1);
     let held = lease(&store, &key).await;
     let stored = record(&key, 1);
@@ -284,10 +294,7 @@ async fn a_save_returns_once_a_replica_has_it_and_fails_when_none_acknowledges()
         return;
     };
     let ack = Duration::from_millis(300);
-    let store = RedisStore::open(primary.url())
-        .unwrap()
-        .replica_ack_timeout(Some(ack));
-    let on_replica = RedisStore::open(replica.url()).unwrap();
+    let (store, on_replica) = waiting_for_the_replica(&primary, &replica, ack);
     let key = key(1);
     let held = lease(&store, &key).await;
     for generation_saved in 1..=20 {

@@ -177,9 +177,9 @@ impl Marking {
 /// taken and the record is the one it expects, and the lease renewed after
 /// it: the lease and the marking are two writes here, so the marking
 /// counts as made under the lease only when the lease was still held after
-/// it. A lease taken is given back when a
-/// read fails. A marking not reported as made is left to the holder's own
-/// marking, which confirms the lease.
+/// it. A lease taken is given back when a read fails. A marking not
+/// reported as made is left to the holder's own marking, which confirms the
+/// lease.
 pub(crate) async fn separately<S: TokenStore + ?Sized>(
     store: &S,
     key: &StoreKey,

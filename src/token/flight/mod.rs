@@ -625,8 +625,7 @@ impl Flight {
         }
         let newest = stored.generation().max(ours.map_or(0, |t| t.version));
         next_generation(newest).and_then(next_generation).ok()?;
-        let generation = next_generation(stored.generation()).ok()?;
-        let marked = stored.spent(generation, expiry_once_marked(stored, need));
+        let marked = marked_as_sent(stored, need).ok()?;
         Some(Marking::new(stored.clone(), marked))
     }
 
@@ -710,14 +709,16 @@ fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// When the stored access token stops being usable once its refresh token
-/// is marked as sent: it lasts only when it was not refused itself (a
-/// proactive refresh).
-fn expiry_once_marked(stored: &TokenRecord, need: Need) -> std::time::SystemTime {
-    match need {
+/// `stored` with its refresh token marked as sent: one generation on,
+/// without it. The access token lasts only when it was not refused itself
+/// (a proactive refresh).
+fn marked_as_sent(stored: &TokenRecord, need: Need) -> Result<TokenRecord, StoreError> {
+    let generation = next_generation(stored.generation())?;
+    let expires_at = match need {
         Need::Proactive => stored.expires_at(),
         Need::Token | Need::Unauthorized => wall_now(),
-    }
+    };
+    Ok(stored.spent(generation, expires_at))
 }
 
 impl std::fmt::Debug for Flight {

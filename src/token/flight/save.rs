@@ -5,7 +5,7 @@
 
 use tokio::time::Instant;
 
-use super::{expiry_once_marked, next_generation, Flight, Need, Trouble};
+use super::{marked_as_sent, next_generation, Flight, Need, Trouble};
 use crate::{
     clock::wall_now,
     store::{Lease, Marking, StoreError, TokenRecord},
@@ -52,10 +52,7 @@ impl Flight {
             .expect("the stored chain's refresh token comes from a record");
         let marked = match made {
             Some(made) => made.marked().clone(),
-            None => {
-                let generation = next_generation(stored.generation())?;
-                stored.spent(generation, expiry_once_marked(&stored, need))
-            }
+            None => marked_as_sent(&stored, need)?,
         };
         match self
             .write(lease, &marked, Some(stored.generation()), false)
@@ -218,11 +215,11 @@ impl Flight {
             failures += 1;
             if started.elapsed() >= timings.save_patience {
                 // The last answer may have been lost after the write landed.
-                // Not for a marking: found on the store, it may be one no
-                // replica acknowledged (its write failed for that), and the
-                // refresh token is not sent on a marking a failover loses.
-                let marking = !put_back;
-                if !marking {
+                // Not for a marking (`!put_back`): found on the store, it may
+                // be one no replica acknowledged (its write failed for
+                // that), and the refresh token is not sent on a marking a
+                // failover loses.
+                if put_back {
                     if let Ok(Some(found)) = self.load().await {
                         if same_record(&found, record) {
                             return Written::Saved;
