@@ -392,7 +392,7 @@ mod memory {
             .filter(|l| l.contains("WARN") && l.contains("waiting for another process"))
             .collect();
         assert_eq!(warnings.len(), 1, "{logs}");
-        assert!(warnings[0].contains(&key.fingerprint()), "{}", warnings[0]);
+        assert!(warnings[0].contains(key.fingerprint()), "{}", warnings[0]);
         assert!(warnings[0].contains("MemoryStore"), "{}", warnings[0]);
         assert!(!logs.contains(simacan_auth::mock::PASSWORD), "{logs}");
         assert!(!logs.contains("Bearer"), "no token in the logs: {logs}");

@@ -122,7 +122,7 @@ async fn a_key_prefix_isolates() {
     assert!(bounded(a.load(&key(1))).await.unwrap().is_some());
 
     let mut raw = raw(&server).await;
-    let fingerprint = key(1).fingerprint();
+    let fingerprint = key(1).fingerprint().to_owned();
     let a_keys: Vec<String> = bounded(raw.keys("a:*")).await.unwrap();
     let mut a_keys = a_keys;
     a_keys.sort();
@@ -157,7 +157,7 @@ async fn records_expire_after_the_record_ttl() {
             .await
             .unwrap());
     }
-    let fingerprint = key(1).fingerprint();
+    let fingerprint = key(1).fingerprint().to_owned();
     let ttl: i64 = bounded(raw.pttl(format!("simacan-auth:{{{fingerprint}}}")))
         .await
         .unwrap();

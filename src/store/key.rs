@@ -1,6 +1,10 @@
 //! [`StoreKey`]: whose token a record is.
 
-use std::fmt;
+use std::{
+    fmt,
+    hash::{Hash, Hasher},
+    sync::{Arc, OnceLock},
+};
 
 /// The key a token is stored under: the Auth API base URL and the username.
 /// Two token states with the same key share one token through a shared
@@ -15,10 +19,19 @@ use std::fmt;
 /// assert_eq!(key.username(), "planner@example.com");
 /// assert_eq!(key.fingerprint().len(), 32);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+///
+/// Clones share one allocation, and the fingerprint is computed once, when
+/// first asked for: a store names its keys by it on every operation.
+#[derive(Clone)]
 pub struct StoreKey {
+    inner: Arc<Parts>,
+}
+
+/// What a key is, and its fingerprint.
+struct Parts {
     base_url: String,
     username: String,
+    fingerprint: OnceLock<String>,
 }
 
 impl StoreKey {
@@ -32,8 +45,11 @@ impl StoreKey {
     /// ```
     pub fn new(base_url: impl Into<String>, username: impl Into<String>) -> Self {
         StoreKey {
-            base_url: base_url.into(),
-            username: username.into(),
+            inner: Arc::new(Parts {
+                base_url: base_url.into(),
+                username: username.into(),
+                fingerprint: OnceLock::new(),
+            }),
         }
     }
 
@@ -46,7 +62,7 @@ impl StoreKey {
     /// assert!(key.base_url().starts_with("https://"));
     /// ```
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        &self.inner.base_url
     }
 
     /// The username.
@@ -58,7 +74,7 @@ impl StoreKey {
     /// assert_eq!(key.username(), "user");
     /// ```
     pub fn username(&self) -> &str {
-        &self.username
+        &self.inner.username
     }
 
     /// A stable 32-hex-digit digest of the key, the same in every process
@@ -84,35 +100,63 @@ impl StoreKey {
     /// assert_eq!(a.fingerprint().len(), 32);
     /// assert!(a.fingerprint().bytes().all(|c| c.is_ascii_hexdigit()));
     /// ```
-    pub fn fingerprint(&self) -> String {
-        use sha2::{Digest, Sha256};
-        use std::fmt::Write;
-        let digest = Sha256::new()
-            .chain_update(self.base_url.as_bytes())
-            .chain_update(b"\n")
-            .chain_update(self.username.as_bytes())
-            .finalize();
-        digest[..16]
-            .iter()
-            .fold(String::with_capacity(32), |mut hex, byte| {
-                let _ = write!(hex, "{byte:02x}");
-                hex
-            })
+    pub fn fingerprint(&self) -> &str {
+        let Parts {
+            base_url,
+            username,
+            fingerprint: digest,
+        } = &*self.inner;
+        digest.get_or_init(|| fingerprint(base_url, username))
+    }
+}
+
+/// See [`StoreKey::fingerprint`].
+fn fingerprint(base_url: &str, username: &str) -> String {
+    use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::new()
+        .chain_update(base_url.as_bytes())
+        .chain_update(b"\n")
+        .chain_update(username.as_bytes())
+        .finalize();
+    digest[..16]
+        .iter()
+        .flat_map(|byte| [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]])
+        .map(char::from)
+        .collect()
+}
+
+/// Keys are equal when their base URLs and usernames are.
+impl PartialEq for StoreKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+            || (self.inner.base_url == other.inner.base_url
+                && self.inner.username == other.inner.username)
+    }
+}
+
+impl Eq for StoreKey {}
+
+/// Hashes what [`PartialEq`] compares.
+impl Hash for StoreKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.base_url.hash(state);
+        self.inner.username.hash(state);
     }
 }
 
 impl fmt::Debug for StoreKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreKey")
-            .field("base_url", &self.base_url)
-            .field("username", &self.username)
+            .field("base_url", &self.inner.base_url)
+            .field("username", &self.inner.username)
             .finish()
     }
 }
 
 impl fmt::Display for StoreKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at {}", self.username, self.base_url)
+        write!(f, "{} at {}", self.inner.username, self.inner.base_url)
     }
 }
 
