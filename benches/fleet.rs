@@ -212,15 +212,6 @@ fn heal_fleets(
             replicas(mock, REPLICAS, Some(factory(store)), |l| l),
             EACH,
         ));
-        let announcing = RedisStore::open(server.url())
-            .unwrap()
-            .key_prefix("announcing:")
-            .announce_records(true);
-        fleets.push((
-            "redis_store_announcing_records",
-            replicas(mock, REPLICAS, Some(factory(announcing)), |l| l),
-            EACH,
-        ));
     } else {
         eprintln!("fleet_heal/redis_store skipped: no redis-server");
     }

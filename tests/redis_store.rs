@@ -130,7 +130,8 @@ async fn a_key_prefix_isolates() {
         a_keys,
         [
             format!("a:{{{fingerprint}}}"),
-            format!("a:{{{fingerprint}}}:lease")
+            format!("a:{{{fingerprint}}}:lease"),
+            format!("a:{{{fingerprint}}}:seal"),
         ]
     );
     assert!(lease_is_free(&default, &key(1)).await);
@@ -507,7 +508,7 @@ async fn save_until_announced(
     writer: &RedisStore,
     changes: &mut simacan_auth::store::Changes,
     key: &StoreKey,
-) -> TokenRecord {
+) -> (TokenRecord, Lease) {
     let held = lease(writer, key, Duration::from_secs(30)).await;
     let started = Instant::now();
     let mut generation = 0;
@@ -520,7 +521,7 @@ async fn save_until_announced(
         if heard == Ok(true) {
             // Later saves' messages may still be on their way.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            return saved;
+            return (saved, held);
         }
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -529,33 +530,136 @@ async fn save_until_announced(
     }
 }
 
+/// Looks at `key` through `store` (as a waiting token state does), which
+/// learns the credential's seal; gives back a lease the look took.
+async fn look_at(store: &RedisStore, key: &StoreKey) {
+    let looked = bounded(store.look(key, LONG, None)).await.unwrap();
+    if let Some(lease) = looked.lease {
+        bounded(store.release(lease)).await.unwrap();
+    }
+}
+
+/// Saves the record after `previous` through `writer` under `held`, until
+/// `changes` hands it over (a save by a writer that does not know the seal
+/// yet is announced by key), within 5 seconds.
+async fn save_until_handed_over(
+    writer: &RedisStore,
+    held: &Lease,
+    changes: &mut simacan_auth::store::Changes,
+    key: &StoreKey,
+    mut previous: u64,
+) -> TokenRecord {
+    let started = Instant::now();
+    loop {
+        let saved = record(key, previous + 1, 3600);
+        assert!(bounded(writer.save(held, &saved, Some(previous)))
+            .await
+            .unwrap());
+        previous += 1;
+        let _ = tokio::time::timeout(Duration::from_millis(200), changes.changed()).await;
+        if changes
+            .saved(key)
+            .is_some_and(|r| r.generation() == previous)
+        {
+            return saved;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no saved record was handed over"
+        );
+    }
+}
+
 #[tokio::test]
-async fn records_are_handed_over_only_with_announce_records() {
+async fn saved_records_are_handed_over_sealed_and_never_in_the_clear() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    for announce in [false, true] {
-        let open = || {
-            RedisStore::open(server.url())
-                .unwrap()
-                .key_prefix(format!("announce-{announce}:"))
-                .announce_records(announce)
-        };
-        let (writer, reader) = (open(), open());
-        let key = key(1);
-        let mut changes = reader.changes(&key).expect("the redis store announces");
-        let saved = save_until_announced(&writer, &mut changes, &key).await;
-        let handed = changes.saved(&key);
-        if announce {
-            let handed = handed.expect("the record came with its announcement");
-            assert_eq!(handed.generation(), saved.generation());
-            assert_eq!(*handed.encode(), *saved.encode(), "the very record");
-            assert!(changes.is_live());
-        } else {
-            assert!(handed.is_none(), "no token on the channel by default");
-            assert!(!changes.is_live());
+    let open = || RedisStore::open(server.url()).unwrap();
+    let (writer, reader) = (open(), open());
+    let key = key(1);
+    // Everything published on the channel, as any subscriber sees it.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut tap = client.get_async_pubsub().await.unwrap();
+    tap.subscribe("simacan-auth:changes").await.unwrap();
+    let mut tapped = tap.into_on_message();
+
+    look_at(&reader, &key).await;
+    let mut changes = reader.changes(&key).expect("the redis store announces");
+    let (saved, held) = save_until_announced(&writer, &mut changes, &key).await;
+    let handed =
+        save_until_handed_over(&writer, &held, &mut changes, &key, saved.generation()).await;
+    assert_eq!(
+        *changes.saved(&key).unwrap().encode(),
+        *handed.encode(),
+        "the very record"
+    );
+    assert!(changes.is_live());
+
+    let mut messages = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout(
+        Duration::from_millis(200),
+        tokio_stream::StreamExt::next(&mut tapped),
+    )
+    .await
+    {
+        messages.push(message.get_payload_bytes().to_vec());
+    }
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with(b"simacan-auth sealed record")),
+        "the record went out sealed"
+    );
+    for message in &messages {
+        for secret in [&b"eyAccess"[..], b"eyRefresh"] {
+            assert!(
+                !message.windows(secret.len()).any(|w| w == secret),
+                "a token in the clear on the channel"
+            );
         }
     }
+    bounded(writer.release(held)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_replaced_seal_costs_reads_until_the_next_look_learns_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let open = || RedisStore::open(server.url()).unwrap();
+    let (writer, reader) = (open(), open());
+    let key = key(1);
+    look_at(&reader, &key).await;
+    let mut changes = reader.changes(&key).expect("the redis store announces");
+    let (saved, held) = save_until_announced(&writer, &mut changes, &key).await;
+    let handed =
+        save_until_handed_over(&writer, &held, &mut changes, &key, saved.generation()).await;
+
+    // Someone replaces the seal (deleting it rotates it): the writer's
+    // next save finds another seal and is announced by key; the one after,
+    // sealed under the new seal, the reader cannot open.
+    let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
+    let mut raw = raw(&server).await;
+    let _: () = raw.set(&seal_key, [7u8; 32].as_slice()).await.unwrap();
+    let mut generation = handed.generation();
+    for _ in 0..2 {
+        let next = record(&key, generation + 1, 3600);
+        assert!(bounded(writer.save(&held, &next, Some(generation)))
+            .await
+            .unwrap());
+        generation += 1;
+        assert!(bounded(changes.changed()).await, "still woken");
+        assert_eq!(
+            changes.saved(&key).map(|r| r.generation()),
+            Some(handed.generation()),
+            "not handed over: the waiters read"
+        );
+    }
+    // The reader's next look learns the new seal.
+    look_at(&reader, &key).await;
+    save_until_handed_over(&writer, &held, &mut changes, &key, generation).await;
+    bounded(writer.release(held)).await.unwrap();
 }
 
 /// Sends `signal` to the server process.
@@ -577,12 +681,13 @@ async fn a_subscription_whose_server_stops_answering_stops_handing_over_records(
         RedisStore::open(server.url())
             .unwrap()
             .timeout(Duration::from_millis(300))
-            .announce_records(true)
     };
     let (writer, reader) = (open(), open());
     let key = key(1);
+    look_at(&reader, &key).await;
     let mut changes = reader.changes(&key).expect("the redis store announces");
-    save_until_announced(&writer, &mut changes, &key).await;
+    let (saved, held) = save_until_announced(&writer, &mut changes, &key).await;
+    save_until_handed_over(&writer, &held, &mut changes, &key, saved.generation()).await;
     assert!(changes.is_live());
     assert!(changes.saved(&key).is_some());
 

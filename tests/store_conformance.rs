@@ -40,7 +40,4 @@ async fn the_redis_store_keeps_the_contract() {
     // server, as replicas have.
     let url = server.url();
     conformance::check(|| RedisStore::open(&url).unwrap()).await;
-    // Handing over the records it saves, too.
-    conformance::changes_are_announced(|| RedisStore::open(&url).unwrap().announce_records(true))
-        .await;
 }

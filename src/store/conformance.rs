@@ -1205,7 +1205,8 @@ pub async fn failure_notices_are_kept_whole<S: TokenStore>(make: impl Fn() -> S)
 
 /// For a store whose [`changes`](TokenStore::changes) returns a feed: a
 /// save and a release through one handle wake a subscription made through
-/// another. A feed may take a moment to start (a subscription to a server
+/// another, which has looked at the key first (as a waiting token state
+/// has). A feed may take a moment to start (a subscription to a server
 /// being made): the check saves until the first announcement arrives, for
 /// up to 5 seconds, then expects the next save and the release to be
 /// announced within 2 seconds each. A store without a feed passes: its
@@ -1230,6 +1231,9 @@ pub async fn changes_are_announced<S: TokenStore>(make: impl Fn() -> S) {
     let (writer, waiter) = (make(), make());
     let keys = Keys::new();
     let key = keys.key("announced");
+    if let Some(lease) = done("look", waiter.look(&key, LONG, None)).await.lease {
+        done("release", waiter.release(lease)).await;
+    }
     let Some(mut changes) = waiter.changes(&key) else {
         return;
     };

@@ -4,15 +4,15 @@
 //!
 //! | published by | message | passed on as |
 //! |---|---|---|
-//! | `SAVE` (a record with a refresh token) | the record, [`TokenRecord::encode`]d, with `announce_records`; its key otherwise | [`ChangeFeed::announce_saved`]; [`ChangeFeed::announce`] |
+//! | `SAVE` (a record with a refresh token) | the record [sealed](super::seal) under the credential's seal; its key when the writer's seal was not the stored one | [`ChangeFeed::announce_saved`] when this process knows the seal; [`ChangeFeed::announce`] otherwise |
 //! | `REMOVE` | `{"removed":{"base_url":…,"username":…}}` | [`ChangeFeed::announce_removed`] |
 //! | `RELEASE`, `NOTICE` | the key written | [`ChangeFeed::announce`] |
 //!
-//! A subscription made for a store without `announce_records` passes every
-//! message on as a plain announcement, whatever it holds: a record on the
-//! channel is then a stranger's. A message that is none of the above
-//! (another version's, a stranger's, one longer than 64 KiB) wakes waiters
-//! all the same: they read the store.
+//! Only a sealed record that opens under the seal this process learnt, and
+//! is for the record key it names, is handed over; a record in the clear
+//! is a stranger's. A message that is none of the above (another
+//! version's, a stranger's, one longer than 64 KiB, one sealed under a
+//! seal replaced since) wakes waiters all the same: they read the store.
 
 use std::{borrow::Cow, sync::Weak, time::Duration};
 
@@ -23,29 +23,26 @@ use redis::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::Redis;
+use super::{
+    seal::{self, Seals},
+    Redis,
+};
 use crate::store::{ChangeFeed, StoreKey, TokenRecord};
 
 /// The subscription behind [`RedisStore::changes`](super::RedisStore) for
 /// one channel.
 pub(super) struct Listener {
     pub(super) feed: ChangeFeed,
-    /// Whether records on the channel are passed on as records.
-    pub(super) hands_over: bool,
     pub(super) task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Listener {
     /// A listener not yet subscribed: its feed passes on no record until
-    /// the subscription is made, and none ever unless `hands_over`.
-    pub(super) fn new(hands_over: bool) -> Self {
+    /// the subscription is made.
+    pub(super) fn new() -> Self {
         let feed = ChangeFeed::new();
         feed.interrupted();
-        Listener {
-            feed,
-            hands_over,
-            task: None,
-        }
+        Listener { feed, task: None }
     }
 }
 
@@ -89,18 +86,43 @@ pub(super) fn removal(key: &StoreKey) -> Vec<u8> {
 /// token is that long) only wakes.
 const MAX_MESSAGE: usize = 64 * 1024;
 
-/// Passes one message on to `feed`: as what it says only if `hands_over`.
-fn pass_on(feed: &ChangeFeed, payload: &[u8], hands_over: bool) {
-    if hands_over && payload.len() <= MAX_MESSAGE && payload.starts_with(b"{\"") {
-        if let Ok(record) = TokenRecord::decode(payload) {
+/// Passes one message on to `feed`, with the records sealed under the
+/// `seals` of the store's key `prefix`.
+fn pass_on(feed: &ChangeFeed, payload: &[u8], seals: &Seals, prefix: &str) {
+    if payload.len() <= MAX_MESSAGE {
+        if let Some(record) = unsealed(payload, seals, prefix) {
             return feed.announce_saved(record);
         }
-        if let Ok(Removal { removed }) = serde_json::from_slice::<Removal<'_>>(payload) {
-            let key = StoreKey::new(removed.base_url.into_owned(), removed.username.into_owned());
-            return feed.announce_removed(&key);
+        if payload.starts_with(b"{\"") {
+            if let Ok(Removal { removed }) = serde_json::from_slice::<Removal<'_>>(payload) {
+                let key =
+                    StoreKey::new(removed.base_url.into_owned(), removed.username.into_owned());
+                return feed.announce_removed(&key);
+            }
         }
     }
     feed.announce();
+}
+
+/// The record sealed in `message`, when it opens under the seal this
+/// process knows for the record key it names, and that key is the
+/// record's under `prefix`. A sealed message the known seal does not open
+/// was sealed under another (one replaced since): the seal is forgotten,
+/// to be learnt again at the next look.
+fn unsealed(message: &[u8], seals: &Seals, prefix: &str) -> Option<TokenRecord> {
+    let record_key = seal::record_key(message)?;
+    let known = seals.get(record_key)?;
+    let Some(opened) = known.open(message) else {
+        seals.forget(record_key, &known);
+        return None;
+    };
+    let record = TokenRecord::decode(&opened).ok()?;
+    let own_key = record_key
+        .strip_prefix(prefix)
+        .and_then(|tag| tag.strip_prefix('{'))
+        .and_then(|tag| tag.strip_suffix('}'))
+        .is_some_and(|fingerprint| fingerprint == record.key().fingerprint());
+    own_key.then_some(record)
 }
 
 /// Subscribes to `channel` and passes every message on to `feed`, again
@@ -110,8 +132,8 @@ fn pass_on(feed: &ChangeFeed, payload: &[u8], hands_over: bool) {
 pub(super) async fn listen(
     redis: Weak<Redis>,
     channel: String,
+    prefix: String,
     feed: ChangeFeed,
-    hands_over: bool,
     timeout: Duration,
 ) {
     let mut failures: u32 = 0;
@@ -129,7 +151,8 @@ pub(super) async fn listen(
                     let next = std::future::poll_fn(|cx| messages.as_mut().poll_next(cx));
                     match tokio::time::timeout(LISTENER_CHECK, next).await {
                         Ok(Some(message)) => {
-                            pass_on(&feed, message.get_payload_bytes(), hands_over);
+                            let Some(store) = redis.upgrade() else { return };
+                            pass_on(&feed, message.get_payload_bytes(), &store.seals, &prefix);
                         }
                         Ok(None) => break,
                         Err(_) if redis.strong_count() == 0 => return,
@@ -187,10 +210,16 @@ impl Redis {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::*;
+    use super::{seal::Seal, *};
+
+    const PREFIX: &str = "simacan-auth:";
 
     fn key(username: &str) -> StoreKey {
         StoreKey::new("https://auth.example.com/api/v1", username)
+    }
+
+    fn record_key(key: &StoreKey) -> String {
+        format!("{PREFIX}{{{}}}", key.fingerprint())
     }
 
     fn record(username: &str, generation: u64) -> TokenRecord {
@@ -206,12 +235,31 @@ mod tests {
         .unwrap()
     }
 
+    /// `record` sealed under `seal` for the record key `under`.
+    fn sealed(seal: &Seal, under: &str, record: &TokenRecord) -> Vec<u8> {
+        seal.seal(under, &record.encode()).unwrap()
+    }
+
+    /// Seals that know the seal of `username`'s record key.
+    fn knowing(username: &str) -> (Seals, Seal) {
+        let (seals, seal) = (Seals::default(), Seal::random().unwrap());
+        seals.learn(&record_key(&key(username)), seal.clone());
+        (seals, seal)
+    }
+
     #[tokio::test]
     async fn each_message_is_passed_on_as_what_it_announces() {
         let feed = ChangeFeed::new();
         let mut changes = feed.subscribe();
+        let (seals, seal) = knowing("planner");
+        let saved = record("planner", 7);
 
-        pass_on(&feed, &record("planner", 7).encode(), true);
+        pass_on(
+            &feed,
+            &sealed(&seal, &record_key(&key("planner")), &saved),
+            &seals,
+            PREFIX,
+        );
         assert!(changes.changed().await);
         assert_eq!(
             changes.saved(&key("planner")).map(|r| r.generation()),
@@ -222,14 +270,14 @@ mod tests {
             "kept under its own key"
         );
 
-        pass_on(&feed, b"simacan-auth:{abc}:lease", true);
+        pass_on(&feed, b"simacan-auth:{abc}:lease", &seals, PREFIX);
         assert!(changes.changed().await, "a release wakes");
         assert!(
             changes.saved(&key("planner")).is_some(),
             "and keeps the record"
         );
 
-        pass_on(&feed, &removal(&key("planner")), true);
+        pass_on(&feed, &removal(&key("planner")), &seals, PREFIX);
         assert!(changes.changed().await, "a removal wakes");
         assert!(
             changes.saved(&key("planner")).is_none(),
@@ -238,13 +286,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_message_that_looks_like_a_record_but_is_not_only_wakes() {
+    async fn a_record_in_the_clear_or_not_a_record_only_wakes() {
         let feed = ChangeFeed::new();
         let mut changes = feed.subscribe();
+        let (seals, seal) = knowing("planner");
         let huge = {
             let lifetime = Duration::from_secs(300);
             let long = "a".repeat(MAX_MESSAGE);
-            TokenRecord::new(
+            let record = TokenRecord::new(
                 key("planner"),
                 1,
                 &long,
@@ -252,29 +301,65 @@ mod tests {
                 SystemTime::now() + lifetime,
                 lifetime,
             )
-            .unwrap()
-            .encode()
+            .unwrap();
+            sealed(&seal, &record_key(&key("planner")), &record)
         };
+        let clear = record("planner", 7).encode();
         for payload in [
-            &b"{\"schema\":99}"[..],
+            &clear[..],
+            b"{\"schema\":99}",
             b"{\"removed\":1}",
             b"{}",
             b"",
             &huge,
         ] {
-            pass_on(&feed, payload, true);
+            pass_on(&feed, payload, &seals, PREFIX);
             assert!(changes.changed().await);
         }
         assert!(changes.saved(&key("planner")).is_none());
+        assert!(!changes.is_live(), "nothing was handed over");
     }
 
     #[tokio::test]
-    async fn without_announce_records_a_record_on_the_channel_only_wakes() {
+    async fn a_record_sealed_under_a_seal_not_known_or_for_another_key_only_wakes() {
         let feed = ChangeFeed::new();
         let mut changes = feed.subscribe();
-        pass_on(&feed, &record("planner", 7).encode(), false);
+        let saved = record("planner", 7);
+        let planner = record_key(&key("planner"));
+
+        // No seal known yet.
+        let seal = Seal::random().unwrap();
+        pass_on(
+            &feed,
+            &sealed(&seal, &planner, &saved),
+            &Seals::default(),
+            PREFIX,
+        );
         assert!(changes.changed().await);
-        assert!(changes.saved(&key("planner")).is_none(), "a stranger's");
-        assert!(!changes.is_live(), "nothing is handed over");
+        assert!(changes.saved(&key("planner")).is_none());
+
+        // Another seal than the one known (replaced since): forgotten, to
+        // be learnt again.
+        let (seals, known) = knowing("planner");
+        pass_on(&feed, &sealed(&seal, &planner, &saved), &seals, PREFIX);
+        assert!(changes.changed().await);
+        assert!(changes.saved(&key("planner")).is_none());
+        assert!(seals.get(&planner).is_none(), "the stale seal is forgotten");
+
+        // Sealed under the right seal, but naming a record key that is not
+        // the record's: another credential's, or another prefix's.
+        seals.learn(&planner, known.clone());
+        let other = record_key(&key("other"));
+        seals.learn(&other, known.clone());
+        pass_on(&feed, &sealed(&known, &other, &saved), &seals, PREFIX);
+        pass_on(&feed, &sealed(&known, &planner, &saved), &seals, "billing:");
+        assert!(changes.changed().await);
+        assert!(changes.saved(&key("planner")).is_none());
+        assert!(changes.saved(&key("other")).is_none());
+
+        // The same under the right key and prefix is handed over.
+        pass_on(&feed, &sealed(&known, &planner, &saved), &seals, PREFIX);
+        assert!(changes.changed().await);
+        assert!(changes.saved(&key("planner")).is_some());
     }
 }

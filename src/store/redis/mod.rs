@@ -3,6 +3,7 @@
 
 mod announcements;
 mod deployment;
+mod seal;
 
 use std::{
     collections::HashMap,
@@ -20,12 +21,13 @@ use zeroize::Zeroizing;
 use self::{
     announcements::{listen, removal, Listener},
     deployment::{Connection, Deployment, DeploymentKind},
+    seal::{Seal, Seals},
 };
 use super::{
     BoxFuture, Changes, FailureNotice, Lease, Look, Marking, StoreError, StoreKey, TokenRecord,
     TokenStore,
 };
-use crate::Error;
+use crate::{join::both, Error};
 
 /// The key prefix unless [`RedisStore::key_prefix`] sets another.
 const DEFAULT_PREFIX: &str = "simacan-auth:";
@@ -68,7 +70,9 @@ static TRY_LEASE: LazyLock<Script> = LazyLock::new(|| {
 /// bytes, the marked record's, its time to live in milliseconds or ''),
 /// the marked record written when the lease was taken and the expected
 /// record found. Returns the notice, 1 or 0 for the lease, the record's
-/// generation and bytes as found, and 1 or 0 for the marking.
+/// generation and bytes as found, 1 or 0 for the marking, and 1 when the
+/// record found is the expected one, whose bytes are then left out (the
+/// caller has them).
 ///
 /// A marking is written with the look's owner in the field `marker`. The
 /// owner is fresh for every look, so finding the lease already its own
@@ -111,10 +115,25 @@ static LOOK: LazyLock<Script> = LazyLock::new(|| {
                 marked = 1
             end
         end
-        return {notice, taken, record[1], record[2], marked}
+        if ARGV[4] and record[2] == ARGV[4] then
+            return {notice, taken, record[1], false, marked, 1}
+        end
+        return {notice, taken, record[1], record[2], marked, 0}
         ",
     )
 });
+
+/// What [`LOOK`] answers: the notice, the lease taken, the record's
+/// generation and bytes (none when it is the expected one), the marking
+/// made, and whether the record is the expected one.
+type LookAnswer = (
+    Option<Vec<u8>>,
+    i64,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    i64,
+    i64,
+);
 
 /// Extends the lease only while the caller still owns it.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
@@ -156,25 +175,33 @@ static NOTICE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Removes the record and the notice, and announces it on the channel
-/// ARGV[1] with the message ARGV[2] (which key).
+/// Removes the record, the notice and the seal, and announces it on the
+/// channel ARGV[1] with the message ARGV[2] (which key).
 static REMOVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-        redis.call('DEL', KEYS[1], KEYS[2])
+        redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
         redis.call('PUBLISH', ARGV[1], ARGV[2])
         return 1
         ",
     )
 });
 
-/// Compare and swap on the generation. ARGV: the expected generation (''
-/// for no record), the new generation, the encoded record, the record's time
-/// to live in milliseconds ('' for none), the channel on which the write
-/// is announced ('' for none) and the message (the record, or its key). A record that already is exactly
-/// the one being written was written by this very call, whose reply was
-/// lost: that counts as written, and is written again (not announced
-/// again), so that a `WAIT` after it has a write to wait for.
+/// Compare and swap on the generation of the record KEYS[1]. ARGV: the
+/// expected generation ('' for no record), the new generation, the encoded
+/// record, the record's time to live in milliseconds ('' for none), the
+/// channel on which the write is announced ('' for none), the record's key
+/// (the plain announcement), the record sealed and the seal it was sealed
+/// with ('' and '' for none). A record that already is exactly the one
+/// being written was written by this very call, whose reply was lost: that
+/// counts as written, and is written again (not announced again), so that
+/// a `WAIT` after it has a write to wait for.
+///
+/// The sealed record is announced when its seal is the credential's, at
+/// KEYS[2] (stored there when there is none, to expire with the record);
+/// the record's key otherwise. Returns 0 when not written, 1 when
+/// written, and the stored seal when written but announced by key (the
+/// caller's seal was another).
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -190,10 +217,46 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
         else
             redis.call('PEXPIRE', KEYS[1], ARGV[4])
         end
-        if ARGV[5] ~= '' and not again then
-            redis.call('PUBLISH', ARGV[5], ARGV[6])
+        if ARGV[5] == '' or again then
+            return 1
         end
-        return 1
+        local message = ARGV[6]
+        local answer = 1
+        if ARGV[8] ~= '' then
+            local seal = redis.call('GET', KEYS[2])
+            if not seal then
+                redis.call('SET', KEYS[2], ARGV[8])
+                seal = ARGV[8]
+            end
+            if ARGV[4] == '' then
+                redis.call('PERSIST', KEYS[2])
+            else
+                redis.call('PEXPIRE', KEYS[2], ARGV[4])
+            end
+            if seal == ARGV[8] then
+                message = ARGV[7]
+            else
+                answer = seal
+            end
+        end
+        redis.call('PUBLISH', ARGV[5], message)
+        return answer
+        ",
+    )
+});
+
+/// The seal of a credential, KEYS[1]: ARGV[1] stored when there is none,
+/// expiring after ARGV[2] milliseconds ('' for never). Returns the stored
+/// seal.
+static SEAL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if ARGV[2] == '' then
+            redis.call('SET', KEYS[1], ARGV[1], 'NX')
+        else
+            redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+        end
+        return redis.call('GET', KEYS[1])
         ",
     )
 });
@@ -280,17 +343,27 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// notice, a removal) is published on the channel `{prefix}changes`
 /// (`{prefix}changes:<db>` for a database other than 0), in the same
 /// script as the write; a record saved without a refresh token (a refresh
-/// token marked as sent) is not, as it gives waiters nothing to use. The
-/// message is the key written, so the channel carries no secret: woken
-/// waiters read the record.
+/// token marked as sent) is not, as it gives waiters nothing to use.
 ///
-/// With [`announce_records`](Self::announce_records) a saved record is
-/// published whole instead, and replicas take the new token from the
-/// message: a replica waiting for the lease holder uses it the moment it
-/// arrives, and one whose 401 comes after the save makes no Redis call at
-/// all. Turn it on only where the channel is the store's users' alone
-/// (see there): the channel then carries tokens, and what is published on
-/// it is believed. The message goes out with the write, before the
+/// **A saved record is published sealed**, and replicas take the new token
+/// from the message: a replica waiting for the lease holder uses it the
+/// moment it arrives, and one whose 401 comes after the save makes no
+/// Redis call at all. Each credential has a seal, 32 random bytes under
+/// `{prefix}{<fingerprint>}:seal` (made by the first process that needs
+/// it, expiring with the record); the record is encrypted and
+/// authenticated under it with ChaCha20-Poly1305, bound to its record key.
+/// So the channel carries no token in the clear: whoever can subscribe but
+/// not read the store's keys sees bytes they cannot open, and whoever can
+/// publish but not read the seal cannot make a message a replica believes.
+/// (Whoever can read the seal can read the record itself.) A process
+/// learns a credential's seal with its first look at it or its first save
+/// (one command more, sent with the look, once). A message it cannot open
+/// (a seal it does not know yet, one replaced since, a stranger's message)
+/// only wakes its waiters, who read the record, and the process learns the
+/// seal again at its next look. Writing other random bytes to the seal key
+/// rotates it: each process learns the new seal at its next save or look.
+///
+/// A message goes out with its write, before the
 /// [replica's acknowledgement](Self#writes-wait-for-a-replica); a token
 /// taken from it that a failover then loses is still a valid token, and
 /// its refresh token is never sent from a message (a holder sends only the
@@ -320,7 +393,9 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// (with a replica connected, a `WAIT` in the same pipeline, and at most
 /// once a second a `ROLE` before it; in a Cluster, three commands sent
 /// together, which follow a moving slot, and the marking saved and the
-/// lease renewed after them).
+/// lease renewed after them; the first look of a process at a credential
+/// sends one more command with it, which learns the seal). When the record
+/// found is the one the marking expected, its bytes are not sent back.
 ///
 /// # Keys
 ///
@@ -329,6 +404,7 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
 /// | `{prefix}{<fingerprint>}` | a hash: `generation` (decimal) and `record` ([`TokenRecord::encode`]d bytes), expiring [`record_ttl`](Self::record_ttl) after its last write | [`save`](TokenStore::save) |
 /// | `{prefix}{<fingerprint>}:lease` | the lease owner, expiring with the lease | [`try_lease`](TokenStore::try_lease), [`renew`](TokenStore::renew), [`release`](TokenStore::release) |
 /// | `{prefix}{<fingerprint>}:failure` | a [`FailureNotice`], expiring with it | [`save_failure`](TokenStore::save_failure) |
+/// | `{prefix}{<fingerprint>}:seal` | the credential's seal (32 random bytes), expiring with the record | [`look`](TokenStore::look), [`save`](TokenStore::save) |
 ///
 /// The fingerprint is [`StoreKey::fingerprint`], in braces: a Cluster hash
 /// tag, so that every key of one credential lands in one hash slot (on a
@@ -397,7 +473,6 @@ pub struct RedisStore {
     record_ttl: Option<Duration>,
     timeout: Duration,
     replica_ack_timeout: Option<Duration>,
-    announce_records: bool,
 }
 
 /// The connection shared by clones.
@@ -411,6 +486,8 @@ struct Redis {
     replicas: Mutex<HashMap<String, (Instant, bool)>>,
     /// The subscription to each channel clones use (one per key prefix).
     listeners: Mutex<HashMap<String, Listener>>,
+    /// The seals of the credentials this process looked at or saved.
+    seals: Seals,
     /// Where, for errors and `Debug`: never the password.
     address: String,
     db: i64,
@@ -452,6 +529,7 @@ impl RedisStore {
                 connections_made: AtomicU64::new(0),
                 replicas: Mutex::new(HashMap::new()),
                 listeners: Mutex::new(HashMap::new()),
+                seals: Seals::default(),
                 address: parsed.address,
                 db: parsed.db,
                 tls: parsed.tls,
@@ -460,7 +538,6 @@ impl RedisStore {
             record_ttl: Some(DEFAULT_RECORD_TTL),
             timeout: DEFAULT_TIMEOUT,
             replica_ack_timeout: Some(DEFAULT_REPLICA_ACK_TIMEOUT),
-            announce_records: false,
         })
     }
 
@@ -554,36 +631,6 @@ impl RedisStore {
         self
     }
 
-    /// Whether each saved record is published whole on the store's channel,
-    /// so that other processes take the new token from the message instead
-    /// of reading it (a 401 storm across a fleet then heals with one Redis
-    /// round trip fewer per replica). Off by default.
-    ///
-    /// **Turn it on only where no one but the store's own users can use the
-    /// channel**: whoever can subscribe to `{prefix}changes` then reads the
-    /// tokens, and whoever can publish on it can hand every replica a token
-    /// of their choosing. Redis ACLs grant a channel for both at once
-    /// (`&{prefix}changes*`), and Redis 6.2 grants every channel to every
-    /// user unless `acl-pubsub-default resetchannels` is set. Set it alike
-    /// on every handle of a process: the subscription of a process follows
-    /// the first handle that makes it.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # use simacan_auth::store::RedisStore;
-    /// // A Redis of the fleet's own, behind TLS and a password.
-    /// let store = RedisStore::open("rediss://:password@tokens.internal:6380")?
-    ///     .announce_records(true);
-    /// # let _ = store;
-    /// # Ok::<(), simacan_auth::Error>(())
-    /// ```
-    #[must_use]
-    pub fn announce_records(mut self, announce: bool) -> Self {
-        self.announce_records = announce;
-        self
-    }
-
     /// `{prefix}{<fingerprint>}`: the braces make the fingerprint the
     /// Cluster hash tag of every key of the credential.
     fn record_key(&self, key: &StoreKey) -> String {
@@ -596,6 +643,10 @@ impl RedisStore {
 
     fn failure_key(&self, key: &StoreKey) -> String {
         format!("{}:failure", self.record_key(key))
+    }
+
+    fn seal_key(record_key: &str) -> String {
+        format!("{record_key}:seal")
     }
 
     /// The channel on which the store's writes are announced:
@@ -689,17 +740,19 @@ impl RedisStore {
     }
 
     /// Saves with the `SAVE` script, acknowledged by a replica when the
-    /// primary has one.
+    /// primary has one; returns the script's answer.
     async fn save_acknowledged(
         &self,
         record_key: String,
+        seal_key: String,
         args: &[&[u8]],
-    ) -> Result<bool, StoreError> {
-        let keys = [record_key];
+    ) -> Result<redis::Value, StoreError> {
+        let keys = [record_key, seal_key];
         let writes = Some(keys[0].as_str());
-        let (saved, unacknowledged): (bool, _) = self.durably(&SAVE, &keys, args, writes).await?;
+        let (saved, unacknowledged): (redis::Value, _) =
+            self.durably(&SAVE, &keys, args, writes).await?;
         match unacknowledged {
-            Some(wait) if saved => Err(self.unavailable(io::Error::new(
+            Some(wait) if saved != redis::Value::Int(0) => Err(self.unavailable(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
                     "the write reached the primary but no replica acknowledged it within {wait:?}"
@@ -757,6 +810,41 @@ impl RedisStore {
             self.lock_replicas().remove(written);
         }
         Ok((value, Some(wait)))
+    }
+
+    /// Learns the credential's seal at `record_key` with the `SEAL` script
+    /// (storing a new one when there is none), unless this process knows
+    /// it already. A failure leaves it unknown: announcements of the
+    /// credential then only wake, until a look or save learns it.
+    async fn learn_seal_unless_known(&self, record_key: &str) {
+        if self.redis.seals.get(record_key).is_some() {
+            return;
+        }
+        let Some(candidate) = Seal::random() else {
+            return;
+        };
+        let ttl = self.record_ttl.map(millis).unwrap_or_default();
+        let args: [&[u8]; 2] = [candidate.as_bytes(), ttl.as_bytes()];
+        let request = script(&SEAL, Self::seal_key(record_key), &args);
+        match self.call::<Vec<u8>>(request).await {
+            Ok(stored) => self.learn_seal(record_key, &stored),
+            Err(error) => tracing::debug!(
+                error = %crate::error::with_causes(&error),
+                "could not learn the seal of a credential; its announcements only wake waiters"
+            ),
+        }
+    }
+
+    /// Keeps `stored` as the seal of `record_key`, when it is one.
+    fn learn_seal(&self, record_key: &str, stored: &[u8]) {
+        match Seal::from_bytes(stored) {
+            Some(seal) => self.redis.seals.learn(record_key, seal),
+            None => tracing::warn!(
+                key = %Self::seal_key(record_key),
+                "a redis key holds data that is not the store's seal; \
+                 saved records are announced by key until it is removed"
+            ),
+        }
     }
 
     /// Whether the primary holding `record_key` has a replica connected,
@@ -901,6 +989,18 @@ fn record_of(
     Ok(Some(record))
 }
 
+/// What kind of answer `value` is, for an error: never its content.
+fn value_kind(value: &redis::Value) -> &'static str {
+    match value {
+        redis::Value::Nil => "nil",
+        redis::Value::Int(_) => "an integer",
+        redis::Value::Array(_) => "an array",
+        redis::Value::SimpleString(_) => "a status",
+        redis::Value::ServerError(_) => "an error",
+        _ => "an unexpected type",
+    }
+}
+
 /// The failure notice in `bytes`, for `key`. Advisory: a notice that
 /// cannot be read is none.
 fn notice_of(bytes: Option<Vec<u8>>, key: &StoreKey) -> Option<FailureNotice> {
@@ -983,30 +1083,59 @@ impl TokenStore for RedisStore {
                 None => String::new(),
             };
             let record_key = self.record_key(record.key());
-            // The record itself only where the channel is the store's
-            // users' alone (`announce_records`); the key otherwise.
-            let message: &[u8] = if self.announce_records {
-                &encoded
-            } else {
-                record_key.as_bytes()
+            // Sealed under the seal this process knows, or a new one the
+            // script stores when the credential has none yet.
+            let seal = match channel.is_empty() {
+                true => None,
+                false => self.redis.seals.get(&record_key).or_else(Seal::random),
             };
-            let args: [&[u8]; 6] = [
+            let sealed = seal
+                .as_ref()
+                .and_then(|seal| Some((seal.seal(&record_key, &encoded)?, seal)));
+            let (message, seal_bytes): (&[u8], &[u8]) = match &sealed {
+                Some((message, seal)) => (message, seal.as_bytes()),
+                None => (b"", b""),
+            };
+            let args: [&[u8]; 8] = [
                 expected.as_bytes(),
                 generation.as_bytes(),
                 &encoded,
                 ttl.as_bytes(),
                 channel.as_bytes(),
+                record_key.as_bytes(),
                 message,
+                seal_bytes,
             ];
-            self.save_acknowledged(record_key.clone(), &args).await
+            let seal_key = Self::seal_key(&record_key);
+            let answer = self
+                .save_acknowledged(record_key.clone(), seal_key, &args)
+                .await?;
+            let saved = match answer {
+                redis::Value::Int(written) => written == 1,
+                redis::Value::BulkString(stored) => {
+                    self.learn_seal(&record_key, &stored);
+                    return Ok(true);
+                }
+                other => {
+                    return Err(self
+                        .unavailable(format!("redis answered a save with {}", value_kind(&other))))
+                }
+            };
+            // Written with this seal: the credential's.
+            if let (true, Some((_, seal))) = (saved, sealed) {
+                self.redis.seals.learn(&record_key, seal.clone());
+            }
+            Ok(saved)
         })
     }
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut remove = REMOVE.key(self.record_key(key));
+            let record_key = self.record_key(key);
+            let mut remove = REMOVE.key(&record_key);
             remove
                 .key(self.failure_key(key))
+                .key(Self::seal_key(&record_key))
                 .arg(self.channel())
                 .arg(removal(key));
             let _: i64 = self.call(Request::Script(remove)).await?;
@@ -1060,39 +1189,15 @@ impl TokenStore for RedisStore {
         ttl: Duration,
         marking: Option<&'a Marking>,
     ) -> BoxFuture<'a, Result<Look, StoreError>> {
-        if matches!(self.redis.deployment.kind(), DeploymentKind::Cluster) {
-            return Box::pin(super::look::separately(self, key, ttl, marking));
-        }
         Box::pin(async move {
-            let owner = Lease::random_owner();
-            // A marking of another key's records is none.
-            let marking = marking.filter(|m| m.is_for(key));
-            let (keys, args) = self.look_arguments(key, &owner, ttl, marking);
-            let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
-            let record_key = keys[2].clone();
-            type Answer = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
-            let ((notice, taken, generation, bytes, marked), unacknowledged): (Answer, _) = self
-                .durably(&LOOK, &keys, &args, marking.map(|_| keys[2].as_str()))
-                .await?;
-            // A marking no replica acknowledged is left to the holder's own
-            // marking, which writes it again and waits for a replica again
-            // (only a look that wrote has anything to wait for: the others'
-            // `WAIT` returns at once).
-            let marked = marked == 1 && unacknowledged.is_none();
-            let lease = (taken == 1).then(|| Lease::new(key.clone(), owner));
-            match record_of(&record_key, key, generation, bytes) {
-                Ok(record) => {
-                    let mut look = Look::new(notice_of(notice, key), lease, record);
-                    look.marked = marked;
-                    Ok(look)
-                }
-                Err(error) => {
-                    if let Some(lease) = lease {
-                        let _ = self.release(lease).await;
-                    }
-                    Err(error)
-                }
-            }
+            // The credential's seal, learnt along with the first look.
+            let record_key = self.record_key(key);
+            let (look, ()) = both(
+                self.look_once(key, ttl, marking),
+                self.learn_seal_unless_known(&record_key),
+            )
+            .await;
+            look
         })
     }
 
@@ -1110,7 +1215,7 @@ impl TokenStore for RedisStore {
             .unwrap_or_else(|e| e.into_inner());
         let listener = listeners
             .entry(channel.clone())
-            .or_insert_with(|| Listener::new(self.announce_records));
+            .or_insert_with(Listener::new);
         // Started on first use, and again when the runtime it ran on ended
         // (which stopped the task wherever it was: its feed heard nothing
         // since, and may hold records that are no longer the newest).
@@ -1119,13 +1224,63 @@ impl TokenStore for RedisStore {
             let subscription = listen(
                 Arc::downgrade(&self.redis),
                 channel,
+                self.prefix.clone(),
                 listener.feed.clone(),
-                listener.hands_over,
                 self.timeout,
             );
             listener.task = Some(runtime.spawn(subscription));
         }
         Some(listener.feed.subscribe())
+    }
+}
+
+impl RedisStore {
+    /// One look: the `LOOK` script, or in a Cluster the provided reads,
+    /// sent together.
+    async fn look_once(
+        &self,
+        key: &StoreKey,
+        ttl: Duration,
+        marking: Option<&Marking>,
+    ) -> Result<Look, StoreError> {
+        if matches!(self.redis.deployment.kind(), DeploymentKind::Cluster) {
+            return super::look::separately(self, key, ttl, marking).await;
+        }
+        let owner = Lease::random_owner();
+        // A marking of another key's records is none.
+        let marking = marking.filter(|m| m.is_for(key));
+        let (keys, args) = self.look_arguments(key, &owner, ttl, marking);
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+        let record_key = keys[2].clone();
+        let ((notice, taken, generation, bytes, marked, expected), unacknowledged): (
+            LookAnswer,
+            _,
+        ) = self
+            .durably(&LOOK, &keys, &args, marking.map(|_| keys[2].as_str()))
+            .await?;
+        // A marking no replica acknowledged is left to the holder's own
+        // marking, which writes it again and waits for a replica again
+        // (only a look that wrote has anything to wait for: the others'
+        // `WAIT` returns at once).
+        let marked = marked == 1 && unacknowledged.is_none();
+        let lease = (taken == 1).then(|| Lease::new(key.clone(), owner));
+        let found = match marking.filter(|_| expected == 1) {
+            Some(marking) => Ok(Some(marking.expected().clone())),
+            None => record_of(&record_key, key, generation, bytes),
+        };
+        match found {
+            Ok(record) => {
+                let mut look = Look::new(notice_of(notice, key), lease, record);
+                look.marked = marked;
+                Ok(look)
+            }
+            Err(error) => {
+                if let Some(lease) = lease {
+                    let _ = self.release(lease).await;
+                }
+                Err(error)
+            }
+        }
     }
 }
 
@@ -1140,7 +1295,6 @@ impl fmt::Debug for RedisStore {
             .field("record_ttl", &self.record_ttl)
             .field("timeout", &self.timeout)
             .field("replica_ack_timeout", &self.replica_ack_timeout)
-            .field("announce_records", &self.announce_records)
             .finish_non_exhaustive()
     }
 }
@@ -1219,8 +1373,7 @@ mod tests {
             for arg in &args {
                 invocation.arg(arg.as_slice());
             }
-            type Answer = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
-            let (_, taken, generation, _, marked): Answer =
+            let (_, taken, generation, _, marked, _): LookAnswer =
                 invocation.invoke_async(&mut connection).await.unwrap();
             answers.push((taken, marked, generation));
         }
