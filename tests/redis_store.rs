@@ -636,9 +636,10 @@ async fn a_replaced_seal_costs_reads_until_the_next_look_learns_it() {
     let handed =
         save_until_handed_over(&writer, &held, &mut changes, &key, saved.generation()).await;
 
-    // Someone replaces the seal (deleting it rotates it): the writer's
-    // next save finds another seal and is announced by key; the one after,
-    // sealed under the new seal, the reader cannot open.
+    // Someone replaces the seal (rotates it): the writer's next save finds
+    // another seal and is announced by key; the one after, sealed under the
+    // new seal, the reader cannot open. Either way the reader drops the
+    // record it was handed, which is no longer the newest.
     let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
     let mut raw = raw(&server).await;
     let _: () = raw.set(&seal_key, [7u8; 32].as_slice()).await.unwrap();
@@ -652,7 +653,7 @@ async fn a_replaced_seal_costs_reads_until_the_next_look_learns_it() {
         assert!(bounded(changes.changed()).await, "still woken");
         assert_eq!(
             changes.saved(&key).map(|r| r.generation()),
-            Some(handed.generation()),
+            None,
             "not handed over: the waiters read"
         );
     }
@@ -660,6 +661,79 @@ async fn a_replaced_seal_costs_reads_until_the_next_look_learns_it() {
     look_at(&reader, &key).await;
     save_until_handed_over(&writer, &held, &mut changes, &key, generation).await;
     bounded(writer.release(held)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_removed_credential_gets_a_new_seal() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let open = || RedisStore::open(server.url()).unwrap();
+    let (writer, reader) = (open(), open());
+    let key = key(1);
+    let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
+    let mut raw = raw(&server).await;
+    look_at(&reader, &key).await;
+    let mut changes = reader.changes(&key).expect("the redis store announces");
+    let (saved, held) = save_until_announced(&writer, &mut changes, &key).await;
+    save_until_handed_over(&writer, &held, &mut changes, &key, saved.generation()).await;
+    bounded(writer.release(held)).await.unwrap();
+    let before: Vec<u8> = raw.get(&seal_key).await.unwrap();
+    assert_eq!(before.len(), 32);
+
+    bounded(writer.remove(&key)).await.unwrap();
+    let gone: Option<Vec<u8>> = raw.get(&seal_key).await.unwrap();
+    assert!(gone.is_none(), "the seal goes with the record");
+    // Every process forgets it; a save makes a new one, never the old one
+    // again, and a look learns it.
+    let held = lease(&writer, &key, LONG).await;
+    assert!(bounded(writer.save(&held, &record(&key, 1, 3600), None))
+        .await
+        .unwrap());
+    let after: Vec<u8> = raw.get(&seal_key).await.unwrap();
+    assert_eq!(after.len(), 32);
+    assert_ne!(after, before, "a new seal");
+    look_at(&reader, &key).await;
+    save_until_handed_over(&writer, &held, &mut changes, &key, 1).await;
+    bounded(writer.release(held)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_save_sent_again_learns_the_stored_seal_not_its_own() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let open = || RedisStore::open(server.url()).unwrap();
+    let (first, second, reader) = (open(), open(), open());
+    let key = key(1);
+    look_at(&reader, &key).await;
+    let mut changes = reader.changes(&key).expect("the redis store announces");
+    let (saved, held) = save_until_announced(&first, &mut changes, &key).await;
+    let handed =
+        save_until_handed_over(&first, &held, &mut changes, &key, saved.generation()).await;
+
+    // The same save again through a store that knows no seal, as a retry
+    // after a lost reply sends it (with a new seal of its own): it counts
+    // as written and announces nothing, and its store learns the stored
+    // seal, under which its next save is handed over at once.
+    let expected = handed.generation() - 1;
+    assert!(bounded(second.save(&held, &handed, Some(expected)))
+        .await
+        .unwrap());
+    let next = record(&key, handed.generation() + 1, 3600);
+    assert!(
+        bounded(second.save(&held, &next, Some(handed.generation())))
+            .await
+            .unwrap()
+    );
+    let heard = tokio::time::timeout(Duration::from_secs(2), changes.changed()).await;
+    assert_eq!(heard, Ok(true));
+    assert_eq!(
+        changes.saved(&key).map(|r| r.generation()),
+        Some(next.generation()),
+        "sealed under the stored seal"
+    );
+    bounded(first.release(held)).await.unwrap();
 }
 
 /// Sends `signal` to the server process.

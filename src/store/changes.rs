@@ -162,6 +162,19 @@ impl ChangeFeed {
         self.announce();
     }
 
+    /// Wakes every subscriber: a record was saved for the key with
+    /// `fingerprint` that the feed cannot hand over (announced without it,
+    /// or sealed under a seal not known), so the one it held for that key
+    /// is no longer the newest and is forgotten.
+    #[cfg(feature = "redis")]
+    pub(crate) fn announce_saved_unread(&self, fingerprint: &str) {
+        self.shared
+            .state()
+            .saved
+            .retain(|key, _| key.fingerprint() != fingerprint);
+        self.announce();
+    }
+
     /// The feed may miss announcements from now on (its connection to the
     /// store is lost): it forgets every record it held, and its
     /// subscribers read the store until it is [`resumed`](Self::resumed).

@@ -14,7 +14,7 @@
 //! version's, a stranger's, one longer than 64 KiB, one sealed under a
 //! seal replaced since) wakes waiters all the same: they read the store.
 
-use std::{borrow::Cow, sync::Weak, time::Duration};
+use std::{borrow::Cow, collections::HashMap, sync::Weak, time::Duration};
 
 use futures_core::Stream;
 use redis::{
@@ -86,43 +86,104 @@ pub(super) fn removal(key: &StoreKey) -> Vec<u8> {
 /// token is that long) only wakes.
 const MAX_MESSAGE: usize = 64 * 1024;
 
-/// Passes one message on to `feed`, with the records sealed under the
-/// `seals` of the store's key `prefix`.
-fn pass_on(feed: &ChangeFeed, payload: &[u8], seals: &Seals, prefix: &str) {
-    if payload.len() <= MAX_MESSAGE {
-        if let Some(record) = unsealed(payload, seals, prefix) {
-            return feed.announce_saved(record);
-        }
-        if payload.starts_with(b"{\"") {
-            if let Ok(Removal { removed }) = serde_json::from_slice::<Removal<'_>>(payload) {
-                let key =
-                    StoreKey::new(removed.base_url.into_owned(), removed.username.into_owned());
-                return feed.announce_removed(&key);
+/// The generation of the newest record handed over for each record key:
+/// an older sealed record (a message published again by someone who can
+/// publish) is not handed over. Kept across lost subscriptions; a removal
+/// clears its key's.
+#[derive(Default)]
+pub(super) struct Newest {
+    handed_over: HashMap<String, u64>,
+}
+
+/// At most this many record keys' newest generations are kept; a listener
+/// that sees more forgets them all.
+const MAX_NEWEST: usize = 1024;
+
+impl Newest {
+    /// Whether `generation` is newer than every record handed over for
+    /// `record_key`; if so, it is the newest now.
+    fn admit(&mut self, record_key: &str, generation: u64) -> bool {
+        if let Some(newest) = self.handed_over.get_mut(record_key) {
+            if generation <= *newest {
+                return false;
             }
+            *newest = generation;
+            return true;
+        }
+        if self.handed_over.len() >= MAX_NEWEST {
+            self.handed_over.clear();
+        }
+        self.handed_over.insert(record_key.to_owned(), generation);
+        true
+    }
+}
+
+/// Passes one message on to `feed`, with the records sealed under the
+/// `seals` of the store's key `prefix`, none older than `newest`.
+fn pass_on(feed: &ChangeFeed, payload: &[u8], seals: &Seals, prefix: &str, newest: &mut Newest) {
+    if payload.len() > MAX_MESSAGE {
+        return feed.announce();
+    }
+    if let Some(record_key) = seal::record_key(payload) {
+        let Some(fingerprint) = fingerprint_of(record_key, prefix) else {
+            return feed.announce();
+        };
+        return match unsealed(payload, record_key, fingerprint, seals) {
+            Some(record) if newest.admit(record_key, record.generation()) => {
+                feed.announce_saved(record)
+            }
+            // Published again: a record handed over already, or older.
+            Some(_) => feed.announce(),
+            None => feed.announce_saved_unread(fingerprint),
+        };
+    }
+    // A save announced by its key: the record is not in the message.
+    if let Some(fingerprint) = std::str::from_utf8(payload)
+        .ok()
+        .and_then(|key| fingerprint_of(key, prefix))
+    {
+        return feed.announce_saved_unread(fingerprint);
+    }
+    if payload.starts_with(b"{\"") {
+        if let Ok(Removal { removed }) = serde_json::from_slice::<Removal<'_>>(payload) {
+            let key = StoreKey::new(removed.base_url.into_owned(), removed.username.into_owned());
+            let record_key = format!("{prefix}{{{}}}", key.fingerprint());
+            seals.forget(&record_key);
+            newest.handed_over.remove(&record_key);
+            return feed.announce_removed(&key);
         }
     }
     feed.announce();
 }
 
-/// The record sealed in `message`, when it opens under the seal this
-/// process knows for the record key it names, and that key is the
-/// record's under `prefix`. A sealed message the known seal does not open
-/// was sealed under another (one replaced since): the seal is forgotten,
-/// to be learnt again at the next look.
-fn unsealed(message: &[u8], seals: &Seals, prefix: &str) -> Option<TokenRecord> {
-    let record_key = seal::record_key(message)?;
+/// The fingerprint in `record_key`, when it is a record key under `prefix`
+/// (`{prefix}{<fingerprint>}`, nothing after).
+fn fingerprint_of<'a>(record_key: &'a str, prefix: &str) -> Option<&'a str> {
+    record_key
+        .strip_prefix(prefix)?
+        .strip_prefix('{')?
+        .strip_suffix('}')
+        .filter(|fingerprint| !fingerprint.contains(['{', '}']))
+}
+
+/// The record sealed in `message` for `record_key`, when it opens under the
+/// seal this process knows for it and is the record of the key with
+/// `fingerprint`. A sealed message the known seal does not open may be
+/// under a seal replaced since, or a stranger's: the seal stays in use, and
+/// is asked for again at the next look.
+fn unsealed(
+    message: &[u8],
+    record_key: &str,
+    fingerprint: &str,
+    seals: &Seals,
+) -> Option<TokenRecord> {
     let known = seals.get(record_key)?;
     let Some(opened) = known.open(message) else {
-        seals.forget(record_key, &known);
+        seals.doubt(record_key);
         return None;
     };
     let record = TokenRecord::decode(&opened).ok()?;
-    let own_key = record_key
-        .strip_prefix(prefix)
-        .and_then(|tag| tag.strip_prefix('{'))
-        .and_then(|tag| tag.strip_suffix('}'))
-        .is_some_and(|fingerprint| fingerprint == record.key().fingerprint());
-    own_key.then_some(record)
+    (record.key().fingerprint() == fingerprint).then_some(record)
 }
 
 /// Subscribes to `channel` and passes every message on to `feed`, again
@@ -137,6 +198,7 @@ pub(super) async fn listen(
     timeout: Duration,
 ) {
     let mut failures: u32 = 0;
+    let mut newest = Newest::default();
     loop {
         let subscribed = {
             let Some(redis) = redis.upgrade() else { return };
@@ -152,7 +214,8 @@ pub(super) async fn listen(
                     match tokio::time::timeout(LISTENER_CHECK, next).await {
                         Ok(Some(message)) => {
                             let Some(store) = redis.upgrade() else { return };
-                            pass_on(&feed, message.get_payload_bytes(), &store.seals, &prefix);
+                            let payload = message.get_payload_bytes();
+                            pass_on(&feed, payload, &store.seals, &prefix, &mut newest);
                         }
                         Ok(None) => break,
                         Err(_) if redis.strong_count() == 0 => return,
@@ -247,48 +310,81 @@ mod tests {
         (seals, seal)
     }
 
+    /// A listener's state: its feed, a subscription, and what it saw.
+    struct Listening {
+        feed: ChangeFeed,
+        changes: crate::store::Changes,
+        newest: Newest,
+    }
+
+    impl Listening {
+        fn new() -> Self {
+            let feed = ChangeFeed::new();
+            let changes = feed.subscribe();
+            Listening {
+                feed,
+                changes,
+                newest: Newest::default(),
+            }
+        }
+
+        /// Passes `payload` on; true when it woke the subscription.
+        async fn hear(&mut self, payload: &[u8], seals: &Seals, prefix: &str) -> bool {
+            pass_on(&self.feed, payload, seals, prefix, &mut self.newest);
+            self.changes.changed().await
+        }
+
+        fn handed(&self, username: &str) -> Option<u64> {
+            self.changes.saved(&key(username)).map(|r| r.generation())
+        }
+    }
+
     #[tokio::test]
     async fn each_message_is_passed_on_as_what_it_announces() {
-        let feed = ChangeFeed::new();
-        let mut changes = feed.subscribe();
+        let mut listening = Listening::new();
         let (seals, seal) = knowing("planner");
-        let saved = record("planner", 7);
+        let planner = record_key(&key("planner"));
 
-        pass_on(
-            &feed,
-            &sealed(&seal, &record_key(&key("planner")), &saved),
-            &seals,
-            PREFIX,
+        let message = sealed(&seal, &planner, &record("planner", 7));
+        assert!(listening.hear(&message, &seals, PREFIX).await);
+        assert_eq!(listening.handed("planner"), Some(7));
+        assert_eq!(listening.handed("other"), None, "kept under its own key");
+
+        let lease = format!("{planner}:lease");
+        assert!(
+            listening.hear(lease.as_bytes(), &seals, PREFIX).await,
+            "a release wakes"
         );
-        assert!(changes.changed().await);
+        assert_eq!(listening.handed("planner"), Some(7), "and keeps the record");
+
+        // A save announced by key (its writer's seal was another): the
+        // record held is no longer the newest.
+        assert!(listening.hear(planner.as_bytes(), &seals, PREFIX).await);
         assert_eq!(
-            changes.saved(&key("planner")).map(|r| r.generation()),
-            Some(7)
-        );
-        assert!(
-            changes.saved(&key("other")).is_none(),
-            "kept under its own key"
+            listening.handed("planner"),
+            None,
+            "the stale record is dropped"
         );
 
-        pass_on(&feed, b"simacan-auth:{abc}:lease", &seals, PREFIX);
-        assert!(changes.changed().await, "a release wakes");
+        let message = sealed(&seal, &planner, &record("planner", 8));
+        assert!(listening.hear(&message, &seals, PREFIX).await);
+        assert_eq!(listening.handed("planner"), Some(8));
         assert!(
-            changes.saved(&key("planner")).is_some(),
-            "and keeps the record"
+            listening
+                .hear(&removal(&key("planner")), &seals, PREFIX)
+                .await,
+            "a removal wakes"
         );
-
-        pass_on(&feed, &removal(&key("planner")), &seals, PREFIX);
-        assert!(changes.changed().await, "a removal wakes");
+        assert_eq!(listening.handed("planner"), None, "and drops the record");
         assert!(
-            changes.saved(&key("planner")).is_none(),
-            "and drops the record"
+            seals.get(&planner).is_none(),
+            "and the seal: the credential's is gone"
         );
     }
 
     #[tokio::test]
     async fn a_record_in_the_clear_or_not_a_record_only_wakes() {
-        let feed = ChangeFeed::new();
-        let mut changes = feed.subscribe();
+        let mut listening = Listening::new();
         let (seals, seal) = knowing("planner");
         let huge = {
             let lifetime = Duration::from_secs(300);
@@ -311,55 +407,80 @@ mod tests {
             b"{\"removed\":1}",
             b"{}",
             b"",
+            b"simacan-auth:{}",
+            b"simacan-auth:{{a}}",
             &huge,
         ] {
-            pass_on(&feed, payload, &seals, PREFIX);
-            assert!(changes.changed().await);
+            assert!(listening.hear(payload, &seals, PREFIX).await);
         }
-        assert!(changes.saved(&key("planner")).is_none());
-        assert!(!changes.is_live(), "nothing was handed over");
+        assert_eq!(listening.handed("planner"), None);
+        assert!(!listening.changes.is_live(), "nothing was handed over");
     }
 
     #[tokio::test]
-    async fn a_record_sealed_under_a_seal_not_known_or_for_another_key_only_wakes() {
-        let feed = ChangeFeed::new();
-        let mut changes = feed.subscribe();
-        let saved = record("planner", 7);
+    async fn a_record_published_again_is_not_handed_over() {
+        let mut listening = Listening::new();
+        let (seals, seal) = knowing("planner");
+        let planner = record_key(&key("planner"));
+        let older = sealed(&seal, &planner, &record("planner", 6));
+        let newer = sealed(&seal, &planner, &record("planner", 7));
+        assert!(listening.hear(&older, &seals, PREFIX).await);
+        assert!(listening.hear(&newer, &seals, PREFIX).await);
+        // Lost subscriptions do not reset what was handed over.
+        listening.feed.interrupted();
+        listening.feed.resumed();
+        for again in [&older, &newer] {
+            assert!(listening.hear(again, &seals, PREFIX).await, "still wakes");
+            assert_eq!(listening.handed("planner"), None, "not handed over again");
+        }
+        let newest = sealed(&seal, &planner, &record("planner", 8));
+        assert!(listening.hear(&newest, &seals, PREFIX).await);
+        assert_eq!(listening.handed("planner"), Some(8));
+        // After a removal, a credential starts over.
+        assert!(
+            listening
+                .hear(&removal(&key("planner")), &seals, PREFIX)
+                .await
+        );
+        seals.learn(&planner, seal.clone());
+        assert!(listening.hear(&older, &seals, PREFIX).await);
+        assert_eq!(listening.handed("planner"), Some(6));
+    }
+
+    #[tokio::test]
+    async fn a_record_sealed_under_a_seal_not_known_or_for_another_key_is_not_handed_over() {
+        let mut listening = Listening::new();
         let planner = record_key(&key("planner"));
 
         // No seal known yet.
-        let seal = Seal::random().unwrap();
-        pass_on(
-            &feed,
-            &sealed(&seal, &planner, &saved),
-            &Seals::default(),
-            PREFIX,
-        );
-        assert!(changes.changed().await);
-        assert!(changes.saved(&key("planner")).is_none());
+        let stranger = Seal::random().unwrap();
+        let foreign = sealed(&stranger, &planner, &record("planner", 7));
+        assert!(listening.hear(&foreign, &Seals::default(), PREFIX).await);
+        assert_eq!(listening.handed("planner"), None);
 
-        // Another seal than the one known (replaced since): forgotten, to
-        // be learnt again.
+        // Another seal than the one known (replaced since, or forged): the
+        // held record is dropped, and the known seal is doubted (asked for
+        // at the next look) but kept in use.
         let (seals, known) = knowing("planner");
-        pass_on(&feed, &sealed(&seal, &planner, &saved), &seals, PREFIX);
-        assert!(changes.changed().await);
-        assert!(changes.saved(&key("planner")).is_none());
-        assert!(seals.get(&planner).is_none(), "the stale seal is forgotten");
+        let message = sealed(&known, &planner, &record("planner", 7));
+        assert!(listening.hear(&message, &seals, PREFIX).await);
+        assert_eq!(listening.handed("planner"), Some(7));
+        assert!(listening.hear(&foreign, &seals, PREFIX).await);
+        assert_eq!(listening.handed("planner"), None, "not the newest any more");
+        assert!(seals.to_learn(&planner), "doubted");
+        let message = sealed(&known, &planner, &record("planner", 8));
+        assert!(listening.hear(&message, &seals, PREFIX).await);
+        assert_eq!(listening.handed("planner"), Some(8), "still in use");
 
         // Sealed under the right seal, but naming a record key that is not
         // the record's: another credential's, or another prefix's.
-        seals.learn(&planner, known.clone());
         let other = record_key(&key("other"));
         seals.learn(&other, known.clone());
-        pass_on(&feed, &sealed(&known, &other, &saved), &seals, PREFIX);
-        pass_on(&feed, &sealed(&known, &planner, &saved), &seals, "billing:");
-        assert!(changes.changed().await);
-        assert!(changes.saved(&key("planner")).is_none());
-        assert!(changes.saved(&key("other")).is_none());
-
-        // The same under the right key and prefix is handed over.
-        pass_on(&feed, &sealed(&known, &planner, &saved), &seals, PREFIX);
-        assert!(changes.changed().await);
-        assert!(changes.saved(&key("planner")).is_some());
+        let moved = sealed(&known, &other, &record("planner", 9));
+        assert!(listening.hear(&moved, &seals, PREFIX).await);
+        let moved = sealed(&known, &planner, &record("planner", 9));
+        assert!(listening.hear(&moved, &seals, "billing:").await);
+        assert_eq!(listening.handed("planner"), Some(8));
+        assert_eq!(listening.handed("other"), None);
     }
 }

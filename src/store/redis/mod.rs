@@ -27,7 +27,7 @@ use super::{
     BoxFuture, Changes, FailureNotice, Lease, Look, Marking, StoreError, StoreKey, TokenRecord,
     TokenStore,
 };
-use crate::{join::both, Error};
+use crate::Error;
 
 /// The key prefix unless [`RedisStore::key_prefix`] sets another.
 const DEFAULT_PREFIX: &str = "simacan-auth:";
@@ -191,20 +191,37 @@ static REMOVE: LazyLock<Script> = LazyLock::new(|| {
 /// expected generation ('' for no record), the new generation, the encoded
 /// record, the record's time to live in milliseconds ('' for none), the
 /// channel on which the write is announced ('' for none), the record's key
-/// (the plain announcement), the record sealed and the seal it was sealed
-/// with ('' and '' for none). A record that already is exactly the one
+/// (the plain announcement), the record sealed, the seal it was sealed
+/// with ('' and '' for none), and '1' when that seal is new (made by the
+/// caller, which knows none). A record that already is exactly the one
 /// being written was written by this very call, whose reply was lost: that
 /// counts as written, and is written again (not announced again), so that
 /// a `WAIT` after it has a write to wait for.
 ///
 /// The sealed record is announced when its seal is the credential's, at
-/// KEYS[2] (stored there when there is none, to expire with the record);
-/// the record's key otherwise. Returns 0 when not written, 1 when
-/// written, and the stored seal when written but announced by key (the
-/// caller's seal was another).
+/// KEYS[2]; a new seal is stored there when there is none. Otherwise the
+/// record's key is. The seal's expiry follows the record's. The seal is
+/// read before anything is written, so that a key of another type there
+/// fails nothing (the record is then announced by key).
+///
+/// Returns 0 when not written; when written: 1 (nothing announced, or no
+/// seal given), 2 (announced sealed: the caller's seal is the
+/// credential's), 3 (announced by key: the credential has no seal and the
+/// caller's was not new, so it is gone), or the stored seal (announced by
+/// key: the caller's seal was another).
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+        local sealing = ARGV[5] ~= '' and ARGV[8] ~= ''
+        local seal = false
+        if sealing then
+            local found = redis.pcall('GET', KEYS[2])
+            if type(found) == 'table' then
+                sealing = false
+            else
+                seal = found
+            end
+        end
         local current = redis.call('HGET', KEYS[1], 'generation') or ''
         local again = current == ARGV[2] and redis.call('HGET', KEYS[1], 'record') == ARGV[3]
         if current ~= ARGV[1] and not again then
@@ -217,29 +234,35 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
         else
             redis.call('PEXPIRE', KEYS[1], ARGV[4])
         end
-        if ARGV[5] == '' or again then
+        if ARGV[5] == '' then
             return 1
         end
         local message = ARGV[6]
         local answer = 1
-        if ARGV[8] ~= '' then
-            local seal = redis.call('GET', KEYS[2])
-            if not seal then
+        if sealing then
+            if not seal and ARGV[9] == '1' then
                 redis.call('SET', KEYS[2], ARGV[8])
                 seal = ARGV[8]
             end
-            if ARGV[4] == '' then
-                redis.call('PERSIST', KEYS[2])
-            else
-                redis.call('PEXPIRE', KEYS[2], ARGV[4])
+            if seal then
+                if ARGV[4] == '' then
+                    redis.call('PERSIST', KEYS[2])
+                else
+                    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+                end
             end
             if seal == ARGV[8] then
                 message = ARGV[7]
-            else
+                answer = 2
+            elseif seal then
                 answer = seal
+            else
+                answer = 3
             end
         end
-        redis.call('PUBLISH', ARGV[5], message)
+        if not again then
+            redis.call('PUBLISH', ARGV[5], message)
+        end
         return answer
         ",
     )
@@ -349,19 +372,27 @@ static SEAL: LazyLock<Script> = LazyLock::new(|| {
 /// from the message: a replica waiting for the lease holder uses it the
 /// moment it arrives, and one whose 401 comes after the save makes no
 /// Redis call at all. Each credential has a seal, 32 random bytes under
-/// `{prefix}{<fingerprint>}:seal` (made by the first process that needs
-/// it, expiring with the record); the record is encrypted and
-/// authenticated under it with ChaCha20-Poly1305, bound to its record key.
-/// So the channel carries no token in the clear: whoever can subscribe but
-/// not read the store's keys sees bytes they cannot open, and whoever can
-/// publish but not read the seal cannot make a message a replica believes.
-/// (Whoever can read the seal can read the record itself.) A process
-/// learns a credential's seal with its first look at it or its first save
-/// (one command more, sent with the look, once). A message it cannot open
-/// (a seal it does not know yet, one replaced since, a stranger's message)
-/// only wakes its waiters, who read the record, and the process learns the
-/// seal again at its next look. Writing other random bytes to the seal key
-/// rotates it: each process learns the new seal at its next save or look.
+/// `{prefix}{<fingerprint>}:seal`, made by the first process that needs it
+/// and given the record's time to live, which each announced save renews;
+/// the record is encrypted and authenticated under it with
+/// ChaCha20-Poly1305, bound to its record key. So the channel carries no
+/// token in the clear: whoever can subscribe but not read the store's keys
+/// sees bytes they cannot open, and whoever can publish but not read the
+/// seal cannot make a message a replica believes. Whoever can read the
+/// seal can read the record itself, and with the right to publish can
+/// also hand replicas a record: grant both only to the store's users. A
+/// record published again (by someone who can publish) is not handed over
+/// by a subscription that already handed over one as new or newer.
+///
+/// A process learns a credential's seal with a command sent alongside its
+/// first look at it (the look does not wait for it), or from its first
+/// save. A message it cannot open (a seal it has not learnt yet, one
+/// replaced since, a stranger's message) only wakes its waiters, who read
+/// the record, and the process asks for the seal again at its next look.
+/// Writing other random bytes to the seal key rotates it: a writer learns
+/// the new seal from its next save, the others at their next look. A
+/// removal ([`remove`](TokenStore::remove)) deletes the seal, every
+/// process forgets it, and the next save or look makes a new one.
 ///
 /// A message goes out with its write, before the
 /// [replica's acknowledgement](Self#writes-wait-for-a-replica); a token
@@ -393,8 +424,8 @@ static SEAL: LazyLock<Script> = LazyLock::new(|| {
 /// (with a replica connected, a `WAIT` in the same pipeline, and at most
 /// once a second a `ROLE` before it; in a Cluster, three commands sent
 /// together, which follow a moving slot, and the marking saved and the
-/// lease renewed after them; the first look of a process at a credential
-/// sends one more command with it, which learns the seal). When the record
+/// lease renewed after them; a process that has not learnt the
+/// credential's seal sends one more command alongside). When the record
 /// found is the one the marking expected, its bytes are not sent back.
 ///
 /// # Keys
@@ -404,13 +435,17 @@ static SEAL: LazyLock<Script> = LazyLock::new(|| {
 /// | `{prefix}{<fingerprint>}` | a hash: `generation` (decimal) and `record` ([`TokenRecord::encode`]d bytes), expiring [`record_ttl`](Self::record_ttl) after its last write | [`save`](TokenStore::save) |
 /// | `{prefix}{<fingerprint>}:lease` | the lease owner, expiring with the lease | [`try_lease`](TokenStore::try_lease), [`renew`](TokenStore::renew), [`release`](TokenStore::release) |
 /// | `{prefix}{<fingerprint>}:failure` | a [`FailureNotice`], expiring with it | [`save_failure`](TokenStore::save_failure) |
-/// | `{prefix}{<fingerprint>}:seal` | the credential's seal (32 random bytes), expiring with the record | [`look`](TokenStore::look), [`save`](TokenStore::save) |
+/// | `{prefix}{<fingerprint>}:seal` | the credential's seal (32 random bytes), expiring with the record | [`look`](TokenStore::look) and [`save`](TokenStore::save) when there is none; deleted by [`remove`](TokenStore::remove) |
 ///
 /// The fingerprint is [`StoreKey::fingerprint`], in braces: a Cluster hash
 /// tag, so that every key of one credential lands in one hash slot (on a
 /// single server the braces are just characters). The record keeps the key
 /// itself too, and a record found under the right fingerprint but for
-/// another key is logged and treated as absent.
+/// another key is logged and treated as absent. A save names the record
+/// and the seal, and a removal the record, the notice and the seal: while
+/// their slot moves to another Cluster node, a node refuses such a script
+/// for the moment its keys are apart (`TRYAGAIN`), which redis-rs retries
+/// within the store's timeout and the token state retries for 2.5 s.
 ///
 /// # How each [guarantee](super#what-a-store-must-guarantee) is kept across processes
 ///
@@ -812,12 +847,27 @@ impl RedisStore {
         Ok((value, Some(wait)))
     }
 
+    /// Learns the seal of `key`'s credential in a task of its own, unless
+    /// this process knows it: sent along with a look, whose answer never
+    /// waits for it.
+    fn learn_seal_soon(&self, key: &StoreKey) {
+        let record_key = self.record_key(key);
+        if !self.redis.seals.to_learn(&record_key) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.clone();
+        runtime.spawn(async move { store.learn_seal_unless_known(&record_key).await });
+    }
+
     /// Learns the credential's seal at `record_key` with the `SEAL` script
     /// (storing a new one when there is none), unless this process knows
     /// it already. A failure leaves it unknown: announcements of the
     /// credential then only wake, until a look or save learns it.
     async fn learn_seal_unless_known(&self, record_key: &str) {
-        if self.redis.seals.get(record_key).is_some() {
+        if !self.redis.seals.to_learn(record_key) {
             return;
         }
         let Some(candidate) = Seal::random() else {
@@ -827,7 +877,7 @@ impl RedisStore {
         let args: [&[u8]; 2] = [candidate.as_bytes(), ttl.as_bytes()];
         let request = script(&SEAL, Self::seal_key(record_key), &args);
         match self.call::<Vec<u8>>(request).await {
-            Ok(stored) => self.learn_seal(record_key, &stored),
+            Ok(stored) => self.learn_seal(record_key, &Zeroizing::new(stored)),
             Err(error) => tracing::debug!(
                 error = %crate::error::with_causes(&error),
                 "could not learn the seal of a credential; its announcements only wake waiters"
@@ -1085,9 +1135,11 @@ impl TokenStore for RedisStore {
             let record_key = self.record_key(record.key());
             // Sealed under the seal this process knows, or a new one the
             // script stores when the credential has none yet.
+            let known = self.redis.seals.get(&record_key);
+            let new: &[u8] = if known.is_none() { b"1" } else { b"" };
             let seal = match channel.is_empty() {
                 true => None,
-                false => self.redis.seals.get(&record_key).or_else(Seal::random),
+                false => known.or_else(Seal::random),
             };
             let sealed = seal
                 .as_ref()
@@ -1096,7 +1148,7 @@ impl TokenStore for RedisStore {
                 Some((message, seal)) => (message, seal.as_bytes()),
                 None => (b"", b""),
             };
-            let args: [&[u8]; 8] = [
+            let args: [&[u8]; 9] = [
                 expected.as_bytes(),
                 generation.as_bytes(),
                 &encoded,
@@ -1105,33 +1157,44 @@ impl TokenStore for RedisStore {
                 record_key.as_bytes(),
                 message,
                 seal_bytes,
+                new,
             ];
             let seal_key = Self::seal_key(&record_key);
             let answer = self
                 .save_acknowledged(record_key.clone(), seal_key, &args)
                 .await?;
-            let saved = match answer {
-                redis::Value::Int(written) => written == 1,
+            match answer {
+                redis::Value::Int(0) => Ok(false),
+                redis::Value::Int(1) => Ok(true),
+                // Announced sealed: this seal is the credential's.
+                redis::Value::Int(2) => {
+                    if let Some((_, seal)) = sealed {
+                        self.redis.seals.learn(&record_key, seal.clone());
+                    }
+                    Ok(true)
+                }
+                // The credential's seal is gone (removed, or lost in a
+                // failover): the next look makes a new one.
+                redis::Value::Int(3) => {
+                    self.redis.seals.forget(&record_key);
+                    Ok(true)
+                }
                 redis::Value::BulkString(stored) => {
-                    self.learn_seal(&record_key, &stored);
-                    return Ok(true);
+                    self.learn_seal(&record_key, &Zeroizing::new(stored));
+                    Ok(true)
                 }
                 other => {
-                    return Err(self
+                    Err(self
                         .unavailable(format!("redis answered a save with {}", value_kind(&other))))
                 }
-            };
-            // Written with this seal: the credential's.
-            if let (true, Some((_, seal))) = (saved, sealed) {
-                self.redis.seals.learn(&record_key, seal.clone());
             }
-            Ok(saved)
         })
     }
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let record_key = self.record_key(key);
+            self.redis.seals.forget(&record_key);
             let mut remove = REMOVE.key(&record_key);
             remove
                 .key(self.failure_key(key))
@@ -1190,14 +1253,8 @@ impl TokenStore for RedisStore {
         marking: Option<&'a Marking>,
     ) -> BoxFuture<'a, Result<Look, StoreError>> {
         Box::pin(async move {
-            // The credential's seal, learnt along with the first look.
-            let record_key = self.record_key(key);
-            let (look, ()) = both(
-                self.look_once(key, ttl, marking),
-                self.learn_seal_unless_known(&record_key),
-            )
-            .await;
-            look
+            self.learn_seal_soon(key);
+            self.look_once(key, ttl, marking).await
         })
     }
 
@@ -1265,7 +1322,13 @@ impl RedisStore {
         let marked = marked == 1 && unacknowledged.is_none();
         let lease = (taken == 1).then(|| Lease::new(key.clone(), owner));
         let found = match marking.filter(|_| expected == 1) {
-            Some(marking) => Ok(Some(marking.expected().clone())),
+            Some(marking) => {
+                let wanted = marking.expected().generation().to_string();
+                match generation.as_deref() == Some(wanted.as_bytes()) {
+                    true => Ok(Some(marking.expected().clone())),
+                    false => record_of(&record_key, key, generation, Some(Vec::new())),
+                }
+            }
             None => record_of(&record_key, key, generation, bytes),
         };
         match found {
@@ -1352,6 +1415,14 @@ mod tests {
         Marking::new(record.clone(), marked)
     }
 
+    /// Whether a look found the record its marking expected (and left its
+    /// bytes out of the answer), or another (and sent it).
+    #[derive(Clone, Debug, PartialEq)]
+    enum Expected {
+        Found,
+        Other,
+    }
+
     /// Runs the `LOOK` script as `owner` twice, as a call sent again after
     /// its reply was lost: (lease taken, marked, generation found) each time.
     async fn look_twice(
@@ -1359,7 +1430,7 @@ mod tests {
         store: &RedisStore,
         key: &StoreKey,
         marking: &Marking,
-    ) -> [(i64, i64, Option<Vec<u8>>); 2] {
+    ) -> [(i64, i64, Option<Vec<u8>>, Expected); 2] {
         let owner = Lease::random_owner();
         let (keys, args) = store.look_arguments(key, &owner, Duration::from_secs(5), Some(marking));
         let client = redis::Client::open(url).unwrap();
@@ -1373,9 +1444,14 @@ mod tests {
             for arg in &args {
                 invocation.arg(arg.as_slice());
             }
-            let (_, taken, generation, _, marked, _): LookAnswer =
+            let (_, taken, generation, bytes, marked, expected): LookAnswer =
                 invocation.invoke_async(&mut connection).await.unwrap();
-            answers.push((taken, marked, generation));
+            let expected = match (expected, bytes) {
+                (1, None) => Expected::Found,
+                (0, Some(_)) => Expected::Other,
+                other => panic!("an answer with {other:?}"),
+            };
+            answers.push((taken, marked, generation, expected));
         }
         [answers[0].clone(), answers[1].clone()]
     }
@@ -1398,11 +1474,11 @@ mod tests {
         // The first run marks; the second, the same call again, answers as
         // the first did: marked, over the record as it was.
         let [first, again] = look_twice(&server.url(), &store, &key, &marking).await;
-        assert_eq!((first.0, first.1), (1, 1));
+        assert_eq!((first.0, first.1, &first.3), (1, 1, &Expected::Found));
         assert_eq!(
             again,
-            (1, 1, Some(b"1".to_vec())),
-            "the same call's marking"
+            (1, 1, Some(b"1".to_vec()), Expected::Found),
+            "the same call's marking, over the record as it was"
         );
 
         // Another holder's marking, byte for byte this one, left by a look
@@ -1418,6 +1494,7 @@ mod tests {
         let [first, again] = look_twice(&server.url(), &store, &key, &marking).await;
         assert_eq!((first.0, first.1), (1, 0), "found marked by another look");
         assert_eq!((again.0, again.1), (1, 0), "not claimed when sent again");
+        assert_eq!((first.3, again.3), (Expected::Other, Expected::Other));
         let _: () = free.query_async(&mut connection).await.unwrap();
         let _: () = redis::cmd("HDEL")
             .arg(&record_key)
@@ -1532,6 +1609,10 @@ mod tests {
         assert_eq!(
             store.failure_key(&key),
             "p:{c899cab5b66fb71d17f0ca301e7a9d64}:failure"
+        );
+        assert_eq!(
+            RedisStore::seal_key(&store.record_key(&key)),
+            "p:{c899cab5b66fb71d17f0ca301e7a9d64}:seal"
         );
     }
 

@@ -142,12 +142,27 @@ pub(super) fn record_key(message: &[u8]) -> Option<&str> {
 /// The seals this process knows, by record key, shared by a store's clones.
 #[derive(Default)]
 pub(super) struct Seals {
-    known: Mutex<HashMap<String, Seal>>,
+    known: Mutex<HashMap<String, Known>>,
+}
+
+/// A seal, and whether a sealed message it did not open was heard since it
+/// was learnt: the seal may have been replaced, or the message forged.
+struct Known {
+    seal: Seal,
+    doubted: bool,
 }
 
 impl Seals {
     pub(super) fn get(&self, record_key: &str) -> Option<Seal> {
-        self.lock().get(record_key).cloned()
+        self.lock().get(record_key).map(|known| known.seal.clone())
+    }
+
+    /// Whether the seal of `record_key` should be asked for: not known, or
+    /// doubted.
+    pub(super) fn to_learn(&self, record_key: &str) -> bool {
+        self.lock()
+            .get(record_key)
+            .is_none_or(|known| known.doubted)
     }
 
     pub(super) fn learn(&self, record_key: &str, seal: Seal) {
@@ -155,22 +170,28 @@ impl Seals {
         if known.len() >= MAX_KEPT && !known.contains_key(record_key) {
             known.clear();
         }
+        let seal = Known {
+            seal,
+            doubted: false,
+        };
         known.insert(record_key.to_owned(), seal);
     }
 
-    /// Forgets the seal of `record_key`, unless it is no longer `stale`
-    /// (learnt again meanwhile).
-    pub(super) fn forget(&self, record_key: &str, stale: &Seal) {
-        let mut known = self.lock();
-        if known
-            .get(record_key)
-            .is_some_and(|seal| seal.as_bytes() == stale.as_bytes())
-        {
-            known.remove(record_key);
+    /// Marks the seal of `record_key` to be asked for again, and kept in
+    /// use meanwhile: a message it did not open may be a stranger's.
+    pub(super) fn doubt(&self, record_key: &str) {
+        if let Some(known) = self.lock().get_mut(record_key) {
+            known.doubted = true;
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seal>> {
+    /// Forgets the seal of `record_key` (the credential was removed, or
+    /// its seal is gone).
+    pub(super) fn forget(&self, record_key: &str) {
+        self.lock().remove(record_key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -237,14 +258,19 @@ mod tests {
     }
 
     #[test]
-    fn a_seal_is_forgotten_only_while_it_is_the_one_known() {
+    fn a_doubted_seal_stays_in_use_until_learnt_again() {
         let seals = Seals::default();
-        let (old, new) = (Seal::random().unwrap(), Seal::random().unwrap());
-        seals.learn(KEY, new.clone());
-        seals.forget(KEY, &old);
-        assert!(seals.get(KEY).is_some(), "a newer seal stays");
-        seals.forget(KEY, &new);
+        assert!(seals.to_learn(KEY), "not known");
+        let seal = Seal::random().unwrap();
+        seals.learn(KEY, seal.clone());
+        assert!(!seals.to_learn(KEY));
+        seals.doubt(KEY);
+        assert!(seals.to_learn(KEY), "asked for again");
+        assert!(seals.get(KEY).is_some(), "and still used");
+        seals.learn(KEY, seal.clone());
+        assert!(!seals.to_learn(KEY));
+        seals.forget(KEY);
         assert!(seals.get(KEY).is_none());
-        assert_eq!(format!("{new:?}"), "Seal(..)");
+        assert_eq!(format!("{seal:?}"), "Seal(..)");
     }
 }
