@@ -530,6 +530,37 @@ async fn save_until_announced(
     }
 }
 
+/// Two stores on `server`, as two processes: `writer` has saved records of
+/// `key(1)` under the lease `held` until `reader`, which looked at the key
+/// first, was `handed` one through `changes`.
+struct Sealing {
+    writer: RedisStore,
+    reader: RedisStore,
+    key: StoreKey,
+    changes: simacan_auth::store::Changes,
+    held: Lease,
+    handed: TokenRecord,
+}
+
+async fn sealing(server: &RedisServer) -> Sealing {
+    let open = || RedisStore::open(server.url()).unwrap();
+    let (writer, reader) = (open(), open());
+    let key = key(1);
+    look_at(&reader, &key).await;
+    let mut changes = reader.changes(&key).expect("the redis store announces");
+    let (saved, held) = save_until_announced(&writer, &mut changes, &key).await;
+    let handed =
+        save_until_handed_over(&writer, &held, &mut changes, &key, saved.generation()).await;
+    Sealing {
+        writer,
+        reader,
+        key,
+        changes,
+        held,
+        handed,
+    }
+}
+
 /// Looks at `key` through `store` (as a waiting token state does), which
 /// learns the credential's seal; gives back a lease the look took.
 async fn look_at(store: &RedisStore, key: &StoreKey) {
@@ -627,14 +658,14 @@ async fn a_replaced_seal_costs_reads_until_the_next_look_learns_it() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let open = || RedisStore::open(server.url()).unwrap();
-    let (writer, reader) = (open(), open());
-    let key = key(1);
-    look_at(&reader, &key).await;
-    let mut changes = reader.changes(&key).expect("the redis store announces");
-    let (saved, held) = save_until_announced(&writer, &mut changes, &key).await;
-    let handed =
-        save_until_handed_over(&writer, &held, &mut changes, &key, saved.generation()).await;
+    let Sealing {
+        writer,
+        reader,
+        key,
+        mut changes,
+        held,
+        handed,
+    } = sealing(&server).await;
 
     // Someone replaces the seal (rotates it): the writer's next save finds
     // another seal and is announced by key; the one after, sealed under the
@@ -668,15 +699,16 @@ async fn a_removed_credential_gets_a_new_seal() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let open = || RedisStore::open(server.url()).unwrap();
-    let (writer, reader) = (open(), open());
-    let key = key(1);
+    let Sealing {
+        writer,
+        reader,
+        key,
+        mut changes,
+        held,
+        ..
+    } = sealing(&server).await;
     let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
     let mut raw = raw(&server).await;
-    look_at(&reader, &key).await;
-    let mut changes = reader.changes(&key).expect("the redis store announces");
-    let (saved, held) = save_until_announced(&writer, &mut changes, &key).await;
-    save_until_handed_over(&writer, &held, &mut changes, &key, saved.generation()).await;
     bounded(writer.release(held)).await.unwrap();
     let before: Vec<u8> = raw.get(&seal_key).await.unwrap();
     assert_eq!(before.len(), 32);
@@ -734,6 +766,77 @@ async fn a_save_sent_again_learns_the_stored_seal_not_its_own() {
         "sealed under the stored seal"
     );
     bounded(first.release(held)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_seal_gone_from_the_store_is_made_anew_and_never_put_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let Sealing {
+        writer,
+        reader,
+        key,
+        mut changes,
+        held,
+        handed,
+    } = sealing(&server).await;
+    let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
+    let mut raw = raw(&server).await;
+    let before: Vec<u8> = raw.get(&seal_key).await.unwrap();
+
+    // The seal is lost (a failover before it was replicated, say): the
+    // writer, which remembers it, announces by key and forgets it instead
+    // of storing it again; its next save makes a new one.
+    let _: () = raw.del(&seal_key).await.unwrap();
+    let mut generation = handed.generation();
+    let next = record(&key, generation + 1, 3600);
+    assert!(bounded(writer.save(&held, &next, Some(generation)))
+        .await
+        .unwrap());
+    generation += 1;
+    assert!(bounded(changes.changed()).await, "woken");
+    assert!(changes.saved(&key).is_none(), "by key: the waiters read");
+    let gone: Option<Vec<u8>> = raw.get(&seal_key).await.unwrap();
+    assert!(gone.is_none(), "the remembered seal is not put back");
+    let next = record(&key, generation + 1, 3600);
+    assert!(bounded(writer.save(&held, &next, Some(generation)))
+        .await
+        .unwrap());
+    generation += 1;
+    let after: Vec<u8> = raw.get(&seal_key).await.unwrap();
+    assert_eq!(after.len(), 32);
+    assert_ne!(after, before, "a new seal");
+    look_at(&reader, &key).await;
+    save_until_handed_over(&writer, &held, &mut changes, &key, generation).await;
+    bounded(writer.release(held)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_seal_key_of_another_type_fails_no_save_and_no_look() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let open = || RedisStore::open(server.url()).unwrap();
+    let (writer, reader) = (open(), open());
+    let key = key(1);
+    let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
+    let mut raw = raw(&server).await;
+    let _: () = raw.lpush(&seal_key, "not a seal").await.unwrap();
+    look_at(&reader, &key).await;
+    let mut changes = reader.changes(&key).expect("the redis store announces");
+    let (saved, held) = save_until_announced(&writer, &mut changes, &key).await;
+    assert_eq!(
+        bounded(reader.load(&key))
+            .await
+            .unwrap()
+            .map(|r| r.generation()),
+        Some(saved.generation()),
+        "written"
+    );
+    assert!(changes.saved(&key).is_none(), "announced by key");
+    look_at(&reader, &key).await;
+    bounded(writer.release(held)).await.unwrap();
 }
 
 /// Sends `signal` to the server process.

@@ -71,6 +71,11 @@ struct State {
     /// Whether the feed has handed over a record: a feed that only wakes
     /// is never taken for one that would have handed over a newer token.
     hands_over: bool,
+    /// The fingerprints of keys whose last save the feed heard of but could
+    /// not hand over: for those, it would not have handed over a newer
+    /// token.
+    #[cfg(feature = "redis")]
+    unread: std::collections::HashSet<String>,
 }
 
 impl ChangeFeed {
@@ -137,6 +142,8 @@ impl ChangeFeed {
                 if state.saved.len() >= MAX_KEPT && !state.saved.contains_key(record.key()) {
                     state.saved.clear();
                 }
+                #[cfg(feature = "redis")]
+                state.unread.remove(record.key().fingerprint());
                 state.saved.insert(record.key().clone(), record);
                 state.hands_over = true;
             }
@@ -168,10 +175,17 @@ impl ChangeFeed {
     /// is no longer the newest and is forgotten.
     #[cfg(feature = "redis")]
     pub(crate) fn announce_saved_unread(&self, fingerprint: &str) {
-        self.shared
-            .state()
-            .saved
-            .retain(|key, _| key.fingerprint() != fingerprint);
+        {
+            let mut state = self.shared.state();
+            state
+                .saved
+                .retain(|key, _| key.fingerprint() != fingerprint);
+            if state.unread.len() >= MAX_KEPT {
+                state.unread.clear();
+                state.hands_over = false;
+            }
+            state.unread.insert(fingerprint.to_owned());
+        }
         self.announce();
     }
 
@@ -201,6 +215,8 @@ impl ChangeFeed {
         let mut state = self.shared.state();
         state.live = false;
         state.saved.clear();
+        #[cfg(feature = "redis")]
+        state.unread.clear();
     }
 
     /// Every announcement reaches the feed again. Wakes every subscriber,
@@ -365,6 +381,19 @@ impl Changes {
     /// ```
     pub fn is_live(&self) -> bool {
         let state = self.shared.state();
+        state.live && state.hands_over
+    }
+
+    /// [`is_live`](Self::is_live), and the last save of `key` the feed
+    /// heard of was handed over.
+    pub(crate) fn is_live_for(&self, key: &StoreKey) -> bool {
+        let state = self.shared.state();
+        #[cfg(feature = "redis")]
+        if state.unread.contains(key.fingerprint()) {
+            return false;
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = key;
         state.live && state.hands_over
     }
 }

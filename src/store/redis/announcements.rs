@@ -4,17 +4,16 @@
 //!
 //! | published by | message | passed on as |
 //! |---|---|---|
-//! | `SAVE` (a record with a refresh token) | the record [sealed](super::seal) under the credential's seal; its key when the writer's seal was not the stored one | [`ChangeFeed::announce_saved`] when this process knows the seal; [`ChangeFeed::announce`] otherwise |
-//! | `REMOVE` | `{"removed":{"base_url":…,"username":…}}` | [`ChangeFeed::announce_removed`] |
+//! | `SAVE` (a record with a refresh token) | the record [sealed](super::seal) under the credential's seal | [`ChangeFeed::announce_saved`] when it opens under the seal this process learnt, is the record of the key it names, and is newer than every record handed over under that seal; otherwise `ChangeFeed::announce_saved_unread` (the record the feed held for that key is dropped, and waiters read), and a message that did not open has the seal asked for again |
+//! | `SAVE`, when the writer's seal was not the stored one | the record's key | `ChangeFeed::announce_saved_unread` |
+//! | `REMOVE` | `{"removed":{"base_url":…,"username":…}}` | [`ChangeFeed::announce_removed`]; the seal is asked for again |
 //! | `RELEASE`, `NOTICE` | the key written | [`ChangeFeed::announce`] |
 //!
-//! Only a sealed record that opens under the seal this process learnt, and
-//! is for the record key it names, is handed over; a record in the clear
-//! is a stranger's. A message that is none of the above (another
-//! version's, a stranger's, one longer than 64 KiB, one sealed under a
-//! seal replaced since) wakes waiters all the same: they read the store.
+//! A record in the clear is a stranger's. A message that is none of the
+//! above (another version's, a stranger's, one longer than 64 KiB) wakes
+//! waiters all the same: they read the store.
 
-use std::{borrow::Cow, collections::HashMap, sync::Weak, time::Duration};
+use std::{borrow::Cow, sync::Weak, time::Duration};
 
 use futures_core::Stream;
 use redis::{
@@ -86,56 +85,28 @@ pub(super) fn removal(key: &StoreKey) -> Vec<u8> {
 /// token is that long) only wakes.
 const MAX_MESSAGE: usize = 64 * 1024;
 
-/// The generation of the newest record handed over for each record key:
-/// an older sealed record (a message published again by someone who can
-/// publish) is not handed over. Kept across lost subscriptions; a removal
-/// clears its key's.
-#[derive(Default)]
-pub(super) struct Newest {
-    handed_over: HashMap<String, u64>,
-}
-
-/// At most this many record keys' newest generations are kept; a listener
-/// that sees more forgets them all.
-const MAX_NEWEST: usize = 1024;
-
-impl Newest {
-    /// Whether `generation` is newer than every record handed over for
-    /// `record_key`; if so, it is the newest now.
-    fn admit(&mut self, record_key: &str, generation: u64) -> bool {
-        if let Some(newest) = self.handed_over.get_mut(record_key) {
-            if generation <= *newest {
-                return false;
-            }
-            *newest = generation;
-            return true;
-        }
-        if self.handed_over.len() >= MAX_NEWEST {
-            self.handed_over.clear();
-        }
-        self.handed_over.insert(record_key.to_owned(), generation);
-        true
-    }
-}
-
 /// Passes one message on to `feed`, with the records sealed under the
-/// `seals` of the store's key `prefix`, none older than `newest`.
-fn pass_on(feed: &ChangeFeed, payload: &[u8], seals: &Seals, prefix: &str, newest: &mut Newest) {
-    if payload.len() > MAX_MESSAGE {
-        return feed.announce();
-    }
+/// `seals` of the store's key `prefix`.
+fn pass_on(feed: &ChangeFeed, payload: &[u8], seals: &Seals, prefix: &str) {
     if let Some(record_key) = seal::record_key(payload) {
         let Some(fingerprint) = fingerprint_of(record_key, prefix) else {
             return feed.announce();
         };
-        return match unsealed(payload, record_key, fingerprint, seals) {
-            Some(record) if newest.admit(record_key, record.generation()) => {
+        let record = (payload.len() <= MAX_MESSAGE)
+            .then(|| unsealed(payload, record_key, fingerprint, seals))
+            .flatten();
+        return match record {
+            Some(record) if seals.admit(record_key, record.generation()) => {
                 feed.announce_saved(record)
             }
-            // Published again: a record handed over already, or older.
-            Some(_) => feed.announce(),
-            None => feed.announce_saved_unread(fingerprint),
+            // Not opened, or published again (a record handed over
+            // already, or older): what the feed holds may not be the
+            // newest, and the waiters read.
+            _ => feed.announce_saved_unread(fingerprint),
         };
+    }
+    if payload.len() > MAX_MESSAGE {
+        return feed.announce();
     }
     // A save announced by its key: the record is not in the message.
     if let Some(fingerprint) = std::str::from_utf8(payload)
@@ -147,9 +118,9 @@ fn pass_on(feed: &ChangeFeed, payload: &[u8], seals: &Seals, prefix: &str, newes
     if payload.starts_with(b"{\"") {
         if let Ok(Removal { removed }) = serde_json::from_slice::<Removal<'_>>(payload) {
             let key = StoreKey::new(removed.base_url.into_owned(), removed.username.into_owned());
-            let record_key = format!("{prefix}{{{}}}", key.fingerprint());
-            seals.forget(&record_key);
-            newest.handed_over.remove(&record_key);
+            // Anyone who can publish can send a removal: the seal is asked
+            // for again, not dropped.
+            seals.doubt(&format!("{prefix}{{{}}}", key.fingerprint()));
             return feed.announce_removed(&key);
         }
     }
@@ -163,7 +134,7 @@ fn fingerprint_of<'a>(record_key: &'a str, prefix: &str) -> Option<&'a str> {
         .strip_prefix(prefix)?
         .strip_prefix('{')?
         .strip_suffix('}')
-        .filter(|fingerprint| !fingerprint.contains(['{', '}']))
+        .filter(|fingerprint| !fingerprint.is_empty() && !fingerprint.contains(['{', '}']))
 }
 
 /// The record sealed in `message` for `record_key`, when it opens under the
@@ -198,7 +169,6 @@ pub(super) async fn listen(
     timeout: Duration,
 ) {
     let mut failures: u32 = 0;
-    let mut newest = Newest::default();
     loop {
         let subscribed = {
             let Some(redis) = redis.upgrade() else { return };
@@ -215,7 +185,7 @@ pub(super) async fn listen(
                         Ok(Some(message)) => {
                             let Some(store) = redis.upgrade() else { return };
                             let payload = message.get_payload_bytes();
-                            pass_on(&feed, payload, &store.seals, &prefix, &mut newest);
+                            pass_on(&feed, payload, &store.seals, &prefix);
                         }
                         Ok(None) => break,
                         Err(_) if redis.strong_count() == 0 => return,
@@ -310,28 +280,24 @@ mod tests {
         (seals, seal)
     }
 
-    /// A listener's state: its feed, a subscription, and what it saw.
+    /// A listener's feed and a subscription to it.
     struct Listening {
         feed: ChangeFeed,
         changes: crate::store::Changes,
-        newest: Newest,
     }
 
     impl Listening {
         fn new() -> Self {
             let feed = ChangeFeed::new();
             let changes = feed.subscribe();
-            Listening {
-                feed,
-                changes,
-                newest: Newest::default(),
-            }
+            Listening { feed, changes }
         }
 
         /// Passes `payload` on; true when it woke the subscription.
         async fn hear(&mut self, payload: &[u8], seals: &Seals, prefix: &str) -> bool {
-            pass_on(&self.feed, payload, seals, prefix, &mut self.newest);
-            self.changes.changed().await
+            pass_on(&self.feed, payload, seals, prefix);
+            let woken = tokio::time::timeout(Duration::from_secs(1), self.changes.changed());
+            woken.await == Ok(true)
         }
 
         fn handed(&self, username: &str) -> Option<u64> {
@@ -376,10 +342,8 @@ mod tests {
             "a removal wakes"
         );
         assert_eq!(listening.handed("planner"), None, "and drops the record");
-        assert!(
-            seals.get(&planner).is_none(),
-            "and the seal: the credential's is gone"
-        );
+        assert!(seals.claim_asking(&planner), "the seal is asked for again");
+        assert!(seals.get(&planner).is_some(), "and kept meanwhile");
     }
 
     #[tokio::test]
@@ -436,7 +400,8 @@ mod tests {
         let newest = sealed(&seal, &planner, &record("planner", 8));
         assert!(listening.hear(&newest, &seals, PREFIX).await);
         assert_eq!(listening.handed("planner"), Some(8));
-        // After a removal, a credential starts over.
+        // A removal (anyone who can publish can send one) resets nothing:
+        // only a new seal starts the credential's records afresh.
         assert!(
             listening
                 .hear(&removal(&key("planner")), &seals, PREFIX)
@@ -444,7 +409,35 @@ mod tests {
         );
         seals.learn(&planner, seal.clone());
         assert!(listening.hear(&older, &seals, PREFIX).await);
-        assert_eq!(listening.handed("planner"), Some(6));
+        assert_eq!(listening.handed("planner"), None, "still not handed over");
+        let new_seal = Seal::random().unwrap();
+        seals.learn(&planner, new_seal.clone());
+        let first = sealed(&new_seal, &planner, &record("planner", 1));
+        assert!(listening.hear(&first, &seals, PREFIX).await);
+        assert_eq!(listening.handed("planner"), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_save_not_handed_over_makes_its_key_read_first() {
+        let mut listening = Listening::new();
+        let (seals, seal) = knowing("planner");
+        let planner = record_key(&key("planner"));
+        let message = sealed(&seal, &planner, &record("planner", 6));
+        assert!(listening.hear(&message, &seals, PREFIX).await);
+        assert!(listening.changes.is_live_for(&key("planner")));
+        assert!(listening.hear(planner.as_bytes(), &seals, PREFIX).await);
+        assert!(
+            !listening.changes.is_live_for(&key("planner")),
+            "its last save was not handed over"
+        );
+        assert!(listening.changes.is_live_for(&key("other")), "others' were");
+        let message = sealed(&seal, &planner, &record("planner", 7));
+        assert!(listening.hear(&message, &seals, PREFIX).await);
+        assert!(listening.changes.is_live_for(&key("planner")));
+        // A sealed save too long to read counts as not handed over.
+        let long = [message.clone(), vec![0; MAX_MESSAGE]].concat();
+        assert!(listening.hear(&long, &seals, PREFIX).await);
+        assert!(!listening.changes.is_live_for(&key("planner")));
     }
 
     #[tokio::test]
@@ -467,7 +460,7 @@ mod tests {
         assert_eq!(listening.handed("planner"), Some(7));
         assert!(listening.hear(&foreign, &seals, PREFIX).await);
         assert_eq!(listening.handed("planner"), None, "not the newest any more");
-        assert!(seals.to_learn(&planner), "doubted");
+        assert!(seals.claim_asking(&planner), "doubted: asked for again");
         let message = sealed(&known, &planner, &record("planner", 8));
         assert!(listening.hear(&message, &seals, PREFIX).await);
         assert_eq!(listening.handed("planner"), Some(8), "still in use");

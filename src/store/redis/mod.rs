@@ -98,7 +98,7 @@ static LOOK: LazyLock<Script> = LazyLock::new(|| {
         local record = redis.call('HMGET', KEYS[3], 'generation', 'record')
         local marked = 0
         if taken == 1 and ARGV[4] then
-            local mark = record[2] == ARGV[4]
+            local mark = record[2] == ARGV[4] and record[1] == ARGV[3]
             if again and record[2] == ARGV[6]
                 and redis.call('HGET', KEYS[3], 'marker') == ARGV[1] then
                 record = {ARGV[3], ARGV[4]}
@@ -115,7 +115,7 @@ static LOOK: LazyLock<Script> = LazyLock::new(|| {
                 marked = 1
             end
         end
-        if ARGV[4] and record[2] == ARGV[4] then
+        if ARGV[4] and record[2] == ARGV[4] and record[1] == ARGV[3] then
             return {notice, taken, record[1], false, marked, 1}
         end
         return {notice, taken, record[1], record[2], marked, 0}
@@ -204,8 +204,8 @@ static REMOVE: LazyLock<Script> = LazyLock::new(|| {
 /// read before anything is written, so that a key of another type there
 /// fails nothing (the record is then announced by key).
 ///
-/// Returns 0 when not written; when written: 1 (nothing announced, or no
-/// seal given), 2 (announced sealed: the caller's seal is the
+/// Returns 0 when not written; when written: 1 (nothing announced, no
+/// seal given, or a key of another type where the seal goes), 2 (announced sealed: the caller's seal is the
 /// credential's), 3 (announced by key: the credential has no seal and the
 /// caller's was not new, so it is gone), or the stored seal (announced by
 /// key: the caller's seal was another).
@@ -382,17 +382,21 @@ static SEAL: LazyLock<Script> = LazyLock::new(|| {
 /// seal can read the record itself, and with the right to publish can
 /// also hand replicas a record: grant both only to the store's users. A
 /// record published again (by someone who can publish) is not handed over
-/// by a subscription that already handed over one as new or newer.
+/// by a process that already handed over one as new or newer under the
+/// same seal.
 ///
-/// A process learns a credential's seal with a command sent alongside its
-/// first look at it (the look does not wait for it), or from its first
-/// save. A message it cannot open (a seal it has not learnt yet, one
-/// replaced since, a stranger's message) only wakes its waiters, who read
-/// the record, and the process asks for the seal again at its next look.
-/// Writing other random bytes to the seal key rotates it: a writer learns
-/// the new seal from its next save, the others at their next look. A
-/// removal ([`remove`](TokenStore::remove)) deletes the seal, every
-/// process forgets it, and the next save or look makes a new one.
+/// A process learns a credential's seal with a command sent alongside a
+/// look (the look does not wait for it; one at a time, and not again for
+/// 5 s after one failed), or from a save. A message it cannot open (a seal
+/// it has not learnt yet, one replaced since, a stranger's message) only
+/// wakes its waiters, who read the record, and the process asks for the
+/// seal again at its next look. Writing other random bytes to the seal key
+/// rotates it: a writer learns the new seal from its next save, the others
+/// at their next look. A removal ([`remove`](TokenStore::remove)) deletes
+/// the seal: its process forgets it, those that hear the removal ask for
+/// it again, a writer that still remembers it learns from its next save
+/// that it is gone (and never stores it again), and the next save or look
+/// makes a new one.
 ///
 /// A message goes out with its write, before the
 /// [replica's acknowledgement](Self#writes-wait-for-a-replica); a token
@@ -425,8 +429,9 @@ static SEAL: LazyLock<Script> = LazyLock::new(|| {
 /// once a second a `ROLE` before it; in a Cluster, three commands sent
 /// together, which follow a moving slot, and the marking saved and the
 /// lease renewed after them; a process that has not learnt the
-/// credential's seal sends one more command alongside). When the record
-/// found is the one the marking expected, its bytes are not sent back.
+/// credential's seal, or doubts it, sends one more command alongside, until
+/// it has it). When the record found is the one the marking expected, its
+/// bytes are not sent back.
 ///
 /// # Keys
 ///
@@ -775,26 +780,28 @@ impl RedisStore {
     }
 
     /// Saves with the `SAVE` script, acknowledged by a replica when the
-    /// primary has one; returns the script's answer.
+    /// primary has one; returns the script's answer, and the error to
+    /// report when no replica acknowledged a write.
     async fn save_acknowledged(
         &self,
         record_key: String,
         seal_key: String,
         args: &[&[u8]],
-    ) -> Result<redis::Value, StoreError> {
+    ) -> Result<(redis::Value, Option<StoreError>), StoreError> {
         let keys = [record_key, seal_key];
         let writes = Some(keys[0].as_str());
         let (saved, unacknowledged): (redis::Value, _) =
             self.durably(&SAVE, &keys, args, writes).await?;
-        match unacknowledged {
-            Some(wait) if saved != redis::Value::Int(0) => Err(self.unavailable(io::Error::new(
+        let unacknowledged = match unacknowledged {
+            Some(wait) if saved != redis::Value::Int(0) => Some(self.unavailable(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
                     "the write reached the primary but no replica acknowledged it within {wait:?}"
                 ),
             ))),
-            _ => Ok(saved),
-        }
+            _ => None,
+        };
+        Ok((saved, unacknowledged))
     }
 
     /// Runs `script` on `keys` with `args`; when it `writes` a key whose
@@ -847,53 +854,44 @@ impl RedisStore {
         Ok((value, Some(wait)))
     }
 
-    /// Learns the seal of `key`'s credential in a task of its own, unless
-    /// this process knows it: sent along with a look, whose answer never
-    /// waits for it.
+    /// Asks for the seal of `key`'s credential in a task of its own, when
+    /// this process does not know it or doubts it and is not asking
+    /// already (nor failed to, moments ago): sent along with a look, whose
+    /// answer never waits for it.
     fn learn_seal_soon(&self, key: &StoreKey) {
-        let record_key = self.record_key(key);
-        if !self.redis.seals.to_learn(&record_key) {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let record_key = self.record_key(key);
+        if !self.redis.seals.claim_asking(&record_key) {
+            return;
+        }
         let store = self.clone();
-        runtime.spawn(async move { store.learn_seal_unless_known(&record_key).await });
-    }
-
-    /// Learns the credential's seal at `record_key` with the `SEAL` script
-    /// (storing a new one when there is none), unless this process knows
-    /// it already. A failure leaves it unknown: announcements of the
-    /// credential then only wake, until a look or save learns it.
-    async fn learn_seal_unless_known(&self, record_key: &str) {
-        if !self.redis.seals.to_learn(record_key) {
-            return;
-        }
-        let Some(candidate) = Seal::random() else {
-            return;
-        };
-        let ttl = self.record_ttl.map(millis).unwrap_or_default();
-        let args: [&[u8]; 2] = [candidate.as_bytes(), ttl.as_bytes()];
-        let request = script(&SEAL, Self::seal_key(record_key), &args);
-        match self.call::<Vec<u8>>(request).await {
-            Ok(stored) => self.learn_seal(record_key, &Zeroizing::new(stored)),
-            Err(error) => tracing::debug!(
-                error = %crate::error::with_causes(&error),
-                "could not learn the seal of a credential; its announcements only wake waiters"
-            ),
-        }
+        runtime.spawn(async move {
+            let asking = Asking {
+                store: &store,
+                record_key: &record_key,
+                learnt: false,
+            };
+            asking.ask().await;
+        });
     }
 
     /// Keeps `stored` as the seal of `record_key`, when it is one.
-    fn learn_seal(&self, record_key: &str, stored: &[u8]) {
+    fn learn_seal(&self, record_key: &str, stored: &[u8]) -> bool {
         match Seal::from_bytes(stored) {
-            Some(seal) => self.redis.seals.learn(record_key, seal),
-            None => tracing::warn!(
-                key = %Self::seal_key(record_key),
-                "a redis key holds data that is not the store's seal; \
-                 saved records are announced by key until it is removed"
-            ),
+            Some(seal) => {
+                self.redis.seals.learn(record_key, seal);
+                true
+            }
+            None => {
+                tracing::warn!(
+                    key = %Self::seal_key(record_key),
+                    "a redis key holds data that is not the store's seal; \
+                     saved records are announced by key until it is removed"
+                );
+                false
+            }
         }
     }
 
@@ -951,6 +949,40 @@ fn outdated(error: &RedisError) -> bool {
         || error.is_io_error()
         || error.is_unrecoverable_error()
         || error.code() == Some("READONLY")
+}
+
+/// A `SEAL` command claimed with [`Seals::claim_asking`]; the claim ends
+/// when it does, or when it is dropped unfinished.
+struct Asking<'a> {
+    store: &'a RedisStore,
+    record_key: &'a str,
+    learnt: bool,
+}
+
+impl Asking<'_> {
+    /// The credential's seal, stored when there is none.
+    async fn ask(mut self) {
+        let Some(candidate) = Seal::random() else {
+            return;
+        };
+        let store = self.store;
+        let ttl = store.record_ttl.map(millis).unwrap_or_default();
+        let args: [&[u8]; 2] = [candidate.as_bytes(), ttl.as_bytes()];
+        let request = script(&SEAL, RedisStore::seal_key(self.record_key), &args);
+        match store.call::<Vec<u8>>(request).await {
+            Ok(stored) => self.learnt = store.learn_seal(self.record_key, &Zeroizing::new(stored)),
+            Err(error) => tracing::debug!(
+                error = %crate::error::with_causes(&error),
+                "could not learn the seal of a credential; its announcements only wake waiters"
+            ),
+        }
+    }
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        self.store.redis.seals.asked(self.record_key, self.learnt);
+    }
 }
 
 /// One command, one script call or one pipeline, sent as often as `call`
@@ -1160,33 +1192,16 @@ impl TokenStore for RedisStore {
                 new,
             ];
             let seal_key = Self::seal_key(&record_key);
-            let answer = self
+            let (answer, unacknowledged) = self
                 .save_acknowledged(record_key.clone(), seal_key, &args)
                 .await?;
-            match answer {
-                redis::Value::Int(0) => Ok(false),
-                redis::Value::Int(1) => Ok(true),
-                // Announced sealed: this seal is the credential's.
-                redis::Value::Int(2) => {
-                    if let Some((_, seal)) = sealed {
-                        self.redis.seals.learn(&record_key, seal.clone());
-                    }
-                    Ok(true)
-                }
-                // The credential's seal is gone (removed, or lost in a
-                // failover): the next look makes a new one.
-                redis::Value::Int(3) => {
-                    self.redis.seals.forget(&record_key);
-                    Ok(true)
-                }
-                redis::Value::BulkString(stored) => {
-                    self.learn_seal(&record_key, &Zeroizing::new(stored));
-                    Ok(true)
-                }
-                other => {
-                    Err(self
-                        .unavailable(format!("redis answered a save with {}", value_kind(&other))))
-                }
+            // What the answer says of the seal holds whether or not a
+            // replica acknowledged the write.
+            let sent = sealed.as_ref().map(|(_, seal)| *seal);
+            let saved = self.seal_answered(&record_key, answer, sent)?;
+            match unacknowledged {
+                Some(error) => Err(error),
+                None => Ok(saved),
             }
         })
     }
@@ -1292,6 +1307,41 @@ impl TokenStore for RedisStore {
 }
 
 impl RedisStore {
+    /// Whether the `SAVE` script's `answer` says the record was written;
+    /// learns or forgets the credential's seal as it says (`sent`, the seal
+    /// the save was sealed with).
+    fn seal_answered(
+        &self,
+        record_key: &str,
+        answer: redis::Value,
+        sent: Option<&Seal>,
+    ) -> Result<bool, StoreError> {
+        match answer {
+            redis::Value::Int(0) => Ok(false),
+            redis::Value::Int(1) => Ok(true),
+            // Announced sealed: this seal is the credential's.
+            redis::Value::Int(2) => {
+                if let Some(seal) = sent {
+                    self.redis.seals.learn(record_key, seal.clone());
+                }
+                Ok(true)
+            }
+            // The credential's seal is gone (removed, or lost in a
+            // failover): the next look makes a new one.
+            redis::Value::Int(3) => {
+                self.redis.seals.forget(record_key);
+                Ok(true)
+            }
+            redis::Value::BulkString(stored) => {
+                let _ = self.learn_seal(record_key, &Zeroizing::new(stored));
+                Ok(true)
+            }
+            other => {
+                Err(self.unavailable(format!("redis answered a save with {}", value_kind(&other))))
+            }
+        }
+    }
+
     /// One look: the `LOOK` script, or in a Cluster the provided reads,
     /// sent together.
     async fn look_once(
@@ -1321,14 +1371,9 @@ impl RedisStore {
         // `WAIT` returns at once).
         let marked = marked == 1 && unacknowledged.is_none();
         let lease = (taken == 1).then(|| Lease::new(key.clone(), owner));
+        // Found exactly, generation field and bytes: the caller has it.
         let found = match marking.filter(|_| expected == 1) {
-            Some(marking) => {
-                let wanted = marking.expected().generation().to_string();
-                match generation.as_deref() == Some(wanted.as_bytes()) {
-                    true => Ok(Some(marking.expected().clone())),
-                    false => record_of(&record_key, key, generation, Some(Vec::new())),
-                }
-            }
+            Some(marking) => Ok(Some(marking.expected().clone())),
             None => record_of(&record_key, key, generation, bytes),
         };
         match found {

@@ -27,7 +27,12 @@
 //!
 //! [`TokenRecord::encode`]: crate::store::TokenRecord::encode
 
-use std::{collections::HashMap, fmt, sync::Mutex};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use ring::{
     aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN},
@@ -139,61 +144,119 @@ pub(super) fn record_key(message: &[u8]) -> Option<&str> {
     std::str::from_utf8(&message[MAGIC.len() + 2..header]).ok()
 }
 
-/// The seals this process knows, by record key, shared by a store's clones.
+/// The seals this process knows, by record key, shared by a store's clones
+/// and its subscription.
 #[derive(Default)]
 pub(super) struct Seals {
     known: Mutex<HashMap<String, Known>>,
 }
 
-/// A seal, and whether a sealed message it did not open was heard since it
-/// was learnt: the seal may have been replaced, or the message forged.
+/// What this process knows of one credential's seal.
+#[derive(Default)]
 struct Known {
-    seal: Seal,
+    seal: Option<Seal>,
+    /// A sealed message the seal did not open was heard since it was
+    /// learnt, or a removal: the seal may have been replaced, or the
+    /// message forged. It stays in use, and is asked for again.
     doubted: bool,
+    /// The generation of the newest record handed over under this seal: a
+    /// record published again is not handed over twice.
+    newest: u64,
+    /// A `SEAL` command is on its way, or the last one failed at this
+    /// instant: no other is sent meanwhile, or for [`ASK_AGAIN_AFTER`].
+    asking: Option<Option<Instant>>,
 }
+
+/// How long after a failed `SEAL` command the next look asks again.
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(5);
 
 impl Seals {
     pub(super) fn get(&self, record_key: &str) -> Option<Seal> {
-        self.lock().get(record_key).map(|known| known.seal.clone())
+        self.lock().get(record_key)?.seal.clone()
     }
 
-    /// Whether the seal of `record_key` should be asked for: not known, or
-    /// doubted.
-    pub(super) fn to_learn(&self, record_key: &str) -> bool {
-        self.lock()
-            .get(record_key)
-            .is_none_or(|known| known.doubted)
+    /// Whether the caller should ask for the seal of `record_key` (not
+    /// known, or doubted, and no one else is asking): if so, it is asking
+    /// until [`asked`](Self::asked).
+    pub(super) fn claim_asking(&self, record_key: &str) -> bool {
+        let mut known = self.lock();
+        let entry = entry(&mut known, record_key);
+        let wanted = entry.seal.is_none() || entry.doubted;
+        let free = match entry.asking {
+            None => true,
+            Some(None) => false,
+            Some(Some(failed)) => failed.elapsed() >= ASK_AGAIN_AFTER,
+        };
+        if wanted && free {
+            entry.asking = Some(None);
+        }
+        wanted && free
     }
 
+    /// The `SEAL` command claimed with [`claim_asking`](Self::claim_asking)
+    /// ended: with the seal learnt, or failed.
+    pub(super) fn asked(&self, record_key: &str, learnt: bool) {
+        if let Some(entry) = self.lock().get_mut(record_key) {
+            entry.asking = (!learnt).then(|| Some(Instant::now()));
+        }
+    }
+
+    /// `seal` is the credential's: a different one than known starts its
+    /// records' generations afresh.
     pub(super) fn learn(&self, record_key: &str, seal: Seal) {
         let mut known = self.lock();
-        if known.len() >= MAX_KEPT && !known.contains_key(record_key) {
-            known.clear();
+        let entry = entry(&mut known, record_key);
+        let same = entry
+            .seal
+            .as_ref()
+            .is_some_and(|known| known.as_bytes() == seal.as_bytes());
+        if !same {
+            entry.newest = 0;
         }
-        let seal = Known {
-            seal,
-            doubted: false,
-        };
-        known.insert(record_key.to_owned(), seal);
+        entry.seal = Some(seal);
+        entry.doubted = false;
     }
 
     /// Marks the seal of `record_key` to be asked for again, and kept in
-    /// use meanwhile: a message it did not open may be a stranger's.
+    /// use meanwhile.
     pub(super) fn doubt(&self, record_key: &str) {
-        if let Some(known) = self.lock().get_mut(record_key) {
-            known.doubted = true;
+        if let Some(entry) = self.lock().get_mut(record_key) {
+            entry.doubted = true;
         }
     }
 
-    /// Forgets the seal of `record_key` (the credential was removed, or
-    /// its seal is gone).
+    /// Forgets the seal of `record_key`: it is gone from the store.
     pub(super) fn forget(&self, record_key: &str) {
-        self.lock().remove(record_key);
+        if let Some(entry) = self.lock().get_mut(record_key) {
+            entry.seal = None;
+        }
+    }
+
+    /// Whether a record of `generation` opened under the seal of
+    /// `record_key` is newer than every one handed over under it; if so,
+    /// it is the newest now.
+    pub(super) fn admit(&self, record_key: &str, generation: u64) -> bool {
+        let mut known = self.lock();
+        let entry = entry(&mut known, record_key);
+        if generation <= entry.newest {
+            return false;
+        }
+        entry.newest = generation;
+        true
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The entry of `record_key`, made when missing (all forgotten when
+/// [`MAX_KEPT`] are kept).
+fn entry<'a>(known: &'a mut HashMap<String, Known>, record_key: &str) -> &'a mut Known {
+    if known.len() >= MAX_KEPT && !known.contains_key(record_key) {
+        known.clear();
+    }
+    known.entry(record_key.to_owned()).or_default()
 }
 
 #[cfg(test)]
@@ -260,17 +323,35 @@ mod tests {
     #[test]
     fn a_doubted_seal_stays_in_use_until_learnt_again() {
         let seals = Seals::default();
-        assert!(seals.to_learn(KEY), "not known");
+        assert!(seals.claim_asking(KEY), "not known");
+        assert!(!seals.claim_asking(KEY), "asked for once at a time");
         let seal = Seal::random().unwrap();
         seals.learn(KEY, seal.clone());
-        assert!(!seals.to_learn(KEY));
+        seals.asked(KEY, true);
+        assert!(!seals.claim_asking(KEY), "known");
         seals.doubt(KEY);
-        assert!(seals.to_learn(KEY), "asked for again");
-        assert!(seals.get(KEY).is_some(), "and still used");
+        assert!(seals.get(KEY).is_some(), "still used");
+        assert!(seals.claim_asking(KEY), "asked for again");
+        seals.asked(KEY, false);
+        assert!(!seals.claim_asking(KEY), "not again right after a failure");
         seals.learn(KEY, seal.clone());
-        assert!(!seals.to_learn(KEY));
         seals.forget(KEY);
         assert!(seals.get(KEY).is_none());
         assert_eq!(format!("{seal:?}"), "Seal(..)");
+    }
+
+    #[test]
+    fn a_record_is_admitted_once_per_seal() {
+        let seals = Seals::default();
+        let (first, second) = (Seal::random().unwrap(), Seal::random().unwrap());
+        seals.learn(KEY, first.clone());
+        assert!(seals.admit(KEY, 6));
+        assert!(!seals.admit(KEY, 6), "the same again");
+        assert!(!seals.admit(KEY, 5), "an older one");
+        seals.doubt(KEY);
+        seals.learn(KEY, first);
+        assert!(!seals.admit(KEY, 6), "the same seal keeps its newest");
+        seals.learn(KEY, second);
+        assert!(seals.admit(KEY, 1), "a new seal starts afresh");
     }
 }

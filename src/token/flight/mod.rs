@@ -273,7 +273,8 @@ impl Flight {
         // newer one, so a process with a token goes for the lease at once
         // (the look reads the record too). Otherwise the record is read
         // first, so that a process that finds a valid token takes no lease.
-        let read_first = ours.is_none() || !changes.as_ref().is_some_and(Changes::is_live);
+        let read_first =
+            ours.is_none() || !changes.as_ref().is_some_and(|c| c.is_live_for(&self.key));
         let believed = if read_first {
             let record = self.load().await?;
             if let Some(fresh) = self.adoptable(record.as_ref(), ours) {
