@@ -1553,6 +1553,41 @@ mod tests {
         assert_eq!(again.2, Some(b"2".to_vec()), "the record as found");
     }
 
+    #[tokio::test]
+    async fn a_look_marks_only_a_record_whose_generation_field_is_the_expected_one() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let store = RedisStore::open(server.url()).unwrap();
+        let key = StoreKey::new("https://auth.example.com/api/v1", "generation field");
+        let hour = Duration::from_secs(3600);
+        let expires = std::time::SystemTime::now() + hour;
+        let stored = TokenRecord::new(key.clone(), 1, "eyA", Some("eyR"), expires, hour).unwrap();
+        let lease = store.try_lease(&key, hour).await.unwrap().unwrap();
+        assert!(store.save(&lease, &stored, None).await.unwrap());
+        store.release(lease).await.unwrap();
+        // The record's bytes as expected, its generation field not.
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg(store.record_key(&key))
+            .arg("generation")
+            .arg("5")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let looked = store.look(&key, hour, Some(&marking_of(&stored))).await;
+        let error = looked.err().expect("a record at odds with itself");
+        assert_eq!(error.kind(), crate::store::StoreErrorKind::Corrupt);
+        let record: Vec<u8> = redis::cmd("HGET")
+            .arg(store.record_key(&key))
+            .arg("record")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(record, *stored.encode(), "not marked");
+    }
+
     fn reason(url: &str) -> String {
         match RedisStore::open(url) {
             Err(error) if error.kind() == crate::ErrorKind::Configuration => error
