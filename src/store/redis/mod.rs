@@ -1577,7 +1577,7 @@ mod tests {
             .await
             .unwrap();
         let looked = store.look(&key, hour, Some(&marking_of(&stored))).await;
-        let error = looked.err().expect("a record at odds with itself");
+        let error = looked.expect_err("a record at odds with itself");
         assert_eq!(error.kind(), crate::store::StoreErrorKind::Corrupt);
         let record: Vec<u8> = redis::cmd("HGET")
             .arg(store.record_key(&key))
