@@ -570,6 +570,26 @@ async fn look_at(store: &RedisStore, key: &StoreKey) {
     }
 }
 
+/// The seal key of `key`'s credential under the default prefix.
+fn seal_key(key: &StoreKey) -> String {
+    format!("simacan-auth:{{{}}}:seal", key.fingerprint())
+}
+
+/// Saves the record after generation `previous` through `writer` under
+/// `held`, which must be written.
+async fn save_after(
+    writer: &RedisStore,
+    held: &Lease,
+    key: &StoreKey,
+    previous: u64,
+) -> TokenRecord {
+    let saved = record(key, previous + 1, 3600);
+    assert!(bounded(writer.save(held, &saved, Some(previous)))
+        .await
+        .unwrap());
+    saved
+}
+
 /// Saves the record after `previous` through `writer` under `held`, until
 /// `changes` hands it over (a save by a writer that does not know the seal
 /// yet is announced by key), within 5 seconds.
@@ -582,10 +602,7 @@ async fn save_until_handed_over(
 ) -> TokenRecord {
     let started = Instant::now();
     loop {
-        let saved = record(key, previous + 1, 3600);
-        assert!(bounded(writer.save(held, &saved, Some(previous)))
-            .await
-            .unwrap());
+        let saved = save_after(writer, held, key, previous).await;
         previous += 1;
         let _ = tokio::time::timeout(Duration::from_millis(200), changes.changed()).await;
         if changes
@@ -671,16 +688,14 @@ async fn a_replaced_seal_costs_reads_until_the_next_look_learns_it() {
     // another seal and is announced by key; the one after, sealed under the
     // new seal, the reader cannot open. Either way the reader drops the
     // record it was handed, which is no longer the newest.
-    let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
+    let seal_key = seal_key(&key);
     let mut raw = raw(&server).await;
     let _: () = raw.set(&seal_key, [7u8; 32].as_slice()).await.unwrap();
     let mut generation = handed.generation();
     for _ in 0..2 {
-        let next = record(&key, generation + 1, 3600);
-        assert!(bounded(writer.save(&held, &next, Some(generation)))
+        generation = save_after(&writer, &held, &key, generation)
             .await
-            .unwrap());
-        generation += 1;
+            .generation();
         assert!(bounded(changes.changed()).await, "still woken");
         assert_eq!(
             changes.saved(&key).map(|r| r.generation()),
@@ -707,7 +722,7 @@ async fn a_removed_credential_gets_a_new_seal() {
         held,
         ..
     } = sealing(&server).await;
-    let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
+    let seal_key = seal_key(&key);
     let mut raw = raw(&server).await;
     bounded(writer.release(held)).await.unwrap();
     let before: Vec<u8> = raw.get(&seal_key).await.unwrap();
@@ -752,12 +767,7 @@ async fn a_save_sent_again_learns_the_stored_seal_not_its_own() {
     assert!(bounded(second.save(&held, &handed, Some(expected)))
         .await
         .unwrap());
-    let next = record(&key, handed.generation() + 1, 3600);
-    assert!(
-        bounded(second.save(&held, &next, Some(handed.generation())))
-            .await
-            .unwrap()
-    );
+    let next = save_after(&second, &held, &key, handed.generation()).await;
     let heard = tokio::time::timeout(Duration::from_secs(2), changes.changed()).await;
     assert_eq!(heard, Ok(true));
     assert_eq!(
@@ -781,7 +791,7 @@ async fn a_seal_gone_from_the_store_is_made_anew_and_never_put_back() {
         held,
         handed,
     } = sealing(&server).await;
-    let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
+    let seal_key = seal_key(&key);
     let mut raw = raw(&server).await;
     let before: Vec<u8> = raw.get(&seal_key).await.unwrap();
 
@@ -789,21 +799,16 @@ async fn a_seal_gone_from_the_store_is_made_anew_and_never_put_back() {
     // writer, which remembers it, announces by key and forgets it instead
     // of storing it again; its next save makes a new one.
     let _: () = raw.del(&seal_key).await.unwrap();
-    let mut generation = handed.generation();
-    let next = record(&key, generation + 1, 3600);
-    assert!(bounded(writer.save(&held, &next, Some(generation)))
+    let mut generation = save_after(&writer, &held, &key, handed.generation())
         .await
-        .unwrap());
-    generation += 1;
+        .generation();
     assert!(bounded(changes.changed()).await, "woken");
     assert!(changes.saved(&key).is_none(), "by key: the waiters read");
     let gone: Option<Vec<u8>> = raw.get(&seal_key).await.unwrap();
     assert!(gone.is_none(), "the remembered seal is not put back");
-    let next = record(&key, generation + 1, 3600);
-    assert!(bounded(writer.save(&held, &next, Some(generation)))
+    generation = save_after(&writer, &held, &key, generation)
         .await
-        .unwrap());
-    generation += 1;
+        .generation();
     let after: Vec<u8> = raw.get(&seal_key).await.unwrap();
     assert_eq!(after.len(), 32);
     assert_ne!(after, before, "a new seal");
@@ -820,7 +825,7 @@ async fn a_seal_key_of_another_type_fails_no_save_and_no_look() {
     let open = || RedisStore::open(server.url()).unwrap();
     let (writer, reader) = (open(), open());
     let key = key(1);
-    let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
+    let seal_key = seal_key(&key);
     let mut raw = raw(&server).await;
     let _: () = raw.lpush(&seal_key, "not a seal").await.unwrap();
     look_at(&reader, &key).await;

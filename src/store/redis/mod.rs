@@ -1501,19 +1501,26 @@ mod tests {
         [answers[0].clone(), answers[1].clone()]
     }
 
-    #[tokio::test]
-    async fn a_look_sent_again_claims_only_the_marking_it_wrote() {
-        let Some(server) = Server::start() else {
-            return;
-        };
+    /// A store on `server` and the record of generation 1 it saved for
+    /// `username`, an hour long, its lease given back.
+    async fn with_record(server: &Server, username: &str) -> (RedisStore, StoreKey, TokenRecord) {
         let store = RedisStore::open(server.url()).unwrap();
-        let key = StoreKey::new("https://auth.example.com/api/v1", "marked twice");
+        let key = StoreKey::new("https://auth.example.com/api/v1", username);
         let hour = Duration::from_secs(3600);
         let expires = std::time::SystemTime::now() + hour;
         let stored = TokenRecord::new(key.clone(), 1, "eyA", Some("eyR"), expires, hour).unwrap();
         let lease = store.try_lease(&key, hour).await.unwrap().unwrap();
         assert!(store.save(&lease, &stored, None).await.unwrap());
         store.release(lease).await.unwrap();
+        (store, key, stored)
+    }
+
+    #[tokio::test]
+    async fn a_look_sent_again_claims_only_the_marking_it_wrote() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let (store, key, stored) = with_record(&server, "marked twice").await;
         let marking = marking_of(&stored);
 
         // The first run marks; the second, the same call again, answers as
@@ -1529,7 +1536,7 @@ mod tests {
         // Another holder's marking, byte for byte this one, left by a look
         // (its marker another owner) or saved (no marker): neither run
         // claims it.
-        let lease = store.try_lease(&key, hour).await;
+        let lease = store.try_lease(&key, Duration::from_secs(3600)).await;
         assert!(lease.unwrap().is_none(), "held by the looks");
         let record_key = store.record_key(&key);
         let client = redis::Client::open(server.url()).unwrap();
@@ -1558,14 +1565,7 @@ mod tests {
         let Some(server) = Server::start() else {
             return;
         };
-        let store = RedisStore::open(server.url()).unwrap();
-        let key = StoreKey::new("https://auth.example.com/api/v1", "generation field");
-        let hour = Duration::from_secs(3600);
-        let expires = std::time::SystemTime::now() + hour;
-        let stored = TokenRecord::new(key.clone(), 1, "eyA", Some("eyR"), expires, hour).unwrap();
-        let lease = store.try_lease(&key, hour).await.unwrap().unwrap();
-        assert!(store.save(&lease, &stored, None).await.unwrap());
-        store.release(lease).await.unwrap();
+        let (store, key, stored) = with_record(&server, "generation field").await;
         // The record's bytes as expected, its generation field not.
         let client = redis::Client::open(server.url()).unwrap();
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();
@@ -1576,7 +1576,9 @@ mod tests {
             .query_async(&mut connection)
             .await
             .unwrap();
-        let looked = store.look(&key, hour, Some(&marking_of(&stored))).await;
+        let looked = store
+            .look(&key, Duration::from_secs(3600), Some(&marking_of(&stored)))
+            .await;
         let error = looked.expect_err("a record at odds with itself");
         assert_eq!(error.kind(), crate::store::StoreErrorKind::Corrupt);
         let record: Vec<u8> = redis::cmd("HGET")

@@ -180,7 +180,9 @@ impl Seals {
     /// until [`asked`](Self::asked).
     pub(super) fn claim_asking(&self, record_key: &str) -> bool {
         let mut known = self.lock();
-        let entry = entry(&mut known, record_key);
+        let Some(entry) = entry(&mut known, record_key) else {
+            return false;
+        };
         let wanted = entry.seal.is_none() || entry.doubted;
         let free = match entry.asking {
             None => true,
@@ -205,7 +207,9 @@ impl Seals {
     /// records' generations afresh.
     pub(super) fn learn(&self, record_key: &str, seal: Seal) {
         let mut known = self.lock();
-        let entry = entry(&mut known, record_key);
+        let Some(entry) = entry(&mut known, record_key) else {
+            return;
+        };
         let same = entry
             .seal
             .as_ref()
@@ -237,7 +241,9 @@ impl Seals {
     /// it is the newest now.
     pub(super) fn admit(&self, record_key: &str, generation: u64) -> bool {
         let mut known = self.lock();
-        let entry = entry(&mut known, record_key);
+        let Some(entry) = entry(&mut known, record_key) else {
+            return false;
+        };
         if generation <= entry.newest {
             return false;
         }
@@ -251,12 +257,16 @@ impl Seals {
 }
 
 /// The entry of `record_key`, made when missing (all forgotten when
-/// [`MAX_KEPT`] are kept).
-fn entry<'a>(known: &'a mut HashMap<String, Known>, record_key: &str) -> &'a mut Known {
-    if known.len() >= MAX_KEPT && !known.contains_key(record_key) {
-        known.clear();
+/// [`MAX_KEPT`] are kept); always `Some`.
+fn entry<'a>(known: &'a mut HashMap<String, Known>, record_key: &str) -> Option<&'a mut Known> {
+    // The key is copied only for an entry that is made.
+    if !known.contains_key(record_key) {
+        if known.len() >= MAX_KEPT {
+            known.clear();
+        }
+        known.insert(record_key.to_owned(), Known::default());
     }
-    known.entry(record_key.to_owned()).or_default()
+    known.get_mut(record_key)
 }
 
 #[cfg(test)]
