@@ -21,7 +21,7 @@ use std::{
 use simacan_auth::store::{
     FileStore, Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore,
 };
-use support::{bounded, PATIENCE};
+use support::{bounded, capture_logs, PATIENCE};
 use tempfile::TempDir;
 
 const TTL: Duration = Duration::from_secs(30);
@@ -125,30 +125,6 @@ fn mode(path: &Path) -> u32 {
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Sends this thread's tracing events to a buffer until the guard drops.
-/// The store runs its file work with the caller's subscriber, and the test
-/// runtimes here are current-thread.
-fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-    #[derive(Clone)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let writer = Buffer(buffer.clone());
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (buffer, tracing::subscriber::set_default(subscriber))
 }
 
 fn text(logs: &Arc<Mutex<Vec<u8>>>) -> String {

@@ -157,6 +157,7 @@ pub async fn settle_until(mut done: impl FnMut() -> bool) {
 /// the guard drops. Test runtimes are current-thread, so the token flights
 /// and hyper's connection tasks log here too.
 pub fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    keep_callsites_open();
     #[derive(Clone)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Buffer {
@@ -176,4 +177,51 @@ pub fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard
         .with_writer(move || writer.clone())
         .finish();
     (buffer, tracing::subscriber::set_default(subscriber))
+}
+
+/// Installs, once per test binary, a global subscriber that records
+/// nothing and calls every callsite of interest "sometimes".
+///
+/// Tracing caches each callsite's interest process-wide, computed by the
+/// first thread to reach it from the subscribers registered then. Another
+/// test's thread, without a subscriber, can reach a callsite first (or
+/// rebuild the cache while this thread's capture is being registered) and
+/// cache "never": the event would then be lost to [`capture_logs`] now and
+/// then. With this subscriber registered, no callsite is ever "never", the
+/// global level stays at `TRACE`, and each event asks the subscriber of its
+/// own thread.
+fn keep_callsites_open() {
+    use tracing::{
+        span::{Attributes, Id, Record},
+        subscriber::Interest,
+        Event, Metadata, Subscriber,
+    };
+
+    struct KeepOpen;
+
+    impl Subscriber for KeepOpen {
+        fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+            Interest::sometimes()
+        }
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(tracing::level_filters::LevelFilter::TRACE)
+        }
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // A binary that installed its own global subscriber keeps it.
+        let _ = tracing::subscriber::set_global_default(KeepOpen);
+    });
 }
