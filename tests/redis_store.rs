@@ -590,6 +590,26 @@ async fn save_after(
     saved
 }
 
+/// Saves the record after `previous` through `writer` under `held`, and
+/// checks that `changes` hands over that very save (sealed under a seal
+/// the reader knows), not a later one.
+async fn handed_over_at_once(
+    writer: &RedisStore,
+    held: &Lease,
+    changes: &mut simacan_auth::store::Changes,
+    key: &StoreKey,
+    previous: u64,
+) -> TokenRecord {
+    let saved = save_after(writer, held, key, previous).await;
+    assert!(bounded(changes.changed()).await, "woken");
+    assert_eq!(
+        changes.saved(key).map(|r| r.generation()),
+        Some(saved.generation()),
+        "handed over at the first save"
+    );
+    saved
+}
+
 /// Saves the record after `previous` through `writer` under `held`, until
 /// `changes` hands it over (a save by a writer that does not know the seal
 /// yet is announced by key), within 5 seconds.
@@ -626,11 +646,7 @@ async fn saved_records_are_handed_over_sealed_and_never_in_the_clear() {
     let open = || RedisStore::open(server.url()).unwrap();
     let (writer, reader) = (open(), open());
     let key = key(1);
-    // Everything published on the channel, as any subscriber sees it.
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut tap = client.get_async_pubsub().await.unwrap();
-    tap.subscribe("simacan-auth:changes").await.unwrap();
-    let mut tapped = tap.into_on_message();
+    let mut tapped = Box::pin(tap(&server).await);
 
     look_at(&reader, &key).await;
     let mut changes = reader.changes(&key).expect("the redis store announces");
@@ -644,15 +660,7 @@ async fn saved_records_are_handed_over_sealed_and_never_in_the_clear() {
     );
     assert!(changes.is_live());
 
-    let mut messages = Vec::new();
-    while let Ok(Some(message)) = tokio::time::timeout(
-        Duration::from_millis(200),
-        tokio_stream::StreamExt::next(&mut tapped),
-    )
-    .await
-    {
-        messages.push(message.get_payload_bytes().to_vec());
-    }
+    let messages = heard(&mut tapped).await;
     assert!(
         messages
             .iter()
@@ -767,14 +775,8 @@ async fn a_save_sent_again_learns_the_stored_seal_not_its_own() {
     assert!(bounded(second.save(&held, &handed, Some(expected)))
         .await
         .unwrap());
-    let next = save_after(&second, &held, &key, handed.generation()).await;
-    let heard = tokio::time::timeout(Duration::from_secs(2), changes.changed()).await;
-    assert_eq!(heard, Ok(true));
-    assert_eq!(
-        changes.saved(&key).map(|r| r.generation()),
-        Some(next.generation()),
-        "sealed under the stored seal"
-    );
+    // Sealed under the stored seal.
+    handed_over_at_once(&second, &held, &mut changes, &key, handed.generation()).await;
     bounded(first.release(held)).await.unwrap();
 }
 
@@ -841,6 +843,111 @@ async fn a_seal_key_of_another_type_fails_no_save_and_no_look() {
     );
     assert!(changes.saved(&key).is_none(), "announced by key");
     look_at(&reader, &key).await;
+    bounded(writer.release(held)).await.unwrap();
+}
+
+/// Everything published on the store's channel from now on, as any
+/// subscriber sees it.
+async fn tap(server: &RedisServer) -> impl tokio_stream::Stream<Item = redis::Msg> {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut tap = bounded(client.get_async_pubsub()).await.unwrap();
+    bounded(tap.subscribe("simacan-auth:changes"))
+        .await
+        .unwrap();
+    tap.into_on_message()
+}
+
+/// The payloads `tapped` hears until it has been quiet for 200 ms.
+async fn heard(
+    tapped: &mut (impl tokio_stream::Stream<Item = redis::Msg> + Unpin),
+) -> Vec<Vec<u8>> {
+    let mut messages = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout(
+        Duration::from_millis(200),
+        tokio_stream::StreamExt::next(tapped),
+    )
+    .await
+    {
+        messages.push(message.get_payload_bytes().to_vec());
+    }
+    messages
+}
+
+#[tokio::test]
+async fn a_save_its_writer_sends_again_is_announced_once_and_keeps_the_seal() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let Sealing {
+        writer,
+        key,
+        mut changes,
+        held,
+        handed,
+        // The feed lives as long as its store.
+        reader: _reader,
+    } = sealing(&server).await;
+    let mut tapped = Box::pin(tap(&server).await);
+
+    // The same save again, as the store retries one whose reply was lost:
+    // it counts as written, nothing is published again, and the writer
+    // keeps its seal, so that its next save is handed over at once.
+    let expected = handed.generation() - 1;
+    assert!(bounded(writer.save(&held, &handed, Some(expected)))
+        .await
+        .unwrap());
+    assert_eq!(
+        heard(&mut tapped).await,
+        Vec::<Vec<u8>>::new(),
+        "published again"
+    );
+    handed_over_at_once(&writer, &held, &mut changes, &key, handed.generation()).await;
+    bounded(writer.release(held)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_removal_anyone_publishes_keeps_the_seal_and_lets_no_replay_in() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let Sealing {
+        writer,
+        key,
+        mut changes,
+        held,
+        handed,
+        // The feed lives as long as its store.
+        reader: _reader,
+    } = sealing(&server).await;
+    let mut tapped = Box::pin(tap(&server).await);
+    let older = save_after(&writer, &held, &key, handed.generation()).await;
+    assert!(bounded(changes.changed()).await);
+    let captured = heard(&mut tapped).await;
+    assert_eq!(captured.len(), 1, "one sealed message");
+    let newer = handed_over_at_once(&writer, &held, &mut changes, &key, older.generation()).await;
+
+    // Anyone who can publish sends a removal of the credential, then the
+    // older sealed message again.
+    let mut raw = raw(&server).await;
+    let removal = format!(
+        r#"{{"removed":{{"base_url":"{}","username":"{}"}}}}"#,
+        key.base_url(),
+        key.username()
+    );
+    let _: i64 = raw.publish("simacan-auth:changes", removal).await.unwrap();
+    assert!(bounded(changes.changed()).await, "the removal wakes");
+    assert!(changes.saved(&key).is_none(), "the held record is dropped");
+    let _: i64 = raw
+        .publish("simacan-auth:changes", captured[0].as_slice())
+        .await
+        .unwrap();
+    assert!(bounded(changes.changed()).await, "the replay wakes");
+    assert!(
+        changes.saved(&key).is_none(),
+        "the replayed record is older than the last one handed over"
+    );
+    // The seal was only doubted: the next save is handed over at once.
+    handed_over_at_once(&writer, &held, &mut changes, &key, newer.generation()).await;
     bounded(writer.release(held)).await.unwrap();
 }
 
