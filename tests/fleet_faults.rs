@@ -1,7 +1,8 @@
 //! A fleet of replica processes sharing one login through a real Redis, under
 //! faults: Redis killed and restarted empty, the lease holder killed
 //! mid-refresh (after the Auth API rotated the refresh token, before the
-//! holder stored the new one), and one save to the store failing.
+//! holder stored the new one), one save to the store failing, and the
+//! credential's seal in Redis replaced.
 //!
 //! The test starts the mock Auth API and a `redis-server` on loopback, then
 //! runs this test binary again as [`REPLICAS`] child processes: the test
@@ -65,7 +66,7 @@ use tokio::{
 };
 use tower::{BoxError, ServiceExt};
 
-use support::{client_through, redis::RedisServer, Authed};
+use support::{client_through, redis::RedisServer, Authed, PATIENCE};
 
 // The thresholds: what the fleet must do under each fault. Tune them here.
 
@@ -85,6 +86,10 @@ const REDIS_RESTART_MAX_LOGINS: usize = 1;
 /// Password logins one failed save may cost the fleet: none, as the holder
 /// still has the rotated refresh token.
 const FAILED_SAVE_MAX_LOGINS: usize = 0;
+/// Every replica must succeed again within this of the first revocation
+/// after the credential's seal was replaced: the waiters read the record
+/// instead of being handed it, one Redis read each.
+const SEAL_REPLACED_RECOVERY: Duration = Duration::from_millis(500);
 /// Refreshes allowed over the whole run beyond one per revocation, for the
 /// faults.
 const EXTRA_REFRESHES: usize = 2;
@@ -782,7 +787,9 @@ async fn read_reports(replica: usize, stdout: ChildStdout, timeline: Arc<Mutex<T
 /// switch right before a revocation when asked to.
 #[derive(Default)]
 struct Revoker {
-    armed: Mutex<Option<(PathBuf, oneshot::Sender<u64>)>>,
+    /// The switch to create before the next revocation, if any, and who
+    /// waits for that revocation.
+    armed: Mutex<Option<(Option<PathBuf>, oneshot::Sender<u64>)>>,
     times: Mutex<Vec<u64>>,
 }
 
@@ -800,7 +807,7 @@ impl Revoker {
         loop {
             ticks.tick().await;
             let armed = self.armed.lock().unwrap().take();
-            if let Some((switch, _)) = &armed {
+            if let Some((Some(switch), _)) = &armed {
                 fs::write(switch, b"").expect("the switch file is written");
             }
             mock.revoke_access_tokens();
@@ -812,9 +819,9 @@ impl Revoker {
         }
     }
 
-    /// Creates `switch` right before the next revocation; answers when that
-    /// revocation was made.
-    fn arm_before_next(&self, switch: PathBuf) -> oneshot::Receiver<u64> {
+    /// Creates `switch`, if any, right before the next revocation; answers
+    /// when that revocation was made.
+    fn arm_before_next(&self, switch: Option<PathBuf>) -> oneshot::Receiver<u64> {
         let (revoked, revocation) = oneshot::channel();
         *self.armed.lock().unwrap() = Some((switch, revoked));
         revocation
@@ -981,10 +988,11 @@ impl Run {
         }
     }
 
-    /// Arms `switch` right before the next revocation; returns when that
-    /// revocation was made.
-    async fn revoke_with_armed(&self, switch: &str) -> u64 {
-        let revocation = self.revoker().arm_before_next(self.switches.path(switch));
+    /// Arms `switch`, if any, right before the next revocation; returns
+    /// when that revocation was made.
+    async fn revoke_with_armed(&self, switch: Option<&str>) -> u64 {
+        let switch = switch.map(|switch| self.switches.path(switch));
+        let revocation = self.revoker().arm_before_next(switch);
         timeout(REVOCATION_PERIOD * 2, revocation)
             .await
             .expect("the revoker revokes on time")
@@ -1077,7 +1085,7 @@ impl Run {
     async fn kill_lease_holder_mid_refresh(&mut self) -> FaultRow {
         const NAME: &str = "lease holder SIGKILLed mid-refresh";
         let before = self.snapshot();
-        let revoked = self.revoke_with_armed(DIE_ON_REFRESH).await;
+        let revoked = self.revoke_with_armed(Some(DIE_ON_REFRESH)).await;
         let Some(victim) = self.fleet.next_exit(DEATH_WAIT).await else {
             self.violation(format!(
                 "{NAME}: no replica died within {DEATH_WAIT:?} of the revocation (the switch is {})",
@@ -1153,7 +1161,7 @@ impl Run {
         const NAME: &str = "one save fails";
         let before = self.snapshot();
         let live = self.fleet.running();
-        let revoked = self.revoke_with_armed(FAIL_SAVE).await;
+        let revoked = self.revoke_with_armed(Some(FAIL_SAVE)).await;
         self.until_each_succeeds(&live, revoked).await;
         sleep(STEADY).await;
         let failed = self.timeline().first(&Report::SaveFailed, revoked);
@@ -1188,6 +1196,66 @@ impl Run {
             self.violation(format!(
                 "{NAME}: a refresh token was sent twice ({} time(s))",
                 row.calls.reused
+            ));
+        }
+        row
+    }
+
+    /// Fault 4: the credential's seal in Redis replaced by another (as by
+    /// a key overwritten, or a failover that lost it and a new one made),
+    /// right before a revocation.
+    async fn replace_the_seal(&mut self, redis: &RedisServer) -> FaultRow {
+        const NAME: &str = "the seal replaced in Redis";
+        let before = self.snapshot();
+        let live = self.fleet.running();
+        let client = ::redis::Client::open(redis.url()).expect("the Redis URL");
+        let mut raw = timeout(PATIENCE, client.get_multiplexed_async_connection())
+            .await
+            .expect("Redis answers")
+            .expect("a connection to Redis");
+        let seals: Vec<String> = ::redis::cmd("KEYS")
+            .arg("simacan-auth:*:seal")
+            .query_async(&mut raw)
+            .await
+            .expect("KEYS");
+        let [seal] = seals.as_slice() else {
+            self.violation(format!(
+                "{NAME}: one seal in Redis expected, found {seals:?}"
+            ));
+            return self.row(NAME, before, &live, unix_ms(), vec!["no seal".into()]);
+        };
+        let () = ::redis::cmd("SET")
+            .arg(seal)
+            .arg([0x5a_u8; 32].as_slice())
+            .query_async(&mut raw)
+            .await
+            .expect("SET");
+        self.marks.push((unix_ms(), 'Z'));
+        let revoked = self.revoke_with_armed(None).await;
+        self.until_each_succeeds(&live, revoked).await;
+        sleep(STEADY).await;
+        // The fleet learns the seal it finds; none puts its own back.
+        let kept: Option<Vec<u8>> = ::redis::cmd("GET")
+            .arg(seal)
+            .query_async(&mut raw)
+            .await
+            .expect("GET");
+        if kept.as_deref() != Some([0x5a_u8; 32].as_slice()) {
+            self.violation(format!("{NAME}: the fleet replaced the seal it found"));
+        }
+        let row = self.row(NAME, before, &live, revoked, Vec::new());
+        match row.recovery.every_replica_ms {
+            Some(ms) if ms <= millis(SEAL_REPLACED_RECOVERY) => {}
+            every => self.violation(format!(
+                "{NAME}: every replica must succeed again within {SEAL_REPLACED_RECOVERY:?} \
+                 of the next revocation; took {}",
+                describe_wait(every)
+            )),
+        }
+        if (row.calls.logins, row.calls.reused, row.calls.rejected) != (0, 0, 0) {
+            self.violation(format!(
+                "{NAME}: no login and no refresh token refused or sent twice; made {:?}",
+                row.calls
             ));
         }
         row
@@ -1334,7 +1402,8 @@ impl Run {
         println!();
         println!(
             "timeline, {TIMELINE_COLUMN_MS} ms a column: '#' a success, 'x' failures only, '.' nothing; \
-             '|' revocation, R/r Redis killed/restarted, K holder killed, S save failed"
+             '|' revocation, R/r Redis killed/restarted, K holder killed, S save failed, \
+             Z seal replaced"
         );
         println!("     {}", marks.iter().collect::<String>());
         let timeline = self.timeline();
@@ -1378,7 +1447,7 @@ fn describe_since(ms: Option<u64>) -> String {
 }
 
 /// N = [`REPLICAS`] replica processes on one Redis, with every access token
-/// revoked each [`REVOCATION_PERIOD`], through three faults in a row. See
+/// revoked each [`REVOCATION_PERIOD`], through four faults in a row. See
 /// the [module docs](self).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_of_processes_rides_out_redis_restarts_killed_lease_holders_and_failed_saves() {
@@ -1403,6 +1472,7 @@ async fn a_fleet_of_processes_rides_out_redis_restarts_killed_lease_holders_and_
         run.restart_redis_empty(&mut redis).await,
         run.kill_lease_holder_mid_refresh().await,
         run.fail_one_save().await,
+        run.replace_the_seal(&redis).await,
     ];
     run.finish().await;
     run.print_report(&rows);
