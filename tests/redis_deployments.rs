@@ -351,6 +351,62 @@ async fn a_save_returns_once_a_replica_has_it_and_fails_when_none_acknowledges()
 }
 
 #[tokio::test]
+async fn a_save_no_replica_acknowledged_still_learns_the_stored_seal() {
+    let Some((primary, replica)) = primary_and_replica().await else {
+        return;
+    };
+    let (writer, _) = waiting_for_the_replica(&primary, &replica, Duration::from_millis(300));
+    let key = key(1);
+    let held = lease(&writer, &key).await;
+    // The first save makes the credential's seal, which the writer keeps.
+    assert!(bounded(writer.save(&held, &record(&key, 1), None))
+        .await
+        .unwrap());
+    let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
+    let client = redis::Client::open(primary.url()).unwrap();
+    let mut raw = bounded(client.get_multiplexed_async_connection())
+        .await
+        .unwrap();
+    let () = bounded(
+        redis::cmd("SET")
+            .arg(&seal_key)
+            .arg([7u8; 32].as_slice())
+            .query_async(&mut raw),
+    )
+    .await
+    .unwrap();
+
+    // The next save finds another seal and answers with it, but no replica
+    // acknowledges the write: the save fails, and the writer learns the
+    // seal all the same.
+    replica.pause();
+    let error = bounded(writer.save(&held, &record(&key, 2), Some(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
+    replica.resume();
+
+    // So the save after it is announced sealed, not by its key.
+    let mut tap = bounded(client.get_async_pubsub()).await.unwrap();
+    bounded(tap.subscribe("simacan-auth:changes"))
+        .await
+        .unwrap();
+    let mut messages = tap.into_on_message();
+    assert!(bounded(writer.save(&held, &record(&key, 3), Some(2)))
+        .await
+        .unwrap());
+    let message = bounded(tokio_stream::StreamExt::next(&mut messages))
+        .await
+        .expect("the save is announced");
+    assert!(
+        message
+            .get_payload_bytes()
+            .starts_with(b"simacan-auth sealed record"),
+        "announced by key: the writer did not learn the stored seal"
+    );
+}
+
+#[tokio::test]
 async fn a_primary_without_replicas_saves_without_waiting() {
     let Some(server) = RedisServer::start() else {
         return;
