@@ -22,7 +22,7 @@
 //! ends, and the parent kills the ones it started when it is done.
 //!
 //! Needs `redis-server` (skipped loudly without it, except under `CI=true`,
-//! where it fails). Takes about 20 s when the fleet behaves, and every
+//! where it fails). Takes about 25 s when the fleet behaves, and every
 //! wait is bounded (see [`RUN_DEADLINE`]) so that it ends well within two
 //! minutes whatever happens:
 //!
@@ -66,7 +66,7 @@ use tokio::{
 };
 use tower::{BoxError, ServiceExt};
 
-use support::{client_through, redis::RedisServer, Authed, PATIENCE};
+use support::{bounded, client_through, redis::RedisServer, Authed};
 
 // The thresholds: what the fleet must do under each fault. Tune them here.
 
@@ -1202,48 +1202,86 @@ impl Run {
     }
 
     /// Fault 4: the credential's seal in Redis replaced by another (as by
-    /// a key overwritten, or a failover that lost it and a new one made),
-    /// right before a revocation.
+    /// its key overwritten) before the next revocation. The channel is
+    /// tapped to see that the fault took effect: the first save after it
+    /// is announced by the record's key, not sealed.
     async fn replace_the_seal(&mut self, redis: &RedisServer) -> FaultRow {
         const NAME: &str = "the seal replaced in Redis";
+        const REPLACED: [u8; 32] = [0x5a; 32];
         let before = self.snapshot();
         let live = self.fleet.running();
         let client = ::redis::Client::open(redis.url()).expect("the Redis URL");
-        let mut raw = timeout(PATIENCE, client.get_multiplexed_async_connection())
+        let mut raw = bounded(client.get_multiplexed_async_connection())
             .await
-            .expect("Redis answers")
             .expect("a connection to Redis");
-        let seals: Vec<String> = ::redis::cmd("KEYS")
-            .arg("simacan-auth:*:seal")
-            .query_async(&mut raw)
+        let mut tap = bounded(client.get_async_pubsub())
             .await
-            .expect("KEYS");
+            .expect("a subscription to Redis");
+        bounded(tap.subscribe("simacan-auth:changes"))
+            .await
+            .expect("SUBSCRIBE");
+        let mut tapped = tap.into_on_message();
+        let seals: Vec<String> = bounded(
+            ::redis::cmd("KEYS")
+                .arg("simacan-auth:*:seal")
+                .query_async(&mut raw),
+        )
+        .await
+        .expect("KEYS");
         let [seal] = seals.as_slice() else {
             self.violation(format!(
                 "{NAME}: one seal in Redis expected, found {seals:?}"
             ));
             return self.row(NAME, before, &live, unix_ms(), vec!["no seal".into()]);
         };
-        let () = ::redis::cmd("SET")
-            .arg(seal)
-            .arg([0x5a_u8; 32].as_slice())
-            .query_async(&mut raw)
-            .await
-            .expect("SET");
+        let record_key = seal.strip_suffix(":seal").expect("a seal key");
+        let () = bounded(
+            ::redis::cmd("SET")
+                .arg(seal)
+                .arg(REPLACED.as_slice())
+                .query_async(&mut raw),
+        )
+        .await
+        .expect("SET");
         self.marks.push((unix_ms(), 'Z'));
         let revoked = self.revoke_with_armed(None).await;
         self.until_each_succeeds(&live, revoked).await;
         sleep(STEADY).await;
+
+        // What the saves since the fault were announced as, in order.
+        let mut announced = Vec::new();
+        while let Ok(Some(message)) =
+            timeout(POLL, tokio_stream::StreamExt::next(&mut tapped)).await
+        {
+            let payload = message.get_payload_bytes();
+            if payload.starts_with(b"simacan-auth sealed record") {
+                announced.push(true);
+            } else if payload == record_key.as_bytes() {
+                announced.push(false);
+            }
+            if announced.len() > 1000 {
+                break;
+            }
+        }
+        let by_key = announced.iter().filter(|sealed| !**sealed).count();
+        let notes = vec![format!(
+            "saves announced since: {by_key} by key, {} sealed",
+            announced.len() - by_key
+        )];
+        if announced.first() != Some(&false) {
+            self.violation(format!(
+                "{NAME}: the first save after the fault must be announced by key; \
+                 announcements (true: sealed): {announced:?}"
+            ));
+        }
         // The fleet learns the seal it finds; none puts its own back.
-        let kept: Option<Vec<u8>> = ::redis::cmd("GET")
-            .arg(seal)
-            .query_async(&mut raw)
+        let kept: Option<Vec<u8>> = bounded(::redis::cmd("GET").arg(seal).query_async(&mut raw))
             .await
             .expect("GET");
-        if kept.as_deref() != Some([0x5a_u8; 32].as_slice()) {
+        if kept.as_deref() != Some(REPLACED.as_slice()) {
             self.violation(format!("{NAME}: the fleet replaced the seal it found"));
         }
-        let row = self.row(NAME, before, &live, revoked, Vec::new());
+        let row = self.row(NAME, before, &live, revoked, notes);
         match row.recovery.every_replica_ms {
             Some(ms) if ms <= millis(SEAL_REPLACED_RECOVERY) => {}
             every => self.violation(format!(
@@ -1450,7 +1488,7 @@ fn describe_since(ms: Option<u64>) -> String {
 /// revoked each [`REVOCATION_PERIOD`], through four faults in a row. See
 /// the [module docs](self).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fleet_of_processes_rides_out_redis_restarts_killed_lease_holders_and_failed_saves() {
+async fn a_fleet_of_processes_rides_out_redis_restarts_killed_holders_failed_saves_and_new_seals() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };

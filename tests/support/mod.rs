@@ -189,7 +189,8 @@ pub fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard
 /// cache "never": the event would then be lost to [`capture_logs`] now and
 /// then. With this subscriber registered, no callsite is ever "never", the
 /// global level stays at `TRACE`, and each event asks the subscriber of its
-/// own thread.
+/// own thread. A test binary that installs a global subscriber of its own
+/// (as `layer.rs` does) cannot use [`capture_logs`] as well.
 fn keep_callsites_open() {
     use tracing::{
         span::{Attributes, Id, Record},
