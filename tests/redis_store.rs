@@ -758,14 +758,16 @@ async fn a_save_sent_again_learns_the_stored_seal_not_its_own() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let open = || RedisStore::open(server.url()).unwrap();
-    let (first, second, reader) = (open(), open(), open());
-    let key = key(1);
-    look_at(&reader, &key).await;
-    let mut changes = reader.changes(&key).expect("the redis store announces");
-    let (saved, held) = save_until_announced(&first, &mut changes, &key).await;
-    let handed =
-        save_until_handed_over(&first, &held, &mut changes, &key, saved.generation()).await;
+    let Sealing {
+        writer: first,
+        // The feed lives as long as its store.
+        reader: _reader,
+        key,
+        mut changes,
+        held,
+        handed,
+    } = sealing(&server).await;
+    let second = RedisStore::open(server.url()).unwrap();
 
     // The same save again through a store that knows no seal, as a retry
     // after a lost reply sends it (with a new seal of its own): it counts
