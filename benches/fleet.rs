@@ -38,14 +38,14 @@ use criterion::{BenchmarkId, Criterion};
 use http::{Request, StatusCode};
 use http_body_util::Empty;
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
 use redis::RedisServer;
 use simacan_auth::{
+    SimacanAuth, SimacanAuthLayer,
     mock::MockAuthApi,
     store::{FileStore, MemoryStore, RedisStore, TokenStore},
-    SimacanAuth, SimacanAuthLayer,
 };
 use tower::{Layer, ServiceExt};
 

@@ -12,16 +12,16 @@ mod common;
 
 use std::{
     convert::Infallible,
-    future::{ready, Ready},
+    future::{Ready, ready},
     sync::{Arc, Mutex},
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
 use common::*;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use http::{header::AUTHORIZATION, HeaderValue, Request, Response, StatusCode};
-use simacan_auth::{mock::MockAuthApi, SimacanAuth, SimacanAuthLayer};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use http::{HeaderValue, Request, Response, StatusCode, header::AUTHORIZATION};
+use simacan_auth::{SimacanAuth, SimacanAuthLayer, mock::MockAuthApi};
 use tower::{Layer, Service, ServiceExt};
 
 /// A target that answers 401 to one revoked token and 200 to any other.

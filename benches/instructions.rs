@@ -35,7 +35,9 @@ fn main() {
         .filter(|a| a != "--bench")
         .collect();
     let [stack, requests] = args.as_slice() else {
-        eprintln!("usage: instructions <bare|add_authorization|add_authorization_retry|simacan_auth> <requests>; see benches/instructions.sh");
+        eprintln!(
+            "usage: instructions <bare|add_authorization|add_authorization_retry|simacan_auth> <requests>; see benches/instructions.sh"
+        );
         return;
     };
     let requests: usize = requests.parse().expect("a number of requests");

@@ -19,9 +19,9 @@ use std::{
 
 use bytes::Bytes;
 use common::poll_now;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http_body::Frame;
-use http_body_util::{combinators::BoxBody, BodyExt};
+use http_body_util::{BodyExt, combinators::BoxBody};
 use simacan_auth::body::ReplayBody;
 
 const FRAME: usize = 8 * 1024;

@@ -10,13 +10,13 @@
 //! plays a client that uploads to the app twice, with the token revoked in
 //! between.
 
-use axum::{body::Body, extract::State, http::StatusCode, routing::post, Router};
+use axum::{Router, body::Body, extract::State, http::StatusCode, routing::post};
 use http_body_util::BodyExt;
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use simacan_auth::{mock::MockAuthApi, SimacanAuth, SimacanAuthLayer};
+use simacan_auth::{SimacanAuth, SimacanAuthLayer, mock::MockAuthApi};
 use tower::{BoxError, Layer, ServiceExt};
 
 type Simacan = SimacanAuth<Client<HttpConnector, Body>>;

@@ -22,8 +22,8 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use simacan_auth::{
-    mock::{Counts, MockAuthApi, Route},
     Credentials, Environment, SimacanAuth, SimacanAuthLayer,
+    mock::{Counts, MockAuthApi, Route},
 };
 use tower::{BoxError, Layer, ServiceExt};
 

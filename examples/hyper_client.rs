@@ -14,9 +14,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::Request;
 use http_body::Frame;
-use http_body_util::{combinators::BoxBody, BodyExt, StreamBody};
+use http_body_util::{BodyExt, StreamBody, combinators::BoxBody};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer};
+use simacan_auth::{SimacanAuthLayer, mock::MockAuthApi};
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 const CHUNKS: usize = 64;

@@ -20,11 +20,11 @@ use http::StatusCode;
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
+use reqwest_retry::{RetryTransientMiddleware, policies::ExponentialBackoff};
 use simacan_auth::{
+    SimacanAuthLayer, SimacanAuthMiddleware,
     mock::{MockAuthApi, Route},
     reqwest::tls_config,
-    SimacanAuthLayer, SimacanAuthMiddleware,
 };
 use tower::{BoxError, Layer, ServiceExt};
 

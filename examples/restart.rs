@@ -16,9 +16,9 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use simacan_auth::{
+    Credentials, Environment, SimacanAuthLayer,
     mock::{MockAuthApi, PASSWORD, USERNAME},
     store::FileStore,
-    Credentials, Environment, SimacanAuthLayer,
 };
 use tower::{Layer, ServiceExt};
 

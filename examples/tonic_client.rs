@@ -9,10 +9,10 @@
 //! interceptor accepts exactly the mock's tokens, then calls it before and
 //! after the token is revoked.
 
-use simacan_auth::{mock::MockAuthApi, SimacanAuthLayer};
+use simacan_auth::{SimacanAuthLayer, mock::MockAuthApi};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{service::interceptor::InterceptedService, transport::Server, Status};
-use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+use tonic::{Status, service::interceptor::InterceptedService, transport::Server};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tower::{BoxError, ServiceBuilder};
 
 #[tokio::main]

@@ -42,7 +42,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::{ready, Context, Poll},
+    task::{Context, Poll, ready},
     time::Duration,
 };
 
@@ -54,12 +54,12 @@ use tokio::time::Sleep;
 use tower::{BoxError, Service};
 
 use crate::{
+    Error,
     body::ReplayBody,
     failure::auth_failure,
-    heal::{classify, Class, Heal, NextToken},
+    heal::{Class, Heal, NextToken, classify},
     token::TokenWait,
-    unauthorized::{peekable, poll_peek, Peeked},
-    Error,
+    unauthorized::{Peeked, peekable, poll_peek},
 };
 
 /// What is kept to send a request again: its head, copied before the

@@ -20,7 +20,7 @@ use std::{
 
 use http::{HeaderValue, Response};
 
-use crate::{heal, token::grant::Grant, unauthorized, Endpoint, Error};
+use crate::{Endpoint, Error, heal, token::grant::Grant, unauthorized};
 
 /// What [`parse_grant`] accepted.
 #[derive(Debug)]

@@ -54,19 +54,19 @@ use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{ready, Context, Poll},
+    task::{Context, Poll, ready},
     time::Duration,
 };
 
 use http::{
-    header::{AUTHORIZATION, CONTENT_TYPE},
     HeaderMap, HeaderName, HeaderValue, StatusCode,
+    header::{AUTHORIZATION, CONTENT_TYPE},
 };
 
 use crate::{
-    stats::PassedThrough,
-    token::{AfterUnauthorized, Token, TokenCache, TokenWait, MAX_REPLAYS},
     Error,
+    stats::PassedThrough,
+    token::{AfterUnauthorized, MAX_REPLAYS, Token, TokenCache, TokenWait},
 };
 
 /// The gRPC status code UNAUTHENTICATED.

@@ -34,9 +34,9 @@ use http_body_util::Full;
 use tower::{BoxError, Layer, Service};
 
 use crate::{
+    Error, SimacanAuth, Stats, TokenScope,
     store::{MemoryStore, TokenStore},
     token::{AccessToken, AuthClient, Backoff, Credentials, Environment, Settings, TokenCache},
-    Error, SimacanAuth, Stats, TokenScope,
 };
 
 /// The default of [`SimacanAuthLayer::replay_body_limit`]: 1 MiB.

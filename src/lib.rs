@@ -127,16 +127,16 @@ mod unauthorized;
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use crate::reqwest::SimacanAuthMiddleware;
 pub use error::{Endpoint, Error, ErrorKind};
-pub use layer::{SimacanAuthLayer, DEFAULT_REPLAY_BODY_LIMIT};
+pub use layer::{DEFAULT_REPLAY_BODY_LIMIT, SimacanAuthLayer};
 pub use scope::TokenScope;
 pub use service::SimacanAuth;
 pub use stats::Stats;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-pub use token::auth_api::{https_client, AuthRoots, HttpsClient};
+pub use token::AuthProxy;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-pub use token::AuthProxy;
+pub use token::auth_api::{AuthRoots, HttpsClient, https_client};
 pub use token::{AccessToken, BaseUrl, Credentials, Environment};
 
 /// The README's examples, compiled as doctests.

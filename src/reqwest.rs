@@ -164,15 +164,15 @@ use std::fmt;
 use ::reqwest::{Request, Response, Url};
 use async_trait::async_trait;
 use http::{
-    uri::{Authority, Parts, PathAndQuery, Scheme},
     Extensions, Uri,
+    uri::{Authority, Parts, PathAndQuery, Scheme},
 };
 use reqwest_middleware::{Middleware, Next};
 
 use crate::{
-    heal::{classify, Class, Heal},
-    token::{Lookup, TokenCache},
     Error, SimacanAuthLayer, TokenScope,
+    heal::{Class, Heal, classify},
+    token::{Lookup, TokenCache},
 };
 
 /// Authenticates the requests of a `reqwest_middleware` client to Simacan

@@ -55,8 +55,8 @@ use std::{
 use http::Uri;
 
 use crate::{
-    token::{environment::is_loopback, Environment},
     Error,
+    token::{Environment, environment::is_loopback},
 };
 
 /// Where Simacan services live in production; staging ones carry `-stg`.
@@ -550,7 +550,9 @@ fn check_name(name: &str) -> Result<(), &'static str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err("is not a host name: only ASCII letters, digits, '-' and '_' may appear between the dots");
+            return Err(
+                "is not a host name: only ASCII letters, digits, '-' and '_' may appear between the dots",
+            );
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err("is not a host name: a label cannot start or end with '-'");
@@ -1021,10 +1023,10 @@ mod tests {
 
         #[test]
         fn parsing_and_matching_never_panic(pattern in "\\PC{0,30}", host in "\\PC{0,30}") {
-            if let Ok(scope) = TokenScope::hosts([&pattern]) {
-                if let Ok(uri) = format!("https://{host}/").parse::<Uri>() {
-                    let _ = scope.allows(&uri);
-                }
+            if let Ok(scope) = TokenScope::hosts([&pattern])
+                && let Ok(uri) = format!("https://{host}/").parse::<Uri>()
+            {
+                let _ = scope.allows(&uri);
             }
         }
     }

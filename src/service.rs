@@ -30,11 +30,11 @@ use http::{Request, Response};
 use tower::{BoxError, Service};
 
 use crate::{
+    TokenScope,
     body::ReplayBody,
     future::{Replay, ResponseFuture},
     heal::Heal,
     token::{Lookup, TokenCache},
-    TokenScope,
 };
 
 /// Authenticates requests to a Simacan API. See the [module docs](self).

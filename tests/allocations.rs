@@ -70,7 +70,9 @@ fn the_layer_allocates_no_more_than_add_authorization_with_retry() {
     let add_authorization = allocations_per_request(add_authorization());
     let with_retry = allocations_per_request(add_authorization_retry());
     let simacan = allocations_per_request(layer.layer(Noop));
-    println!("allocations per request: bare {bare}, AddAuthorization {add_authorization}, AddAuthorization+Retry {with_retry}, SimacanAuth {simacan}");
+    println!(
+        "allocations per request: bare {bare}, AddAuthorization {add_authorization}, AddAuthorization+Retry {with_retry}, SimacanAuth {simacan}"
+    );
 
     assert!(
         simacan <= with_retry,

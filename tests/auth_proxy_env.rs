@@ -46,11 +46,13 @@ fn in_turn<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
 
 /// Unsets every variable of [`VARIABLES`], then sets `these`.
 fn set(these: &[(&str, &str)]) {
+    // SAFETY: called in a test's turn (see the module's documentation), so
+    // no other thread reads or writes the environment meanwhile.
     for name in VARIABLES {
-        std::env::remove_var(name);
+        unsafe { std::env::remove_var(name) };
     }
     for (name, value) in these {
-        std::env::set_var(name, value);
+        unsafe { std::env::set_var(name, value) };
     }
 }
 
@@ -204,7 +206,8 @@ fn native_roots_come_from_ssl_cert_file() {
         assert_eq!(api.mock.counts().password, 1);
 
         let missing = dir.path().join("missing.pem");
-        std::env::set_var("SSL_CERT_FILE", &missing);
+        // SAFETY: in this test's turn, as `set`.
+        unsafe { std::env::set_var("SSL_CERT_FILE", &missing) };
         let error = AuthRoots::native().unwrap_err();
         assert!(error.kind() == ErrorKind::Configuration, "{error:?}");
         assert!(

@@ -14,14 +14,14 @@ use std::{
     error::Error as _,
     io,
     sync::{
-        atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use simacan_auth::ErrorKind;
 use simacan_auth::{AuthProxy, AuthRoots, Endpoint, SimacanAuthLayer};

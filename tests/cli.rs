@@ -17,7 +17,7 @@ use std::{
 };
 
 use simacan_auth::{
-    mock::{MockAuthApi, Route, PASSWORD, USERNAME},
+    mock::{MockAuthApi, PASSWORD, Route, USERNAME},
     store::{FileStore, StoreKey},
 };
 use support::{bounded, mock};
@@ -764,9 +764,11 @@ async fn tokens_are_kept_in_the_xdg_state_directory_or_the_store_dir() {
     let mut command = runs.command(&["token"]);
     command.env("XDG_STATE_HOME", &xdg);
     assert_eq!(output(command).await.code, Some(0));
-    assert!(FileStore::new(xdg.join("simacan-auth"))
-        .token_path(&key)
-        .exists());
+    assert!(
+        FileStore::new(xdg.join("simacan-auth"))
+            .token_path(&key)
+            .exists()
+    );
 
     let chosen = runs.home.path().join("chosen");
     let ran = runs
@@ -844,7 +846,7 @@ struct Prompting {
 #[cfg(target_os = "linux")]
 impl Prompting {
     async fn start(mock: &MockAuthApi) -> Prompting {
-        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+        use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
 
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
         grantpt(&master).unwrap();
@@ -933,7 +935,7 @@ async fn ctrl_c_at_the_password_prompt_gives_the_terminal_its_echo_back_and_exit
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn sigterm_at_the_password_prompt_gives_the_terminal_its_echo_back_and_exits_143() {
-    use rustix::process::{kill_process, Pid, Signal};
+    use rustix::process::{Pid, Signal, kill_process};
 
     let mock = mock().await;
     let prompting = Prompting::start(&mock).await;

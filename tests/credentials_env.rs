@@ -2,9 +2,22 @@
 //! process-wide, so one test sets them all in turn.
 
 use simacan_auth::{
-    token::{PASSWORD_VAR, USERNAME_VAR},
     Credentials, ErrorKind,
+    token::{PASSWORD_VAR, USERNAME_VAR},
 };
+
+/// Sets the environment variable `name` to `value`.
+fn set(name: &str, value: impl AsRef<std::ffi::OsStr>) {
+    // SAFETY: this binary has one test, and nothing else of it reads or
+    // writes the environment while it runs.
+    unsafe { std::env::set_var(name, value) }
+}
+
+/// Unsets the environment variable `name`.
+fn unset(name: &str) {
+    // SAFETY: as for `set`.
+    unsafe { std::env::remove_var(name) }
+}
 
 fn missing() -> Option<&'static str> {
     match Credentials::from_env() {
@@ -21,16 +34,16 @@ fn missing() -> Option<&'static str> {
 
 #[test]
 fn unset_and_empty_variables_are_missing_credentials() {
-    std::env::remove_var(USERNAME_VAR);
-    std::env::remove_var(PASSWORD_VAR);
+    unset(USERNAME_VAR);
+    unset(PASSWORD_VAR);
     assert_eq!(missing(), Some(USERNAME_VAR));
 
-    std::env::set_var(USERNAME_VAR, "");
-    std::env::set_var(PASSWORD_VAR, "secret");
+    set(USERNAME_VAR, "");
+    set(PASSWORD_VAR, "secret");
     assert_eq!(missing(), Some(USERNAME_VAR), "an empty username");
 
-    std::env::set_var(USERNAME_VAR, "planner@example.com");
-    std::env::set_var(PASSWORD_VAR, "");
+    set(USERNAME_VAR, "planner@example.com");
+    set(PASSWORD_VAR, "");
     assert_eq!(missing(), Some(PASSWORD_VAR), "an empty password");
     let error = Credentials::from_env().unwrap_err();
     assert_eq!(
@@ -38,7 +51,7 @@ fn unset_and_empty_variables_are_missing_credentials() {
         "environment variable SIMACAN_PASSWORD is not set or empty"
     );
 
-    std::env::set_var(PASSWORD_VAR, "secret");
+    set(PASSWORD_VAR, "secret");
     let credentials = Credentials::from_env().expect("both set");
     assert_eq!(credentials.username(), "planner@example.com");
     assert!(credentials.has_password());

@@ -11,13 +11,13 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header::AUTHORIZATION, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use simacan_auth::ErrorKind;
 use simacan_auth::{
-    mock::{Fault, MockAuthApi, Route},
     Endpoint,
+    mock::{Fault, MockAuthApi, Route},
 };
 use support::*;
 use tower::{BoxError, ServiceExt};
@@ -307,9 +307,11 @@ async fn an_early_expiry_401_joins_the_proactive_refresh_in_flight() {
     assert_eq!(counts.target_unauthorized, 5);
     assert_eq!(counts.target, 2 + 5 + 5, "each 401 replayed once");
     let replayed = mock.target_requests();
-    assert!(replayed[7..]
-        .iter()
-        .all(|r| r.authorized && r.headers[AUTHORIZATION] != before));
+    assert!(
+        replayed[7..]
+            .iter()
+            .all(|r| r.authorized && r.headers[AUTHORIZATION] != before)
+    );
 }
 
 /// A `Retry-After` longer than the backoff's longest wait is honoured all

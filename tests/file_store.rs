@@ -12,8 +12,8 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
-        atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, UNIX_EPOCH},
 };
@@ -21,7 +21,7 @@ use std::{
 use simacan_auth::store::{
     FileStore, Lease, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore,
 };
-use support::{bounded, capture_logs, PATIENCE};
+use support::{PATIENCE, bounded, capture_logs};
 use tempfile::TempDir;
 
 const TTL: Duration = Duration::from_secs(30);
@@ -87,9 +87,11 @@ async fn becomes_free(store: &FileStore) -> bool {
 async fn saved(store: &FileStore, generation: u64) {
     let lease = lease(store).await;
     let expected = generation.checked_sub(1).filter(|g| *g > 0);
-    assert!(bounded(store.save(&lease, &record(generation), expected))
-        .await
-        .unwrap());
+    assert!(
+        bounded(store.save(&lease, &record(generation), expected))
+            .await
+            .unwrap()
+    );
     bounded(store.release(lease)).await.unwrap();
 }
 
@@ -318,9 +320,11 @@ async fn a_record_of_another_key_is_not_served() {
     assert!(text(&logs).contains("another key"), "{}", text(&logs));
 
     let held = bounded(a.try_lease(&other, TTL)).await.unwrap().unwrap();
-    assert!(bounded(a.save(&held, &record_of(&other, 1), None))
-        .await
-        .unwrap());
+    assert!(
+        bounded(a.save(&held, &record_of(&other, 1), None))
+            .await
+            .unwrap()
+    );
     let loaded = bounded(a.load(&other)).await.unwrap().unwrap();
     assert_eq!(loaded.key(), &other);
 }
@@ -363,9 +367,11 @@ async fn files_are_private_from_their_creation() {
     };
     for generation in 1..=50 {
         let expected = (generation > 1).then_some(generation - 1);
-        assert!(bounded(a.save(&held, &record(generation), expected))
-            .await
-            .unwrap());
+        assert!(
+            bounded(a.save(&held, &record(generation), expected))
+                .await
+                .unwrap()
+        );
     }
     stop.store(1, Ordering::SeqCst);
     assert_eq!(watcher.join().unwrap(), Vec::<std::ffi::OsString>::new());

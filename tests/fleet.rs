@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use simacan_auth::{
+    Error, SimacanAuthLayer,
     mock::{Fault, MockAuthApi, Route},
     store::TokenStore,
-    Error, SimacanAuthLayer,
 };
 use support::*;
 
@@ -577,7 +577,7 @@ mod redis {
     use super::*;
     use crate::support::redis::RedisServer;
 
-    fn on(server: &RedisServer) -> impl Fn() -> RedisStore {
+    fn on(server: &RedisServer) -> impl Fn() -> RedisStore + use<> {
         let url = server.url();
         move || RedisStore::open(&url).unwrap()
     }

@@ -50,23 +50,23 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use simacan_auth::{
+    Credentials, Environment, SimacanAuthLayer, Stats,
     mock::{Counts, MockAuthApi, PASSWORD, USERNAME},
     store::{
         BoxFuture, Changes, FailureNotice, Lease, RedisStore, StoreError, StoreKey, TokenRecord,
         TokenStore,
     },
-    Credentials, Environment, SimacanAuthLayer, Stats,
 };
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     process::{Child, ChildStdin, ChildStdout, Command},
     sync::{oneshot, watch},
     task::JoinHandle,
-    time::{sleep, timeout, MissedTickBehavior},
+    time::{MissedTickBehavior, sleep, timeout},
 };
 use tower::{BoxError, ServiceExt};
 
-use support::{bounded, client_through, redis::RedisServer, Authed};
+use support::{Authed, bounded, client_through, redis::RedisServer};
 
 // The thresholds: what the fleet must do under each fault. Tune them here.
 

@@ -7,39 +7,39 @@ use std::{
     convert::Infallible,
     future::Future,
     net::SocketAddr,
-    pin::{pin, Pin},
+    pin::{Pin, pin},
     sync::{
-        atomic::{AtomicBool, Ordering},
         Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
 };
 
 use bytes::Bytes;
-use http::{uri::PathAndQuery, HeaderMap, Request, Response};
+use http::{HeaderMap, Request, Response, uri::PathAndQuery};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use simacan_auth::{
-    mock::{MockAuthApi, TokenValidator},
     SimacanAuth, SimacanAuthLayer, TokenScope,
+    mock::{MockAuthApi, TokenValidator},
 };
 use support::{bounded, layer_for, mock};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
+    Code, Status,
     body::Body,
     server::NamedService,
     service::interceptor::InterceptedService,
     transport::{Channel, Endpoint, Server},
-    Code, Status,
 };
 use tonic_health::pb::{
-    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-    HealthCheckResponse,
+    HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
+    health_client::HealthClient,
 };
-use tower::{util::BoxCloneService, BoxError, Layer, Service, ServiceBuilder};
+use tower::{BoxError, Layer, Service, ServiceBuilder, util::BoxCloneService};
 
 const COLLECT: &str = "/simacan.test.Upload/Collect";
 const ECHO: &str = "/simacan.test.Echo/Echo";

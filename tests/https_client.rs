@@ -8,9 +8,9 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use http_body_util::Full;
 use rustls::{
+    ServerConfig,
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
     server::Acceptor,
-    ServerConfig,
 };
 use tokio::{net::TcpListener, task::JoinHandle, time::timeout};
 use tokio_rustls::LazyConfigAcceptor;

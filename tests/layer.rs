@@ -9,16 +9,16 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header::AUTHORIZATION, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 use http_body_util::{Empty, Full};
 use simacan_auth::ErrorKind;
 use simacan_auth::{
+    Credentials, Endpoint, Environment, Error, SimacanAuth, SimacanAuthLayer,
     mock::{Counts, Route},
     store::{MemoryStore, StoreKey, TokenStore},
-    Credentials, Endpoint, Environment, Error, SimacanAuth, SimacanAuthLayer,
 };
 use support::*;
-use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
 
 #[tokio::test]
 async fn cold_start_burst_shares_one_login() {
@@ -924,10 +924,11 @@ async fn the_id_token_is_exposed_but_never_sent_stored_or_shown() {
     assert_ne!(id_token, token.expose_secret());
     assert!(!format!("{token:?}").contains(&id_token));
     let sent = &mock.target_requests()[0];
-    assert!(sent
-        .headers
-        .values()
-        .all(|v| !String::from_utf8_lossy(v.as_bytes()).contains(&id_token)));
+    assert!(
+        sent.headers
+            .values()
+            .all(|v| !String::from_utf8_lossy(v.as_bytes()).contains(&id_token))
+    );
 
     // The store's record has no place for it: a layer that adopts the
     // token from the store has none.

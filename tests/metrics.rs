@@ -9,8 +9,8 @@ mod support;
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
-        atomic::{AtomicU64, Ordering},
         Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, SystemTime},
 };
@@ -19,8 +19,8 @@ use http::StatusCode;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use simacan_auth::ErrorKind;
 use simacan_auth::{
-    store::{BoxFuture, Lease, MemoryStore, StoreError, StoreKey, TokenRecord, TokenStore},
     Credentials, SimacanAuthLayer,
+    store::{BoxFuture, Lease, MemoryStore, StoreError, StoreKey, TokenRecord, TokenStore},
 };
 use support::*;
 
@@ -167,22 +167,28 @@ fn logins_refreshes_fallbacks_and_healed_401s_are_counted() {
         let layer = layer_for(&mock);
         let svc = client_through(&layer);
         let url = mock.url("/trips");
-        assert!(burst(&svc, &url, 10)
-            .await
-            .iter()
-            .all(|s| *s == StatusCode::OK));
+        assert!(
+            burst(&svc, &url, 10)
+                .await
+                .iter()
+                .all(|s| *s == StatusCode::OK)
+        );
         let logged_in = unix_now();
         mock.revoke_access_tokens();
-        assert!(burst(&svc, &url, 5)
-            .await
-            .iter()
-            .all(|s| *s == StatusCode::OK));
+        assert!(
+            burst(&svc, &url, 5)
+                .await
+                .iter()
+                .all(|s| *s == StatusCode::OK)
+        );
         mock.revoke_access_tokens();
         mock.expire_refresh_tokens();
-        assert!(burst(&svc, &url, 3)
-            .await
-            .iter()
-            .all(|s| *s == StatusCode::OK));
+        assert!(
+            burst(&svc, &url, 3)
+                .await
+                .iter()
+                .all(|s| *s == StatusCode::OK)
+        );
 
         let counter = |name| recorded.counter(name, &[]);
         assert_eq!(counter("simacan_auth_logins_total"), 1);

@@ -9,12 +9,12 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, header};
 use http_body::Frame;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
 use simacan_auth::mock::{Fault, MockAuthApi, Route};
@@ -202,9 +202,11 @@ async fn scripted_answers_and_faults_are_used_in_order() {
     ];
     let first = post_form(&client, &mock, "/auth/password", &form).await;
     assert_eq!(first.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(post_form(&client, &mock, "/auth/password", &form)
-        .await
-        .is_err());
+    assert!(
+        post_form(&client, &mock, "/auth/password", &form)
+            .await
+            .is_err()
+    );
     grant(
         post_form(&client, &mock, "/auth/password", &form)
             .await

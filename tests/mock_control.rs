@@ -11,11 +11,11 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use simacan_auth::mock::{Counts, MockAuthApi, PASSWORD, USERNAME};
-use support::{bounded, client, mock, HttpClient};
+use support::{HttpClient, bounded, client, mock};
 
 /// A call's status, headers and JSON body (`Null` when the body is not
 /// JSON).
@@ -444,10 +444,12 @@ async fn bad_calls_are_answered_with_a_json_error_and_change_nothing() {
     assert_eq!(wrong_method.headers[header::ALLOW], "POST");
     let unknown = control(&client, &mock, Method::GET, "/nope", "").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    assert!(unknown.json["error"]
-        .as_str()
-        .unwrap()
-        .contains("/_mock/nope"));
+    assert!(
+        unknown.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("/_mock/nope")
+    );
     let huge = "x".repeat(100 * 1024);
     let too_large = control(&client, &mock, Method::POST, "/target", &huge).await;
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);

@@ -9,10 +9,10 @@ mod support;
 use std::process::Stdio;
 
 use bytes::Bytes;
-use http::{header, Request, StatusCode};
+use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use simacan_auth::mock::{PASSWORD, USERNAME};
-use support::{bounded, client, HttpClient};
+use support::{HttpClient, bounded, client};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, BufReader},
     process::{Child, Command},

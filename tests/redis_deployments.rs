@@ -12,12 +12,12 @@ mod support;
 use std::time::{Duration, Instant, SystemTime};
 
 use simacan_auth::store::{
-    conformance, FailureNotice, Lease, Marking, RedisStore, StoreErrorKind, StoreKey, TokenRecord,
-    TokenStore,
+    FailureNotice, Lease, Marking, RedisStore, StoreErrorKind, StoreKey, TokenRecord, TokenStore,
+    conformance,
 };
 use support::{
     bounded,
-    redis::{free_port, RedisServer},
+    redis::{RedisServer, free_port},
     redis_topology::{RedisCluster, RedisSentinels},
 };
 
@@ -74,9 +74,11 @@ async fn every_key_of_a_credential_lands_in_one_slot() {
     for n in 0..8 {
         let key = key(n);
         let held = lease(&store, &key).await;
-        assert!(bounded(store.save(&held, &record(&key, 1), None))
-            .await
-            .unwrap());
+        assert!(
+            bounded(store.save(&held, &record(&key, 1), None))
+                .await
+                .unwrap()
+        );
         let notice = FailureNotice::new(
             key.clone(),
             Some(1),
@@ -123,9 +125,11 @@ async fn the_store_follows_ask_and_moved_while_a_slot_migrates() {
     let store = RedisStore::open(cluster.url_through(&[0])).unwrap();
     let key = key(1);
     let held = lease(&store, &key).await;
-    assert!(bounded(store.save(&held, &record(&key, 1), None))
-        .await
-        .unwrap());
+    assert!(
+        bounded(store.save(&held, &record(&key, 1), None))
+            .await
+            .unwrap()
+    );
     let slot = cluster.slot(&format!("simacan-auth:{{{}}}", key.fingerprint()));
     let from = cluster.owner(slot);
     let to = (from + 1) % cluster.nodes.len();
@@ -160,17 +164,23 @@ async fn the_store_follows_ask_and_moved_while_a_slot_migrates() {
         Some(2),
         "read through MOVED"
     );
-    assert!(!bounded(store.save(&held, &record(&key, 3), Some(1)))
-        .await
-        .unwrap());
-    assert!(bounded(store.save(&held, &record(&key, 3), Some(2)))
-        .await
-        .unwrap());
+    assert!(
+        !bounded(store.save(&held, &record(&key, 3), Some(1)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        bounded(store.save(&held, &record(&key, 3), Some(2)))
+            .await
+            .unwrap()
+    );
     bounded(store.release(held)).await.unwrap();
-    assert!(bounded(store.try_lease(&key, LONG))
-        .await
-        .unwrap()
-        .is_some());
+    assert!(
+        bounded(store.try_lease(&key, LONG))
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(cluster.owner(slot), to);
     assert_eq!(
         cluster.cli(
@@ -330,9 +340,11 @@ async fn a_save_returns_once_a_replica_has_it_and_fails_when_none_acknowledges()
 
     // Its retry, once a replica is back, counts as the save.
     replica.resume();
-    assert!(bounded(store.save(&held, &unacknowledged, Some(20)))
-        .await
-        .unwrap());
+    assert!(
+        bounded(store.save(&held, &unacknowledged, Some(20)))
+            .await
+            .unwrap()
+    );
     assert_eq!(generation(&on_replica, &key).await, Some(21));
 
     // Without the wait, a save does not wait for a stopped replica.
@@ -359,9 +371,11 @@ async fn a_save_no_replica_acknowledged_still_learns_the_stored_seal() {
     let key = key(1);
     let held = lease(&writer, &key).await;
     // The first save makes the credential's seal, which the writer keeps.
-    assert!(bounded(writer.save(&held, &record(&key, 1), None))
-        .await
-        .unwrap());
+    assert!(
+        bounded(writer.save(&held, &record(&key, 1), None))
+            .await
+            .unwrap()
+    );
     let seal_key = format!("simacan-auth:{{{}}}:seal", key.fingerprint());
     let client = redis::Client::open(primary.url()).unwrap();
     let mut raw = bounded(client.get_multiplexed_async_connection())

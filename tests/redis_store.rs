@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use redis::AsyncCommands;
 use simacan_auth::{
-    store::{Lease, RedisStore, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
     ErrorKind,
+    store::{Lease, RedisStore, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
 };
 use support::{bounded, redis::RedisServer};
 
@@ -89,9 +89,11 @@ async fn remove_leaves_the_lease() {
     };
     let store = RedisStore::open(server.url()).unwrap();
     let lease = lease(&store, &key(1), LONG).await;
-    assert!(bounded(store.save(&lease, &record(&key(1), 3, 60), None))
-        .await
-        .unwrap());
+    assert!(
+        bounded(store.save(&lease, &record(&key(1), 3, 60), None))
+            .await
+            .unwrap()
+    );
     bounded(store.remove(&key(1))).await.unwrap();
     assert!(
         !lease_is_free(&store, &key(1)).await,
@@ -110,14 +112,18 @@ async fn a_key_prefix_isolates() {
     let default = RedisStore::open(server.url()).unwrap();
     let lease_a = lease(&a, &key(1), LONG).await;
     let lease_b = lease(&b, &key(1), LONG).await;
-    assert!(bounded(a.save(&lease_a, &record(&key(1), 1, 60), None))
-        .await
-        .unwrap());
+    assert!(
+        bounded(a.save(&lease_a, &record(&key(1), 1, 60), None))
+            .await
+            .unwrap()
+    );
     assert!(bounded(b.load(&key(1))).await.unwrap().is_none());
     assert!(bounded(default.load(&key(1))).await.unwrap().is_none());
-    assert!(bounded(b.save(&lease_b, &record(&key(1), 1, 90), None))
-        .await
-        .unwrap());
+    assert!(
+        bounded(b.save(&lease_b, &record(&key(1), 1, 90), None))
+            .await
+            .unwrap()
+    );
     bounded(b.remove(&key(1))).await.unwrap();
     assert!(bounded(a.load(&key(1))).await.unwrap().is_some());
 
@@ -154,9 +160,11 @@ async fn records_expire_after_the_record_ttl() {
         .record_ttl(Some(Duration::from_millis(300)));
     for store in [&default, &forever, &brief] {
         let lease = lease(store, &key(1), LONG).await;
-        assert!(bounded(store.save(&lease, &record(&key(1), 1, 60), None))
-            .await
-            .unwrap());
+        assert!(
+            bounded(store.save(&lease, &record(&key(1), 1, 60), None))
+                .await
+                .unwrap()
+        );
     }
     let fingerprint = key(1).fingerprint().to_owned();
     let ttl: i64 = bounded(raw.pttl(format!("simacan-auth:{{{fingerprint}}}")))
@@ -240,9 +248,11 @@ async fn a_stopped_redis_is_unavailable_at_once_and_the_store_reconnects() {
     };
     let store = RedisStore::open(server.url()).unwrap();
     let held = lease(&store, &key(1), LONG).await;
-    assert!(bounded(store.save(&held, &record(&key(1), 1, 60), None))
-        .await
-        .unwrap());
+    assert!(
+        bounded(store.save(&held, &record(&key(1), 1, 60), None))
+            .await
+            .unwrap()
+    );
 
     server.stop();
     let started = Instant::now();
@@ -284,18 +294,22 @@ async fn a_stopped_redis_is_unavailable_at_once_and_the_store_reconnects() {
         "the restarted server is empty, and the same store reaches it"
     );
     let held = lease(&store, &key(1), LONG).await;
-    assert!(bounded(store.save(&held, &record(&key(1), 1, 60), None))
-        .await
-        .unwrap());
+    assert!(
+        bounded(store.save(&held, &record(&key(1), 1, 60), None))
+            .await
+            .unwrap()
+    );
 
     // A restart while the store holds a live connection: the first
     // operation after it finds the connection dropped and is sent again.
     server.restart();
     assert!(bounded(store.load(&key(1))).await.unwrap().is_none());
-    assert!(bounded(store.try_lease(&key(1), LONG))
-        .await
-        .unwrap()
-        .is_some());
+    assert!(
+        bounded(store.try_lease(&key(1), LONG))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -480,9 +494,11 @@ async fn writes_are_announced_to_other_stores_and_again_after_a_restart() {
     // removal, a release.
     let held = lease(&writer, &key(1), LONG).await;
     let _ = tokio::time::timeout(Duration::from_millis(200), changes.changed()).await;
-    assert!(bounded(writer.save(&held, &record(&key(1), 1, 60), None))
-        .await
-        .unwrap());
+    assert!(
+        bounded(writer.save(&held, &record(&key(1), 1, 60), None))
+            .await
+            .unwrap()
+    );
     assert!(bounded(changes.changed()).await, "save");
     let notice = simacan_auth::store::FailureNotice::new(
         key(1),
@@ -584,9 +600,11 @@ async fn save_after(
     previous: u64,
 ) -> TokenRecord {
     let saved = record(key, previous + 1, 3600);
-    assert!(bounded(writer.save(held, &saved, Some(previous)))
-        .await
-        .unwrap());
+    assert!(
+        bounded(writer.save(held, &saved, Some(previous)))
+            .await
+            .unwrap()
+    );
     saved
 }
 
@@ -742,9 +760,11 @@ async fn a_removed_credential_gets_a_new_seal() {
     // Every process forgets it; a save makes a new one, never the old one
     // again, and a look learns it.
     let held = lease(&writer, &key, LONG).await;
-    assert!(bounded(writer.save(&held, &record(&key, 1, 3600), None))
-        .await
-        .unwrap());
+    assert!(
+        bounded(writer.save(&held, &record(&key, 1, 3600), None))
+            .await
+            .unwrap()
+    );
     let after: Vec<u8> = raw.get(&seal_key).await.unwrap();
     assert_eq!(after.len(), 32);
     assert_ne!(after, before, "a new seal");
@@ -774,9 +794,11 @@ async fn a_save_sent_again_learns_the_stored_seal_not_its_own() {
     // as written and announces nothing, and its store learns the stored
     // seal, under which its next save is handed over at once.
     let expected = handed.generation() - 1;
-    assert!(bounded(second.save(&held, &handed, Some(expected)))
-        .await
-        .unwrap());
+    assert!(
+        bounded(second.save(&held, &handed, Some(expected)))
+            .await
+            .unwrap()
+    );
     // Sealed under the stored seal.
     handed_over_at_once(&second, &held, &mut changes, &key, handed.generation()).await;
     bounded(first.release(held)).await.unwrap();
@@ -850,7 +872,7 @@ async fn a_seal_key_of_another_type_fails_no_save_and_no_look() {
 
 /// Everything published on the store's channel from now on, as any
 /// subscriber sees it.
-async fn tap(server: &RedisServer) -> impl tokio_stream::Stream<Item = redis::Msg> {
+async fn tap(server: &RedisServer) -> impl tokio_stream::Stream<Item = redis::Msg> + use<> {
     let client = redis::Client::open(server.url()).unwrap();
     let mut tap = bounded(client.get_async_pubsub()).await.unwrap();
     bounded(tap.subscribe("simacan-auth:changes"))
@@ -899,9 +921,11 @@ async fn a_save_its_writer_sends_again_is_announced_once_and_keeps_the_seal() {
     // it counts as written, nothing is published again, and the writer
     // keeps its seal, so that its next save is handed over at once.
     let expected = handed.generation() - 1;
-    assert!(bounded(writer.save(&held, &handed, Some(expected)))
-        .await
-        .unwrap());
+    assert!(
+        bounded(writer.save(&held, &handed, Some(expected)))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         heard(&mut tapped).await,
         Vec::<Vec<u8>>::new(),

@@ -12,14 +12,14 @@ use std::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{header::AUTHORIZATION, Extensions, Method, Response, StatusCode};
+use http::{Extensions, Method, Response, StatusCode, header::AUTHORIZATION};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
-use reqwest_retry::{policies::ExponentialBackoff, RetryError, RetryTransientMiddleware};
+use reqwest_retry::{RetryError, RetryTransientMiddleware, policies::ExponentialBackoff};
 use simacan_auth::ErrorKind;
 use simacan_auth::{
+    Credentials, Error, SimacanAuthLayer, SimacanAuthMiddleware, TokenScope,
     mock::{MockAuthApi, Route},
     reqwest::tls_config,
-    Credentials, Error, SimacanAuthLayer, SimacanAuthMiddleware, TokenScope,
 };
 use support::{bounded, hosts, layer_for, mock, with_causes};
 
@@ -760,10 +760,12 @@ fn without_a_configuration_a_client_under_rustls_no_provider_panics() {
     // compiled in and none installed, reqwest cannot choose one.
     let built = std::panic::catch_unwind(reqwest::Client::new);
     assert!(built.is_err());
-    assert!(reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_config())
-        .build()
-        .is_ok());
+    assert!(
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config())
+            .build()
+            .is_ok()
+    );
 }
 
 #[test]

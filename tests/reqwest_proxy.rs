@@ -52,11 +52,13 @@ async fn proxy() -> (String, Arc<Mutex<Vec<String>>>) {
 async fn the_token_never_reaches_a_proxy_in_clear_text() {
     let mock = mock().await;
     let (proxy_url, heads) = proxy().await;
-    // SAFETY of the test: this binary has this one test, so no other thread
+    // SAFETY: this binary has this one test, so no other thread
     // reads the environment meanwhile.
-    std::env::set_var("HTTP_PROXY", &proxy_url);
-    std::env::remove_var("NO_PROXY");
-    std::env::remove_var("no_proxy");
+    unsafe {
+        std::env::set_var("HTTP_PROXY", &proxy_url);
+        std::env::remove_var("NO_PROXY");
+        std::env::remove_var("no_proxy");
+    }
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(simacan_auth::reqwest::tls_config())
         .build()

@@ -8,21 +8,21 @@ mod support;
 use std::{
     convert::Infallible,
     sync::{
-        atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
     },
 };
 
 use bytes::Bytes;
-use http::{header::AUTHORIZATION, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, header::AUTHORIZATION};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use simacan_auth::{
-    body::ReplayBody, mock::MockAuthApi, Credentials, Environment, SimacanAuthLayer,
+    Credentials, Environment, SimacanAuthLayer, body::ReplayBody, mock::MockAuthApi,
 };
 use support::{hosts::*, *};
-use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
-use tower_http::follow_redirect::{policy, FollowRedirectLayer};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_http::follow_redirect::{FollowRedirectLayer, policy};
 
 /// The mock Auth API, the test certificate, and a layer scoped to
 /// `*.services.simacan.test` that logs in to the mock.

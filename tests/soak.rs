@@ -7,18 +7,19 @@
 //! revocation (plus one), and no refresh token is ever sent twice. Prints
 //! requests, throughput and the mock's counts.
 //!
-//! Ignored in the debug suite; `.ci/run` runs it in release:
+//! Ignored in the suite; `.ci/run` runs it on the suite's (debug) build, and
+//! `--release` measures throughput:
 //!
 //! ```text
-//! cargo test --release --all-features --locked --test soak -- --ignored --nocapture
+//! cargo test --all-features --locked --test soak -- --ignored --nocapture
 //! ```
 
 mod support;
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -26,10 +27,10 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
 use simacan_auth::SimacanAuth;
@@ -196,7 +197,7 @@ async fn worker(soak: Arc<Soak>, id: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a 10 s soak; .ci/run runs it in release"]
+#[ignore = "a 10 s soak; .ci/run runs it on its own"]
 async fn soak_under_revocations_and_a_slow_auth_api() {
     let mock = Arc::new(mock().await);
     mock.set_auth_delays(|n| if n % 5 == 0 { SLOW } else { Duration::ZERO });

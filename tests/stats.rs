@@ -219,7 +219,7 @@ async fn every_401_ends_healed_passed_through_or_as_an_error() {
     use http::Response;
     use hyper::body::Incoming;
     use simacan_auth::mock::Route;
-    use tower::{service_fn, BoxError};
+    use tower::{BoxError, service_fn};
 
     let mock = mock().await;
     let layer = layer_for(&mock)

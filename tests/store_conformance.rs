@@ -6,7 +6,7 @@
 
 mod support;
 
-use simacan_auth::store::{conformance, FileStore, MemoryStore};
+use simacan_auth::store::{FileStore, MemoryStore, conformance};
 
 #[tokio::test]
 async fn the_memory_store_keeps_the_contract() {

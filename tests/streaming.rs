@@ -5,8 +5,8 @@ mod support;
 
 use std::{
     sync::{
-        atomic::{AtomicUsize, Ordering},
         Arc,
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -15,14 +15,14 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::{
-    combinators::{BoxBody, UnsyncBoxBody},
     BodyExt, Full, StreamBody,
+    combinators::{BoxBody, UnsyncBoxBody},
 };
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use simacan_auth::{mock::MockAuthApi, SimacanAuth, SimacanAuthLayer};
+use simacan_auth::{SimacanAuth, SimacanAuthLayer, mock::MockAuthApi};
 use support::{bounded, layer_for, mock};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

@@ -4,18 +4,18 @@
 
 use std::{
     convert::Infallible,
-    future::{ready, Future, Ready},
+    future::{Future, Ready, ready},
     pin::pin,
     task::{Context, Poll, Waker},
 };
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::Full;
-use simacan_auth::{mock::MockAuthApi, Environment, SimacanAuthLayer, TokenScope};
+use simacan_auth::{Environment, SimacanAuthLayer, TokenScope, mock::MockAuthApi};
 use tower::{
-    retry::{Retry, RetryLayer},
     Layer, Service, ServiceBuilder,
+    retry::{Retry, RetryLayer},
 };
 use tower_http::auth::{AddAuthorization, AddAuthorizationLayer};
 

@@ -54,12 +54,12 @@ use std::any::TypeId;
 use bytes::{Buf, Bytes};
 use http_body::Body as _;
 use http_body_util::{
-    combinators::{BoxBody, UnsyncBoxBody},
     Empty, Full,
+    combinators::{BoxBody, UnsyncBoxBody},
 };
 
 pub use tee::StreamReplay;
-use tee::{fits, tee, Tee};
+use tee::{Tee, fits, tee};
 
 /// A body that can be sent again. See the [module docs](self).
 ///
@@ -362,9 +362,11 @@ mod tests {
         let replay = now.prepare_replay(0);
         assert!(bytes_of(now).await.is_empty());
         replay.unwrap();
-        assert!(bytes_of(Empty::<Bytes>::replay(()).unwrap())
-            .await
-            .is_empty());
+        assert!(
+            bytes_of(Empty::<Bytes>::replay(()).unwrap())
+                .await
+                .is_empty()
+        );
     }
 
     #[tokio::test]

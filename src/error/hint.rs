@@ -17,13 +17,13 @@ pub(super) fn tls_hint(error: &(dyn StdError + 'static)) -> Option<&'static str>
     while let Some(error) = next {
         match error.downcast_ref() {
             Some(Tls::InvalidMessage(InvalidMessage::InvalidContentType)) => {
-                return Some(": the server does not speak tls; is the auth api url plain http?")
+                return Some(": the server does not speak tls; is the auth api url plain http?");
             }
             Some(Tls::InvalidCertificate(CertificateError::UnknownIssuer)) => {
                 return Some(
                     ": its certificate does not chain to a trusted root; for a private ca, \
                      trust it with auth_roots",
-                )
+                );
             }
             _ => {}
         }

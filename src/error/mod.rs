@@ -82,7 +82,7 @@ mod kind;
 #[cfg(test)]
 mod tests;
 
-pub use causes::{with_causes, WithCauses};
+pub use causes::{WithCauses, with_causes};
 pub use kind::ErrorKind;
 
 /// The Auth API endpoint a request went to. See the [module docs](self).

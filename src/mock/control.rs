@@ -8,13 +8,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde::{de::DeserializeOwned, Deserialize};
+use serde::{Deserialize, de::DeserializeOwned};
 
 use super::{
-    handler::{json, Answer},
+    handler::{Answer, json},
     knobs::{Fault, Route},
     state::{Scripted, State},
 };
@@ -49,7 +49,7 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Respons
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than {MAX_CONTROL_BYTES} bytes"),
-            )
+            );
         }
     };
     let answered = match (&parts.method, endpoint) {

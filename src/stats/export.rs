@@ -4,11 +4,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 use tokio::time::Instant;
 
 use super::PassedThrough;
-use crate::{clock::wall_now, token::How, ErrorKind};
+use crate::{ErrorKind, clock::wall_now, token::How};
 
 const LOGINS: &str = "simacan_auth_logins_total";
 const REFRESHES: &str = "simacan_auth_refreshes_total";

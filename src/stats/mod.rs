@@ -105,10 +105,10 @@ use std::{
     time::Duration,
 };
 
-use serde::{ser::SerializeMap, Serialize, Serializer};
+use serde::{Serialize, Serializer, ser::SerializeMap};
 use tokio::time::Instant;
 
-use crate::{token::How, Error, ErrorKind};
+use crate::{Error, ErrorKind, token::How};
 
 #[cfg(feature = "metrics")]
 mod export;
@@ -446,7 +446,7 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{store::StoreError, Endpoint};
+    use crate::{Endpoint, store::StoreError};
 
     #[test]
     fn every_error_has_a_kind() {
@@ -540,10 +540,12 @@ mod tests {
         let counters = Counters::new();
         counters.failed(&Error::no_runtime());
         counters.backing_off(2, Instant::now() + Duration::from_secs(60));
-        assert!(counters
-            .snapshot(Instant::now())
-            .backoff_remaining
-            .is_some());
+        assert!(
+            counters
+                .snapshot(Instant::now())
+                .backoff_remaining
+                .is_some()
+        );
         counters.obtained(How::Adopted, Duration::from_secs(60));
         let stats = counters.snapshot(Instant::now());
         assert_eq!(stats.backoff_remaining, None);

@@ -93,7 +93,7 @@ use std::{
 use tokio::{
     sync::Barrier,
     task::JoinSet,
-    time::{sleep, sleep_until, Instant},
+    time::{Instant, sleep, sleep_until},
 };
 
 use super::{FailureNotice, Lease, Marking, StoreError, StoreKey, TokenRecord, TokenStore};

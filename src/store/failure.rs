@@ -10,8 +10,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    record::{from_unix_millis, unix_millis, SCHEMA_VERSION},
     StoreError, StoreKey,
+    record::{SCHEMA_VERSION, from_unix_millis, unix_millis},
 };
 use crate::ErrorKind;
 

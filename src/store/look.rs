@@ -200,14 +200,14 @@ pub(crate) async fn separately<S: TokenStore + ?Sized>(
         }
     };
     let marking = marking.filter(|m| m.is_for(key));
-    if let (Some(marking), Some(lease)) = (marking, &look.lease) {
-        if marking.expects(look.record.as_ref()) {
-            let expected = Some(marking.expected.generation());
-            // One after the other: the renewal must follow the marking.
-            let saved = store.save(lease, &marking.marked, expected).await;
-            look.marked =
-                matches!(saved, Ok(true)) && matches!(store.renew(lease, ttl).await, Ok(true));
-        }
+    if let (Some(marking), Some(lease)) = (marking, &look.lease)
+        && marking.expects(look.record.as_ref())
+    {
+        let expected = Some(marking.expected.generation());
+        // One after the other: the renewal must follow the marking.
+        let saved = store.save(lease, &marking.marked, expected).await;
+        look.marked =
+            matches!(saved, Ok(true)) && matches!(store.renew(lease, ttl).await, Ok(true));
     }
     Ok(look)
 }

@@ -128,16 +128,15 @@ impl TokenStore for MemoryStore {
 
     fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut entries = self.entries();
-        if let Some(entry) = entries.get_mut(lease.key()) {
-            if entry
+        if let Some(entry) = entries.get_mut(lease.key())
+            && entry
                 .lease
                 .as_ref()
                 .is_some_and(|(holder, _)| holder == lease.owner())
-            {
-                entry.lease = None;
-                drop(entries);
-                self.feed.announce();
-            }
+        {
+            entry.lease = None;
+            drop(entries);
+            self.feed.announce();
         }
         ready(Ok(()))
     }

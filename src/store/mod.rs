@@ -144,7 +144,7 @@ pub use key::StoreKey;
 pub use lease::Lease;
 pub use look::{Look, Marking};
 pub use memory::MemoryStore;
-pub use record::{TokenRecord, SCHEMA_VERSION};
+pub use record::{SCHEMA_VERSION, TokenRecord};
 
 /// The future every [`TokenStore`] method returns.
 ///

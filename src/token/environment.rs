@@ -117,7 +117,7 @@ impl BaseUrl {
                 return Err(Error::config(format!(
                     "plain http is allowed only for loopback hosts, not {:?}",
                     authority.host()
-                )))
+                )));
             }
             _ => return Err(Error::config(format!("base url {raw:?} is not http(s)"))),
         }

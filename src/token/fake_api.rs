@@ -12,8 +12,8 @@
 use std::{
     collections::VecDeque,
     sync::{
-        atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -23,14 +23,14 @@ use http::{HeaderMap, StatusCode, Uri};
 use zeroize::Zeroizing;
 
 use super::{
+    Credentials, Environment,
     auth_api::transport::{BoxFuture, RawResponse, Transport},
     cache::{Lookup, Settings, TokenCache},
-    Credentials, Environment,
 };
 use crate::{
+    Endpoint, Error,
     rotation::{Rotation, Standing},
     store::{MemoryStore, TokenStore},
-    Endpoint, Error,
 };
 
 /// What the fake Auth API answers to one call.
@@ -149,7 +149,7 @@ impl Transport for FakeApi {
                         endpoint,
                         &uri,
                         std::io::Error::other("connection refused"),
-                    ))
+                    ));
                 }
             };
             Ok(RawResponse {

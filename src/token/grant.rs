@@ -45,7 +45,7 @@ impl Grant {
         let lifetime = match fields.get("expires_in").and_then(Value::as_u64) {
             Some(0) | None => return Err("expires_in is not a positive integer".into()),
             Some(secs) if Duration::from_secs(secs) > MAX_LIFETIME => {
-                return Err("expires_in is longer than a year".into())
+                return Err("expires_in is longer than a year".into());
             }
             Some(secs) => Duration::from_secs(secs),
         };
@@ -140,14 +140,18 @@ mod tests {
 
     #[test]
     fn token_type_is_case_insensitive() {
-        assert!(parse(
-            r#"{"access_token":"a","refresh_token":"r","token_type":"Bearer","expires_in":1}"#
-        )
-        .is_ok());
-        assert!(parse(
-            r#"{"access_token":"a","refresh_token":"r","token_type":"BEARER","expires_in":1}"#
-        )
-        .is_ok());
+        assert!(
+            parse(
+                r#"{"access_token":"a","refresh_token":"r","token_type":"Bearer","expires_in":1}"#
+            )
+            .is_ok()
+        );
+        assert!(
+            parse(
+                r#"{"access_token":"a","refresh_token":"r","token_type":"BEARER","expires_in":1}"#
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -38,4 +38,4 @@ pub use environment::{BaseUrl, Environment};
 pub(crate) use access_token::{How, Token};
 pub(crate) use auth_api::AuthClient;
 pub(crate) use backoff::Backoff;
-pub(crate) use cache::{AfterUnauthorized, Lookup, Settings, TokenCache, TokenWait, MAX_REPLAYS};
+pub(crate) use cache::{AfterUnauthorized, Lookup, MAX_REPLAYS, Settings, TokenCache, TokenWait};

@@ -10,29 +10,29 @@
 
 use std::{
     convert::Infallible,
-    future::{ready, Ready},
+    future::{Ready, ready},
     io,
-    iter::{once, Once},
+    iter::{Once, once},
     net::{Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
 use bytes::Bytes;
-use http::{header::AUTHORIZATION, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, header::AUTHORIZATION};
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{
-        connect::{dns::Name, HttpConnector},
         Client,
+        connect::{HttpConnector, dns::Name},
     },
     rt::{TokioExecutor, TokioIo},
 };
 use rustls::{
-    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
     ClientConfig, RootCertStore, ServerConfig,
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;

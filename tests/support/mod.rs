@@ -17,10 +17,10 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use simacan_auth::{mock::MockAuthApi, SimacanAuth, SimacanAuthLayer};
+use simacan_auth::{SimacanAuth, SimacanAuthLayer, mock::MockAuthApi};
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -193,9 +193,9 @@ pub fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard
 /// (as `layer.rs` does) cannot use [`capture_logs`] as well.
 fn keep_callsites_open() {
     use tracing::{
+        Event, Metadata, Subscriber,
         span::{Attributes, Id, Record},
         subscriber::Interest,
-        Event, Metadata, Subscriber,
     };
 
     struct KeepOpen;

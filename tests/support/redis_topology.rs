@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::redis::{find_program, free_port, RedisServer};
+use super::redis::{RedisServer, find_program, free_port};
 
 /// How long a deployment may take to settle.
 const SETTLE: Duration = Duration::from_secs(15);

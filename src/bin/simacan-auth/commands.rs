@@ -8,8 +8,8 @@ use std::{
 };
 
 use simacan_auth::{
-    store::{FileStore, StoreKey, TokenStore},
     AccessToken, Credentials, Environment, Error, ErrorKind, SimacanAuthLayer,
+    store::{FileStore, StoreKey, TokenStore},
 };
 
 use crate::{

@@ -4,8 +4,8 @@
 use std::{error::Error as StdError, fmt, process::ExitCode};
 
 use simacan_auth::{
-    store::{StoreError, StoreErrorKind},
     Environment, Error, ErrorKind,
+    store::{StoreError, StoreErrorKind},
 };
 
 /// The exit codes, as `--help` and the command-line guide list them.
@@ -138,7 +138,7 @@ pub(crate) fn with_causes(error: &(dyn StdError + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use simacan_auth::{store::StoreError, Credentials, SimacanAuthLayer};
+    use simacan_auth::{Credentials, SimacanAuthLayer, store::StoreError};
 
     use super::*;
 

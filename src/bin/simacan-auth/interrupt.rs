@@ -36,7 +36,7 @@ impl Interrupt {
         };
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{signal, SignalKind};
+            use tokio::signal::unix::{SignalKind, signal};
             Ok(Interrupt {
                 terminal: saved_terminal(),
                 interrupt: signal(SignalKind::interrupt()).map_err(cannot)?,
@@ -63,10 +63,10 @@ impl Interrupt {
             code = self.signalled() => Err(interrupted(code)),
             result = work => result,
         };
-        if let Err(failure) = &result {
-            if matches!(failure.code, Code::Interrupted | Code::Terminated) {
-                self.restore();
-            }
+        if let Err(failure) = &result
+            && matches!(failure.code, Code::Interrupted | Code::Terminated)
+        {
+            self.restore();
         }
         result
     }

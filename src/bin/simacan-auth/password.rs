@@ -10,7 +10,7 @@ use std::{
     path::Path,
 };
 
-use simacan_auth::{token::PASSWORD_VAR, Credentials};
+use simacan_auth::{Credentials, token::PASSWORD_VAR};
 use zeroize::Zeroizing;
 
 use crate::{

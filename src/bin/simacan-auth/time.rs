@@ -34,7 +34,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             _ => {
                 return Err(format!(
                     "{text:?} is not a duration such as 30s, 5m or 1h (units: s, m, h, d)"
-                ))
+                ));
             }
         };
         total = number

@@ -14,7 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 use zeroize::Zeroizing;
 
-use crate::store::{record::unix_millis, FailureNotice, StoreError, StoreKey, TokenRecord};
+use crate::store::{FailureNotice, StoreError, StoreKey, TokenRecord, record::unix_millis};
 
 /// Far larger than any token record: a larger file is not one, and is not
 /// read into memory.

@@ -17,14 +17,14 @@ use std::{borrow::Cow, sync::Weak, time::Duration};
 
 use futures_core::Stream;
 use redis::{
-    aio::{PubSubSink, PubSubStream},
     RedisError,
+    aio::{PubSubSink, PubSubStream},
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
-    seal::{self, Seals},
     Redis,
+    seal::{self, Seals},
 };
 use crate::store::{ChangeFeed, StoreKey, TokenRecord};
 
@@ -115,14 +115,14 @@ fn pass_on(feed: &ChangeFeed, payload: &[u8], seals: &Seals, prefix: &str) {
     {
         return feed.announce_saved_unread(fingerprint);
     }
-    if payload.starts_with(b"{\"") {
-        if let Ok(Removal { removed }) = serde_json::from_slice::<Removal<'_>>(payload) {
-            let key = StoreKey::new(removed.base_url.into_owned(), removed.username.into_owned());
-            // Anyone who can publish can send a removal: the seal is asked
-            // for again, not dropped.
-            seals.doubt(&format!("{prefix}{{{}}}", key.fingerprint()));
-            return feed.announce_removed(&key);
-        }
+    if payload.starts_with(b"{\"")
+        && let Ok(Removal { removed }) = serde_json::from_slice::<Removal<'_>>(payload)
+    {
+        let key = StoreKey::new(removed.base_url.into_owned(), removed.username.into_owned());
+        // Anyone who can publish can send a removal: the seal is asked
+        // for again, not dropped.
+        seals.doubt(&format!("{prefix}{{{}}}", key.fingerprint()));
+        return feed.announce_removed(&key);
     }
     feed.announce();
 }

@@ -4,12 +4,12 @@
 use std::{fmt, time::Duration};
 
 use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
+    RedisFuture, TlsMode, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
     sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
-    RedisFuture, TlsMode, Value,
 };
 
 /// The default ports of a Sentinel and of a Cluster node.
@@ -224,7 +224,7 @@ fn sentinel(url: &str, tls: bool) -> Result<Parsed, String> {
                 return Err(format!(
                     "redis url has an unknown parameter {other:?}: \
                      only sentinel_username and sentinel_password"
-                ))
+                ));
             }
         }
     }

@@ -9,8 +9,8 @@ use std::{
     collections::HashMap,
     fmt, io,
     sync::{
-        atomic::{AtomicU64, Ordering},
         Arc, LazyLock, Mutex,
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -19,7 +19,7 @@ use redis::{FromRedisValue, RedisError, Role, Script};
 use zeroize::Zeroizing;
 
 use self::{
-    announcements::{listen, removal, Listener},
+    announcements::{Listener, listen, removal},
     deployment::{Connection, Deployment, DeploymentKind},
     seal::{Seal, Seals},
 };
@@ -898,10 +898,10 @@ impl RedisStore {
     /// Whether the primary holding `record_key` has a replica connected,
     /// asked with `ROLE` at most once a second per key.
     async fn has_replicas(&self, record_key: &str) -> Result<bool, StoreError> {
-        if let Some((asked, replicas)) = self.lock_replicas().get(record_key) {
-            if asked.elapsed() < REPLICAS_ASKED_EVERY {
-                return Ok(*replicas);
-            }
+        if let Some((asked, replicas)) = self.lock_replicas().get(record_key)
+            && asked.elapsed() < REPLICAS_ASKED_EVERY
+        {
+            return Ok(*replicas);
         }
         // `EXISTS` routes the pipeline to the key's primary in a Cluster.
         let mut pipeline = redis::pipe();

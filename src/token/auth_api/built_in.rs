@@ -9,14 +9,14 @@ use std::{fmt, sync::Arc};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::{
-    client::legacy::{connect::Connect, Client},
+    client::legacy::{Client, connect::Connect},
     rt::TokioExecutor,
 };
 
 use super::transport::{Refuse, ServiceTransport, Transport};
 #[cfg(feature = "rustls")]
 use super::{https::AuthRoots, proxy::AuthProxy};
-use crate::{token::Environment, Error};
+use crate::{Error, token::Environment};
 
 /// The settings of the built-in client; the client itself is built for one
 /// environment by [`transport`](Self::transport). `None` is the default:
@@ -58,7 +58,7 @@ impl HyperClient {
     #[cfg(feature = "rustls")]
     fn build(&self, environment: &Environment) -> Result<Arc<dyn Transport>, Error> {
         use super::{
-            https::{connector, tcp, Schemes::HttpsOrHttp},
+            https::{Schemes::HttpsOrHttp, connector, tcp},
             proxy::ProxyTunnel,
         };
 

@@ -11,8 +11,8 @@ use zeroize::Zeroizing;
 
 use super::transport::{RawResponse, Transport};
 use crate::{
-    token::{backoff::MAX_RETRY_AFTER, grant::Grant, Credentials, Environment},
     Endpoint, Error,
+    token::{Credentials, Environment, backoff::MAX_RETRY_AFTER, grant::Grant},
 };
 
 /// Why a refresh grant did not produce a token.

@@ -22,12 +22,12 @@ use std::{
 use http::{Request, Response};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
-    client::legacy::{self, connect::HttpConnector, Client},
+    client::legacy::{self, Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
 use rustls::{
-    pki_types::{pem::PemObject, CertificateDer},
     ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, pem::PemObject},
 };
 use tower::{BoxError, Service};
 

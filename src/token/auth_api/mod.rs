@@ -33,7 +33,7 @@ pub(crate) mod transport;
 pub(crate) use client::AuthClient;
 pub(crate) use grants::{AuthApi, RefreshError};
 #[cfg(feature = "rustls")]
-pub use https::{https_client, AuthRoots, HttpsClient};
+pub use https::{AuthRoots, HttpsClient, https_client};
 #[cfg(feature = "rustls")]
 pub use proxy::AuthProxy;
 pub(crate) use transport::Transport;

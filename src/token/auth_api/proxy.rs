@@ -25,7 +25,7 @@ use std::{
 
 use http::Uri;
 use hyper_util::client::{
-    legacy::connect::{proxy::Tunnel, HttpConnector},
+    legacy::connect::{HttpConnector, proxy::Tunnel},
     proxy::matcher::{Intercept, Matcher},
 };
 
@@ -193,7 +193,7 @@ fn first_set<const N: usize>(
             Ok(value) if !value.trim().is_empty() => return Ok(Some((name, value))),
             Ok(_) | Err(VarError::NotPresent) => {}
             Err(VarError::NotUnicode(_)) => {
-                return Err(Error::config(format!("{name} is not valid UTF-8")))
+                return Err(Error::config(format!("{name} is not valid UTF-8")));
             }
         }
     }
@@ -216,12 +216,12 @@ impl Proxy {
                 return Err(refuse(
                     "https:// proxies are not supported; give the proxy's http:// address \
                      (the auth api's tls runs inside the tunnel all the same)",
-                ))
+                ));
             }
             Some(scheme) if scheme.starts_with("socks") => {
                 return Err(refuse(
                     "socks proxies are not supported; use an http:// proxy",
-                ))
+                ));
             }
             Some(_) => return Err(refuse("only http:// proxies are supported")),
         }

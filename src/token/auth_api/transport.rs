@@ -14,7 +14,7 @@
 use std::future::poll_fn;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use tower::{BoxError, Service};
 use zeroize::Zeroizing;

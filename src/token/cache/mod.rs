@@ -33,16 +33,16 @@ use http::HeaderValue;
 use tokio::{sync::watch, time::Instant};
 
 use super::{
+    AccessToken, AuthClient, Credentials, Environment,
     access_token::{Fresh, How, Token},
     auth_api::{AuthApi, Transport},
     backoff::Backoff,
     flight::{Failed, Flight, FlightSettings, LeaseTimings, Need},
-    AccessToken, AuthClient, Credentials, Environment,
 };
 use crate::{
+    Error,
     stats::{Counters, PassedThrough, Stats},
     store::{StoreErrorKind, StoreKey, TokenStore},
-    Error,
 };
 
 /// The tunable timings of a [`TokenCache`].
@@ -304,10 +304,10 @@ impl TokenCache {
 
     /// A response accepted a token that was unproven.
     pub(crate) fn accepted(&self, generation: u64) {
-        if let Some(token) = self.shared.current.load().as_deref() {
-            if token.generation == generation {
-                token.prove();
-            }
+        if let Some(token) = self.shared.current.load().as_deref()
+            && token.generation == generation
+        {
+            token.prove();
         }
     }
 

@@ -3,9 +3,9 @@
 
 use super::*;
 use crate::{
+    Endpoint, ErrorKind,
     store::MemoryStore,
     token::{backoff::Backoff, fake_api::*},
-    Endpoint, ErrorKind,
 };
 
 /// Bounds an await: on the paused clock a lost wake-up would hang silently.

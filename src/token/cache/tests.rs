@@ -6,12 +6,12 @@ use zeroize::Zeroizing;
 
 use super::*;
 use crate::{
+    Endpoint,
     store::MemoryStore,
     token::{
         auth_api::transport::{BoxFuture, RawResponse, Transport},
         fake_api::*,
     },
-    Endpoint,
 };
 
 #[tokio::test(start_paused = true)]

@@ -109,21 +109,21 @@ use zeroize::Zeroizing;
 use self::lease::{Found, Leased};
 pub(crate) use self::{spent::SpentTokens, timings::LeaseTimings};
 use super::{
+    Credentials,
     access_token::{Fresh, How, Origin, Token},
     auth_api::{AuthApi, RefreshError},
     backoff::Backoff,
-    grant::{bearer_header, Grant},
-    Credentials,
+    grant::{Grant, bearer_header},
 };
 use crate::join::both;
 use crate::{
+    Error,
     clock::{until, wall_now},
     error::Detail,
     stats::Counters,
     store::{
         Changes, Lease, Marking, StoreError, StoreErrorKind, StoreKey, TokenRecord, TokenStore,
     },
-    Error,
 };
 
 /// Why a flight starts.
@@ -539,7 +539,7 @@ impl Flight {
         if let Some(refresh_token) = own_refresh {
             match self.refresh(refresh_token).await {
                 Ok(grant) => {
-                    return Ok(Fresh::issued(grant, version, Origin::Local, How::Refreshed))
+                    return Ok(Fresh::issued(grant, version, Origin::Local, How::Refreshed));
                 }
                 Err(RefreshError::Failed(error)) => return Err(failed_refresh(error)),
                 Err(RefreshError::Rejected) => {

@@ -1,11 +1,11 @@
 //! Failure notices: a lease holder's failed Auth API call, shared so that
 //! the processes that waited for it do not repeat it.
 
-use super::{lease::Waited, Failed, Flight, Trouble};
+use super::{Failed, Flight, Trouble, lease::Waited};
 use crate::{
+    Error, ErrorKind,
     clock::until,
     store::{FailureNotice, Lease, TokenRecord},
-    Error, ErrorKind,
 };
 
 impl Flight {

@@ -5,12 +5,12 @@
 
 use tokio::time::Instant;
 
-use super::{marked_as_sent, next_generation, Flight, Need, Trouble};
+use super::{Flight, Need, Trouble, marked_as_sent, next_generation};
 use crate::{
     clock::wall_now,
     store::{Lease, Marking, StoreError, TokenRecord},
     token::{
-        access_token::{bare_token, Origin},
+        access_token::{Origin, bare_token},
         grant::Grant,
     },
 };
@@ -219,12 +219,11 @@ impl Flight {
                 // be one no replica acknowledged (its write failed for
                 // that), and the refresh token is not sent on a marking a
                 // failover loses.
-                if put_back {
-                    if let Ok(Some(found)) = self.load().await {
-                        if same_record(&found, record) {
-                            return Written::Saved;
-                        }
-                    }
+                if put_back
+                    && let Ok(Some(found)) = self.load().await
+                    && same_record(&found, record)
+                {
+                    return Written::Saved;
                 }
                 return Written::Failed(last_error.unwrap_or_else(|| {
                     StoreError::contended(format!("the record of {} kept changing", self.key))

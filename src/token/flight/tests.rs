@@ -4,23 +4,23 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicU32, Ordering},
         Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
 
 use super::*;
 use crate::{
+    Endpoint, ErrorKind,
     store::FailureNotice,
     store::{BoxFuture, MemoryStore, StoreErrorKind, StoreKey, TokenStore},
     token::{
+        Credentials,
         backoff::Backoff,
         cache::{AfterUnauthorized, Lookup, Settings, TokenCache},
         fake_api::*,
-        Credentials,
     },
-    Endpoint, ErrorKind,
 };
 
 /// A [`MemoryStore`] that can be taken down, or made to lose its lease or
@@ -725,12 +725,14 @@ async fn a_failed_swap_keeps_the_new_token_in_this_process() {
     assert_eq!(token.0.origin, Origin::Local);
     assert_eq!(token.0.version, 1);
     assert!(matches!(replica.lookup(), Lookup::Valid { .. }));
-    assert!(flaky
-        .inner
-        .load(&StoreKey::new("http://127.0.0.1:1/api/v1", "user"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        flaky
+            .inner
+            .load(&StoreKey::new("http://127.0.0.1:1/api/v1", "user"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -1553,8 +1555,8 @@ async fn without_a_live_feed_a_replica_reads_the_record_before_it_tries_the_leas
 }
 
 #[tokio::test(start_paused = true)]
-async fn with_a_live_feed_that_missed_the_save_a_replica_uses_what_its_look_finds_and_frees_the_lease(
-) {
+async fn with_a_live_feed_that_missed_the_save_a_replica_uses_what_its_look_finds_and_frees_the_lease()
+ {
     let api = FakeApi::new(Reply::Token(3600));
     // A live feed that hands over records but never hears this store's
     // saves, as one whose message is still on its way.
