@@ -127,6 +127,7 @@ const LIFETIMES: u32 = 5;
 /// [`LIFETIMES`] token lifetimes; returns (logins, refreshes).
 async fn steady(n: usize, sharing: Sharing, redis_url: Option<String>) -> Option<(usize, usize)> {
     let mock = MockAuthApi::start().await.unwrap();
+    mock.set_target_recording(false);
     mock.set_token_lifetime(LIFETIME);
     let dir = tempfile::tempdir().unwrap();
     let store = match sharing {
@@ -218,6 +219,16 @@ fn heal_fleets(
     fleets
 }
 
+/// The mock for the storms, recording no target request: its record of
+/// every request (on by default, for tests to inspect) would grow by some
+/// hundreds of kilobytes a storm, and the growing heap would cost every
+/// storm page faults that are the mock's, not the fleet's.
+fn quiet_mock(runtime: &tokio::runtime::Runtime) -> MockAuthApi {
+    let mock = runtime.block_on(MockAuthApi::start()).unwrap();
+    mock.set_target_recording(false);
+    mock
+}
+
 /// Heals one storm on `fleet`: the time from a revocation to every request
 /// answered, with exactly one refresh.
 async fn heal_once(mock: &MockAuthApi, fleet: &[Replica], url: &str, each: usize) -> Duration {
@@ -238,7 +249,7 @@ async fn heal_once(mock: &MockAuthApi, fleet: &[Replica], url: &str, each: usize
 fn heal_storm(c: &mut Criterion, runtime: &tokio::runtime::Runtime, redis: Option<&RedisServer>) {
     let mut group = c.benchmark_group("fleet_heal");
     group.sample_size(30);
-    let mock = runtime.block_on(MockAuthApi::start()).unwrap();
+    let mock = quiet_mock(runtime);
     let url = mock.url("/trips");
     let fleets = heal_fleets(&mock, redis);
     for (name, fleet, each) in &fleets {
@@ -266,7 +277,7 @@ fn heal_storm(c: &mut Criterion, runtime: &tokio::runtime::Runtime, redis: Optio
 /// weighs on each alike: the medians and their ratios to one process.
 fn heal_in_turns(runtime: &tokio::runtime::Runtime, redis: Option<&RedisServer>) {
     const ROUNDS: usize = 300;
-    let mock = runtime.block_on(MockAuthApi::start()).unwrap();
+    let mock = quiet_mock(runtime);
     let url = mock.url("/trips");
     let fleets = heal_fleets(&mock, redis);
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); fleets.len()];

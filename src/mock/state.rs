@@ -95,13 +95,18 @@ struct Inner {
     delays: HashMap<Route, Duration>,
     auth_delays: Option<Arc<DelayScript>>,
     scripted: HashMap<Route, VecDeque<Scripted>>,
-    recorded: Vec<RecordedRequest>,
+    /// The newest [`RECORDED_AT_MOST`] target requests, oldest first.
+    recorded: VecDeque<RecordedRequest>,
     /// Every count but the refused refreshes, which `tokens` keeps.
     counts: Counts,
     /// What `tokens` had counted of rejected and reused refresh tokens when
     /// the counts were last reset.
     rotation_baseline: (usize, usize),
 }
+
+/// How many target requests the mock keeps at most: a mock left running
+/// forgets the oldest instead of growing without bound.
+pub(super) const RECORDED_AT_MOST: usize = 10_000;
 
 /// The delay of the n-th Auth API call (1-based, both grants counted
 /// together).
@@ -141,7 +146,7 @@ impl State {
                 delays: HashMap::new(),
                 auth_delays: None,
                 scripted: HashMap::new(),
-                recorded: Vec::new(),
+                recorded: VecDeque::new(),
                 counts: Counts::default(),
                 rotation_baseline: (0, 0),
             }),
@@ -220,7 +225,7 @@ impl State {
     }
 
     pub(super) fn recorded(&self) -> Vec<RecordedRequest> {
-        self.lock().recorded.clone()
+        self.lock().recorded.iter().cloned().collect()
     }
 
     /// Counts the call and says how to answer it: after which delay, and
@@ -293,7 +298,10 @@ impl State {
             inner.counts.target_unauthorized += 1;
         }
         if inner.recording {
-            inner.recorded.push(request);
+            if inner.recorded.len() == RECORDED_AT_MOST {
+                inner.recorded.pop_front();
+            }
+            inner.recorded.push_back(request);
         }
     }
 }
@@ -333,4 +341,39 @@ fn jwt_like() -> String {
             .collect()
     };
     format!("eyJhbGciOiJSUzI1NiJ9.{}.{}", segment(32), segment(22))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(number: usize) -> RecordedRequest {
+        RecordedRequest {
+            method: Method::GET,
+            path: format!("/trips/{number}"),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            trailers: None,
+            authorized: true,
+        }
+    }
+
+    #[test]
+    fn only_the_newest_requests_are_kept() {
+        let state = State::new("user", "password");
+        let sent = RECORDED_AT_MOST + 5;
+        for number in 0..sent {
+            state.record(request(number));
+        }
+        let recorded = state.recorded();
+        assert_eq!(recorded.len(), RECORDED_AT_MOST);
+        assert_eq!(
+            recorded[0].path, "/trips/5",
+            "the oldest five are forgotten"
+        );
+        assert_eq!(
+            recorded[RECORDED_AT_MOST - 1].path,
+            format!("/trips/{}", sent - 1)
+        );
+    }
 }
