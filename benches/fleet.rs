@@ -219,10 +219,10 @@ fn heal_fleets(
     fleets
 }
 
-/// The mock for the storms, recording no target request: its record of
-/// every request (on by default, for tests to inspect) would grow by some
-/// hundreds of kilobytes a storm, and the growing heap would cost every
-/// storm page faults that are the mock's, not the fleet's.
+/// The mock for the storms, recording no target request: its record (on
+/// by default, for tests to inspect) would grow by some hundreds of
+/// kilobytes a storm up to its bound, and the growing heap would cost the
+/// storms page faults that are the mock's, not the fleet's.
 fn quiet_mock(runtime: &tokio::runtime::Runtime) -> MockAuthApi {
     let mock = runtime.block_on(MockAuthApi::start()).unwrap();
     mock.set_target_recording(false);

@@ -52,8 +52,9 @@ async fn proxy() -> (String, Arc<Mutex<Vec<String>>>) {
 async fn the_token_never_reaches_a_proxy_in_clear_text() {
     let mock = mock().await;
     let (proxy_url, heads) = proxy().await;
-    // SAFETY: this binary has this one test, so no other thread
-    // reads the environment meanwhile.
+    // SAFETY: this binary has this one test, on a current-thread runtime
+    // (the mock's tasks run on this thread too), and no client is built
+    // yet, so no other thread reads the environment meanwhile.
     unsafe {
         std::env::set_var("HTTP_PROXY", &proxy_url);
         std::env::remove_var("NO_PROXY");

@@ -132,7 +132,7 @@
 //! | `POST /_mock/respond-next` | `{"route": "password", "status": 503, "retry_after": 2, "times": 3}` | the next 3 calls of the route are answered 503 with `Retry-After: 2`; optional `body` (then `content-type: application/json` unless `content_type` says otherwise), `retry_after` as seconds or text, `times` defaults to 1 | [`respond_next`](MockAuthApi::respond_next) |
 //! | `POST /_mock/fail-next` | `{"route": "refresh", "fault": "commit_then_close", "times": 1}` | the next calls of the route drop the connection: `fault` is `close`, `commit_then_close` or `cut_body` (see [`Fault`]) | [`fail_next`](MockAuthApi::fail_next) |
 //! | `POST /_mock/target` | `{"rejects_every_token": true, "reads_body_first": false, "recording": true}` | the target API's switches, each optional | [`set_target_rejects_every_token`](MockAuthApi::set_target_rejects_every_token), [`set_target_reads_body_first`](MockAuthApi::set_target_reads_body_first), [`set_target_recording`](MockAuthApi::set_target_recording) |
-//! | `GET /_mock/target-requests` | | the recorded requests (the newest 10,000): `method`, `path`, `headers` (name to list of values), `body` (text; bytes that are not UTF-8 shown as U+FFFD), `authorized` | [`target_requests`](MockAuthApi::target_requests) |
+//! | `GET /_mock/target-requests` | | the recorded requests (the newest 10,000, at most 64 MiB of body): `method`, `path`, `headers` (name to list of values), `body` (text; bytes that are not UTF-8 shown as U+FFFD), `authorized` | [`target_requests`](MockAuthApi::target_requests) |
 //!
 //! `route` is `password`, `refresh` or `target` ([`Route`]). Scripted
 //! answers and faults queued by either side are used in order. A bad call
@@ -480,9 +480,9 @@ impl MockAuthApi {
 
     /// Whether the target API keeps the requests it receives, body
     /// included, for [`target_requests`](Self::target_requests): the newest
-    /// 10,000, the oldest forgotten first. Turn it off for long or heavy
-    /// runs (the bodies are kept in memory); the counts go on. Defaults to
-    /// on.
+    /// 10,000 with at most 64 MiB of body between them, the oldest
+    /// forgotten first. Turn it off for long or heavy runs; the counts go
+    /// on. Defaults to on.
     ///
     /// # Example
     ///
@@ -669,7 +669,8 @@ impl MockAuthApi {
 
     /// The requests the target API received, in order of arrival, with the
     /// body it read (empty for requests it rejected before reading): all of
-    /// them, or the newest 10,000 after more.
+    /// them, or the newest 10,000 with at most 64 MiB of body between them
+    /// after more.
     ///
     /// # Example
     ///

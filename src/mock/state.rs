@@ -95,8 +95,12 @@ struct Inner {
     delays: HashMap<Route, Duration>,
     auth_delays: Option<Arc<DelayScript>>,
     scripted: HashMap<Route, VecDeque<Scripted>>,
-    /// The newest [`RECORDED_AT_MOST`] target requests, oldest first.
+    /// The newest target requests, oldest first: at most
+    /// [`RECORDED_AT_MOST`], with at most [`RECORDED_BYTES_AT_MOST`] of
+    /// body between them.
     recorded: VecDeque<RecordedRequest>,
+    /// The body bytes of `recorded`.
+    recorded_bytes: usize,
     /// Every count but the refused refreshes, which `tokens` keeps.
     counts: Counts,
     /// What `tokens` had counted of rejected and reused refresh tokens when
@@ -107,6 +111,10 @@ struct Inner {
 /// How many target requests the mock keeps at most: a mock left running
 /// forgets the oldest instead of growing without bound.
 pub(super) const RECORDED_AT_MOST: usize = 10_000;
+
+/// How many body bytes the kept requests may hold together; the oldest are
+/// forgotten first (the newest is kept whatever its size).
+pub(super) const RECORDED_BYTES_AT_MOST: usize = 64 * 1024 * 1024;
 
 /// The delay of the n-th Auth API call (1-based, both grants counted
 /// together).
@@ -147,6 +155,7 @@ impl State {
                 auth_delays: None,
                 scripted: HashMap::new(),
                 recorded: VecDeque::new(),
+                recorded_bytes: 0,
                 counts: Counts::default(),
                 rotation_baseline: (0, 0),
             }),
@@ -220,7 +229,8 @@ impl State {
         let before = inner.counts();
         inner.counts = Counts::default();
         inner.rotation_baseline = (inner.tokens.rejected(), inner.tokens.reused());
-        inner.recorded.clear();
+        inner.recorded = VecDeque::new();
+        inner.recorded_bytes = 0;
         before
     }
 
@@ -298,10 +308,15 @@ impl State {
             inner.counts.target_unauthorized += 1;
         }
         if inner.recording {
-            if inner.recorded.len() == RECORDED_AT_MOST {
-                inner.recorded.pop_front();
-            }
+            inner.recorded_bytes += request.body.len();
             inner.recorded.push_back(request);
+            while inner.recorded.len() > RECORDED_AT_MOST
+                || (inner.recorded_bytes > RECORDED_BYTES_AT_MOST && inner.recorded.len() > 1)
+            {
+                if let Some(oldest) = inner.recorded.pop_front() {
+                    inner.recorded_bytes -= oldest.body.len();
+                }
+            }
         }
     }
 }
@@ -348,11 +363,15 @@ mod tests {
     use super::*;
 
     fn request(number: usize) -> RecordedRequest {
+        sized(number, 0)
+    }
+
+    fn sized(number: usize, body: usize) -> RecordedRequest {
         RecordedRequest {
-            method: Method::GET,
+            method: Method::POST,
             path: format!("/trips/{number}"),
             headers: HeaderMap::new(),
-            body: Bytes::new(),
+            body: Bytes::from(vec![0; body]),
             trailers: None,
             authorized: true,
         }
@@ -375,5 +394,30 @@ mod tests {
             recorded[RECORDED_AT_MOST - 1].path,
             format!("/trips/{}", sent - 1)
         );
+    }
+
+    #[test]
+    fn only_the_newest_bodies_within_the_byte_budget_are_kept() {
+        let state = State::new("user", "password");
+        let mib = 1024 * 1024;
+        let budget = RECORDED_BYTES_AT_MOST / mib;
+        for number in 0..budget + 3 {
+            state.record(sized(number, mib));
+        }
+        let recorded = state.recorded();
+        assert_eq!(recorded.len(), budget, "the oldest three are forgotten");
+        assert_eq!(recorded[0].path, "/trips/3");
+
+        // One body over the whole budget is kept alone.
+        state.record(sized(budget + 3, RECORDED_BYTES_AT_MOST + 1));
+        let recorded = state.recorded();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].path, format!("/trips/{}", budget + 3));
+
+        state.reset_counts();
+        assert!(state.recorded().is_empty());
+        state.record(sized(0, mib));
+        state.record(sized(1, mib));
+        assert_eq!(state.recorded().len(), 2, "a reset forgets the bytes too");
     }
 }
