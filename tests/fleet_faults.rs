@@ -66,7 +66,12 @@ use tokio::{
 };
 use tower::{BoxError, ServiceExt};
 
-use support::{Authed, bounded, client_through, redis::RedisServer};
+use support::{
+    Authed, bounded,
+    channel::{heard, tap},
+    client_through,
+    redis::RedisServer,
+};
 
 // The thresholds: what the fleet must do under each fault. Tune them here.
 
@@ -1214,13 +1219,7 @@ impl Run {
         let mut raw = bounded(client.get_multiplexed_async_connection())
             .await
             .expect("a connection to Redis");
-        let mut tap = bounded(client.get_async_pubsub())
-            .await
-            .expect("a subscription to Redis");
-        bounded(tap.subscribe("simacan-auth:changes"))
-            .await
-            .expect("SUBSCRIBE");
-        let mut tapped = tap.into_on_message();
+        let mut tapped = tap(&redis.url()).await;
         let seals: Vec<String> = bounded(
             ::redis::cmd("KEYS")
                 .arg("simacan-auth:*:seal")
@@ -1249,20 +1248,17 @@ impl Run {
         sleep(STEADY).await;
 
         // What the saves since the fault were announced as, in order.
-        let mut announced = Vec::new();
-        while let Ok(Some(message)) =
-            timeout(POLL, tokio_stream::StreamExt::next(&mut tapped)).await
-        {
-            let payload = message.get_payload_bytes();
-            if payload.starts_with(b"simacan-auth sealed record") {
-                announced.push(true);
-            } else if payload == record_key.as_bytes() {
-                announced.push(false);
-            }
-            if announced.len() > 1000 {
-                break;
-            }
-        }
+        let announced: Vec<bool> = heard(&mut tapped)
+            .await
+            .into_iter()
+            .filter_map(|payload| {
+                if payload.starts_with(b"simacan-auth sealed record") {
+                    Some(true)
+                } else {
+                    (payload == record_key.as_bytes()).then_some(false)
+                }
+            })
+            .collect();
         let by_key = announced.iter().filter(|sealed| !**sealed).count();
         let notes = vec![format!(
             "saves announced since: {by_key} by key, {} sealed",

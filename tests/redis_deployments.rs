@@ -17,6 +17,7 @@ use simacan_auth::store::{
 };
 use support::{
     bounded,
+    channel::tap,
     redis::{RedisServer, free_port},
     redis_topology::{RedisCluster, RedisSentinels},
 };
@@ -407,11 +408,7 @@ async fn a_save_no_replica_acknowledged_still_learns_the_stored_seal() {
     // So the save after it is announced sealed, not by its key. (A
     // replica just resumed on a busy machine may be late to acknowledge
     // it: the announcement goes out before the wait all the same.)
-    let mut tap = bounded(client.get_async_pubsub()).await.unwrap();
-    bounded(tap.subscribe("simacan-auth:changes"))
-        .await
-        .unwrap();
-    let mut messages = tap.into_on_message();
+    let mut messages = tap(&primary.url()).await;
     match bounded(writer.save(&held, &record(&key, 3), Some(2))).await {
         Ok(written) => assert!(written),
         Err(error) => assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}"),

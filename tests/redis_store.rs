@@ -15,7 +15,11 @@ use simacan_auth::{
     ErrorKind,
     store::{Lease, RedisStore, StoreErrorKind, StoreKey, TokenRecord, TokenStore},
 };
-use support::{bounded, redis::RedisServer};
+use support::{
+    bounded,
+    channel::{heard, tap},
+    redis::RedisServer,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -664,7 +668,7 @@ async fn saved_records_are_handed_over_sealed_and_never_in_the_clear() {
     let open = || RedisStore::open(server.url()).unwrap();
     let (writer, reader) = (open(), open());
     let key = key(1);
-    let mut tapped = Box::pin(tap(&server).await);
+    let mut tapped = tap(&server.url()).await;
 
     look_at(&reader, &key).await;
     let mut changes = reader.changes(&key).expect("the redis store announces");
@@ -870,37 +874,6 @@ async fn a_seal_key_of_another_type_fails_no_save_and_no_look() {
     bounded(writer.release(held)).await.unwrap();
 }
 
-/// Everything published on the store's channel from now on, as any
-/// subscriber sees it.
-async fn tap(server: &RedisServer) -> impl tokio_stream::Stream<Item = redis::Msg> + use<> {
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut tap = bounded(client.get_async_pubsub()).await.unwrap();
-    bounded(tap.subscribe("simacan-auth:changes"))
-        .await
-        .unwrap();
-    tap.into_on_message()
-}
-
-/// The payloads `tapped` hears until it has been quiet for 200 ms (at
-/// most 100 of them).
-async fn heard(
-    tapped: &mut (impl tokio_stream::Stream<Item = redis::Msg> + Unpin),
-) -> Vec<Vec<u8>> {
-    let mut messages = Vec::new();
-    while let Ok(Some(message)) = tokio::time::timeout(
-        Duration::from_millis(200),
-        tokio_stream::StreamExt::next(tapped),
-    )
-    .await
-    {
-        messages.push(message.get_payload_bytes().to_vec());
-        if messages.len() == 100 {
-            break;
-        }
-    }
-    messages
-}
-
 #[tokio::test]
 async fn a_save_its_writer_sends_again_is_announced_once_and_keeps_the_seal() {
     let Some(server) = RedisServer::start() else {
@@ -915,7 +888,7 @@ async fn a_save_its_writer_sends_again_is_announced_once_and_keeps_the_seal() {
         // The feed lives as long as its store.
         reader: _reader,
     } = sealing(&server).await;
-    let mut tapped = Box::pin(tap(&server).await);
+    let mut tapped = tap(&server.url()).await;
 
     // The same save again, as the store retries one whose reply was lost:
     // it counts as written, nothing is published again, and the writer
@@ -949,7 +922,7 @@ async fn a_removal_anyone_publishes_keeps_the_seal_and_lets_no_replay_in() {
         // The feed lives as long as its store.
         reader: _reader,
     } = sealing(&server).await;
-    let mut tapped = Box::pin(tap(&server).await);
+    let mut tapped = tap(&server.url()).await;
     let older = handed_over_at_once(&writer, &held, &mut changes, &key, handed.generation()).await;
     let captured = heard(&mut tapped).await;
     assert_eq!(captured.len(), 1, "one message");

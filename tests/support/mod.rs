@@ -1,7 +1,10 @@
 //! Shared helpers: a mock Auth API, a real hyper client through the layer,
-//! a real Redis server (`redis`), a private CA and a forward proxy (`proxy`).
+//! a real Redis server (`redis`) and a tap on the store's channel
+//! (`channel`), a private CA and a forward proxy (`proxy`).
 #![allow(dead_code)]
 
+#[cfg(feature = "redis")]
+pub mod channel;
 pub mod hosts;
 pub mod proxy;
 pub mod redis;
