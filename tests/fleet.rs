@@ -571,6 +571,7 @@ mod file {
     }
 }
 
+#[cfg(feature = "redis")]
 mod redis {
     use simacan_auth::store::RedisStore;
 
@@ -731,6 +732,7 @@ mod redis {
     }
 }
 
+#[cfg(feature = "redis")]
 mod cluster {
     use simacan_auth::store::RedisStore;
 
@@ -758,6 +760,7 @@ mod cluster {
     }
 }
 
+#[cfg(feature = "redis")]
 mod sentinel {
     use simacan_auth::store::RedisStore;
 
